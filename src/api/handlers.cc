@@ -1,0 +1,230 @@
+#include "api/handlers.h"
+
+#include <openssl/rand.h>
+#include <spdlog/spdlog.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+
+#include "common/product_json.h"
+#include "net/address.h"
+#include "storage/local_storage.h"
+
+namespace imgproc::api {
+namespace {
+
+using nlohmann::json;
+
+Response JsonResponse(int status, const json& body) {
+  Response r;
+  r.status = status;
+  r.body = body.dump();
+  return r;
+}
+
+// "/status/<id>/" and "/status/<id>" both name <id>; returns nullopt when `path` is not
+// prefix + one segment (+ optional slash).
+std::optional<std::string> SegmentAfter(const std::string& path, std::string_view prefix,
+                                        std::string_view suffix = "/") {
+  if (path.rfind(prefix, 0) != 0) return std::nullopt;
+  std::string rest = path.substr(prefix.size());
+  if (rest.size() >= suffix.size() &&
+      rest.compare(rest.size() - suffix.size(), suffix.size(), suffix) == 0) {
+    rest.resize(rest.size() - suffix.size());
+  } else if (suffix != "/") {
+    return std::nullopt;
+  }
+  if (rest.empty() || rest.find('/') != std::string::npos) return std::nullopt;
+  return rest;
+}
+
+}  // namespace
+
+Response JsonError(int status, const std::string& message) {
+  return JsonResponse(status, {{"error", message}});
+}
+
+std::string NewRequestId() {
+  unsigned char b[16];
+  if (RAND_bytes(b, sizeof b) != 1) {
+    std::random_device rd;  // OpenSSL's generator failing is near impossible; still be correct
+    for (auto& byte : b) byte = static_cast<unsigned char>(rd());
+  }
+  b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x40);  // version 4
+  b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);  // RFC 4122 variant
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id;
+  for (int i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) id += '-';
+    id += kHex[b[i] >> 4];
+    id += kHex[b[i] & 15];
+  }
+  return id;
+}
+
+bool IsUuid(const std::string& id) {
+  if (id.size() != 36) return false;
+  for (size_t i = 0; i < id.size(); ++i) {
+    const char c = id[i];
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (c != '-') return false;
+    } else if (!std::isxdigit(static_cast<unsigned char>(c))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+Api::Api(store::Store& store, ApiOptions options, std::function<void()> on_created)
+    : store_(store), options_(std::move(options)), on_created_(std::move(on_created)) {}
+
+Response Api::Handle(const Request& request) {
+  const std::string& path = request.path;
+  const bool get = request.method == "GET" || request.method == "HEAD";
+  auto only = [&](bool allowed, auto handler) {
+    return allowed ? handler() : JsonError(405, "Method not allowed");
+  };
+
+  if (path == "/api/p/upload/" || path == "/api/p/upload") {
+    return only(request.method == "POST", [&] { return Upload(request); });
+  }
+  if (path.rfind("/status/", 0) == 0) {
+    // Anything under /status/ that is not one UUID is an unknown request, not an unknown route.
+    const std::string id = SegmentAfter(path, "/status/").value_or("");
+    return only(get, [&] { return RequestStatus(id); });
+  }
+  if (auto id = SegmentAfter(path, "/api/p/requests/", "/output.csv")) {
+    auto it = request.query.find("errors");
+    const bool with_errors =
+        it != request.query.end() && (it->second == "1" || it->second == "true");
+    return only(get, [&] { return OutputCsv(*id, with_errors); });
+  }
+  if (path.rfind("/media/", 0) == 0) {
+    return only(get, [&] { return Media(path.substr(7)); });
+  }
+  if (path == "/healthz") return only(get, [&] { return Health(); });
+  return JsonError(404, "Not found");
+}
+
+Response Api::Upload(const Request& request) {
+  const auto file = request.form.find("csv_file");
+  if (file == request.form.end()) return JsonError(400, "No CSV file provided");
+  const std::string& data = file->second.content;
+  if (data.size() > options_.csv_limits.max_bytes) {
+    return JsonError(
+        413, "CSV file is larger than " + std::to_string(options_.csv_limits.max_bytes) + " bytes");
+  }
+
+  std::optional<std::string> webhook_url;
+  if (auto w = request.form.find("webhook_url"); w != request.form.end()) {
+    std::string url = w->second.content;
+    const auto first = url.find_first_not_of(" \t\r\n");
+    const auto last = url.find_last_not_of(" \t\r\n");
+    url = first == std::string::npos ? "" : url.substr(first, last - first + 1);
+    if (!url.empty()) {
+      if (url.size() > 2048 || !net::IsHttpUrl(url)) return JsonError(400, "Invalid webhook_url");
+      webhook_url = url;
+    }
+  }
+
+  csv::ParseResult parsed = csv::ParseProducts(data, options_.csv_limits);
+  if (!parsed.ok()) {
+    json details = json::array();
+    for (const auto& p : parsed.problems) {
+      details.push_back({{"row", p.row}, {"column", p.column}, {"message", p.message}});
+    }
+    return JsonResponse(400, {{"error", "Invalid CSV format"}, {"details", details}});
+  }
+
+  const std::string id = NewRequestId();
+  if (auto s = store_.CreateRequest(id, webhook_url, parsed.rows); !s.ok()) {
+    spdlog::error("upload: cannot store request: {}", s.message());
+    return JsonError(503, "Service unavailable: cannot store the request, try again");
+  }
+  size_t images = 0;
+  for (const auto& row : parsed.rows) images += row.input_urls.size();
+  spdlog::info("request {}: accepted {} products, {} URL entries", id, parsed.rows.size(), images);
+  if (on_created_) on_created_();
+  return JsonResponse(202, {{"request_id", id}});
+}
+
+Response Api::RequestStatus(const std::string& request_id) {
+  if (!IsUuid(request_id)) return JsonError(404, "Request ID not found");
+  auto view = store_.GetRequest(request_id);
+  if (!view.ok()) {
+    if (view.status().code() == StatusCode::kNotFound)
+      return JsonError(404, "Request ID not found");
+    spdlog::error("status {}: {}", request_id, view.status().message());
+    return JsonError(503, "Service unavailable: cannot read the request, try again");
+  }
+  json products = json::array();
+  for (const auto& p : view->products) products.push_back(ProductJson(p, /*with_errors=*/true));
+  json body = {
+      {"request_id", view->request_id},
+      {"status", store::ToString(view->status)},
+      {"progress",
+       {{"images_total", view->images_total},
+        {"images_done", view->images_done},
+        {"images_failed", view->images_failed}}},
+      {"products", std::move(products)},
+  };
+  if (view->webhook) {
+    json hook = {{"state", view->webhook->state}, {"attempts", view->webhook->attempts}};
+    hook["last_status"] = view->webhook->last_status ? json(*view->webhook->last_status) : json();
+    body["webhook"] = std::move(hook);
+  }
+  return JsonResponse(200, body);
+}
+
+Response Api::OutputCsv(const std::string& request_id, bool with_errors) {
+  if (!IsUuid(request_id)) return JsonError(404, "Request ID not found");
+  auto view = store_.GetRequest(request_id);
+  if (!view.ok()) {
+    if (view.status().code() == StatusCode::kNotFound)
+      return JsonError(404, "Request ID not found");
+    return JsonError(503, "Service unavailable: cannot read the request, try again");
+  }
+  std::ostringstream out;
+  out << "Serial Number,Product Name,Input Image Urls,Output Image Urls"
+      << (with_errors ? ",Errors" : "") << "\r\n";
+  for (const auto& p : view->products) {
+    out << p.serial_no << ',' << csv::EscapeField(p.product_name) << ','
+        << csv::EscapeField(p.input_urls) << ',' << csv::EscapeField(p.output_urls.value_or(""));
+    if (with_errors) {
+      std::string errors;
+      for (const auto& e : p.image_errors) {
+        if (!errors.empty()) errors += "; ";
+        errors += "#" + std::to_string(e.index) + " " + e.url + ": " + e.error;
+      }
+      out << ',' << csv::EscapeField(errors);
+    }
+    out << "\r\n";
+  }
+  Response r;
+  r.content_type = "text/csv; charset=utf-8";
+  r.body = out.str();
+  r.headers["Content-Disposition"] = "attachment; filename=\"output-" + request_id + ".csv\"";
+  return r;
+}
+
+Response Api::Media(const std::string& relative) {
+  if (options_.media_dir.empty()) return JsonError(404, "Not found");
+  const auto file = storage::ResolveMediaPath(options_.media_dir, relative);
+  if (!file) return JsonError(404, "Not found");
+  std::ifstream in(*file, std::ios::binary);
+  std::ostringstream content;
+  content << in.rdbuf();
+  if (!in) return JsonError(404, "Not found");
+  Response r;
+  r.content_type = "image/jpeg";
+  r.body = content.str();
+  r.headers["Cache-Control"] = "public, max-age=31536000, immutable";
+  r.headers["X-Content-Type-Options"] = "nosniff";
+  return r;
+}
+
+Response Api::Health() { return JsonResponse(200, {{"status", "ok"}}); }
+
+}  // namespace imgproc::api

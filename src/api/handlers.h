@@ -1,0 +1,76 @@
+// The HTTP API as plain functions of plain values: no HTTP library types here, so the transport
+// (cpp-httplib today) can be replaced without touching the API logic, and every handler can be
+// tested without a socket.
+#ifndef IMGPROC_API_HANDLERS_H_
+#define IMGPROC_API_HANDLERS_H_
+
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "csv/product_csv.h"
+#include "queue/queue.h"
+#include "store/store.h"
+
+namespace imgproc::api {
+
+// One uploaded part of a multipart/form-data body.
+struct FormFile {
+  std::string filename;
+  std::string content_type;
+  std::string content;
+};
+
+struct Request {
+  std::string method;  // "GET", "POST", ...
+  std::string path;    // without the query string
+  std::map<std::string, std::string> query;
+  std::map<std::string, FormFile> form;  // multipart parts by name (first one wins)
+};
+
+struct Response {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::map<std::string, std::string> headers;
+};
+
+struct ApiOptions {
+  csv::Limits csv_limits;
+  // Where local media lives; empty when the storage is not local (then /media/ is 404).
+  std::filesystem::path media_dir;
+};
+
+class Api {
+ public:
+  // `on_created` runs after a request is stored (wakes the workers).
+  Api(store::Store& store, ApiOptions options, std::function<void()> on_created);
+
+  Response Handle(const Request& request);
+
+ private:
+  Response Upload(const Request& request);
+  Response RequestStatus(const std::string& request_id);
+  Response OutputCsv(const std::string& request_id, bool with_errors);
+  Response Media(const std::string& relative);
+  Response Health();
+
+  store::Store& store_;
+  const ApiOptions options_;
+  std::function<void()> on_created_;
+};
+
+// A JSON error response: {"error": message}.
+Response JsonError(int status, const std::string& message);
+
+// A new random (version 4) UUID in its canonical lower-case form.
+std::string NewRequestId();
+
+// True when `id` is a canonical UUID (8-4-4-4-12 hex digits).
+bool IsUuid(const std::string& id);
+
+}  // namespace imgproc::api
+
+#endif  // IMGPROC_API_HANDLERS_H_

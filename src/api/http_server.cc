@@ -1,0 +1,94 @@
+#include "api/http_server.h"
+
+#include <httplib.h>
+#include <spdlog/spdlog.h>
+
+namespace imgproc::api {
+namespace {
+
+Request FromHttplib(const httplib::Request& req) {
+  Request out;
+  out.method = req.method;
+  out.path = req.path;
+  for (const auto& [key, value] : req.params) out.query.emplace(key, value);
+  for (const auto& [name, part] : req.files) {
+    out.form.emplace(name, FormFile{part.filename, part.content_type, part.content});
+  }
+  return out;
+}
+
+void ToHttplib(const Response& in, httplib::Response& res) {
+  res.status = in.status;
+  for (const auto& [name, value] : in.headers) res.set_header(name, value);
+  res.set_content(in.body, in.content_type);
+}
+
+}  // namespace
+
+HttpServer::HttpServer(Api& api, ServerOptions options)
+    : api_(api), options_(std::move(options)), server_(std::make_unique<httplib::Server>()) {
+  auto& s = *server_;
+  // Debian's cpp-httplib is a compiled library, so its pool is sized here, not by a macro. A
+  // keep-alive connection holds a pool thread, hence short keep-alive and read timeouts: a slow
+  // or idle client gives its thread back quickly.
+  const size_t threads = static_cast<size_t>(std::max(2, options_.threads));
+  s.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  s.set_keep_alive_max_count(100);
+  s.set_keep_alive_timeout(2);
+  s.set_read_timeout(10, 0);
+  s.set_write_timeout(10, 0);
+  s.set_payload_max_length(options_.max_body_bytes);
+
+  auto handle = [this](const httplib::Request& req, httplib::Response& res) {
+    ToHttplib(api_.Handle(FromHttplib(req)), res);
+  };
+  const std::string any = R"(/.*)";
+  s.Get(any, handle);
+  s.Post(any, handle);
+  s.Put(any, handle);
+  s.Delete(any, handle);
+  s.Patch(any, handle);
+  s.Options(any, handle);
+
+  // httplib answers some errors itself (413 too large, 400 unparsable, 404 unknown method):
+  // give those a JSON body too.
+  s.set_error_handler(
+      httplib::Server::HandlerWithResponse([](const httplib::Request&, httplib::Response& res) {
+        if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+        const std::string message = res.status == 413   ? "Request body is too large"
+                                    : res.status == 404 ? "Not found"
+                                    : res.status == 405 ? "Method not allowed"
+                                    : res.status == 414 ? "Request URI too long"
+                                                        : "Bad request";
+        res.set_content(JsonError(res.status, message).body, "application/json");
+        return httplib::Server::HandlerResponse::Handled;
+      }));
+  s.set_exception_handler(
+      [](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
+        std::string what = "unknown";
+        try {
+          if (ep) std::rethrow_exception(ep);
+        } catch (const std::exception& e) {
+          what = e.what();
+        } catch (...) {
+        }
+        spdlog::error("{} {}: unhandled exception: {}", req.method, req.path, what);
+        res.status = 500;
+        res.set_content(R"({"error": "Internal server error"})", "application/json");
+      });
+}
+
+HttpServer::~HttpServer() { Stop(); }
+
+Status HttpServer::Bind() {
+  if (!server_->bind_to_port(options_.bind, options_.port)) {
+    return Internal("cannot listen on " + options_.bind + ":" + std::to_string(options_.port));
+  }
+  return Status::Ok();
+}
+
+void HttpServer::Serve() { server_->listen_after_bind(); }
+
+void HttpServer::Stop() { server_->stop(); }
+
+}  // namespace imgproc::api

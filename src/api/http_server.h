@@ -1,0 +1,43 @@
+// The HTTP transport: cpp-httplib, translating its requests into api::Request values and back.
+#ifndef IMGPROC_API_HTTP_SERVER_H_
+#define IMGPROC_API_HTTP_SERVER_H_
+
+#include <memory>
+#include <string>
+
+#include "api/handlers.h"
+#include "common/result.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace imgproc::api {
+
+struct ServerOptions {
+  std::string bind = "127.0.0.1";
+  int port = 8000;
+  int threads = 16;
+  size_t max_body_bytes = 11 * 1024 * 1024;  // the CSV limit plus multipart overhead
+};
+
+class HttpServer {
+ public:
+  HttpServer(Api& api, ServerOptions options);
+  ~HttpServer();
+
+  // Binds the socket; the port is taken when this returns OK.
+  Status Bind();
+  // Serves until Stop() is called (from another thread or a signal watcher).
+  void Serve();
+  void Stop();
+
+ private:
+  Api& api_;
+  const ServerOptions options_;
+  std::unique_ptr<httplib::Server> server_;
+};
+
+}  // namespace imgproc::api
+
+#endif  // IMGPROC_API_HTTP_SERVER_H_

@@ -1,0 +1,81 @@
+// imgproc: compresses the product images listed in CSV files (see README.md).
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <thread>
+
+#include "app/service.h"
+#include "config/config.h"
+
+namespace {
+
+constexpr const char* kFooter = R"(
+Every setting is also an environment variable (PORT, BIND, DATA_DIR, DATABASE_URL, REDIS_URL,
+STORAGE, IMGBB_API_KEY, IMGBB_UPLOAD_URL, PUBLIC_BASE_URL, ALLOW_PRIVATE_URLS, WEBHOOK_SECRET and
+the limits); a flag wins over the environment. See `imgproc serve --help` for the full list.)";
+
+// Runs the service until SIGINT or SIGTERM, then shuts it down gracefully.
+int Serve(const imgproc::config::Config& config, bool with_workers) {
+  // Block the signals in every thread; one thread waits for them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto service = imgproc::app::Service::Create(config, with_workers);
+  if (!service.ok()) {
+    spdlog::critical("{}", service.status().message());
+    return 1;
+  }
+  std::thread watcher([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    spdlog::info("signal {}: shutting down", sig);
+    (*service)->Stop();
+  });
+  imgproc::Status status = (*service)->Run();
+  if (!status.ok()) {
+    spdlog::critical("{}", status.message());
+    // Wake the watcher so it can be joined.
+    kill(getpid(), SIGTERM);
+  }
+  watcher.join();
+  (*service)->Stop();
+  spdlog::info("stopped");
+  return status.ok() ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app(
+      "imgproc: compress the product images listed in a CSV to JPEG quality 50 and "
+      "report the results through a status API, an output CSV and a webhook.",
+      "imgproc");
+  app.require_subcommand(1);
+  app.footer(kFooter);
+  app.set_version_flag("--version", "imgproc 0.1.0");
+
+  imgproc::config::Config config;
+  bool no_worker = false;
+  CLI::App* serve = app.add_subcommand(
+      "serve", "Run the HTTP API with embedded workers (SQLite + local disk by default).");
+  imgproc::config::AddFlags(*serve, config);
+  serve->add_flag("--no-worker", no_worker, "serve the API only; workers run elsewhere");
+
+  CLI11_PARSE(app, argc, argv);
+
+  if (auto level = spdlog::level::from_str(config.log_level);
+      level != spdlog::level::off || config.log_level == "off") {
+    spdlog::set_level(level);
+  }
+  if (imgproc::Status s = imgproc::config::Finalize(config); !s.ok()) {
+    spdlog::critical("configuration: {}", s.message());
+    return 2;
+  }
+  if (serve->parsed()) return Serve(config, !no_worker);
+  return 0;
+}

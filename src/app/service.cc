@@ -1,0 +1,103 @@
+#include "app/service.h"
+
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+
+#include "queue/embedded_queue.h"
+
+namespace imgproc::app {
+
+Result<std::unique_ptr<Service>> Service::Create(const config::Config& config, bool with_workers) {
+  if (Status s = pipeline::InitCodec(); !s.ok()) return s;
+  net::InitHttpClient();
+
+  std::unique_ptr<Service> svc(new Service());
+  svc->config_ = config;
+  const auto media_dir = std::filesystem::path(config.data_dir) / "media";
+
+  auto store = store::OpenStore(config.database_url);
+  if (!store.ok()) return store.status();
+  svc->store_ = std::move(*store);
+  // SQLite means one process owns the database: whatever a previous run had leased died with it.
+  if (auto released = svc->store_->ReleaseLeases(); !released.ok()) {
+    return released.status();
+  } else if (*released > 0) {
+    spdlog::info("resuming {} image(s) left unfinished by the previous run", *released);
+  }
+
+  auto storage = storage::MakeStorage({config.storage, media_dir.string(), config.public_base_url,
+                                       config.imgbb_api_key, config.imgbb_upload_url});
+  if (!storage.ok()) return storage.status();
+  svc->storage_ = std::move(*storage);
+
+  pipeline::PipelineOptions pipe;
+  pipe.fetch.allow_private = config.allow_private_urls;
+  pipe.fetch.connect_timeout = std::chrono::milliseconds(config.fetch_connect_timeout_ms);
+  pipe.fetch.total_timeout = std::chrono::milliseconds(config.fetch_timeout_ms);
+  pipe.fetch.max_redirects = config.max_redirects;
+  pipe.fetch.max_body_bytes = config.max_download_bytes;
+  pipe.codec.max_pixels = config.max_image_pixels;
+  pipe.workers = config.workers;
+  pipe.cpu_threads = config.cpu_threads;
+  pipe.max_attempts = config.max_attempts;
+  pipe.retry_base = std::chrono::milliseconds(config.retry_base_ms);
+  svc->queue_ = std::make_unique<queue::EmbeddedQueue>(*svc->store_, pipe.lease);
+
+  webhook::SenderOptions hooks;
+  hooks.secret = config.webhook_secret;
+  hooks.max_attempts = config.webhook_max_attempts;
+  hooks.retry_base = std::chrono::milliseconds(std::max(config.retry_base_ms, 1) * 5);
+  hooks.fetch.allow_private = config.allow_private_urls;
+  hooks.fetch.total_timeout = std::chrono::seconds(5);
+  hooks.fetch.connect_timeout = std::chrono::seconds(5);
+  hooks.fetch.max_body_bytes = 64 * 1024;
+  hooks.fetch.max_redirects = 0;
+  svc->webhooks_ = std::make_unique<webhook::Sender>(*svc->store_, hooks);
+
+  if (with_workers) {
+    svc->workers_ = std::make_unique<pipeline::WorkerPool>(
+        *svc->store_, *svc->queue_, *svc->storage_, pipe,
+        [sender = svc->webhooks_.get()] { sender->Notify(); });
+  }
+
+  api::ApiOptions api_options;
+  api_options.csv_limits.max_bytes = config.max_csv_bytes;
+  api_options.csv_limits.max_rows = static_cast<size_t>(config.max_rows);
+  api_options.csv_limits.max_urls_per_row = static_cast<size_t>(config.max_urls_per_row);
+  api_options.csv_limits.max_url_length = static_cast<size_t>(config.max_url_length);
+  if (config.storage == "local") api_options.media_dir = media_dir;
+  svc->api_ = std::make_unique<api::Api>(*svc->store_, api_options,
+                                         [queue = svc->queue_.get()] { queue->Notify(); });
+
+  api::ServerOptions server;
+  server.bind = config.bind;
+  server.port = config.port;
+  server.threads = config.http_threads;
+  // Room for the multipart framing and the webhook_url field around the largest CSV; a larger
+  // CSV part inside a body that fits still gets the API's own 413.
+  server.max_body_bytes = config.max_csv_bytes + 64 * 1024;
+  svc->server_ = std::make_unique<api::HttpServer>(*svc->api_, server);
+  return svc;
+}
+
+Service::~Service() { Stop(); }
+
+Status Service::Run() {
+  if (Status s = server_->Bind(); !s.ok()) return s;
+  webhooks_->Start();
+  if (workers_) workers_->Start();
+  spdlog::info("imgproc listening on http://{}:{} (store {}, storage {}, {} workers, {} cpu)",
+               config_.bind, config_.port, config_.database_url, config_.storage,
+               workers_ ? config_.workers : 0, config_.cpu_threads);
+  server_->Serve();
+  return Status::Ok();
+}
+
+void Service::Stop() {
+  if (server_) server_->Stop();
+  if (workers_) workers_->Stop();
+  if (webhooks_) webhooks_->Stop();
+}
+
+}  // namespace imgproc::app

@@ -1,0 +1,71 @@
+// Status and Result<T>: errors as values at module boundaries.
+//
+// A Status is either OK or carries a code and a human-readable message. Result<T> holds either a
+// value or a non-OK Status. Neither throws; callers check ok() before using value().
+#ifndef IMGPROC_COMMON_RESULT_H_
+#define IMGPROC_COMMON_RESULT_H_
+
+#include <cassert>
+#include <optional>
+#include <string>
+#include <utility>
+
+namespace imgproc {
+
+enum class StatusCode {
+  kOk = 0,
+  kInvalidArgument,  // the caller's input is wrong; retrying will not help
+  kNotFound,
+  kPermanent,  // the remote side failed in a way that retrying will not fix
+  kTransient,  // may succeed if retried later (timeouts, 5xx, 429, rate limits)
+  kInternal,
+};
+
+class Status {
+ public:
+  Status() = default;
+  Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}
+
+  static Status Ok() { return Status(); }
+
+  bool ok() const { return code_ == StatusCode::kOk; }
+  StatusCode code() const { return code_; }
+  const std::string& message() const { return message_; }
+  bool transient() const { return code_ == StatusCode::kTransient; }
+
+ private:
+  StatusCode code_ = StatusCode::kOk;
+  std::string message_;
+};
+
+inline Status InvalidArgument(std::string m) {
+  return {StatusCode::kInvalidArgument, std::move(m)};
+}
+inline Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
+inline Status Permanent(std::string m) { return {StatusCode::kPermanent, std::move(m)}; }
+inline Status Transient(std::string m) { return {StatusCode::kTransient, std::move(m)}; }
+inline Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+
+template <typename T>
+class Result {
+ public:
+  Result(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(Status status) : status_(std::move(status)) { assert(!status_.ok()); }  // NOLINT
+
+  bool ok() const { return value_.has_value(); }
+  const Status& status() const { return status_; }
+  T& value() { return *value_; }
+  const T& value() const { return *value_; }
+  T* operator->() { return &*value_; }
+  const T* operator->() const { return &*value_; }
+  T& operator*() { return *value_; }
+  const T& operator*() const { return *value_; }
+
+ private:
+  std::optional<T> value_;
+  Status status_;
+};
+
+}  // namespace imgproc
+
+#endif  // IMGPROC_COMMON_RESULT_H_

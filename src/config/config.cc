@@ -1,0 +1,76 @@
+#include "config/config.h"
+
+#include <CLI/CLI.hpp>
+#include <thread>
+
+namespace imgproc::config {
+
+void AddFlags(CLI::App& app, Config& c) {
+  auto opt = [&app](const std::string& flag, auto& field, const std::string& env,
+                    const std::string& help) {
+    app.add_option(flag, field, help)->envname(env)->capture_default_str()->group("Settings");
+  };
+  opt("--port", c.port, "PORT", "HTTP port");
+  opt("--bind", c.bind, "BIND", "address to listen on");
+  opt("--data-dir", c.data_dir, "DATA_DIR", "folder for the SQLite database and local media");
+  opt("--database-url", c.database_url, "DATABASE_URL",
+      "store: sqlite://PATH (default sqlite://$DATA_DIR/imgproc.db)");
+  opt("--redis-url", c.redis_url, "REDIS_URL", "optional broker, redis://host:port/N");
+  opt("--storage", c.storage, "STORAGE", "where compressed images go: local | imgbb");
+  opt("--imgbb-api-key", c.imgbb_api_key, "IMGBB_API_KEY", "ImgBB API key (STORAGE=imgbb)");
+  opt("--imgbb-upload-url", c.imgbb_upload_url, "IMGBB_UPLOAD_URL", "ImgBB upload endpoint");
+  opt("--public-base-url", c.public_base_url, "PUBLIC_BASE_URL",
+      "prefix of local media URLs (default http://$BIND:$PORT)");
+  app.add_flag("--allow-private-urls", c.allow_private_urls,
+               "allow image and webhook URLs that resolve to loopback, private, link-local or "
+               "other non-public addresses (off by default: SSRF protection)")
+      ->envname("ALLOW_PRIVATE_URLS")
+      ->group("Settings");
+  opt("--webhook-secret", c.webhook_secret, "WEBHOOK_SECRET",
+      "sign webhooks with this secret (Standard Webhooks headers)");
+
+  opt("--workers", c.workers, "WORKERS", "images in flight at once (download/upload)");
+  opt("--cpu-threads", c.cpu_threads, "CPU_THREADS", "images compressed at once (0 = cores)");
+  opt("--http-threads", c.http_threads, "HTTP_THREADS", "threads serving HTTP connections");
+  opt("--max-csv-bytes", c.max_csv_bytes, "MAX_CSV_BYTES", "largest accepted CSV file");
+  opt("--max-rows", c.max_rows, "MAX_ROWS", "most data rows in a CSV");
+  opt("--max-urls-per-row", c.max_urls_per_row, "MAX_URLS_PER_ROW", "most URL entries per row");
+  opt("--max-url-length", c.max_url_length, "MAX_URL_LENGTH", "longest URL entry");
+  opt("--max-download-bytes", c.max_download_bytes, "MAX_DOWNLOAD_BYTES",
+      "largest image download (aborted mid-stream)");
+  opt("--max-image-pixels", c.max_image_pixels, "MAX_IMAGE_PIXELS",
+      "largest decoded image, width x height");
+  opt("--fetch-connect-timeout-ms", c.fetch_connect_timeout_ms, "FETCH_CONNECT_TIMEOUT_MS",
+      "image download connect timeout");
+  opt("--fetch-timeout-ms", c.fetch_timeout_ms, "FETCH_TIMEOUT_MS", "image download total timeout");
+  opt("--max-redirects", c.max_redirects, "MAX_REDIRECTS", "redirects followed per download");
+  opt("--max-attempts", c.max_attempts, "MAX_ATTEMPTS",
+      "attempts per image before a transient failure becomes an error");
+  opt("--retry-base-ms", c.retry_base_ms, "RETRY_BASE_MS",
+      "first retry delay (doubles per attempt, with jitter)");
+  opt("--webhook-max-attempts", c.webhook_max_attempts, "WEBHOOK_MAX_ATTEMPTS",
+      "webhook delivery attempts before giving up");
+  opt("--log-level", c.log_level, "LOG_LEVEL", "trace | debug | info | warn | error");
+}
+
+Status Finalize(Config& c) {
+  if (c.port < 0 || c.port > 65535) return InvalidArgument("PORT must be 0..65535");
+  if (c.database_url.empty()) c.database_url = "sqlite://" + c.data_dir + "/imgproc.db";
+  if (c.public_base_url.empty()) {
+    c.public_base_url = "http://" + c.bind + ":" + std::to_string(c.port);
+  }
+  if (c.cpu_threads <= 0)
+    c.cpu_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (c.workers < 1 || c.http_threads < 1)
+    return InvalidArgument("WORKERS and HTTP_THREADS must be >= 1");
+  if (c.max_attempts < 1) return InvalidArgument("MAX_ATTEMPTS must be >= 1");
+  if (c.storage != "local" && c.storage != "imgbb") {
+    return InvalidArgument("STORAGE must be 'local' or 'imgbb'");
+  }
+  if (!c.redis_url.empty()) {
+    return InvalidArgument("REDIS_URL: the Redis broker is not supported by this build yet");
+  }
+  return Status::Ok();
+}
+
+}  // namespace imgproc::config

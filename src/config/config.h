@@ -1,0 +1,61 @@
+// The whole configuration (CONTRACT.md §6): every setting is an environment variable and a
+// command-line flag of the same meaning; a flag wins over the environment.
+#ifndef IMGPROC_CONFIG_CONFIG_H_
+#define IMGPROC_CONFIG_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+
+#include "common/result.h"
+
+namespace CLI {
+class App;
+}
+
+namespace imgproc::config {
+
+struct Config {
+  // Contract settings.
+  int port = 8000;
+  std::string bind = "127.0.0.1";
+  std::string data_dir = "./data";
+  std::string database_url;  // default sqlite://$DATA_DIR/imgproc.db
+  std::string redis_url;     // optional broker (not in this build)
+  std::string storage = "local";
+  std::string imgbb_api_key;
+  std::string imgbb_upload_url = "https://api.imgbb.com/1/upload";
+  std::string public_base_url;  // default http://$BIND:$PORT
+  bool allow_private_urls = false;
+  std::string webhook_secret;
+
+  // Capacity.
+  int workers = 16;       // images in flight at once (downloads, uploads)
+  int cpu_threads = 0;    // images compressed at once; 0 = number of cores
+  int http_threads = 16;  // threads serving HTTP connections
+
+  // Limits.
+  uint64_t max_csv_bytes = 10 * 1024 * 1024;
+  int max_rows = 10000;
+  int max_urls_per_row = 50;
+  int max_url_length = 2048;
+  uint64_t max_download_bytes = 50 * 1024 * 1024;
+  uint64_t max_image_pixels = 100'000'000;
+  int fetch_connect_timeout_ms = 5000;
+  int fetch_timeout_ms = 30000;
+  int max_redirects = 5;
+  int max_attempts = 5;      // per image, transient failures included
+  int retry_base_ms = 1000;  // first retry delay; doubles each time, with jitter
+  int webhook_max_attempts = 8;
+
+  std::string log_level = "info";
+};
+
+// Adds every setting to `app` as a flag with its environment variable, bound to `config`.
+void AddFlags(CLI::App& app, Config& config);
+
+// Fills in derived defaults (DATABASE_URL, PUBLIC_BASE_URL, cpu_threads) and checks values.
+Status Finalize(Config& config);
+
+}  // namespace imgproc::config
+
+#endif  // IMGPROC_CONFIG_CONFIG_H_

@@ -1,0 +1,145 @@
+#include "net/address.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <array>
+#include <cctype>
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+namespace imgproc::net {
+namespace {
+
+struct V4Range {
+  uint32_t base;
+  int prefix;
+};
+
+// Every IPv4 range that is not a public unicast destination (IANA special-purpose registry).
+constexpr std::array<V4Range, 16> kNonPublicV4 = {{
+    {0x00000000, 8},   // 0.0.0.0/8 "this network", incl. the unspecified address
+    {0x0A000000, 8},   // 10/8 private
+    {0x64400000, 10},  // 100.64/10 carrier-grade NAT
+    {0x7F000000, 8},   // 127/8 loopback
+    {0xA9FE0000, 16},  // 169.254/16 link-local, incl. cloud metadata 169.254.169.254
+    {0xAC100000, 12},  // 172.16/12 private
+    {0xC0000000, 24},  // 192.0.0/24 IETF protocol assignments
+    {0xC0000200, 24},  // 192.0.2/24 documentation
+    {0xC0586300, 24},  // 192.88.99/24 6to4 relay anycast
+    {0xC0A80000, 16},  // 192.168/16 private
+    {0xC6120000, 15},  // 198.18/15 benchmarking
+    {0xC6336400, 24},  // 198.51.100/24 documentation
+    {0xCB007100, 24},  // 203.0.113/24 documentation
+    {0xE0000000, 4},   // 224/4 multicast
+    {0xF0000000, 4},   // 240/4 reserved, incl. broadcast 255.255.255.255
+    {0xFFFFFFFF, 32},  // broadcast (covered above; kept for clarity)
+}};
+
+bool IsPublicV4(uint32_t ip) {
+  for (const auto& r : kNonPublicV4) {
+    const uint32_t mask = r.prefix == 0 ? 0 : ~uint32_t{0} << (32 - r.prefix);
+    if ((ip & mask) == r.base) return false;
+  }
+  return true;
+}
+
+uint32_t V4At(const uint8_t* b) {
+  return uint32_t{b[0]} << 24 | uint32_t{b[1]} << 16 | uint32_t{b[2]} << 8 | b[3];
+}
+
+bool HasPrefix(const uint8_t* a, std::initializer_list<uint8_t> prefix, int bits) {
+  const uint8_t* p = prefix.begin();
+  for (int i = 0; i < bits / 8; ++i) {
+    if (a[i] != p[i]) return false;
+  }
+  if (bits % 8 != 0) {
+    const uint8_t mask = static_cast<uint8_t>(0xFF << (8 - bits % 8));
+    if ((a[bits / 8] & mask) != (p[bits / 8] & mask)) return false;
+  }
+  return true;
+}
+
+bool IsPublicV6(const uint8_t* a) {
+  static constexpr uint8_t kZero[16] = {};
+  // ::/96 covers :: (unspecified), ::1 (loopback) and the deprecated IPv4-compatible form.
+  if (std::memcmp(a, kZero, 12) == 0) return false;
+  // ::ffff:0:0/96 IPv4-mapped: judged by the IPv4 address inside.
+  if (HasPrefix(a, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF}, 96)) return IsPublicV4(V4At(a + 12));
+  // 64:ff9b::/96 NAT64 well-known prefix, and 64:ff9b:1::/48 local-use NAT64.
+  if (HasPrefix(a, {0x00, 0x64, 0xFF, 0x9B, 0, 0, 0, 0, 0, 0, 0, 0}, 96)) {
+    return IsPublicV4(V4At(a + 12));
+  }
+  if (HasPrefix(a, {0x00, 0x64, 0xFF, 0x9B, 0x00, 0x01}, 48)) return false;
+  // 2002::/16 6to4: the IPv4 address is in bits 16..47.
+  if (HasPrefix(a, {0x20, 0x02}, 16)) return IsPublicV4(V4At(a + 2));
+  // 2001::/32 Teredo: refused outright; it tunnels to an address we cannot vet.
+  if (HasPrefix(a, {0x20, 0x01, 0x00, 0x00}, 32)) return false;
+  if (HasPrefix(a, {0x20, 0x01, 0x0D, 0xB8}, 32)) return false;        // documentation
+  if (HasPrefix(a, {0x20, 0x01, 0x00, 0x10}, 28)) return false;        // ORCHID
+  if (HasPrefix(a, {0x01, 0x00, 0, 0, 0, 0, 0, 0}, 64)) return false;  // 100::/64 discard
+  if (HasPrefix(a, {0xFC}, 7)) return false;                           // fc00::/7 unique local
+  if (HasPrefix(a, {0xFE, 0x80}, 10)) return false;                    // fe80::/10 link-local
+  if (HasPrefix(a, {0xFE, 0xC0}, 10)) return false;                    // fec0::/10 site-local
+  if (a[0] == 0xFF) return false;                                      // ff00::/8 multicast
+  // Only the global unicast block 2000::/3 is routable on the internet.
+  return (a[0] & 0xE0) == 0x20;
+}
+
+}  // namespace
+
+bool IsPublicAddress(const sockaddr* addr, socklen_t len) {
+  if (addr == nullptr) return false;
+  if (addr->sa_family == AF_INET && len >= static_cast<socklen_t>(sizeof(sockaddr_in))) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(addr);
+    return IsPublicV4(ntohl(in->sin_addr.s_addr));
+  }
+  if (addr->sa_family == AF_INET6 && len >= static_cast<socklen_t>(sizeof(sockaddr_in6))) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(addr);
+    return IsPublicV6(in6->sin6_addr.s6_addr);
+  }
+  return false;
+}
+
+bool IsPublicAddress(std::string_view ip) {
+  const std::string text(ip);
+  in_addr v4{};
+  if (inet_pton(AF_INET, text.c_str(), &v4) == 1) return IsPublicV4(ntohl(v4.s_addr));
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, text.c_str(), &v6) == 1) return IsPublicV6(v6.s6_addr);
+  return false;
+}
+
+bool IsHttpUrl(std::string_view url) {
+  if (url.size() > 8192) return false;
+  for (unsigned char c : url) {
+    if (c <= 0x20 || c == 0x7F) return false;  // no spaces or control characters anywhere
+  }
+  std::string lower(url.substr(0, 8));
+  for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  size_t host_start;
+  if (lower.rfind("http://", 0) == 0) {
+    host_start = 7;
+  } else if (lower.rfind("https://", 0) == 0) {
+    host_start = 8;
+  } else {
+    return false;
+  }
+  const std::string_view rest = url.substr(host_start);
+  std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
+  if (const size_t at = authority.rfind('@'); at != std::string_view::npos) {
+    authority = authority.substr(at + 1);
+  }
+  // The host is what remains without a port; "[v6]" literals keep their brackets.
+  std::string_view host = authority;
+  if (!host.empty() && host.front() == '[') {
+    const size_t close = host.find(']');
+    if (close == std::string_view::npos || close == 1) return false;
+    return true;
+  }
+  host = host.substr(0, host.find(':'));
+  return !host.empty();
+}
+
+}  // namespace imgproc::net

@@ -1,0 +1,203 @@
+#include "net/http_client.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cctype>
+#include <functional>
+#include <memory>
+#include <mutex>
+
+#include "net/address.h"
+
+namespace imgproc::net {
+namespace {
+
+struct CurlDeleter {
+  void operator()(CURL* c) const { curl_easy_cleanup(c); }
+  void operator()(curl_slist* l) const { curl_slist_free_all(l); }
+  void operator()(curl_mime* m) const { curl_mime_free(m); }
+};
+using CurlPtr = std::unique_ptr<CURL, CurlDeleter>;
+using SlistPtr = std::unique_ptr<curl_slist, CurlDeleter>;
+using MimePtr = std::unique_ptr<curl_mime, CurlDeleter>;
+
+// State shared with libcurl's callbacks during one transfer.
+struct Transfer {
+  const FetchOptions* options = nullptr;
+  HttpResponse response;
+  bool too_large = false;
+  std::string refused_ip;  // set when a destination was refused by the SSRF policy
+};
+
+std::string IpText(const sockaddr* addr) {
+  char buf[INET6_ADDRSTRLEN] = "?";
+  if (addr->sa_family == AF_INET) {
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(addr)->sin_addr, buf, sizeof buf);
+  } else if (addr->sa_family == AF_INET6) {
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(addr)->sin6_addr, buf, sizeof buf);
+  }
+  return buf;
+}
+
+// Runs for every connection libcurl opens (every address tried, every redirect hop), after DNS:
+// the one place where the address actually connected can be vetted.
+curl_socket_t OpenSocket(void* user, curlsocktype purpose, curl_sockaddr* address) {
+  auto* t = static_cast<Transfer*>(user);
+  if (purpose != CURLSOCKTYPE_IPCXN) return CURL_SOCKET_BAD;
+  if (!t->options->allow_private &&
+      !IsPublicAddress(&address->addr, static_cast<socklen_t>(address->addrlen))) {
+    t->refused_ip = IpText(&address->addr);
+    return CURL_SOCKET_BAD;
+  }
+  return socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+}
+
+size_t WriteBody(char* data, size_t size, size_t count, void* user) {
+  auto* t = static_cast<Transfer*>(user);
+  const size_t n = size * count;
+  // Enforced here because curl 7.88 does not stop a download without Content-Length at
+  // CURLOPT_MAXFILESIZE.
+  if (t->response.body.size() + n > t->options->max_body_bytes) {
+    t->too_large = true;
+    return 0;  // makes libcurl abort with CURLE_WRITE_ERROR
+  }
+  t->response.body.append(data, n);
+  return n;
+}
+
+size_t WriteHeader(char* data, size_t size, size_t count, void* user) {
+  auto* t = static_cast<Transfer*>(user);
+  const size_t n = size * count;
+  std::string_view line(data, n);
+  if (line.rfind("HTTP/", 0) == 0) {
+    t->response.headers.clear();  // a new response of a redirect chain starts
+    return n;
+  }
+  const size_t colon = line.find(':');
+  if (colon == std::string_view::npos || t->response.headers.size() >= 100) return n;
+  std::string name(line.substr(0, colon));
+  std::transform(name.begin(), name.end(), name.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  std::string_view value = line.substr(colon + 1);
+  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+  while (!value.empty() && (value.back() == '\r' || value.back() == '\n' || value.back() == ' ')) {
+    value.remove_suffix(1);
+  }
+  t->response.headers[name] = std::string(value.substr(0, 1024));
+  return n;
+}
+
+Result<HttpResponse> Perform(const std::string& url, const FetchOptions& options,
+                             const std::function<void(CURL*)>& customise) {
+  if (!IsHttpUrl(url)) return Permanent("invalid URL (only absolute http and https URLs)");
+  CurlPtr curl(curl_easy_init());
+  if (!curl) return Transient("cannot create an HTTP client");
+  CURL* c = curl.get();
+  Transfer t;
+  t.options = &options;
+  char error[CURL_ERROR_SIZE] = "";
+
+  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, error);
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, options.max_redirects > 0 ? 1L : 0L);
+  curl_easy_setopt(c, CURLOPT_MAXREDIRS, static_cast<long>(options.max_redirects));
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
+                   static_cast<long>(options.connect_timeout.count()));
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(options.total_timeout.count()));
+  curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(options.max_body_bytes));
+  curl_easy_setopt(c, CURLOPT_PROXY, "");  // never route user URLs through an env proxy
+  curl_easy_setopt(c, CURLOPT_USERAGENT, "imgproc/0.1");
+  curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, OpenSocket);
+  curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, &t);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, WriteBody);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
+  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, WriteHeader);
+  curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
+  customise(c);
+
+  const CURLcode rc = curl_easy_perform(c);
+  if (!t.refused_ip.empty() && rc != CURLE_OK) {
+    return Permanent("destination not allowed: " + t.refused_ip + " is not a public address");
+  }
+  if (t.too_large || rc == CURLE_FILESIZE_EXCEEDED) {
+    return Permanent("response larger than " + std::to_string(options.max_body_bytes) + " bytes");
+  }
+  if (rc != CURLE_OK) {
+    const std::string text = error[0] != '\0' ? error : curl_easy_strerror(rc);
+    switch (rc) {
+      case CURLE_UNSUPPORTED_PROTOCOL:
+      case CURLE_URL_MALFORMAT:
+      case CURLE_TOO_MANY_REDIRECTS:
+        return Permanent(text);
+      default:
+        return Transient(text);  // DNS, connect, timeouts, resets: may work later
+    }
+  }
+  long status = 0;
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+  t.response.status = status;
+  char* effective = nullptr;
+  curl_easy_getinfo(c, CURLINFO_EFFECTIVE_URL, &effective);
+  if (effective != nullptr) t.response.effective_url = effective;
+  return std::move(t.response);
+}
+
+}  // namespace
+
+void InitHttpClient() {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+Result<HttpResponse> Get(const std::string& url, const FetchOptions& options) {
+  return Perform(url, options, [](CURL* c) { curl_easy_setopt(c, CURLOPT_HTTPGET, 1L); });
+}
+
+Result<HttpResponse> Post(const std::string& url, const std::string& content_type,
+                          const std::string& body, const std::vector<std::string>& headers,
+                          const FetchOptions& options) {
+  SlistPtr list;
+  auto append = [&list](const std::string& h) {
+    curl_slist* next = curl_slist_append(list.get(), h.c_str());
+    if (next != nullptr) {
+      list.release();
+      list.reset(next);
+    }
+  };
+  append("Content-Type: " + content_type);
+  append("Expect:");  // no 100-continue round trip
+  for (const auto& h : headers) append(h);
+  return Perform(url, options, [&](CURL* c) {
+    curl_easy_setopt(c, CURLOPT_POST, 1L);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, list.get());
+  });
+}
+
+Result<HttpResponse> PostForm(const std::string& url, const std::vector<FormPart>& parts,
+                              const FetchOptions& options) {
+  MimePtr mime;
+  SlistPtr list(curl_slist_append(nullptr, "Expect:"));
+  return Perform(url, options, [&](CURL* c) {
+    mime.reset(curl_mime_init(c));
+    for (const auto& part : parts) {
+      curl_mimepart* p = curl_mime_addpart(mime.get());
+      curl_mime_name(p, part.name.c_str());
+      curl_mime_data(p, part.value.data(), part.value.size());
+      if (!part.filename.empty()) curl_mime_filename(p, part.filename.c_str());
+      if (!part.content_type.empty()) curl_mime_type(p, part.content_type.c_str());
+    }
+    curl_easy_setopt(c, CURLOPT_MIMEPOST, mime.get());
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, list.get());
+  });
+}
+
+}  // namespace imgproc::net

@@ -1,0 +1,62 @@
+// Outbound HTTP with libcurl, for image downloads, ImgBB uploads and webhooks.
+//
+// Every request goes through the same guard: only http/https, at most `max_redirects` hops, and
+// unless `allow_private` every address actually connected (each hop, after DNS) must be public
+// (checked in libcurl's open-socket callback, so redirects and DNS rebinding cannot get around
+// it). Bodies are capped while streaming, whatever Content-Length says.
+#ifndef IMGPROC_NET_HTTP_CLIENT_H_
+#define IMGPROC_NET_HTTP_CLIENT_H_
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+
+namespace imgproc::net {
+
+struct FetchOptions {
+  bool allow_private = false;
+  std::chrono::milliseconds connect_timeout{5000};
+  std::chrono::milliseconds total_timeout{30000};
+  int max_redirects = 5;
+  uint64_t max_body_bytes = 50 * 1024 * 1024;
+};
+
+struct HttpResponse {
+  long status = 0;
+  std::string body;
+  std::map<std::string, std::string> headers;  // lower-case names, last value wins
+  std::string effective_url;
+};
+
+// One part of a multipart/form-data body.
+struct FormPart {
+  std::string name;
+  std::string value;
+  std::string filename;  // non-empty: sent as a file part with this filename
+  std::string content_type;
+};
+
+// Must be called once per process before any other function here.
+void InitHttpClient();
+
+// GET `url`. A transport failure (refused destination, DNS, connect, timeout, size cap) is a
+// non-OK Status: kPermanent for refused destinations, bad URLs and the size cap, kTransient for
+// timeouts and connection errors. Any HTTP status, 4xx and 5xx included, is an OK result.
+Result<HttpResponse> Get(const std::string& url, const FetchOptions& options);
+
+// POST a body with the given content type and extra headers ("Name: value").
+Result<HttpResponse> Post(const std::string& url, const std::string& content_type,
+                          const std::string& body, const std::vector<std::string>& headers,
+                          const FetchOptions& options);
+
+// POST multipart/form-data.
+Result<HttpResponse> PostForm(const std::string& url, const std::vector<FormPart>& parts,
+                              const FetchOptions& options);
+
+}  // namespace imgproc::net
+
+#endif  // IMGPROC_NET_HTTP_CLIENT_H_

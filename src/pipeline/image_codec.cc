@@ -1,0 +1,232 @@
+#include "pipeline/image_codec.h"
+
+#include <vips/vips.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace imgproc::pipeline {
+namespace {
+
+// libjpeg refuses larger images (JPEG_MAX_DIMENSION).
+constexpr uint64_t kMaxJpegSide = 65500;
+
+// Owns one reference to a VipsImage.
+class Image {
+ public:
+  explicit Image(VipsImage* image) : image_(image) {}
+  ~Image() {
+    if (image_ != nullptr) g_object_unref(image_);
+  }
+  Image(const Image&) = delete;
+  Image& operator=(const Image&) = delete;
+  Image(Image&& other) noexcept : image_(std::exchange(other.image_, nullptr)) {}
+  Image& operator=(Image&& other) noexcept {
+    std::swap(image_, other.image_);
+    return *this;
+  }
+
+  VipsImage* get() const { return image_; }
+
+ private:
+  VipsImage* image_;
+};
+
+// Takes the first line of libvips' error buffer and clears it. The buffer is process-wide, so
+// the copy-and-clear is one atomic call; under concurrency a message may still belong to another
+// image, which only affects the wording of an error that is being reported anyway.
+std::string TakeVipsError() {
+  char* raw = vips_error_buffer_copy();
+  std::string text = raw != nullptr ? raw : "";
+  g_free(raw);
+  text.resize(std::min(text.find('\n'), text.size()));
+  constexpr std::string_view kSpace = " \t\r";
+  text.erase(0, std::min(text.find_first_not_of(kSpace), text.size()));
+  text.erase(text.find_last_not_of(kSpace) + 1);
+  if (text.size() > 200) text.resize(200);
+  return text.empty() ? "unknown error" : text;
+}
+
+Status Corrupt() { return Permanent("corrupt or truncated image: " + TakeVipsError()); }
+
+// Replaces `image` by the output of `op(in, &out)`, a libvips operation.
+template <typename Op>
+Status Transform(Image& image, Op op) {
+  VipsImage* out = nullptr;
+  if (op(image.get(), &out) != 0) return Corrupt();
+  image = Image(out);
+  return Status::Ok();
+}
+
+// The short format name ("jpeg", "png", "gif", ...) of the trusted libvips loader for `data`.
+Result<std::string> DetectFormat(std::string_view data) {
+  const char* class_name = vips_foreign_find_load_buffer(data.data(), data.size());
+  if (class_name == nullptr) {
+    TakeVipsError();
+    return Permanent("not an image (unrecognised format)");
+  }
+  const VipsObjectClass* loader = vips_class_find("VipsForeignLoad", class_name);
+  if (loader == nullptr) return Internal(std::string("libvips loader not found: ") + class_name);
+  // E.g. "jpegload_buffer"; the nsgif loader is also called "gifload_buffer".
+  const std::string_view nickname = loader->nickname;
+  std::string format(nickname.substr(0, nickname.find("load")));
+  // find_load_buffer also returns loaders that vips_block_untrusted_set() blocked (SVG, PDF,
+  // ImageMagick, ...): large attack surfaces that we never want to run on downloaded bytes.
+  const auto* operation = reinterpret_cast<const VipsOperationClass*>(loader);
+  if ((operation->flags & (VIPS_OPERATION_UNTRUSTED | VIPS_OPERATION_BLOCKED)) != 0) {
+    return Permanent("unsupported image format: " + format);
+  }
+  return format;
+}
+
+// Reads only the header; pixels are decoded later, while the JPEG is written. libvips does not
+// copy `data`, so it must outlive the image. Damaged data fails instead of being padded with grey.
+Result<Image> Load(std::string_view data, VipsAccess access) {
+  VipsImage* image = vips_image_new_from_buffer(data.data(), data.size(), "", "access", access,
+                                                "fail_on", VIPS_FAIL_ON_ERROR, nullptr);
+  if (image == nullptr) return Corrupt();
+  return Image(image);
+}
+
+// Refuses decompression bombs from the header alone, before any pixel memory is allocated.
+Status CheckSize(const Image& image, const CodecLimits& limits) {
+  const auto width = static_cast<uint64_t>(vips_image_get_width(image.get()));
+  const auto height = static_cast<uint64_t>(vips_image_get_height(image.get()));
+  const std::string size = std::to_string(width) + "x" + std::to_string(height) + " pixels";
+  if (width * height > limits.max_pixels) {
+    return Permanent("image too large: " + size + " (limit " + std::to_string(limits.max_pixels) +
+                     ")");
+  }
+  if (width > kMaxJpegSide || height > kMaxJpegSide) {
+    return Permanent("image too large: " + size + " (JPEG allows at most " +
+                     std::to_string(kMaxJpegSide) + " per side)");
+  }
+  return Status::Ok();
+}
+
+// Applies the EXIF orientation, so width and height are as displayed.
+Status Orient(Image& image) {
+  return Transform(image,
+                   [](VipsImage* in, VipsImage** out) { return vips_autorot(in, out, nullptr); });
+}
+
+// Converts to sRGB: through the embedded ICC profile when there is one, by libvips' colourspace
+// arithmetic otherwise (grey, CMYK with libvips' default profile, 16-bit, Lab, ...).
+Status ToSrgb(Image& image) {
+  if (vips_image_get_typeof(image.get(), VIPS_META_ICC_NAME) != 0) {
+    const Status icc = Transform(image, [](VipsImage* in, VipsImage** out) {
+      return vips_icc_transform(in, out, "srgb", "embedded", TRUE, "intent", VIPS_INTENT_PERCEPTUAL,
+                                "depth", 8, nullptr);
+    });
+    if (icc.ok()) return icc;
+    // A broken profile or one that does not match the pixels: the arithmetic is still right
+    // for the image's own interpretation.
+  }
+  return Transform(image, [](VipsImage* in, VipsImage** out) {
+    return vips_colourspace(in, out, VIPS_INTERPRETATION_sRGB, nullptr);
+  });
+}
+
+// 8-bit samples; `shift` scales 16-bit values down instead of clipping them.
+Status ToUchar(Image& image) {
+  if (vips_image_get_format(image.get()) == VIPS_FORMAT_UCHAR) return Status::Ok();
+  return Transform(image, [](VipsImage* in, VipsImage** out) {
+    return vips_cast(in, out, VIPS_FORMAT_UCHAR, "shift", TRUE, nullptr);
+  });
+}
+
+Status FlattenOnWhite(Image& image) {
+  if (!vips_image_hasalpha(image.get())) return Status::Ok();
+  return Transform(image, [](VipsImage* in, VipsImage** out) {
+    VipsArrayDouble* white = vips_array_double_newv(3, 255.0, 255.0, 255.0);
+    const int rc = vips_flatten(in, out, "background", white, nullptr);
+    vips_area_unref(VIPS_AREA(white));
+    return rc;
+  });
+}
+
+// Drops any bands beyond RGB (e.g. a second alpha channel in a TIFF).
+Status KeepRgb(Image& image) {
+  const int bands = vips_image_get_bands(image.get());
+  if (bands == 3) return Status::Ok();
+  if (bands < 3) return Permanent("unsupported image: " + std::to_string(bands) + " colour bands");
+  return Transform(image, [](VipsImage* in, VipsImage** out) {
+    return vips_extract_band(in, out, 0, "n", 3, nullptr);
+  });
+}
+
+// Baseline JPEG with the standard IJG tables (quant_table 0) and no metadata (no EXIF, no ICC).
+Result<std::string> EncodeJpeg(const Image& image, int quality) {
+  void* buffer = nullptr;
+  size_t length = 0;
+  if (vips_jpegsave_buffer(image.get(), &buffer, &length, "Q", quality, "strip", TRUE,
+                           "optimize_coding", TRUE, "interlace", FALSE, "quant_table", 0,
+                           nullptr) != 0) {
+    return Corrupt();  // usually the decoder failing on damaged pixel data
+  }
+  std::unique_ptr<void, decltype(&g_free)> owned(buffer, &g_free);
+  return std::string(static_cast<const char*>(buffer), length);
+}
+
+Result<EncodedImage> Compress(std::string_view data, const CodecLimits& limits) {
+  if (data.empty()) return Permanent("not an image (empty)");
+  Result<std::string> format = DetectFormat(data);
+  if (!format.ok()) return format.status();
+
+  // Sequential access streams pixels from decoder to encoder through a few scanlines of memory.
+  Result<Image> image = Load(data, VIPS_ACCESS_SEQUENTIAL);
+  if (!image.ok()) return image.status();
+  if (Status s = CheckSize(*image, limits); !s.ok()) return s;
+  if (vips_image_get_orientation(image->get()) != 1) {
+    // Rotating and flipping read pixels out of order, which a sequential decoder cannot do.
+    image = Load(data, VIPS_ACCESS_RANDOM);
+    if (!image.ok()) return image.status();
+  }
+
+  for (auto step : {&Orient, &ToSrgb, &ToUchar, &FlattenOnWhite, &KeepRgb}) {
+    if (Status s = step(*image); !s.ok()) return s;
+  }
+  Result<std::string> jpeg = EncodeJpeg(*image, limits.jpeg_quality);
+  if (!jpeg.ok()) return jpeg.status();
+
+  EncodedImage result;
+  result.jpeg = std::move(*jpeg);
+  result.source_format = std::move(*format);
+  result.width = vips_image_get_width(image->get());
+  result.height = vips_image_get_height(image->get());
+  return result;
+}
+
+}  // namespace
+
+Status InitCodec() {
+  static std::once_flag once;
+  static Status status;
+  std::call_once(once, [] {
+    if (VIPS_INIT("imgproc") != 0) {
+      status = Internal("cannot start libvips: " + TakeVipsError());
+      return;
+    }
+    vips_block_untrusted_set(TRUE);  // loaders libvips itself calls unsafe on hostile input
+    vips_cache_set_max(0);           // no operation cache: every input is new and untrusted
+    vips_concurrency_set(1);         // parallelism comes from our own pool, one image per thread
+    vips_leak_set(FALSE);            // no per-object bookkeeping in production
+  });
+  return status;
+}
+
+Result<EncodedImage> CompressToJpeg(std::string_view data, const CodecLimits& limits) {
+  try {
+    return Compress(data, limits);
+  } catch (const std::bad_alloc&) {  // the only exception possible: copying into std::string
+    return Internal("out of memory while encoding the image");
+  }
+}
+
+}  // namespace imgproc::pipeline

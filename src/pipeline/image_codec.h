@@ -1,0 +1,40 @@
+// Decoding an untrusted image and re-encoding it as a baseline JPEG at quality 50 with libvips.
+//
+// The input format is recognised from its bytes, never from a Content-Type. The output is 8-bit
+// sRGB, EXIF orientation applied, transparency flattened on white, metadata stripped, standard
+// IJG quantisation tables, same pixel dimensions as the (oriented) input.
+#ifndef IMGPROC_PIPELINE_IMAGE_CODEC_H_
+#define IMGPROC_PIPELINE_IMAGE_CODEC_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "common/result.h"
+
+namespace imgproc::pipeline {
+
+struct CodecLimits {
+  uint64_t max_pixels = 100'000'000;  // width * height of the decoded image
+  int jpeg_quality = 50;
+};
+
+struct EncodedImage {
+  std::string jpeg;           // the encoded JPEG bytes
+  std::string source_format;  // e.g. "jpeg", "png", "webp", "gif", "tiff"
+  int width = 0;
+  int height = 0;
+};
+
+// Must be called once per process before any other function here: starts libvips, blocks its
+// untrusted loaders, turns off its operation cache and makes each operation single-threaded (our
+// own pool provides the parallelism). Returns an error if libvips cannot start.
+Status InitCodec();
+
+// Decodes `data` and encodes it as JPEG. Errors are kPermanent with a message for the user,
+// e.g. "not an image", "image too large: 20000x20000 pixels", "truncated or corrupt image".
+Result<EncodedImage> CompressToJpeg(std::string_view data, const CodecLimits& limits);
+
+}  // namespace imgproc::pipeline
+
+#endif  // IMGPROC_PIPELINE_IMAGE_CODEC_H_

@@ -1,0 +1,126 @@
+#include "pipeline/worker_pool.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <random>
+
+namespace imgproc::pipeline {
+namespace {
+
+// An outcome for a failure: retried later when transient and attempts remain, final otherwise.
+store::ImageOutcome Failure(const store::ImageTask& task, const PipelineOptions& options,
+                            bool transient, std::string error,
+                            std::chrono::milliseconds min_delay = {}) {
+  store::ImageOutcome out;
+  out.error = std::move(error);
+  if (transient && task.attempts < options.max_attempts) {
+    thread_local std::mt19937_64 rng{std::random_device{}()};
+    const int64_t base = options.retry_base.count() << std::min(task.attempts - 1, 16);
+    const int64_t delay = std::max<int64_t>(
+        min_delay.count(), base + std::uniform_int_distribution<int64_t>(0, base / 2)(rng));
+    out.retry_at = store::NowMillis() + delay;
+  }
+  return out;
+}
+
+}  // namespace
+
+store::ImageOutcome ProcessImage(const store::ImageTask& task, storage::ImageStorage& storage,
+                                 const PipelineOptions& options, CpuSlots& cpu) {
+  auto response = net::Get(task.url, options.fetch);
+  if (!response.ok()) {
+    return Failure(task, options, response.status().transient(),
+                   "download failed: " + response.status().message());
+  }
+  const long code = response->status;
+  if (code < 200 || code >= 300) {
+    const bool transient = code == 408 || code == 429 || code >= 500;
+    std::chrono::milliseconds retry_after{};
+    if (auto it = response->headers.find("retry-after"); it != response->headers.end()) {
+      retry_after = std::chrono::seconds(std::strtol(it->second.c_str(), nullptr, 10));
+    }
+    return Failure(task, options, transient, "download failed: HTTP " + std::to_string(code),
+                   retry_after);
+  }
+  if (response->body.empty()) return Failure(task, options, false, "download failed: empty body");
+
+  Result<EncodedImage> encoded = Internal("not run");
+  {
+    cpu.acquire();
+    encoded = CompressToJpeg(response->body, options.codec);
+    cpu.release();
+  }
+  response->body = std::string();  // free the download before the upload
+  if (!encoded.ok()) return Failure(task, options, false, encoded.status().message());
+
+  const std::string name =
+      std::to_string(task.serial_no) + "_" + std::to_string(task.index) + ".jpg";
+  auto url = storage.Put(task.request_id, name, encoded->jpeg);
+  if (!url.ok()) return Failure(task, options, url.status().transient(), url.status().message());
+  store::ImageOutcome out;
+  out.ok = true;
+  out.output_url = *url;
+  return out;
+}
+
+WorkerPool::WorkerPool(store::Store& store, queue::WorkQueue& queue, storage::ImageStorage& storage,
+                       PipelineOptions options, std::function<void()> on_recorded)
+    : store_(store),
+      queue_(queue),
+      storage_(storage),
+      options_(std::move(options)),
+      on_recorded_(std::move(on_recorded)),
+      cpu_(std::max(1, options_.cpu_threads)) {}
+
+WorkerPool::~WorkerPool() { Stop(); }
+
+void WorkerPool::Start() {
+  // Lease owners are unique per process and thread, so a result is only taken from the worker
+  // that holds the image.
+  const std::string process =
+      std::to_string(getpid()) + "-" + std::to_string(std::random_device{}());
+  for (int i = 0; i < options_.workers; ++i) {
+    threads_.emplace_back([this, owner = process + "/" + std::to_string(i)] { Run(owner); });
+  }
+}
+
+void WorkerPool::Stop() {
+  stop_ = true;
+  queue_.Shutdown();
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  threads_.clear();
+}
+
+void WorkerPool::Run(const std::string& owner) {
+  while (!stop_) {
+    auto tasks = queue_.Take(owner, 1, std::chrono::seconds(5));
+    if (!tasks.ok()) {
+      spdlog::error("queue: {}", tasks.status().message());
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      continue;
+    }
+    for (const auto& task : *tasks) {
+      const auto outcome = ProcessImage(task, storage_, options_, cpu_);
+      if (outcome.ok) {
+        spdlog::debug("request {} image {}#{}: {}", task.request_id, task.serial_no, task.index,
+                      outcome.output_url);
+      } else {
+        spdlog::info("request {} image {}#{} attempt {}: {}{}", task.request_id, task.serial_no,
+                     task.index, task.attempts, outcome.error,
+                     outcome.retry_at ? " (will retry)" : "");
+      }
+      auto recorded = store_.RecordImage(task.image_id, owner, outcome);
+      if (!recorded.ok()) {
+        spdlog::error("request {}: cannot record image: {}", task.request_id,
+                      recorded.status().message());
+      }
+      if (outcome.retry_at) queue_.Notify();
+      if (on_recorded_) on_recorded_();
+    }
+  }
+}
+
+}  // namespace imgproc::pipeline

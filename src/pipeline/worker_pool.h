@@ -1,0 +1,69 @@
+// The image pipeline: fetch → decode/encode → store → record, for images taken from the queue.
+//
+// `workers` threads each carry one image at a time, so downloads and uploads of many images
+// overlap; the CPU-bound compression of at most `cpu_threads` images runs at once. Memory is
+// bounded by workers x (largest download + its JPEG), whatever the size of the request.
+#ifndef IMGPROC_PIPELINE_WORKER_POOL_H_
+#define IMGPROC_PIPELINE_WORKER_POOL_H_
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <semaphore>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "net/http_client.h"
+#include "pipeline/image_codec.h"
+#include "queue/queue.h"
+#include "storage/storage.h"
+#include "store/store.h"
+
+namespace imgproc::pipeline {
+
+struct PipelineOptions {
+  net::FetchOptions fetch;
+  CodecLimits codec;
+  int workers = 16;
+  int cpu_threads = 2;
+  int max_attempts = 5;
+  std::chrono::milliseconds retry_base{1000};
+  std::chrono::milliseconds lease{300'000};
+};
+
+// Limits how many images are compressed at once.
+using CpuSlots = std::counting_semaphore<1024>;
+
+// Works one image and says what to record: its output URL, a final error, or a retry time.
+store::ImageOutcome ProcessImage(const store::ImageTask& task, storage::ImageStorage& storage,
+                                 const PipelineOptions& options, CpuSlots& cpu);
+
+class WorkerPool {
+ public:
+  // `on_recorded` runs after each recorded outcome (e.g. to wake the webhook sender).
+  WorkerPool(store::Store& store, queue::WorkQueue& queue, storage::ImageStorage& storage,
+             PipelineOptions options, std::function<void()> on_recorded);
+  ~WorkerPool();
+
+  void Start();
+  // Stops taking work and waits for images in flight to be recorded.
+  void Stop();
+
+ private:
+  void Run(const std::string& owner);
+
+  store::Store& store_;
+  queue::WorkQueue& queue_;
+  storage::ImageStorage& storage_;
+  const PipelineOptions options_;
+  std::function<void()> on_recorded_;
+  CpuSlots cpu_;
+  std::atomic<bool> stop_{false};
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace imgproc::pipeline
+
+#endif  // IMGPROC_PIPELINE_WORKER_POOL_H_

@@ -1,0 +1,564 @@
+#include "store/sqlite_store.h"
+
+#include <sqlite3.h>
+
+#include <filesystem>
+#include <mutex>
+#include <string_view>
+#include <utility>
+
+namespace imgproc::store {
+namespace {
+
+// Schema versions, applied in order; a database records the highest one it has.
+constexpr std::string_view kMigrations[] = {
+    R"sql(
+CREATE TABLE requests (
+  request_id TEXT PRIMARY KEY,
+  status TEXT NOT NULL DEFAULT 'pending',
+  created_at INTEGER NOT NULL,
+  webhook_url TEXT,
+  completed_at INTEGER,
+  images_total INTEGER NOT NULL,
+  images_done INTEGER NOT NULL DEFAULT 0,
+  images_failed INTEGER NOT NULL DEFAULT 0,
+  -- NULL until there is a webhook to send; then pending|sending|retrying|delivered|failed.
+  webhook_state TEXT,
+  webhook_attempts INTEGER NOT NULL DEFAULT 0,
+  webhook_next_at INTEGER,
+  webhook_last_status INTEGER
+);
+CREATE INDEX requests_webhook_due ON requests(webhook_state, webhook_next_at);
+CREATE TABLE product_entries (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  request_id TEXT NOT NULL REFERENCES requests(request_id),
+  position INTEGER NOT NULL,
+  serial_no INTEGER NOT NULL,
+  product_name TEXT NOT NULL,
+  input_urls TEXT NOT NULL,
+  output_urls TEXT,
+  images_pending INTEGER NOT NULL
+);
+CREATE INDEX product_entries_request ON product_entries(request_id, position);
+-- One row per "http" entry: the durable work queue. A leased row's due_at is its lease expiry.
+CREATE TABLE images (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  request_id TEXT NOT NULL,
+  product_id INTEGER NOT NULL REFERENCES product_entries(id),
+  idx INTEGER NOT NULL,
+  url TEXT NOT NULL,
+  state TEXT NOT NULL DEFAULT 'queued',
+  due_at INTEGER NOT NULL,
+  lease_owner TEXT,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  output_url TEXT,
+  error TEXT
+);
+CREATE INDEX images_due ON images(state, due_at);
+CREATE INDEX images_product ON images(product_id, idx);
+)sql",
+};
+
+// A prepared statement bound positionally; finalised on destruction.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, std::string_view sql) {
+    rc_ = sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &stmt_, nullptr);
+  }
+  ~Stmt() { sqlite3_finalize(stmt_); }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+
+  bool prepared() const { return rc_ == SQLITE_OK; }
+
+  Stmt& Bind(int i, int64_t v) {
+    sqlite3_bind_int64(stmt_, i, v);
+    return *this;
+  }
+  Stmt& Bind(int i, const char* v) { return Bind(i, std::string_view(v)); }
+  Stmt& Bind(int i, const std::string& v) { return Bind(i, std::string_view(v)); }
+  Stmt& Bind(int i, std::string_view v) {
+    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& Bind(int i, const std::optional<std::string>& v) {
+    if (v) return Bind(i, std::string_view(*v));
+    sqlite3_bind_null(stmt_, i);
+    return *this;
+  }
+  Stmt& Bind(int i, std::optional<int64_t> v) {
+    if (v) return Bind(i, *v);
+    sqlite3_bind_null(stmt_, i);
+    return *this;
+  }
+
+  // Returns true when a row is available; false when done or on error (see ok()).
+  bool Step() {
+    rc_ = sqlite3_step(stmt_);
+    return rc_ == SQLITE_ROW;
+  }
+  bool ok() const { return rc_ == SQLITE_OK || rc_ == SQLITE_ROW || rc_ == SQLITE_DONE; }
+  void Reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+
+  int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
+  bool IsNull(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+  std::string Text(int col) const {
+    const auto* p = sqlite3_column_text(stmt_, col);
+    return p ? std::string(reinterpret_cast<const char*>(p), sqlite3_column_bytes(stmt_, col))
+             : std::string();
+  }
+  std::optional<std::string> OptText(int col) const {
+    if (IsNull(col)) return std::nullopt;
+    return Text(col);
+  }
+
+ private:
+  sqlite3_stmt* stmt_ = nullptr;
+  int rc_ = SQLITE_OK;
+};
+
+std::vector<std::string> SplitEntries(const std::string& joined) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (true) {
+    size_t comma = joined.find(',', start);
+    out.push_back(joined.substr(start, comma - start));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+RequestStatus ParseStatus(const std::string& s) {
+  if (s == "processing") return RequestStatus::kProcessing;
+  if (s == "completed") return RequestStatus::kCompleted;
+  return RequestStatus::kPending;
+}
+
+class SqliteStore final : public Store {
+ public:
+  explicit SqliteStore(sqlite3* db) : db_(db) {}
+  ~SqliteStore() override { sqlite3_close_v2(db_); }
+
+  Status Migrate() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (Status s = Exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)");
+        !s.ok()) {
+      return s;
+    }
+    Stmt q(db_, "SELECT COALESCE(MAX(version), 0) FROM schema_version");
+    if (!q.prepared() || !q.Step()) return Error("read schema version");
+    const int64_t have = q.Int(0);
+    q.Reset();
+    const int64_t want = static_cast<int64_t>(std::size(kMigrations));
+    if (have > want) {
+      return Internal("database schema version " + std::to_string(have) +
+                      " is newer than this imgproc (" + std::to_string(want) + ")");
+    }
+    for (int64_t v = have; v < want; ++v) {
+      Transaction tx(this);
+      if (!tx.ok()) return tx.status();
+      if (Status s = Exec(std::string(kMigrations[v])); !s.ok()) return s;
+      Stmt ins(db_, "INSERT INTO schema_version (version) VALUES (?)");
+      ins.Bind(1, v + 1).Step();
+      if (!ins.ok()) return Error("record schema version");
+      if (Status s = tx.Commit(); !s.ok()) return s;
+    }
+    return Status::Ok();
+  }
+
+  Status CreateRequest(const std::string& request_id, const std::optional<std::string>& webhook_url,
+                       const std::vector<csv::ProductRow>& rows) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    const Millis now = NowMillis();
+    Transaction tx(this);
+    if (!tx.ok()) return tx.status();
+
+    int64_t total = 0;
+    for (const auto& row : rows) {
+      for (const auto& url : row.input_urls) total += url.find("http") != std::string::npos;
+    }
+    Stmt req(db_,
+             "INSERT INTO requests (request_id, status, created_at, webhook_url, images_total, "
+             "completed_at, webhook_state, webhook_next_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+    const bool done = total == 0;
+    req.Bind(1, request_id)
+        .Bind(2, done ? "completed" : "pending")
+        .Bind(3, now)
+        .Bind(4, webhook_url)
+        .Bind(5, total)
+        .Bind(6, done ? std::optional<int64_t>(now) : std::nullopt)
+        .Bind(7, done && webhook_url ? std::optional<std::string>("pending") : std::nullopt)
+        .Bind(8, done && webhook_url ? std::optional<int64_t>(now) : std::nullopt)
+        .Step();
+    if (!req.ok()) return Error("insert request");
+
+    Stmt product(db_,
+                 "INSERT INTO product_entries (request_id, position, serial_no, product_name, "
+                 "input_urls, output_urls, images_pending) VALUES (?, ?, ?, ?, ?, ?, ?)");
+    Stmt image(db_,
+               "INSERT INTO images (request_id, product_id, idx, url, due_at) "
+               "VALUES (?, ?, ?, ?, ?)");
+    for (size_t pos = 0; pos < rows.size(); ++pos) {
+      const auto& row = rows[pos];
+      int64_t pending = 0;
+      for (const auto& url : row.input_urls) pending += url.find("http") != std::string::npos;
+      const std::string joined = csv::JoinUrls(row.input_urls);
+      product.Bind(1, request_id)
+          .Bind(2, static_cast<int64_t>(pos))
+          .Bind(3, row.serial_no)
+          .Bind(4, row.product_name)
+          .Bind(5, joined)
+          .Bind(6, pending == 0 ? std::optional<std::string>(joined) : std::nullopt)
+          .Bind(7, pending)
+          .Step();
+      if (!product.ok()) return Error("insert product");
+      product.Reset();
+      const int64_t product_id = sqlite3_last_insert_rowid(db_);
+      for (size_t i = 0; i < row.input_urls.size(); ++i) {
+        if (row.input_urls[i].find("http") == std::string::npos) continue;
+        image.Bind(1, request_id)
+            .Bind(2, product_id)
+            .Bind(3, static_cast<int64_t>(i))
+            .Bind(4, row.input_urls[i])
+            .Bind(5, now)
+            .Step();
+        if (!image.ok()) return Error("insert image");
+        image.Reset();
+      }
+    }
+    return tx.Commit();
+  }
+
+  Result<RequestView> GetRequest(const std::string& request_id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    Transaction tx(this, /*write=*/false);  // one consistent snapshot
+    if (!tx.ok()) return tx.status();
+    Stmt q(db_,
+           "SELECT status, created_at, webhook_url, images_total, images_done, images_failed, "
+           "webhook_state, webhook_attempts, webhook_last_status FROM requests "
+           "WHERE request_id = ?");
+    q.Bind(1, request_id);
+    if (!q.Step()) {
+      if (!q.ok()) return Error("read request");
+      return NotFound("Request ID not found");
+    }
+    RequestView view;
+    view.request_id = request_id;
+    view.status = ParseStatus(q.Text(0));
+    view.created_at = q.Int(1);
+    view.webhook_url = q.OptText(2);
+    view.images_total = static_cast<int>(q.Int(3));
+    view.images_done = static_cast<int>(q.Int(4));
+    view.images_failed = static_cast<int>(q.Int(5));
+    if (!q.IsNull(6)) {
+      std::string state = q.Text(6);
+      if (state == "sending") state = q.Int(7) == 0 ? "pending" : "retrying";
+      view.webhook =
+          WebhookState{state, static_cast<int>(q.Int(7)),
+                       q.IsNull(8) ? std::nullopt : std::optional<int>(static_cast<int>(q.Int(8)))};
+    }
+
+    Stmt p(db_,
+           "SELECT id, serial_no, product_name, input_urls, output_urls FROM product_entries "
+           "WHERE request_id = ? ORDER BY position");
+    p.Bind(1, request_id);
+    std::vector<int64_t> product_ids;
+    while (p.Step()) {
+      product_ids.push_back(p.Int(0));
+      view.products.push_back({p.Int(1), p.Text(2), p.Text(3), p.OptText(4), {}});
+    }
+    if (!p.ok()) return Error("read products");
+
+    if (view.images_failed > 0) {
+      Stmt e(db_,
+             "SELECT product_id, idx, url, error, attempts FROM images "
+             "WHERE request_id = ? AND state = 'failed' ORDER BY product_id, idx");
+      e.Bind(1, request_id);
+      size_t cursor = 0;
+      while (e.Step()) {
+        while (cursor < product_ids.size() && product_ids[cursor] != e.Int(0)) ++cursor;
+        if (cursor == product_ids.size()) break;
+        view.products[cursor].image_errors.push_back(
+            {static_cast<int>(e.Int(1)), e.Text(2), e.Text(3), static_cast<int>(e.Int(4))});
+      }
+      if (!e.ok()) return Error("read image errors");
+    }
+    return view;
+  }
+
+  Result<std::vector<ImageTask>> ClaimImages(const std::string& owner, int max,
+                                             Millis lease_ms) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    const Millis now = NowMillis();
+    Transaction tx(this);
+    if (!tx.ok()) return tx.status();
+    Stmt q(db_,
+           "SELECT i.id, i.request_id, p.serial_no, i.idx, i.url, i.attempts FROM images i "
+           "JOIN product_entries p ON p.id = i.product_id "
+           "WHERE i.state IN ('queued', 'leased') AND i.due_at <= ? ORDER BY i.due_at, i.id "
+           "LIMIT ?");
+    q.Bind(1, now).Bind(2, static_cast<int64_t>(max));
+    std::vector<ImageTask> tasks;
+    while (q.Step()) {
+      tasks.push_back({q.Int(0), q.Text(1), q.Int(2), static_cast<int>(q.Int(3)), q.Text(4),
+                       static_cast<int>(q.Int(5)) + 1});
+    }
+    if (!q.ok()) return Error("claim images");
+    Stmt lease(db_,
+               "UPDATE images SET state = 'leased', lease_owner = ?, due_at = ?, "
+               "attempts = attempts + 1 WHERE id = ?");
+    Stmt start(db_,
+               "UPDATE requests SET status = 'processing' "
+               "WHERE request_id = ? AND status = 'pending'");
+    for (const auto& task : tasks) {
+      lease.Bind(1, owner).Bind(2, now + lease_ms).Bind(3, task.image_id).Step();
+      if (!lease.ok()) return Error("lease image");
+      lease.Reset();
+      start.Bind(1, task.request_id).Step();
+      if (!start.ok()) return Error("start request");
+      start.Reset();
+    }
+    if (Status s = tx.Commit(); !s.ok()) return s;
+    return tasks;
+  }
+
+  Result<bool> RecordImage(int64_t image_id, const std::string& owner,
+                           const ImageOutcome& outcome) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    const Millis now = NowMillis();
+    Transaction tx(this);
+    if (!tx.ok()) return tx.status();
+    Stmt q(db_,
+           "SELECT request_id, product_id FROM images "
+           "WHERE id = ? AND state = 'leased' AND lease_owner = ?");
+    q.Bind(1, image_id).Bind(2, owner);
+    if (!q.Step()) {
+      if (!q.ok()) return Error("read image");
+      return false;  // the lease was lost: another worker owns (or finished) this image
+    }
+    const std::string request_id = q.Text(0);
+    const int64_t product_id = q.Int(1);
+    q.Reset();
+
+    if (!outcome.ok && outcome.retry_at) {
+      Stmt retry(db_,
+                 "UPDATE images SET state = 'queued', lease_owner = NULL, due_at = ?, error = ? "
+                 "WHERE id = ?");
+      retry.Bind(1, *outcome.retry_at).Bind(2, outcome.error).Bind(3, image_id).Step();
+      if (!retry.ok()) return Error("requeue image");
+      if (Status s = tx.Commit(); !s.ok()) return s;
+      return true;
+    }
+
+    Stmt fin(db_,
+             "UPDATE images SET state = ?, lease_owner = NULL, output_url = ?, error = ? "
+             "WHERE id = ?");
+    fin.Bind(1, outcome.ok ? "done" : "failed")
+        .Bind(2, outcome.ok ? std::optional<std::string>(outcome.output_url) : std::nullopt)
+        .Bind(3, outcome.ok ? std::nullopt : std::optional<std::string>(outcome.error))
+        .Bind(4, image_id)
+        .Step();
+    if (!fin.ok()) return Error("finish image");
+
+    Stmt dec(db_,
+             "UPDATE product_entries SET images_pending = images_pending - 1 WHERE id = ? "
+             "RETURNING images_pending, input_urls");
+    dec.Bind(1, product_id);
+    if (!dec.Step()) return Error("update product");
+    const int64_t pending = dec.Int(0);
+    const std::string input_urls = dec.Text(1);
+    dec.Step();  // finish the statement so its write completes
+    if (pending == 0) {
+      if (Status s = FinishProduct(product_id, input_urls); !s.ok()) return s;
+    }
+
+    Stmt count(db_, outcome.ok
+                        ? "UPDATE requests SET images_done = images_done + 1 WHERE request_id = ? "
+                          "RETURNING images_done + images_failed, images_total, webhook_url"
+                        : "UPDATE requests SET images_failed = images_failed + 1 "
+                          "WHERE request_id = ? "
+                          "RETURNING images_done + images_failed, images_total, webhook_url");
+    count.Bind(1, request_id);
+    if (!count.Step()) return Error("update request");
+    const bool complete = count.Int(0) >= count.Int(1);
+    const bool has_webhook = !count.IsNull(2);
+    count.Step();
+    if (complete) {
+      Stmt done(db_,
+                "UPDATE requests SET status = 'completed', completed_at = ?, webhook_state = ?, "
+                "webhook_next_at = ? WHERE request_id = ? AND status != 'completed'");
+      done.Bind(1, now)
+          .Bind(2, has_webhook ? std::optional<std::string>("pending") : std::nullopt)
+          .Bind(3, has_webhook ? std::optional<int64_t>(now) : std::nullopt)
+          .Bind(4, request_id)
+          .Step();
+      if (!done.ok()) return Error("complete request");
+    }
+    if (Status s = tx.Commit(); !s.ok()) return s;
+    return true;
+  }
+
+  Result<int> ReleaseLeases() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    const Millis now = NowMillis();
+    Transaction tx(this);
+    if (!tx.ok()) return tx.status();
+    Stmt images(db_,
+                "UPDATE images SET state = 'queued', lease_owner = NULL, due_at = ? "
+                "WHERE state = 'leased'");
+    images.Bind(1, now).Step();
+    if (!images.ok()) return Error("release image leases");
+    const int released = sqlite3_changes(db_);
+    Stmt hooks(db_,
+               "UPDATE requests SET webhook_next_at = ?, webhook_state = CASE "
+               "WHEN webhook_attempts = 0 THEN 'pending' ELSE 'retrying' END "
+               "WHERE webhook_state = 'sending'");
+    hooks.Bind(1, now).Step();
+    if (!hooks.ok()) return Error("release webhook leases");
+    if (Status s = tx.Commit(); !s.ok()) return s;
+    return released;
+  }
+
+  Result<std::optional<Millis>> NextImageDue() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    Stmt q(db_, "SELECT MIN(due_at) FROM images WHERE state IN ('queued', 'leased')");
+    if (!q.Step()) return Error("next image due");
+    if (q.IsNull(0)) return std::optional<Millis>();
+    return std::optional<Millis>(q.Int(0));
+  }
+
+  Result<std::vector<WebhookJob>> ClaimWebhooks(int max, Millis lease_ms) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    const Millis now = NowMillis();
+    Transaction tx(this);
+    if (!tx.ok()) return tx.status();
+    Stmt q(db_,
+           "SELECT request_id, webhook_url, webhook_attempts FROM requests "
+           "WHERE webhook_state IN ('pending', 'retrying', 'sending') AND webhook_next_at <= ? "
+           "ORDER BY webhook_next_at LIMIT ?");
+    q.Bind(1, now).Bind(2, static_cast<int64_t>(max));
+    std::vector<WebhookJob> jobs;
+    while (q.Step()) jobs.push_back({q.Text(0), q.Text(1), static_cast<int>(q.Int(2))});
+    if (!q.ok()) return Error("claim webhooks");
+    Stmt lease(db_,
+               "UPDATE requests SET webhook_state = 'sending', webhook_next_at = ? "
+               "WHERE request_id = ?");
+    for (const auto& job : jobs) {
+      lease.Bind(1, now + lease_ms).Bind(2, job.request_id).Step();
+      if (!lease.ok()) return Error("lease webhook");
+      lease.Reset();
+    }
+    if (Status s = tx.Commit(); !s.ok()) return s;
+    return jobs;
+  }
+
+  Status RecordWebhook(const std::string& request_id, bool delivered,
+                       std::optional<int> http_status, std::optional<Millis> retry_at) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    const char* state = delivered ? "delivered" : retry_at ? "retrying" : "failed";
+    Stmt u(db_,
+           "UPDATE requests SET webhook_state = ?, webhook_attempts = webhook_attempts + 1, "
+           "webhook_last_status = ?, webhook_next_at = ? WHERE request_id = ?");
+    u.Bind(1, state)
+        .Bind(2, http_status ? std::optional<int64_t>(*http_status) : std::nullopt)
+        .Bind(3, retry_at)
+        .Bind(4, request_id)
+        .Step();
+    return u.ok() ? Status::Ok() : Error("record webhook");
+  }
+
+  bool Ping() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    Stmt q(db_, "SELECT 1");
+    return q.Step();
+  }
+
+ private:
+  // BEGIN IMMEDIATE (or DEFERRED for reads) ... COMMIT, rolled back unless committed.
+  class Transaction {
+   public:
+    explicit Transaction(SqliteStore* store, bool write = true) : store_(store) {
+      status_ = store_->Exec(write ? "BEGIN IMMEDIATE" : "BEGIN");
+    }
+    ~Transaction() {
+      if (status_.ok() && !committed_) store_->Exec("ROLLBACK");
+    }
+    bool ok() const { return status_.ok(); }
+    const Status& status() const { return status_; }
+    Status Commit() {
+      committed_ = true;
+      return store_->Exec("COMMIT");
+    }
+
+   private:
+    SqliteStore* store_;
+    Status status_;
+    bool committed_ = false;
+  };
+
+  // Called when the last image of a product became final: composes its output list, one entry
+  // per input entry in input order (pass-through entries unchanged, failed images empty).
+  Status FinishProduct(int64_t product_id, const std::string& input_urls) {
+    std::vector<std::string> outputs = SplitEntries(input_urls);
+    Stmt q(db_, "SELECT idx, output_url FROM images WHERE product_id = ?");
+    q.Bind(1, product_id);
+    while (q.Step()) {
+      const auto idx = static_cast<size_t>(q.Int(0));
+      if (idx < outputs.size()) outputs[idx] = q.Text(1);
+    }
+    if (!q.ok()) return Error("read product images");
+    Stmt u(db_, "UPDATE product_entries SET output_urls = ? WHERE id = ?");
+    u.Bind(1, csv::JoinUrls(outputs)).Bind(2, product_id).Step();
+    return u.ok() ? Status::Ok() : Error("write output urls");
+  }
+
+  Status Exec(const std::string& sql) {
+    char* err = nullptr;
+    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+      Status s =
+          Internal("sqlite: " + std::string(err ? err : "error") + " in: " + sql.substr(0, 60));
+      sqlite3_free(err);
+      return s;
+    }
+    return Status::Ok();
+  }
+
+  Status Error(const std::string& what) const {
+    return Internal("sqlite: " + what + ": " + sqlite3_errmsg(db_));
+  }
+
+  std::mutex mu_;
+  sqlite3* db_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
+  std::error_code ec;
+  const auto parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+  sqlite3* db = nullptr;
+  const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
+  if (sqlite3_open_v2(path.c_str(), &db, flags, nullptr) != SQLITE_OK) {
+    std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close_v2(db);
+    return Internal("cannot open database '" + path + "': " + msg);
+  }
+  sqlite3_busy_timeout(db, 5000);
+  auto store = std::make_unique<SqliteStore>(db);
+  // WAL keeps readers and the writer apart; NORMAL sync is durable against a killed process.
+  for (const char* pragma :
+       {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON"}) {
+    if (sqlite3_exec(db, pragma, nullptr, nullptr, nullptr) != SQLITE_OK) {
+      return Internal("cannot configure database '" + path + "': " + sqlite3_errmsg(db));
+    }
+  }
+  if (Status s = store->Migrate(); !s.ok()) return s;
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+}  // namespace imgproc::store

@@ -1,0 +1,18 @@
+// The embedded store: one SQLite file in WAL mode, one connection guarded by a mutex. Durable
+// against a killed process (every change is a committed transaction before it is acknowledged).
+#ifndef IMGPROC_STORE_SQLITE_STORE_H_
+#define IMGPROC_STORE_SQLITE_STORE_H_
+
+#include <memory>
+#include <string>
+
+#include "store/store.h"
+
+namespace imgproc::store {
+
+// Opens (creating if needed) the database file at `path` and applies pending migrations.
+Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path);
+
+}  // namespace imgproc::store
+
+#endif  // IMGPROC_STORE_SQLITE_STORE_H_

@@ -1,0 +1,40 @@
+#include "store/store.h"
+
+#include <chrono>
+
+#include "store/sqlite_store.h"
+
+namespace imgproc::store {
+
+Millis NowMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+const char* ToString(RequestStatus status) {
+  switch (status) {
+    case RequestStatus::kPending:
+      return "pending";
+    case RequestStatus::kProcessing:
+      return "processing";
+    case RequestStatus::kCompleted:
+      return "completed";
+  }
+  return "pending";
+}
+
+Result<std::unique_ptr<Store>> OpenStore(const std::string& database_url) {
+  constexpr std::string_view kSqlite = "sqlite://";
+  if (database_url.rfind(kSqlite, 0) == 0) {
+    std::string path = database_url.substr(kSqlite.size());
+    if (path.empty()) return InvalidArgument("DATABASE_URL: sqlite:// needs a file path");
+    return OpenSqliteStore(path);
+  }
+  if (database_url.rfind("postgresql://", 0) == 0 || database_url.rfind("postgres://", 0) == 0) {
+    return InvalidArgument("DATABASE_URL: PostgreSQL is not supported by this build yet");
+  }
+  return InvalidArgument("DATABASE_URL must start with sqlite:// (got '" + database_url + "')");
+}
+
+}  // namespace imgproc::store

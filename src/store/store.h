@@ -1,0 +1,132 @@
+// The durable record of requests, products and their images: the source of truth for status,
+// output URLs and the work still to do. SQLite is the embedded default; other engines (PostgreSQL)
+// implement the same interface.
+#ifndef IMGPROC_STORE_STORE_H_
+#define IMGPROC_STORE_STORE_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "csv/product_csv.h"
+
+namespace imgproc::store {
+
+// Milliseconds since the Unix epoch; every time in the store is one of these.
+using Millis = int64_t;
+Millis NowMillis();
+
+enum class RequestStatus { kPending, kProcessing, kCompleted };
+const char* ToString(RequestStatus status);
+
+// One image of one product that must be downloaded, compressed and stored.
+struct ImageTask {
+  int64_t image_id = 0;
+  std::string request_id;
+  int64_t serial_no = 0;
+  int index = 0;  // position of the entry in the product's URL list
+  std::string url;
+  int attempts = 0;  // attempts started so far, this one included
+};
+
+// What a worker learnt about an image.
+struct ImageOutcome {
+  bool ok = false;
+  std::string output_url;  // when ok
+  std::string error;       // when !ok: shown to the user in "Image Errors"
+  // When !ok and the failure is transient: try again at this time instead of failing the image.
+  std::optional<Millis> retry_at;
+};
+
+struct ImageError {
+  int index = 0;
+  std::string url;
+  std::string error;
+  int attempts = 0;
+};
+
+struct ProductView {
+  int64_t serial_no = 0;
+  std::string product_name;
+  std::string input_urls;                  // comma-joined, as stored
+  std::optional<std::string> output_urls;  // null until every image of the product is final
+  std::vector<ImageError> image_errors;
+};
+
+struct WebhookState {
+  std::string state;  // "pending", "retrying", "delivered", "failed"
+  int attempts = 0;
+  std::optional<int> last_status;
+};
+
+struct RequestView {
+  std::string request_id;
+  RequestStatus status = RequestStatus::kPending;
+  Millis created_at = 0;
+  std::optional<std::string> webhook_url;
+  int images_total = 0;
+  int images_done = 0;                // finished successfully
+  int images_failed = 0;              // finished with an error
+  std::vector<ProductView> products;  // file order
+  std::optional<WebhookState> webhook;
+};
+
+// A webhook delivery that is due.
+struct WebhookJob {
+  std::string request_id;
+  std::string url;
+  int attempts = 0;  // attempts made before this one
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Stores a validated request with its products and one task per "http" entry. A request with no
+  // such entry is completed at once.
+  virtual Status CreateRequest(const std::string& request_id,
+                               const std::optional<std::string>& webhook_url,
+                               const std::vector<csv::ProductRow>& rows) = 0;
+
+  // NotFound when the id is unknown.
+  virtual Result<RequestView> GetRequest(const std::string& request_id) = 0;
+
+  // Leases up to `max` images that are due (queued and past their retry time, or whose lease
+  // expired) to `owner` until now + lease_ms, counting an attempt for each.
+  virtual Result<std::vector<ImageTask>> ClaimImages(const std::string& owner, int max,
+                                                     Millis lease_ms) = 0;
+
+  // Records a worker's outcome. Ignored (returns OK with false) unless `owner` still holds the
+  // lease, so a slow worker cannot overwrite a result. When the last image of the request becomes
+  // final, the request becomes completed in the same transaction and its webhook is scheduled.
+  virtual Result<bool> RecordImage(int64_t image_id, const std::string& owner,
+                                   const ImageOutcome& outcome) = 0;
+
+  // Returns leases held by owners that no longer run (all of them, in the single-process embedded
+  // mode at start-up) to the queue. Returns how many were released.
+  virtual Result<int> ReleaseLeases() = 0;
+
+  // The earliest time a queued image becomes due, if any image is queued.
+  virtual Result<std::optional<Millis>> NextImageDue() = 0;
+
+  // Leases due webhook deliveries (pending, or retrying and past their next time) for lease_ms.
+  virtual Result<std::vector<WebhookJob>> ClaimWebhooks(int max, Millis lease_ms) = 0;
+
+  // Records a delivery attempt: delivered, or to be retried at `retry_at`, or failed for good.
+  virtual Status RecordWebhook(const std::string& request_id, bool delivered,
+                               std::optional<int> http_status, std::optional<Millis> retry_at) = 0;
+
+  // True when the store answers (for readiness checks).
+  virtual bool Ping() = 0;
+};
+
+// Opens the store named by a DATABASE_URL ("sqlite:///abs/path.db" or "sqlite://rel/path.db"),
+// creating and migrating the schema.
+Result<std::unique_ptr<Store>> OpenStore(const std::string& database_url);
+
+}  // namespace imgproc::store
+
+#endif  // IMGPROC_STORE_STORE_H_

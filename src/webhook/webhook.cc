@@ -1,0 +1,158 @@
+#include "webhook/webhook.h"
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "common/product_json.h"
+
+namespace imgproc::webhook {
+namespace {
+
+std::string Base64(const unsigned char* data, size_t size) {
+  std::string out(4 * ((size + 2) / 3), '\0');
+  const int n =
+      EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data, static_cast<int>(size));
+  out.resize(static_cast<size_t>(std::max(n, 0)));
+  return out;
+}
+
+std::string DecodeSecret(const std::string& secret) {
+  constexpr std::string_view kPrefix = "whsec_";
+  if (secret.rfind(kPrefix, 0) != 0) return secret;
+  const std::string encoded = secret.substr(kPrefix.size());
+  std::string out(3 * (encoded.size() / 4) + 3, '\0');
+  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(encoded.data()),
+                                static_cast<int>(encoded.size()));
+  if (n < 0) return secret;
+  // EVP_DecodeBlock counts the '=' padding as zero bytes; drop them.
+  size_t len = static_cast<size_t>(n);
+  for (auto it = encoded.rbegin(); it != encoded.rend() && *it == '=' && len > 0; ++it) --len;
+  out.resize(len);
+  return out;
+}
+
+}  // namespace
+
+std::string Payload(const store::RequestView& request) {
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& p : request.products) list.push_back(ProductJson(p, /*with_errors=*/false));
+  return list.dump();
+}
+
+std::string Sign(const std::string& secret, const std::string& id, int64_t timestamp,
+                 const std::string& body) {
+  const std::string key = DecodeSecret(secret);
+  const std::string message = id + "." + std::to_string(timestamp) + "." + body;
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int mac_len = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+       reinterpret_cast<const unsigned char*>(message.data()), message.size(), mac, &mac_len);
+  return "v1," + Base64(mac, mac_len);
+}
+
+std::chrono::milliseconds Backoff(int attempt, std::chrono::milliseconds base) {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  const int shift = std::clamp(attempt - 1, 0, 20);
+  const int64_t delay = std::min<int64_t>(base.count() << shift, 3'600'000);
+  std::uniform_int_distribution<int64_t> jitter(0, delay / 4);
+  return std::chrono::milliseconds(delay + jitter(rng));
+}
+
+Sender::Sender(store::Store& store, SenderOptions options)
+    : store_(store), options_(std::move(options)) {}
+
+Sender::~Sender() { Stop(); }
+
+void Sender::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
+
+void Sender::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Sender::Notify() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    woken_ = true;
+  }
+  cv_.notify_all();
+}
+
+void Sender::Run() {
+  // The lease outlives one delivery (5 s timeout), so no other sender takes it meanwhile.
+  constexpr store::Millis kLeaseMs = 60'000;
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (stop_) return;
+    }
+    auto jobs = store_.ClaimWebhooks(4, kLeaseMs);
+    if (!jobs.ok()) spdlog::warn("webhook: {}", jobs.status().message());
+    if (jobs.ok() && !jobs->empty()) {
+      for (const auto& job : *jobs) Deliver(job);
+      continue;
+    }
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, std::chrono::milliseconds(500), [this] { return stop_ || woken_; });
+    woken_ = false;
+  }
+}
+
+void Sender::Deliver(const store::WebhookJob& job) {
+  auto request = store_.GetRequest(job.request_id);
+  if (!request.ok()) {
+    spdlog::warn("webhook {}: {}", job.request_id, request.status().message());
+    store_.RecordWebhook(job.request_id, false, std::nullopt, std::nullopt);
+    return;
+  }
+  const std::string body = Payload(*request);
+  std::vector<std::string> headers;
+  if (!options_.secret.empty()) {
+    const std::string id = "msg_" + job.request_id;  // stable, so receivers can de-duplicate
+    const int64_t ts = store::NowMillis() / 1000;
+    headers = {"webhook-id: " + id, "webhook-timestamp: " + std::to_string(ts),
+               "webhook-signature: " + Sign(options_.secret, id, ts, body)};
+  }
+  auto response = net::Post(job.url, "application/json", body, headers, options_.fetch);
+  const int attempt = job.attempts + 1;
+  std::optional<int> http_status;
+  bool retry = true;
+  std::chrono::milliseconds delay = Backoff(attempt, options_.retry_base);
+  if (response.ok()) {
+    http_status = static_cast<int>(response->status);
+    if (response->status >= 200 && response->status < 300) {
+      spdlog::info("webhook {}: delivered (HTTP {})", job.request_id, response->status);
+      store_.RecordWebhook(job.request_id, true, http_status, std::nullopt);
+      return;
+    }
+    retry = response->status != 410;  // 410 Gone: the receiver asks us to stop
+    if (auto it = response->headers.find("retry-after"); it != response->headers.end()) {
+      const long seconds = std::strtol(it->second.c_str(), nullptr, 10);
+      if (seconds > 0) delay = std::max(delay, std::chrono::milliseconds(seconds * 1000));
+    }
+  } else {
+    retry = response.status().transient();
+  }
+  retry = retry && attempt < options_.max_attempts;
+  spdlog::warn(
+      "webhook {}: attempt {} failed ({}){}", job.request_id, attempt,
+      response.ok() ? "HTTP " + std::to_string(response->status) : response.status().message(),
+      retry ? ", will retry" : ", giving up");
+  store_.RecordWebhook(
+      job.request_id, false, http_status,
+      retry ? std::optional<store::Millis>(store::NowMillis() + delay.count()) : std::nullopt);
+}
+
+}  // namespace imgproc::webhook

@@ -1,0 +1,189 @@
+#include "api/handlers.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "store/store.h"
+
+namespace imgproc::api {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+constexpr char kOriginalCsv[] =
+    "S. No.,Product Name,Input Image Urls\n"
+    "1,SKU1,https://example.com/img1.jpg,https://example.com/img2.jpg\n"
+    "2,SKU2,https://example.com/img3.jpg,https://example.com/img4.jpg\n";
+
+class ApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("imgproc-api-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    auto s = store::OpenStore("sqlite://" + (dir_ / "db.sqlite").string());
+    ASSERT_TRUE(s.ok()) << s.status().message();
+    store_ = std::move(*s);
+    ApiOptions options;
+    options.csv_limits.max_bytes = 4096;
+    options.media_dir = dir_ / "media";
+    fs::create_directories(options.media_dir);
+    api_ = std::make_unique<Api>(*store_, options, [this] { ++created_; });
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  Response Upload(const std::string& csv, std::optional<std::string> webhook = std::nullopt) {
+    Request r{"POST", "/api/p/upload/", {}, {}};
+    r.form["csv_file"] = {"products.csv", "text/csv", csv};
+    if (webhook) r.form["webhook_url"] = {"", "", *webhook};
+    return api_->Handle(r);
+  }
+  Response Get(const std::string& path, std::map<std::string, std::string> query = {}) {
+    return api_->Handle({"GET", path, std::move(query), {}});
+  }
+  static json Body(const Response& r) { return json::parse(r.body); }
+
+  fs::path dir_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<Api> api_;
+  int created_ = 0;
+};
+
+TEST_F(ApiTest, UploadWithoutCsvFileIs400) {
+  Response r = api_->Handle({"POST", "/api/p/upload/", {}, {}});
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(r.content_type, "application/json");
+  EXPECT_EQ(Body(r), json({{"error", "No CSV file provided"}}));
+  EXPECT_EQ(created_, 0);
+}
+
+TEST_F(ApiTest, InvalidCsvIs400WithDetails) {
+  Response r = Upload("Serial Number,Product Name,Input Image Urls\nx,SKU,http://a/1.jpg\n");
+  EXPECT_EQ(r.status, 400);
+  json body = Body(r);
+  EXPECT_EQ(body["error"], "Invalid CSV format");
+  ASSERT_TRUE(body["details"].is_array());
+  ASSERT_FALSE(body["details"].empty());
+  EXPECT_EQ(body["details"][0]["row"], 2);
+  EXPECT_EQ(body["details"][0]["column"], "Serial Number");
+  EXPECT_NE(body["details"][0]["message"].get<std::string>().find("'x'"), std::string::npos);
+}
+
+TEST_F(ApiTest, WrongHeadersAreInvalidCsv) {
+  Response r = Upload("id,name\n1,a\n");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(Body(r)["error"], "Invalid CSV format");
+}
+
+TEST_F(ApiTest, TooLargeCsvIs413) {
+  Response r = Upload(std::string(5000, 'a'));
+  EXPECT_EQ(r.status, 413);
+  EXPECT_TRUE(Body(r)["error"].is_string());
+}
+
+TEST_F(ApiTest, InvalidWebhookUrlIs400) {
+  for (const char* bad : {"ftp://x/", "not a url", "http://", "javascript:alert(1)"}) {
+    Response r = Upload(kOriginalCsv, bad);
+    EXPECT_EQ(r.status, 400) << bad;
+    EXPECT_EQ(Body(r), json({{"error", "Invalid webhook_url"}})) << bad;
+  }
+}
+
+TEST_F(ApiTest, AcceptedUploadReturnsUuidAndStatusShowsOriginalShape) {
+  Response r = Upload(kOriginalCsv, "https://hooks.example.com/done");
+  ASSERT_EQ(r.status, 202) << r.body;
+  const std::string id = Body(r)["request_id"];
+  EXPECT_TRUE(IsUuid(id));
+  EXPECT_EQ(id[14], '4');  // version 4
+  EXPECT_EQ(Body(r).size(), 1u);
+  EXPECT_EQ(created_, 1);
+
+  Response s = Get("/status/" + id + "/");
+  ASSERT_EQ(s.status, 200);
+  json body = Body(s);
+  EXPECT_EQ(body["request_id"], id);
+  EXPECT_EQ(body["status"], "pending");
+  EXPECT_EQ(body["progress"],
+            json({{"images_total", 4}, {"images_done", 0}, {"images_failed", 0}}));
+  ASSERT_EQ(body["products"].size(), 2u);
+  json p = body["products"][0];
+  EXPECT_EQ(p["Serial Number"], 1);
+  EXPECT_EQ(p["Product Name"], "SKU1");
+  EXPECT_EQ(p["Input Image Urls"], "https://example.com/img1.jpg,https://example.com/img2.jpg");
+  EXPECT_TRUE(p["Output Image Urls"].is_null());
+  EXPECT_EQ(p["Image Errors"], json::array());
+  // Without the trailing slash too.
+  EXPECT_EQ(Get("/status/" + id).status, 200);
+}
+
+TEST_F(ApiTest, UnknownOrMalformedIdIs404) {
+  for (const char* path : {"/status/550e8400-e29b-41d4-a716-446655440000/", "/status/abc/",
+                           "/status/../../etc/passwd/", "/status/'%20OR%201=1/"}) {
+    Response r = Get(path);
+    EXPECT_EQ(r.status, 404) << path;
+    EXPECT_EQ(Body(r), json({{"error", "Request ID not found"}})) << path;
+  }
+}
+
+TEST_F(ApiTest, OutputCsvHasTheFourColumnsAndEscapesCells) {
+  Response r = Upload(
+      "Serial Number,Product Name,Input Image Urls\n"
+      "1,\"=HYPERLINK(\"\"x\"\")\",local-only.jpg\n");
+  ASSERT_EQ(r.status, 202);
+  const std::string id = Body(r)["request_id"];
+  Response csv = Get("/api/p/requests/" + id + "/output.csv");
+  ASSERT_EQ(csv.status, 200);
+  EXPECT_EQ(csv.content_type, "text/csv; charset=utf-8");
+  EXPECT_EQ(csv.body,
+            "Serial Number,Product Name,Input Image Urls,Output Image Urls\r\n"
+            "1,\"'=HYPERLINK(\"\"x\"\")\",local-only.jpg,local-only.jpg\r\n");
+  Response with_errors = Get("/api/p/requests/" + id + "/output.csv", {{"errors", "1"}});
+  EXPECT_EQ(with_errors.body.substr(0, with_errors.body.find("\r\n")),
+            "Serial Number,Product Name,Input Image Urls,Output Image Urls,Errors");
+  EXPECT_EQ(Get("/api/p/requests/not-a-uuid/output.csv").status, 404);
+}
+
+TEST_F(ApiTest, MediaServesOnlyFilesInsideTheMediaFolder) {
+  fs::create_directories(dir_ / "media" / "req");
+  std::ofstream(dir_ / "media" / "req" / "1_0.jpg") << "JPEG";
+  std::ofstream(dir_ / "db-secret") << "secret";
+  Response ok = Get("/media/req/1_0.jpg");
+  EXPECT_EQ(ok.status, 200);
+  EXPECT_EQ(ok.content_type, "image/jpeg");
+  EXPECT_EQ(ok.body, "JPEG");
+  for (const char* bad : {"/media/../db-secret", "/media/req/../../db-secret", "/media/",
+                          "/media/req/", "/media/req/2_0.jpg"}) {
+    EXPECT_EQ(Get(bad).status, 404) << bad;
+  }
+}
+
+TEST_F(ApiTest, UnknownRoutesAndMethodsAreJsonErrors) {
+  EXPECT_EQ(Get("/nope").status, 404);
+  Response r = api_->Handle({"DELETE", "/api/p/upload/", {}, {}});
+  EXPECT_EQ(r.status, 405);
+  EXPECT_TRUE(Body(r)["error"].is_string());
+  EXPECT_EQ(Get("/api/p/upload/").status, 405);
+  EXPECT_EQ(Get("/healthz").status, 200);
+}
+
+TEST(RequestIds, AreUniqueUuids) {
+  std::set<std::string> ids;
+  for (int i = 0; i < 1000; ++i) {
+    std::string id = NewRequestId();
+    EXPECT_TRUE(IsUuid(id)) << id;
+    ids.insert(id);
+  }
+  EXPECT_EQ(ids.size(), 1000u);
+  EXPECT_FALSE(IsUuid("550e8400-e29b-41d4-a716-44665544000"));
+  EXPECT_FALSE(IsUuid("550e8400xe29b-41d4-a716-446655440000"));
+  EXPECT_FALSE(IsUuid("550e8400-e29b-41d4-a716-44665544000g"));
+}
+
+}  // namespace
+}  // namespace imgproc::api

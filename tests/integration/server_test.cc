@@ -1,0 +1,540 @@
+// End-to-end tests: the real imgproc binary against an image host, a fake ImgBB and a webhook
+// receiver that the tests own, all on 127.0.0.1.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sqlite3.h>
+
+#include <atomic>
+#include <set>
+#include <thread>
+
+#include "fixture_server.h"
+#include "process_client.h"
+#include "test_images.h"
+
+namespace imgproc::testing {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+// Serves generated images and every kind of broken answer, and counts what it was asked.
+class ImageHost {
+ public:
+  ImageHost() {
+    auto& s = server_.server();
+    s.Get(R"(/img/([A-Za-z0-9_.]+))", [this](const httplib::Request& req, httplib::Response& res) {
+      if (latency_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(latency_ms_));
+      auto it = images_.find(req.matches[1]);
+      if (it == images_.end()) {
+        res.status = 404;
+        return;
+      }
+      // Deliberately wrong Content-Type: the format must be recognised from the bytes.
+      res.set_content(it->second, "application/octet-stream");
+    });
+    s.Get("/page.html", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content("<!doctype html><html><body>Not an image</body></html>", "text/html");
+    });
+    s.Get("/empty.jpg", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content("", "image/jpeg");
+    });
+    s.Get(R"(/redirect/(\d+))", [](const httplib::Request& req, httplib::Response& res) {
+      const int n = std::stoi(req.matches[1]);
+      res.set_redirect(n <= 1 ? "/img/photo.jpg" : "/redirect/" + std::to_string(n - 1));
+    });
+    s.Get("/flaky.jpg", [this](const httplib::Request&, httplib::Response& res) {
+      if (flaky_failures_left_-- > 0) {
+        res.status = 500;
+        return;
+      }
+      res.set_content(images_.at("photo.jpg"), "image/jpeg");
+    });
+  }
+
+  void Add(const std::string& name, std::string bytes) { images_[name] = std::move(bytes); }
+  void Start() { server_.Start(); }
+  std::string Url(const std::string& path) const { return server_.Url(path); }
+  size_t Count(const std::string& path) const { return server_.CountRequests(path); }
+  size_t Total() const { return server_.requests().size(); }
+  void set_latency_ms(int ms) { latency_ms_ = ms; }
+  void set_flaky_failures(int n) { flaky_failures_left_ = n; }
+
+ private:
+  FixtureServer server_;
+  std::map<std::string, std::string> images_;
+  std::atomic<int> latency_ms_{0};
+  std::atomic<int> flaky_failures_left_{0};
+};
+
+// Records webhook deliveries; answers 500 to the first `fail_first` of them.
+class WebhookReceiver {
+ public:
+  WebhookReceiver() {
+    server_.server().Post("/hook", [this](const httplib::Request& req, httplib::Response& res) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (fail_first_ > 0) {
+        --fail_first_;
+        res.status = 500;
+        return;
+      }
+      bodies_.push_back(req.body);
+      content_types_.push_back(req.get_header_value("Content-Type"));
+      res.status = 200;
+    });
+    server_.Start();
+  }
+  std::string Url() const { return server_.Url("/hook"); }
+  void set_fail_first(int n) {
+    std::lock_guard<std::mutex> lock(mu_);
+    fail_first_ = n;
+  }
+  std::vector<std::string> bodies() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return bodies_;
+  }
+  std::string content_type(size_t i) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return content_types_.at(i);
+  }
+  size_t attempts() const { return server_.requests().size(); }
+  // Waits until `n` deliveries succeeded or the timeout passes.
+  bool WaitFor(size_t n, std::chrono::seconds timeout = 20s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (bodies().size() >= n) return true;
+      std::this_thread::sleep_for(20ms);
+    }
+    return false;
+  }
+
+ private:
+  FixtureServer server_;
+  std::mutex mu_;
+  int fail_first_ = 0;
+  std::vector<std::string> bodies_;
+  std::vector<std::string> content_types_;
+};
+
+std::vector<std::string> Split(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (true) {
+    const size_t comma = s.find(',', start);
+    out.push_back(s.substr(start, comma - start));
+    if (comma == std::string::npos) return out;
+    start = comma + 1;
+  }
+}
+
+std::map<std::string, std::string> TestEnv(std::map<std::string, std::string> extra = {}) {
+  std::map<std::string, std::string> env = {{"ALLOW_PRIVATE_URLS", "1"},
+                                            {"RETRY_BASE_MS", "20"},
+                                            {"WORKERS", "8"},
+                                            {"LOG_LEVEL", "debug"}};
+  for (auto& [k, v] : extra) env[k] = v;
+  return env;
+}
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void StartServer(std::map<std::string, std::string> env) {
+    server_ = std::make_unique<ImgprocProcess>(dir_.path(), std::move(env));
+    ASSERT_TRUE(server_->Start()) << server_->log();
+  }
+  std::string Submit(const std::string& csv, const std::string& webhook = "") {
+    auto res = server_->Upload(csv, webhook);
+    EXPECT_TRUE(res);
+    if (!res) return "";
+    EXPECT_EQ(res->status, 202) << res->body;
+    return json::parse(res->body, nullptr, false).value("request_id", "");
+  }
+
+  TempDir dir_{"it"};
+  ImageHost host_;
+  std::unique_ptr<ImgprocProcess> server_;
+};
+
+TEST_F(ServerTest, OriginalExampleEveryFormatCompressedInOrder) {
+  // Each image gets its own size, so an output's dimensions say which input it came from.
+  struct Input {
+    TestImage kind;
+    int width, height;
+  };
+  const std::vector<Input> inputs = {{TestImage::kJpegRgb, 320, 200},
+                                     {TestImage::kJpegProgressive, 330, 210},
+                                     {TestImage::kJpegCmyk, 340, 220},
+                                     {TestImage::kJpegGray, 350, 230},
+                                     {TestImage::kJpegExifRotate6, 360, 240},
+                                     {TestImage::kPngRgb, 370, 250},
+                                     {TestImage::kPngRgba, 380, 260},
+                                     {TestImage::kPngPalette, 390, 270},
+                                     {TestImage::kPng16, 400, 280},
+                                     {TestImage::kGif, 410, 290},
+                                     {TestImage::kWebp, 420, 300},
+                                     {TestImage::kTiff, 430, 310}};
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    host_.Add("i" + std::to_string(i),
+              MakeImage(inputs[i].kind, inputs[i].width, inputs[i].height));
+  }
+  host_.Start();
+  WebhookReceiver hook;
+  StartServer(TestEnv());
+
+  // The original design's form: "S. No." and unquoted URL lists spilling into extra columns.
+  std::string csv = "S. No.,Product Name,Input Image Urls\n";
+  for (int row = 0; row < 3; ++row) {
+    csv += std::to_string(row + 1) + ",SKU" + std::to_string(row + 1);
+    for (int j = 0; j < 4; ++j) csv += "," + host_.Url("/img/i" + std::to_string(row * 4 + j));
+    csv += "\n";
+  }
+  csv += "4,SKU4,not-a-url.jpg," + host_.Url("/img/i0") + "\n";
+  const std::string id = Submit(csv, hook.Url());
+  ASSERT_FALSE(id.empty());
+
+  json status = server_->WaitForCompletion(id);
+  ASSERT_EQ(status["status"], "completed") << status.dump(2) << server_->log();
+  EXPECT_EQ(status["progress"],
+            json({{"images_total", 13}, {"images_done", 13}, {"images_failed", 0}}));
+  ASSERT_EQ(status["products"].size(), 4u);
+
+  for (int row = 0; row < 3; ++row) {
+    const json& p = status["products"][row];
+    EXPECT_EQ(p["Serial Number"], row + 1);
+    EXPECT_EQ(p["Image Errors"], json::array());
+    const auto outputs = Split(p["Output Image Urls"].get<std::string>());
+    ASSERT_EQ(outputs.size(), 4u);
+    for (int j = 0; j < 4; ++j) {
+      const Input& in = inputs[static_cast<size_t>(row * 4 + j)];
+      SCOPED_TRACE(std::string(TestImageName(in.kind)) + " -> " + outputs[j]);
+      EXPECT_EQ(outputs[j], server_->BaseUrl() + "/media/" + id + "/" + std::to_string(row + 1) +
+                                "_" + std::to_string(j) + ".jpg");
+      auto res = server_->Get(outputs[j]);
+      ASSERT_TRUE(res);
+      ASSERT_EQ(res->status, 200);
+      EXPECT_EQ(res->get_header_value("Content-Type"), "image/jpeg");
+      auto info = InspectJpeg(res->body);
+      ASSERT_TRUE(info.has_value());
+      EXPECT_EQ(info->components, 3);
+      EXPECT_FALSE(info->progressive);
+      EXPECT_FALSE(info->has_exif);
+      EXPECT_FALSE(info->has_icc);
+      ASSERT_TRUE(info->luma_table.has_value());
+      EXPECT_EQ(*info->luma_table, StandardLumaTable(50));
+      const bool rotated = in.kind == TestImage::kJpegExifRotate6;
+      EXPECT_EQ(info->width, rotated ? in.height : in.width);
+      EXPECT_EQ(info->height, rotated ? in.width : in.height);
+    }
+  }
+  // Entries without "http" pass through unchanged, in place.
+  const auto last = Split(status["products"][3]["Output Image Urls"].get<std::string>());
+  ASSERT_EQ(last.size(), 2u);
+  EXPECT_EQ(last[0], "not-a-url.jpg");
+  EXPECT_EQ(last[1], server_->BaseUrl() + "/media/" + id + "/4_1.jpg");
+
+  // The webhook gets the original list of four-key product objects, once.
+  ASSERT_TRUE(hook.WaitFor(1));
+  std::this_thread::sleep_for(300ms);
+  ASSERT_EQ(hook.bodies().size(), 1u);
+  EXPECT_EQ(hook.content_type(0), "application/json");
+  json body = json::parse(hook.bodies()[0]);
+  ASSERT_TRUE(body.is_array());
+  ASSERT_EQ(body.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) {
+    json expected = status["products"][i];
+    expected.erase("Image Errors");
+    EXPECT_EQ(body[i], expected);
+  }
+  // The output CSV has the same content.
+  auto out_csv = server_->Get("/api/p/requests/" + id + "/output.csv");
+  ASSERT_TRUE(out_csv);
+  EXPECT_EQ(out_csv->status, 200);
+  EXPECT_NE(out_csv->body.find("4,SKU4,\"not-a-url.jpg," + host_.Url("/img/i0") +
+                               "\",\"not-a-url.jpg," + last[1] + "\""),
+            std::string::npos)
+      << out_csv->body;
+  const auto webhook_state = server_->Status(id)["webhook"];
+  EXPECT_EQ(webhook_state["state"], "delivered");
+  EXPECT_EQ(webhook_state["attempts"], 1);
+}
+
+TEST_F(ServerTest, BrokenImagesBecomeErrorsAndTheRestCompletes) {
+  const std::string photo = MakeImage(TestImage::kJpegRgb, 300, 200);
+  host_.Add("photo.jpg", photo);
+  host_.Add("truncated.jpg", photo.substr(0, photo.size() / 2));
+  host_.Add("bomb.png", MakeImage(TestImage::kPngRgb, 1200, 1000));  // over MAX_IMAGE_PIXELS
+  host_.Start();
+  StartServer(TestEnv({{"MAX_IMAGE_PIXELS", "1000000"}}));
+
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"/img/photo.jpg", ""},      {"/img/missing.jpg", "HTTP 404"}, {"/page.html", "not an image"},
+      {"/img/truncated.jpg", ""},  // some error; libvips words it
+      {"/empty.jpg", "empty"},     {"/img/bomb.png", "too large"},   {"/redirect/3", ""},
+      {"/redirect/7", "redirect"},
+  };
+  std::string csv = "Serial Number,Product Name,Input Image Urls\n1,Broken,\"";
+  for (size_t i = 0; i < cases.size(); ++i) csv += (i ? "," : "") + host_.Url(cases[i].first);
+  csv += "\"\n2,Fine,\"" + host_.Url("/img/photo.jpg") + "\"\n";
+  const std::string id = Submit(csv);
+  json status = server_->WaitForCompletion(id);
+  ASSERT_EQ(status["status"], "completed") << status.dump(2);
+  EXPECT_EQ(status["progress"]["images_failed"], 6);
+  EXPECT_EQ(status["progress"]["images_done"], 3);
+
+  const json& broken = status["products"][0];
+  const auto outputs = Split(broken["Output Image Urls"].get<std::string>());
+  ASSERT_EQ(outputs.size(), cases.size());
+  std::map<int, json> errors;
+  for (const auto& e : broken["Image Errors"]) errors[e["index"].get<int>()] = e;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    SCOPED_TRACE(cases[i].first);
+    const bool should_work = cases[i].first == "/img/photo.jpg" || cases[i].first == "/redirect/3";
+    if (should_work) {
+      EXPECT_FALSE(outputs[i].empty());
+      EXPECT_EQ(errors.count(static_cast<int>(i)), 0u);
+      continue;
+    }
+    EXPECT_TRUE(outputs[i].empty());
+    ASSERT_EQ(errors.count(static_cast<int>(i)), 1u);
+    EXPECT_EQ(errors[static_cast<int>(i)]["url"], host_.Url(cases[i].first));
+    const std::string message = errors[static_cast<int>(i)]["error"];
+    EXPECT_FALSE(message.empty());
+    EXPECT_NE(message.find(cases[i].second), std::string::npos) << message;
+    // Permanent failures are not retried.
+    EXPECT_EQ(errors[static_cast<int>(i)]["attempts"], 1);
+  }
+  EXPECT_EQ(status["products"][1]["Image Errors"], json::array());
+  EXPECT_FALSE(status["products"][1]["Output Image Urls"].get<std::string>().empty());
+}
+
+TEST_F(ServerTest, TransientFailuresAreRetriedAndWebhookRedelivered) {
+  host_.Add("photo.jpg", MakeImage(TestImage::kJpegRgb, 200, 100));
+  host_.set_flaky_failures(2);
+  host_.Start();
+  WebhookReceiver hook;
+  hook.set_fail_first(2);
+  StartServer(TestEnv());
+  const std::string id =
+      Submit("Serial Number,Product Name,Input Image Urls\n1,P," + host_.Url("/flaky.jpg") + "\n",
+             hook.Url());
+  json status = server_->WaitForCompletion(id);
+  ASSERT_EQ(status["status"], "completed");
+  EXPECT_EQ(status["progress"]["images_done"], 1);
+  EXPECT_EQ(host_.Count("/flaky.jpg"), 3u);
+  ASSERT_TRUE(hook.WaitFor(1));
+  EXPECT_EQ(hook.attempts(), 3u);
+  json webhook_state;
+  for (int i = 0; i < 100; ++i) {
+    webhook_state = server_->Status(id)["webhook"];
+    if (webhook_state["state"] == "delivered") break;
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_EQ(webhook_state, json({{"state", "delivered"}, {"attempts", 3}, {"last_status", 200}}));
+}
+
+TEST_F(ServerTest, ImgbbStorageUsesItsApiAndReportsItsErrors) {
+  host_.Add("photo.jpg", MakeImage(TestImage::kJpegRgb, 200, 100));
+  host_.Start();
+  FixtureServer imgbb;
+  std::atomic<int> uploads{0}, rate_limited{1};
+  imgbb.server().Post("/1/upload", [&](const httplib::Request& req, httplib::Response& res) {
+    if (req.get_file_value("key").content != "good-key") {
+      res.status = 400;
+      res.set_content(R"({"status_code":400,"error":{"message":"Invalid API v1 key.","code":100},)"
+                      R"("status_txt":"Bad Request"})",
+                      "application/json");
+      return;
+    }
+    if (rate_limited-- > 0) {
+      res.status = 400;
+      res.set_content(R"({"status_code":400,"error":{"message":"Rate limit reached.","code":100}})",
+                      "application/json");
+      return;
+    }
+    const auto& image = req.get_file_value("image");
+    if (!InspectJpeg(image.content)) {
+      res.status = 400;
+      return;
+    }
+    const int n = ++uploads;
+    res.set_content(R"({"data":{"url":"https://i.ibb.co/x/)" + std::to_string(n) +
+                        R"(.jpg"},"success":true,"status":200})",
+                    "application/json");
+  });
+  imgbb.Start();
+
+  const std::string csv = "Serial Number,Product Name,Input Image Urls\n1,P,\"" +
+                          host_.Url("/img/photo.jpg") + "," + host_.Url("/img/photo.jpg") + "\"\n";
+  StartServer(TestEnv({{"STORAGE", "imgbb"},
+                       {"IMGBB_API_KEY", "good-key"},
+                       {"IMGBB_UPLOAD_URL", imgbb.Url("/1/upload")}}));
+  std::string id = Submit(csv);
+  json status = server_->WaitForCompletion(id);
+  ASSERT_EQ(status["status"], "completed");
+  auto outputs = Split(status["products"][0]["Output Image Urls"].get<std::string>());
+  ASSERT_EQ(outputs.size(), 2u);
+  EXPECT_EQ(std::set<std::string>(outputs.begin(), outputs.end()),
+            (std::set<std::string>{"https://i.ibb.co/x/1.jpg", "https://i.ibb.co/x/2.jpg"}));
+  EXPECT_EQ(imgbb.CountRequests("/1/upload"), 3u);  // one rate-limited, retried
+
+  // A wrong key is a clear, permanent error for each image.
+  server_->Signal(SIGTERM);
+  ASSERT_EQ(server_->Wait(), 0);
+  StartServer(TestEnv({{"STORAGE", "imgbb"},
+                       {"IMGBB_API_KEY", "bad-key"},
+                       {"IMGBB_UPLOAD_URL", imgbb.Url("/1/upload")}}));
+  id = Submit(csv);
+  status = server_->WaitForCompletion(id);
+  ASSERT_EQ(status["status"], "completed");
+  EXPECT_EQ(status["products"][0]["Output Image Urls"], ",");
+  ASSERT_EQ(status["products"][0]["Image Errors"].size(), 2u);
+  EXPECT_NE(status["products"][0]["Image Errors"][0]["error"].get<std::string>().find(
+                "Invalid API v1 key."),
+            std::string::npos);
+}
+
+TEST_F(ServerTest, PrivateAddressesAreRefusedByDefault) {
+  host_.Add("photo.jpg", MakeImage(TestImage::kJpegRgb, 200, 100));
+  host_.Start();
+  WebhookReceiver hook;
+  StartServer({{"RETRY_BASE_MS", "20"}, {"WEBHOOK_MAX_ATTEMPTS", "2"}});
+  const std::string id =
+      Submit("Serial Number,Product Name,Input Image Urls\n1,P,\"" + host_.Url("/img/photo.jpg") +
+                 ",http://localhost:" + std::to_string(FreePort()) + "/x.jpg\"\n",
+             hook.Url());
+  json status = server_->WaitForCompletion(id);
+  ASSERT_EQ(status["status"], "completed");
+  ASSERT_EQ(status["products"][0]["Image Errors"].size(), 2u);
+  for (const auto& e : status["products"][0]["Image Errors"]) {
+    EXPECT_NE(e["error"].get<std::string>().find("not a public address"), std::string::npos)
+        << e.dump();
+  }
+  EXPECT_EQ(host_.Total(), 0u);
+  json webhook_state;
+  for (int i = 0; i < 200; ++i) {
+    webhook_state = server_->Status(id)["webhook"];
+    if (webhook_state["state"] == "failed") break;
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_EQ(webhook_state["state"], "failed");
+  EXPECT_EQ(hook.attempts(), 0u);
+}
+
+TEST_F(ServerTest, HttpErrorsAreJson) {
+  host_.Start();
+  StartServer(TestEnv({{"MAX_CSV_BYTES", "2000"}}));
+  httplib::Client client("127.0.0.1", server_->port());
+
+  auto not_multipart = client.Post("/api/p/upload/", "a=b", "application/x-www-form-urlencoded");
+  ASSERT_TRUE(not_multipart);
+  EXPECT_EQ(not_multipart->status, 400);
+  EXPECT_EQ(json::parse(not_multipart->body), json({{"error", "No CSV file provided"}}));
+
+  auto wrong_part = client.Post(
+      "/api/p/upload/", httplib::MultipartFormDataItems{{"file", "x", "x.csv", "text/csv"}});
+  ASSERT_TRUE(wrong_part);
+  EXPECT_EQ(json::parse(wrong_part->body), json({{"error", "No CSV file provided"}}));
+
+  // Too large for the CSV limit but within the body limit: the API's own 413.
+  auto big_csv =
+      server_->Upload("Serial Number,Product Name,Input Image Urls\n" + std::string(3000, 'x'));
+  ASSERT_TRUE(big_csv);
+  EXPECT_EQ(big_csv->status, 413);
+  EXPECT_TRUE(json::parse(big_csv->body)["error"].is_string());
+
+  // Larger than the whole body limit: refused by the transport, still as JSON.
+  auto huge = client.Post("/api/p/upload/", std::string(200'000, 'x'), "text/csv");
+  ASSERT_TRUE(huge);
+  EXPECT_EQ(huge->status, 413);
+  EXPECT_TRUE(json::parse(huge->body, nullptr, false)["error"].is_string()) << huge->body;
+
+  auto invalid = server_->Upload("Serial Number,Product Name\n1,a\n");
+  ASSERT_TRUE(invalid);
+  EXPECT_EQ(invalid->status, 400);
+  json body = json::parse(invalid->body);
+  EXPECT_EQ(body["error"], "Invalid CSV format");
+  EXPECT_EQ(body["details"][0]["column"], "Input Image Urls");
+
+  for (const char* path : {"/status/00000000-0000-4000-8000-000000000000/", "/status/x/",
+                           "/media/../imgproc.db", "/media/%2e%2e/imgproc.db", "/nope"}) {
+    auto res = client.Get(path);
+    ASSERT_TRUE(res) << path;
+    EXPECT_EQ(res->status, 404) << path;
+    EXPECT_TRUE(json::parse(res->body, nullptr, false)["error"].is_string()) << path;
+  }
+  server_->Signal(SIGTERM);
+  EXPECT_EQ(server_->Wait(), 0);
+}
+
+// Reads which images the database records as finished, straight from the SQLite file.
+std::set<std::string> FinishedImages(const std::filesystem::path& db_path) {
+  std::set<std::string> done;
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_stmt* stmt = nullptr;
+    sqlite3_prepare_v2(db, "SELECT url FROM images WHERE state = 'done'", -1, &stmt, nullptr);
+    while (sqlite3_step(stmt) == SQLITE_ROW) {
+      done.insert(reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0)));
+    }
+    sqlite3_finalize(stmt);
+  }
+  sqlite3_close(db);
+  return done;
+}
+
+TEST_F(ServerTest, KillDashNineLosesNothing) {
+  constexpr int kImages = 40;
+  const std::string photo = MakeImage(TestImage::kJpegRgb, 200, 100);
+  for (int i = 0; i < kImages; ++i) host_.Add("p" + std::to_string(i) + ".jpg", photo);
+  host_.set_latency_ms(100);
+  host_.Start();
+  WebhookReceiver hook;
+  StartServer(TestEnv({{"WORKERS", "4"}}));
+
+  std::string csv = "Serial Number,Product Name,Input Image Urls\n";
+  for (int i = 0; i < kImages; ++i) {
+    csv += std::to_string(i + 1) + ",P" + std::to_string(i) + "," +
+           host_.Url("/img/p" + std::to_string(i) + ".jpg") + "\n";
+  }
+  const std::string id = Submit(csv, hook.Url());
+  // Wait until some, not all, images are done, then kill without warning.
+  for (int i = 0; i < 400; ++i) {
+    json s = server_->Status(id);
+    if (s.is_object() && s["progress"]["images_done"].get<int>() >= 8) break;
+    std::this_thread::sleep_for(10ms);
+  }
+  server_->Signal(SIGKILL);
+  ASSERT_NE(server_->Wait(), -1);
+  std::this_thread::sleep_for(300ms);  // let the host log requests that were in flight
+  const auto finished = FinishedImages(dir_.path() / "imgproc.db");
+  ASSERT_GE(finished.size(), 8u);
+  ASSERT_LT(finished.size(), static_cast<size_t>(kImages));
+  std::map<std::string, size_t> fetched_before;
+  for (int i = 0; i < kImages; ++i) {
+    const std::string path = "/img/p" + std::to_string(i) + ".jpg";
+    fetched_before[path] = host_.Count(path);
+  }
+
+  ASSERT_TRUE(server_->Start()) << server_->log();
+  json status = server_->WaitForCompletion(id);
+  ASSERT_EQ(status["status"], "completed") << status.dump(2);
+  EXPECT_EQ(status["progress"]["images_done"], kImages);
+  for (int i = 0; i < kImages; ++i) {
+    const std::string path = "/img/p" + std::to_string(i) + ".jpg";
+    const auto& p = status["products"][static_cast<size_t>(i)];
+    EXPECT_EQ(p["Output Image Urls"],
+              server_->BaseUrl() + "/media/" + id + "/" + std::to_string(i + 1) + "_0.jpg");
+    if (finished.count(host_.Url(path))) {
+      EXPECT_EQ(host_.Count(path), fetched_before[path]) << path << " was done, yet redone";
+    } else {
+      EXPECT_EQ(host_.Count(path), fetched_before[path] + 1) << path << " not done exactly once";
+    }
+  }
+  ASSERT_TRUE(hook.WaitFor(1));
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(hook.bodies().size(), 1u);
+  EXPECT_EQ(json::parse(hook.bodies()[0]).size(), static_cast<size_t>(kImages));
+}
+
+}  // namespace
+}  // namespace imgproc::testing

@@ -1,0 +1,196 @@
+#include "store/sqlite_store.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <set>
+
+namespace imgproc::store {
+namespace {
+
+csv::ProductRow Row(int64_t serial, std::string name, std::vector<std::string> urls) {
+  csv::ProductRow row;
+  row.serial_no = serial;
+  row.product_name = std::move(name);
+  row.input_urls = std::move(urls);
+  return row;
+}
+
+class SqliteStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("imgproc-store-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    Reopen();
+  }
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  void Reopen() {
+    store_.reset();
+    auto s = OpenStore("sqlite://" + (dir_ / "db" / "imgproc.db").string());
+    ASSERT_TRUE(s.ok()) << s.status().message();
+    store_ = std::move(*s);
+  }
+  ImageOutcome Ok(const std::string& url) {
+    ImageOutcome o;
+    o.ok = true;
+    o.output_url = url;
+    return o;
+  }
+  ImageOutcome Failed(const std::string& error) {
+    ImageOutcome o;
+    o.error = error;
+    return o;
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_F(SqliteStoreTest, NewRequestIsPendingWithNullOutputs) {
+  ASSERT_TRUE(store_
+                  ->CreateRequest("r1", std::nullopt,
+                                  {Row(1, "SKU1", {"http://a/1.jpg", "http://a/2.jpg"}),
+                                   Row(2, "SKU2", {"http://a/3.jpg"})})
+                  .ok());
+  auto view = store_->GetRequest("r1");
+  ASSERT_TRUE(view.ok());
+  EXPECT_EQ(view->status, RequestStatus::kPending);
+  EXPECT_EQ(view->images_total, 3);
+  ASSERT_EQ(view->products.size(), 2u);
+  EXPECT_EQ(view->products[0].serial_no, 1);
+  EXPECT_EQ(view->products[0].input_urls, "http://a/1.jpg,http://a/2.jpg");
+  EXPECT_FALSE(view->products[0].output_urls.has_value());
+  EXPECT_FALSE(view->webhook.has_value());
+}
+
+TEST_F(SqliteStoreTest, UnknownRequestIsNotFound) {
+  auto view = store_->GetRequest("nope");
+  ASSERT_FALSE(view.ok());
+  EXPECT_EQ(view.status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(SqliteStoreTest, RequestWithoutHttpEntriesCompletesAtOnce) {
+  ASSERT_TRUE(store_->CreateRequest("r1", "http://hook/", {Row(7, "P", {"local.jpg", "x"})}).ok());
+  auto view = store_->GetRequest("r1");
+  ASSERT_TRUE(view.ok());
+  EXPECT_EQ(view->status, RequestStatus::kCompleted);
+  EXPECT_EQ(view->products[0].output_urls.value_or("<null>"), "local.jpg,x");
+  auto hooks = store_->ClaimWebhooks(10, 1000);
+  ASSERT_TRUE(hooks.ok());
+  ASSERT_EQ(hooks->size(), 1u);
+  EXPECT_EQ((*hooks)[0].url, "http://hook/");
+}
+
+TEST_F(SqliteStoreTest, OutputsKeepInputOrderWithPassThroughAndFailures) {
+  ASSERT_TRUE(store_
+                  ->CreateRequest("r1", "http://hook/",
+                                  {Row(1, "P", {"http://a/0", "keep-me", "http://a/2"})})
+                  .ok());
+  auto tasks = store_->ClaimImages("w", 10, 60'000);
+  ASSERT_TRUE(tasks.ok());
+  ASSERT_EQ(tasks->size(), 2u);
+  EXPECT_EQ(store_->GetRequest("r1")->status, RequestStatus::kProcessing);
+  // Finish them out of order: index 2 first.
+  const auto& t0 = (*tasks)[0].index == 0 ? (*tasks)[0] : (*tasks)[1];
+  const auto& t2 = (*tasks)[0].index == 2 ? (*tasks)[0] : (*tasks)[1];
+  ASSERT_TRUE(*store_->RecordImage(t2.image_id, "w", Ok("http://out/2.jpg")));
+  EXPECT_FALSE(store_->GetRequest("r1")->products[0].output_urls.has_value());
+  EXPECT_TRUE(store_->ClaimWebhooks(10, 1000)->empty());
+  ASSERT_TRUE(*store_->RecordImage(t0.image_id, "w", Failed("download failed: HTTP 404")));
+
+  auto view = store_->GetRequest("r1");
+  EXPECT_EQ(view->status, RequestStatus::kCompleted);
+  EXPECT_EQ(view->images_done, 1);
+  EXPECT_EQ(view->images_failed, 1);
+  EXPECT_EQ(view->products[0].output_urls.value_or("<null>"), ",keep-me,http://out/2.jpg");
+  ASSERT_EQ(view->products[0].image_errors.size(), 1u);
+  EXPECT_EQ(view->products[0].image_errors[0].index, 0);
+  EXPECT_EQ(view->products[0].image_errors[0].url, "http://a/0");
+  EXPECT_EQ(view->products[0].image_errors[0].error, "download failed: HTTP 404");
+  ASSERT_TRUE(view->webhook.has_value());
+  EXPECT_EQ(view->webhook->state, "pending");
+}
+
+TEST_F(SqliteStoreTest, OnlyTheLeaseHolderRecordsAndFirstResultWins) {
+  ASSERT_TRUE(store_->CreateRequest("r1", std::nullopt, {Row(1, "P", {"http://a/0"})}).ok());
+  auto first = store_->ClaimImages("slow", 1, /*lease_ms=*/-1);  // expires at once
+  ASSERT_EQ(first->size(), 1u);
+  auto second = store_->ClaimImages("fast", 1, 60'000);
+  ASSERT_EQ(second->size(), 1u);
+  EXPECT_EQ((*second)[0].attempts, 2);
+  EXPECT_FALSE(*store_->RecordImage((*first)[0].image_id, "slow", Ok("http://out/slow")));
+  EXPECT_TRUE(*store_->RecordImage((*second)[0].image_id, "fast", Ok("http://out/fast")));
+  EXPECT_FALSE(*store_->RecordImage((*second)[0].image_id, "fast", Ok("http://out/again")));
+  auto view = store_->GetRequest("r1");
+  EXPECT_EQ(view->products[0].output_urls.value_or(""), "http://out/fast");
+  EXPECT_EQ(view->images_done, 1);
+}
+
+TEST_F(SqliteStoreTest, TransientFailureIsRetriedAfterItsTime) {
+  ASSERT_TRUE(store_->CreateRequest("r1", std::nullopt, {Row(1, "P", {"http://a/0"})}).ok());
+  auto t = store_->ClaimImages("w", 1, 60'000);
+  ImageOutcome retry = Failed("download failed: HTTP 503");
+  retry.retry_at = NowMillis() + 60'000;
+  ASSERT_TRUE(*store_->RecordImage((*t)[0].image_id, "w", retry));
+  EXPECT_TRUE(store_->ClaimImages("w", 1, 60'000)->empty());
+  auto due = store_->NextImageDue();
+  ASSERT_TRUE(due.ok() && due->has_value());
+  EXPECT_GE(**due, NowMillis() + 50'000);
+  EXPECT_EQ(store_->GetRequest("r1")->status, RequestStatus::kProcessing);
+}
+
+TEST_F(SqliteStoreTest, ReleasedLeasesSurviveReopenAndFinishedImagesAreNotRedone) {
+  ASSERT_TRUE(store_
+                  ->CreateRequest("r1", "http://hook/",
+                                  {Row(1, "P", {"http://a/0", "http://a/1", "http://a/2"})})
+                  .ok());
+  auto tasks = store_->ClaimImages("dead", 3, 600'000);
+  ASSERT_EQ(tasks->size(), 3u);
+  ASSERT_TRUE(*store_->RecordImage((*tasks)[0].image_id, "dead", Ok("http://out/0")));
+  Reopen();  // the process that held the leases is gone
+  EXPECT_TRUE(store_->ClaimImages("new", 10, 60'000)->empty());  // still leased
+  EXPECT_EQ(*store_->ReleaseLeases(), 2);
+  auto again = store_->ClaimImages("new", 10, 60'000);
+  ASSERT_EQ(again->size(), 2u);
+  std::set<int> indexes;
+  for (const auto& t : *again) {
+    indexes.insert(t.index);
+    ASSERT_TRUE(
+        *store_->RecordImage(t.image_id, "new", Ok("http://out/" + std::to_string(t.index))));
+  }
+  EXPECT_EQ(indexes, (std::set<int>{1, 2}));
+  auto view = store_->GetRequest("r1");
+  EXPECT_EQ(view->status, RequestStatus::kCompleted);
+  EXPECT_EQ(view->products[0].output_urls.value_or(""), "http://out/0,http://out/1,http://out/2");
+}
+
+TEST_F(SqliteStoreTest, WebhookDeliveryStateIsRecorded) {
+  ASSERT_TRUE(store_->CreateRequest("r1", "http://hook/", {Row(1, "P", {"x"})}).ok());
+  auto jobs = store_->ClaimWebhooks(10, 60'000);
+  ASSERT_EQ(jobs->size(), 1u);
+  EXPECT_TRUE(store_->ClaimWebhooks(10, 60'000)->empty());  // leased
+  ASSERT_TRUE(store_->RecordWebhook("r1", false, 500, NowMillis() - 1).ok());
+  EXPECT_EQ(store_->GetRequest("r1")->webhook->state, "retrying");
+  jobs = store_->ClaimWebhooks(10, 60'000);
+  ASSERT_EQ(jobs->size(), 1u);
+  EXPECT_EQ((*jobs)[0].attempts, 1);
+  ASSERT_TRUE(store_->RecordWebhook("r1", true, 200, std::nullopt).ok());
+  auto view = store_->GetRequest("r1");
+  EXPECT_EQ(view->webhook->state, "delivered");
+  EXPECT_EQ(view->webhook->attempts, 2);
+  EXPECT_EQ(view->webhook->last_status.value_or(0), 200);
+  EXPECT_TRUE(store_->ClaimWebhooks(10, 60'000)->empty());
+}
+
+TEST_F(SqliteStoreTest, UnsupportedDatabaseUrlsAreRefused) {
+  EXPECT_FALSE(OpenStore("mysql://x").ok());
+  EXPECT_FALSE(OpenStore("sqlite://").ok());
+}
+
+}  // namespace
+}  // namespace imgproc::store

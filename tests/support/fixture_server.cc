@@ -1,0 +1,47 @@
+#include "fixture_server.h"
+
+#include <chrono>
+#include <stdexcept>
+
+namespace imgproc::testing {
+
+FixtureServer::FixtureServer() {
+  server_.set_logger([this](const httplib::Request& req, const httplib::Response&) {
+    std::lock_guard<std::mutex> lock(mu_);
+    requests_.push_back({req.method, req.path, req.body, req.headers});
+  });
+}
+
+FixtureServer::~FixtureServer() { Stop(); }
+
+void FixtureServer::Start() {
+  port_ = server_.bind_to_any_port("127.0.0.1");
+  if (port_ <= 0) throw std::runtime_error("fixture server: cannot bind 127.0.0.1");
+  thread_ = std::thread([this] { server_.listen_after_bind(); });
+  while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+}
+
+void FixtureServer::Stop() {
+  if (thread_.joinable()) {
+    server_.stop();
+    thread_.join();
+  }
+}
+
+std::string FixtureServer::Url(const std::string& path) const {
+  return "http://127.0.0.1:" + std::to_string(port_) + path;
+}
+
+std::vector<RecordedRequest> FixtureServer::requests() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return requests_;
+}
+
+size_t FixtureServer::CountRequests(const std::string& path) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t n = 0;
+  for (const auto& r : requests_) n += r.path == path;
+  return n;
+}
+
+}  // namespace imgproc::testing

@@ -1,0 +1,165 @@
+#include "process_client.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+extern char** environ;
+
+namespace imgproc::testing {
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+TempDir::TempDir(const std::string& tag) {
+  static int counter = 0;
+  path_ = std::filesystem::temp_directory_path() /
+          ("imgproc-" + tag + "-" + std::to_string(getpid()) + "-" + std::to_string(counter++));
+  std::filesystem::remove_all(path_);
+  std::filesystem::create_directories(path_);
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+ImgprocProcess::ImgprocProcess(std::filesystem::path data_dir,
+                               std::map<std::string, std::string> env)
+    : data_dir_(std::move(data_dir)), env_(std::move(env)) {}
+
+ImgprocProcess::~ImgprocProcess() {
+  if (pid_ > 0) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+}
+
+bool ImgprocProcess::Start() {
+  const char* binary = std::getenv("IMGPROC_BINARY");
+  if (binary == nullptr) return false;
+  if (port_ == 0) port_ = FreePort();  // keep the port across restarts: URLs stay valid
+
+  std::map<std::string, std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string kv = *e;
+    const size_t eq = kv.find('=');
+    if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  env["PORT"] = std::to_string(port_);
+  env["BIND"] = "127.0.0.1";
+  env["DATA_DIR"] = data_dir_.string();
+  for (const auto& [k, v] : env_) env[k] = v;
+  std::vector<std::string> strings;
+  for (const auto& [k, v] : env) strings.push_back(k + "=" + v);
+  std::vector<char*> envp;
+  for (auto& s : strings) envp.push_back(s.data());
+  envp.push_back(nullptr);
+
+  const std::string log_path = (data_dir_ / "imgproc.log").string();
+  pid_ = fork();
+  if (pid_ == 0) {
+    std::FILE* log = std::fopen(log_path.c_str(), "a");
+    if (log != nullptr) {
+      dup2(fileno(log), STDOUT_FILENO);
+      dup2(fileno(log), STDERR_FILENO);
+    }
+    char* argv[] = {const_cast<char*>(binary), const_cast<char*>("serve"), nullptr};
+    execve(binary, argv, envp.data());
+    _exit(127);
+  }
+  httplib::Client client("127.0.0.1", port_);
+  client.set_connection_timeout(0, 200'000);
+  for (int i = 0; i < 200; ++i) {
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return false;
+    }
+    if (auto res = client.Get("/healthz"); res && res->status == 200) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return false;
+}
+
+void ImgprocProcess::Signal(int sig) {
+  if (pid_ > 0) kill(pid_, sig);
+}
+
+int ImgprocProcess::Wait(std::chrono::seconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (pid_ > 0 && std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return -1;
+}
+
+std::string ImgprocProcess::BaseUrl() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+std::string ImgprocProcess::log() const {
+  std::ifstream in(data_dir_ / "imgproc.log");
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+httplib::Result ImgprocProcess::Upload(const std::string& csv, const std::string& webhook_url) {
+  httplib::Client client("127.0.0.1", port_);
+  client.set_read_timeout(30, 0);
+  httplib::MultipartFormDataItems items = {{"csv_file", csv, "products.csv", "text/csv"}};
+  if (!webhook_url.empty()) items.push_back({"webhook_url", webhook_url, "", ""});
+  return client.Post("/api/p/upload/", items);
+}
+
+nlohmann::json ImgprocProcess::Status(const std::string& id) {
+  auto res = Get("/status/" + id + "/");
+  if (!res || res->status != 200) return nullptr;
+  return nlohmann::json::parse(res->body, nullptr, false);
+}
+
+nlohmann::json ImgprocProcess::WaitForCompletion(const std::string& id,
+                                                 std::chrono::seconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  nlohmann::json status;
+  while (std::chrono::steady_clock::now() < deadline) {
+    status = Status(id);
+    if (status.is_object() && status["status"] == "completed") return status;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return status;
+}
+
+httplib::Result ImgprocProcess::Get(const std::string& path_or_url) {
+  std::string path = path_or_url;
+  const std::string base = BaseUrl();
+  if (path.rfind(base, 0) == 0) path = path.substr(base.size());
+  httplib::Client client("127.0.0.1", port_);
+  client.set_read_timeout(30, 0);
+  return client.Get(path);
+}
+
+}  // namespace imgproc::testing

@@ -1,0 +1,69 @@
+// Runs the real imgproc binary as a child process for integration tests, and talks to it.
+#ifndef IMGPROC_TESTS_SUPPORT_PROCESS_CLIENT_H_
+#define IMGPROC_TESTS_SUPPORT_PROCESS_CLIENT_H_
+
+#include <httplib.h>
+#include <sys/types.h>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+namespace imgproc::testing {
+
+// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
+int FreePort();
+
+// A fresh, empty folder under the system temp dir, removed by the destructor.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& tag);
+  ~TempDir();
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+class ImgprocProcess {
+ public:
+  // `env` is added to the test's environment; PORT, BIND and DATA_DIR are set by this class.
+  ImgprocProcess(std::filesystem::path data_dir, std::map<std::string, std::string> env);
+  ~ImgprocProcess();  // SIGKILLs the process if it still runs
+
+  // Starts `imgproc serve` and waits until /healthz answers. Returns false (with the log in
+  // `log()`) if it exits or does not answer within 20 s.
+  bool Start();
+  void Signal(int sig);
+  // Waits for the process to exit; returns its exit status (or -1 on timeout).
+  int Wait(std::chrono::seconds timeout = std::chrono::seconds(30));
+  bool running() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
+
+  int port() const { return port_; }
+  std::string BaseUrl() const;
+  std::string log() const;  // everything it printed so far
+  const std::filesystem::path& data_dir() const { return data_dir_; }
+
+  // POST /api/p/upload/ with the CSV (and webhook_url when given).
+  httplib::Result Upload(const std::string& csv, const std::string& webhook_url = "");
+  // GET /status/<id>/ as JSON (null if the request failed).
+  nlohmann::json Status(const std::string& id);
+  // Polls the status until "completed" or the timeout; returns the last status seen.
+  nlohmann::json WaitForCompletion(const std::string& id,
+                                   std::chrono::seconds timeout = std::chrono::seconds(60));
+  httplib::Result Get(const std::string& path_or_url);
+
+ private:
+  std::filesystem::path data_dir_;
+  std::map<std::string, std::string> env_;
+  int port_ = 0;
+  pid_t pid_ = -1;
+};
+
+}  // namespace imgproc::testing
+
+#endif  // IMGPROC_TESTS_SUPPORT_PROCESS_CLIENT_H_

@@ -1,0 +1,369 @@
+#include "test_images.h"
+
+#include <vips/vips.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <utility>
+#include <vector>
+
+namespace imgproc::testing {
+namespace {
+
+[[noreturn]] void Die(const char* what) {
+  std::fprintf(stderr, "test_images: %s failed: %s\n", what, vips_error_buffer());
+  std::abort();
+}
+
+// Tests may use these helpers before (or without) the codec's InitCodec().
+void EnsureVips() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (VIPS_INIT("imgproc-tests") != 0) Die("vips_init");
+  });
+}
+
+// Owns one reference to a VipsImage.
+class Img {
+ public:
+  explicit Img(VipsImage* image) : image_(image) {}
+  ~Img() { g_object_unref(image_); }
+  Img(const Img&) = delete;
+  Img& operator=(const Img&) = delete;
+
+  VipsImage* get() const { return image_; }
+
+ private:
+  VipsImage* image_;
+};
+
+// Runs a libvips operation `op(&out)` that creates a new image; aborts on failure.
+template <typename Op>
+Img Run(const char* what, Op op) {
+  VipsImage* out = nullptr;
+  if (op(&out) != 0) Die(what);
+  return Img(out);
+}
+
+Img Band(const Img& in, int band) {
+  return Run("extract_band",
+             [&](VipsImage** out) { return vips_extract_band(in.get(), out, band, nullptr); });
+}
+
+// in * a + b, as float.
+Img Linear(const Img& in, double a, double b) {
+  return Run("linear", [&](VipsImage** out) { return vips_linear1(in.get(), out, a, b, nullptr); });
+}
+
+Img Cast(const Img& in, VipsBandFormat format) {
+  return Run("cast", [&](VipsImage** out) { return vips_cast(in.get(), out, format, nullptr); });
+}
+
+Img Tag(const Img& in, VipsInterpretation interpretation) {
+  return Run("copy", [&](VipsImage** out) {
+    return vips_copy(in.get(), out, "interpretation", interpretation, nullptr);
+  });
+}
+
+// A writable copy in memory, for drawing on.
+Img Memory(const Img& in) {
+  VipsImage* out = vips_image_copy_memory(in.get());
+  if (out == nullptr) Die("copy_memory");
+  return Img(out);
+}
+
+void FillRect(const Img& image, double value, int width, int height) {
+  std::vector<double> ink(static_cast<size_t>(vips_image_get_bands(image.get())), value);
+  if (vips_draw_rect(image.get(), ink.data(), static_cast<int>(ink.size()), 0, 0, width, height,
+                     "fill", TRUE, nullptr) != 0) {
+    Die("draw_rect");
+  }
+}
+
+// Mild Gaussian noise with a fixed seed, so every call gives the same image.
+Img Noise(int width, int height) {
+  std::mt19937 random(42);
+  std::normal_distribution<float> normal(0.0F, 6.0F);
+  std::vector<float> samples(static_cast<size_t>(width) * static_cast<size_t>(height));
+  for (float& sample : samples) sample = normal(random);
+  VipsImage* noise = vips_image_new_from_memory_copy(
+      samples.data(), samples.size() * sizeof(float), width, height, 1, VIPS_FORMAT_FLOAT);
+  if (noise == nullptr) Die("new_from_memory_copy");
+  return Img(noise);
+}
+
+// A photo-like sRGB image: smooth colour gradients plus noise, with a dark rectangle over the
+// top-left quarter so that orientation changes are visible.
+Img Photo(int width, int height) {
+  Img xy = Run("xyz", [&](VipsImage** out) { return vips_xyz(out, width, height, nullptr); });
+  Img x = Band(xy, 0);
+  Img y = Band(xy, 1);
+  Img sum = Run("add", [&](VipsImage** out) { return vips_add(x.get(), y.get(), out, nullptr); });
+  Img r = Linear(x, 180.0 / width, 60);
+  Img g = Linear(y, 180.0 / height, 50);
+  Img b = Linear(sum, 120.0 / (width + height), 100);
+  VipsImage* bands[] = {r.get(), g.get(), b.get()};
+  Img rgb = Run("bandjoin", [&](VipsImage** out) { return vips_bandjoin(bands, out, 3, nullptr); });
+  Img noise = Noise(width, height);
+  Img noisy =
+      Run("add", [&](VipsImage** out) { return vips_add(rgb.get(), noise.get(), out, nullptr); });
+  Img photo = Memory(Tag(Cast(noisy, VIPS_FORMAT_UCHAR), VIPS_INTERPRETATION_sRGB));
+  FillRect(photo, 10, width / 4, height / 4);
+  return photo;
+}
+
+// CMYK pixels through libvips' built-in CMYK profile, which is then dropped: the JPEG carries
+// no profile, like many CMYK files in the wild.
+Img Cmyk(const Img& photo) {
+  Img cmyk = Run("icc_transform", [&](VipsImage** out) {
+    return vips_icc_transform(photo.get(), out, "cmyk", "input_profile", "srgb", nullptr);
+  });
+  Img copy = Run("copy", [&](VipsImage** out) { return vips_copy(cmyk.get(), out, nullptr); });
+  vips_image_remove(copy.get(), VIPS_META_ICC_NAME);
+  return Tag(copy, VIPS_INTERPRETATION_CMYK);
+}
+
+// The photo with an alpha band: the top-left quarter fully transparent, the rest opaque.
+Img WithAlpha(const Img& photo) {
+  const int width = vips_image_get_width(photo.get());
+  const int height = vips_image_get_height(photo.get());
+  Img black =
+      Run("black", [&](VipsImage** out) { return vips_black(out, width, height, nullptr); });
+  Img alpha = Memory(Cast(Linear(black, 1, 255), VIPS_FORMAT_UCHAR));
+  FillRect(alpha, 0, width / 4, height / 4);
+  return Run("bandjoin2", [&](VipsImage** out) {
+    return vips_bandjoin2(photo.get(), alpha.get(), out, nullptr);
+  });
+}
+
+Img WithOrientation(const Img& photo, int orientation) {
+  Img copy = Run("copy", [&](VipsImage** out) { return vips_copy(photo.get(), out, nullptr); });
+  vips_image_set_int(copy.get(), VIPS_META_ORIENTATION, orientation);
+  return copy;
+}
+
+// Runs a libvips saver `save(&buffer, &length)` and returns the bytes; aborts on failure.
+template <typename Save>
+std::string Encode(const char* what, Save save) {
+  void* buffer = nullptr;
+  size_t length = 0;
+  if (save(&buffer, &length) != 0) Die(what);
+  std::unique_ptr<void, decltype(&g_free)> owned(buffer, &g_free);
+  return std::string(static_cast<const char*>(buffer), length);
+}
+
+std::string Jpeg(const Img& image, bool interlace = false) {
+  return Encode("jpegsave", [&](void** buffer, size_t* length) {
+    return vips_jpegsave_buffer(image.get(), buffer, length, "Q", 90, "interlace", interlace,
+                                nullptr);
+  });
+}
+
+std::string Png(const Img& image, bool palette = false) {
+  return Encode("pngsave", [&](void** buffer, size_t* length) {
+    return vips_pngsave_buffer(image.get(), buffer, length, "palette", palette, nullptr);
+  });
+}
+
+unsigned Byte(std::string_view data, size_t at) { return static_cast<unsigned char>(data[at]); }
+
+unsigned BigEndian16(std::string_view data, size_t at) {
+  return Byte(data, at) << 8 | Byte(data, at + 1);
+}
+
+// SOFn payload: precision, height, width, number of components.
+bool ReadFrame(std::string_view payload, bool progressive, JpegInfo& info) {
+  if (payload.size() < 6) return false;
+  info.height = static_cast<int>(BigEndian16(payload, 1));
+  info.width = static_cast<int>(BigEndian16(payload, 3));
+  info.components = static_cast<int>(Byte(payload, 5));
+  info.progressive = progressive;
+  return true;
+}
+
+// DQT payload: one or more tables of 64 entries (8 or 16 bits each) in zigzag order.
+bool ReadQuantTables(std::string_view payload, JpegInfo& info) {
+  // kZigzag[k] is the natural (row-major) index of the k-th coefficient in zigzag order.
+  static constexpr int kZigzag[64] = {
+      0,  1,  8,  16, 9,  2,  3,  10,  //
+      17, 24, 32, 25, 18, 11, 4,  5,   //
+      12, 19, 26, 33, 40, 48, 41, 34,  //
+      27, 20, 13, 6,  7,  14, 21, 28,  //
+      35, 42, 49, 56, 57, 50, 43, 36,  //
+      29, 22, 15, 23, 30, 37, 44, 51,  //
+      58, 59, 52, 45, 38, 31, 39, 46,  //
+      53, 60, 61, 54, 47, 55, 62, 63,  //
+  };
+  size_t at = 0;
+  while (at < payload.size()) {
+    const bool wide = (Byte(payload, at) >> 4) != 0;
+    const unsigned id = Byte(payload, at) & 0x0F;
+    const size_t entry_size = wide ? 2 : 1;
+    if (at + 1 + 64 * entry_size > payload.size()) return false;
+    std::array<int, 64> table{};
+    for (size_t k = 0; k < 64; ++k) {
+      const size_t entry = at + 1 + k * entry_size;
+      table[kZigzag[k]] =
+          static_cast<int>(wide ? BigEndian16(payload, entry) : Byte(payload, entry));
+    }
+    if (id == 0) info.luma_table = table;
+    at += 1 + 64 * entry_size;
+  }
+  return true;
+}
+
+// Markers that stand alone, without a length: TEM, RSTn, SOI.
+bool IsStandalone(unsigned marker) {
+  return marker == 0x01 || (marker >= 0xD0 && marker <= 0xD8);
+}
+
+}  // namespace
+
+const char* TestImageName(TestImage kind) {
+  switch (kind) {
+    case TestImage::kJpegRgb:
+      return "jpeg_rgb";
+    case TestImage::kJpegProgressive:
+      return "jpeg_progressive";
+    case TestImage::kJpegCmyk:
+      return "jpeg_cmyk";
+    case TestImage::kJpegGray:
+      return "jpeg_gray";
+    case TestImage::kJpegExifRotate6:
+      return "jpeg_exif_rotate6";
+    case TestImage::kPngRgb:
+      return "png_rgb";
+    case TestImage::kPngRgba:
+      return "png_rgba";
+    case TestImage::kPngPalette:
+      return "png_palette";
+    case TestImage::kPng16:
+      return "png_16bit";
+    case TestImage::kGif:
+      return "gif";
+    case TestImage::kWebp:
+      return "webp";
+    case TestImage::kTiff:
+      return "tiff";
+  }
+  return "unknown";
+}
+
+std::string MakeImage(TestImage kind, int width, int height) {
+  EnsureVips();
+  const Img photo = Photo(width, height);
+  switch (kind) {
+    case TestImage::kJpegRgb:
+      return Jpeg(photo);
+    case TestImage::kJpegProgressive:
+      return Jpeg(photo, /*interlace=*/true);
+    case TestImage::kJpegCmyk:
+      return Jpeg(Cmyk(photo));
+    case TestImage::kJpegGray:
+      return Jpeg(Run("colourspace", [&](VipsImage** out) {
+        return vips_colourspace(photo.get(), out, VIPS_INTERPRETATION_B_W, nullptr);
+      }));
+    case TestImage::kJpegExifRotate6:
+      return Jpeg(WithOrientation(photo, 6));  // jpegsave writes the orientation as EXIF
+    case TestImage::kPngRgb:
+      return Png(photo);
+    case TestImage::kPngRgba:
+      return Png(WithAlpha(photo));
+    case TestImage::kPngPalette:
+      return Png(photo, /*palette=*/true);
+    case TestImage::kPng16:
+      return Png(Tag(Cast(Linear(photo, 257, 0), VIPS_FORMAT_USHORT), VIPS_INTERPRETATION_RGB16));
+    case TestImage::kGif:
+      return Encode("gifsave", [&](void** buffer, size_t* length) {
+        return vips_gifsave_buffer(photo.get(), buffer, length, nullptr);
+      });
+    case TestImage::kWebp:
+      return Encode("webpsave", [&](void** buffer, size_t* length) {
+        return vips_webpsave_buffer(photo.get(), buffer, length, "Q", 90, nullptr);
+      });
+    case TestImage::kTiff:
+      return Encode("tiffsave", [&](void** buffer, size_t* length) {
+        return vips_tiffsave_buffer(photo.get(), buffer, length, nullptr);
+      });
+  }
+  Die("MakeImage: unknown kind");
+}
+
+std::optional<JpegInfo> InspectJpeg(std::string_view data) {
+  if (data.size() < 4 || Byte(data, 0) != 0xFF || Byte(data, 1) != 0xD8) return std::nullopt;
+  JpegInfo info;
+  bool have_frame = false;
+  size_t at = 2;
+  while (at + 2 <= data.size()) {
+    if (Byte(data, at) != 0xFF) return std::nullopt;
+    const unsigned marker = Byte(data, at + 1);
+    if (marker == 0xFF || IsStandalone(marker)) {  // 0xFF: fill byte before a marker
+      at += marker == 0xFF ? 1 : 2;
+      continue;
+    }
+    if (marker == 0xD9 || marker == 0xDA) break;  // EOI, or SOS: the headers are over
+    if (at + 4 > data.size()) return std::nullopt;
+    const size_t length = BigEndian16(data, at + 2);
+    if (length < 2 || at + 2 + length > data.size()) return std::nullopt;
+    const std::string_view payload = data.substr(at + 4, length - 2);
+    bool ok = true;
+    if (marker == 0xC0 || marker == 0xC1 || marker == 0xC2) {
+      ok = have_frame = ReadFrame(payload, /*progressive=*/marker == 0xC2, info);
+    } else if (marker == 0xDB) {
+      ok = ReadQuantTables(payload, info);
+    } else if (marker == 0xE1 && payload.starts_with(std::string_view("Exif\0", 5))) {
+      info.has_exif = true;
+    } else if (marker == 0xE2 && payload.starts_with(std::string_view("ICC_PROFILE\0", 12))) {
+      info.has_icc = true;
+    }
+    if (!ok) return std::nullopt;
+    at += 2 + length;
+  }
+  if (!have_frame) return std::nullopt;
+  return info;
+}
+
+std::array<int, 64> StandardLumaTable(int quality) {
+  // std_luminance_quant_tbl from libjpeg's jcparam.c (ITU-T T.81 Annex K), natural order.
+  static constexpr int kBase[64] = {
+      16, 11, 10, 16, 24,  40,  51,  61,   //
+      12, 12, 14, 19, 26,  58,  60,  55,   //
+      14, 13, 16, 24, 40,  57,  69,  56,   //
+      14, 17, 22, 29, 51,  87,  80,  62,   //
+      18, 22, 37, 56, 68,  109, 103, 77,   //
+      24, 35, 55, 64, 81,  104, 113, 92,   //
+      49, 64, 78, 87, 103, 121, 120, 101,  //
+      72, 92, 95, 98, 112, 100, 103, 99,   //
+  };
+  // jpeg_quality_scaling(), then jpeg_add_quant_table() with force_baseline.
+  quality = std::clamp(quality, 1, 100);
+  const int scale = quality < 50 ? 5000 / quality : 200 - quality * 2;
+  std::array<int, 64> table{};
+  for (size_t i = 0; i < 64; ++i) table[i] = std::clamp((kBase[i] * scale + 50) / 100, 1, 255);
+  return table;
+}
+
+std::array<double, 3> MeanRgb(std::string_view image, int left, int top, int width, int height) {
+  EnsureVips();
+  Img decoded = Run("decode", [&](VipsImage** out) {
+    *out = vips_image_new_from_buffer(image.data(), image.size(), "", nullptr);
+    return *out == nullptr ? -1 : 0;
+  });
+  Img rgb = Run("colourspace", [&](VipsImage** out) {
+    return vips_colourspace(decoded.get(), out, VIPS_INTERPRETATION_sRGB, nullptr);
+  });
+  Img area = Run("extract_area", [&](VipsImage** out) {
+    return vips_extract_area(rgb.get(), out, left, top, width, height, nullptr);
+  });
+  Img stats = Run("stats", [&](VipsImage** out) { return vips_stats(area.get(), out, nullptr); });
+  // Row 0 is for all bands together, row b + 1 for band b; column 4 is the mean.
+  std::array<double, 3> mean{};
+  for (int band = 0; band < 3; ++band) mean[band] = *VIPS_MATRIX(stats.get(), 4, band + 1);
+  return mean;
+}
+
+}  // namespace imgproc::testing

@@ -1,0 +1,73 @@
+// Test images generated with libvips at test time (nothing binary is checked in), and helpers
+// to inspect the JPEGs imgproc produces.
+#ifndef IMGPROC_TESTS_SUPPORT_TEST_IMAGES_H_
+#define IMGPROC_TESTS_SUPPORT_TEST_IMAGES_H_
+
+#include <array>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace imgproc::testing {
+
+// Every generated image is a smooth, photo-like gradient with some noise of the given size.
+enum class TestImage {
+  kJpegRgb,          // baseline RGB JPEG
+  kJpegProgressive,  // progressive (interlaced) JPEG
+  kJpegCmyk,         // 4-channel CMYK JPEG
+  kJpegGray,         // 1-channel grayscale JPEG
+  kJpegExifRotate6,  // stored w x h with EXIF orientation 6 (displayed h x w)
+  kPngRgb,
+  kPngRgba,     // with a transparent area (top-left quarter fully transparent)
+  kPngPalette,  // 8-bit palette PNG
+  kPng16,       // 16 bits per channel
+  kGif,
+  kWebp,
+  kTiff,
+};
+
+// Encodes a test image of width x height. Aborts the test process if libvips fails.
+std::string MakeImage(TestImage kind, int width, int height);
+
+// All kinds, for parameterised tests.
+inline constexpr std::array<TestImage, 12> kAllTestImages = {TestImage::kJpegRgb,
+                                                             TestImage::kJpegProgressive,
+                                                             TestImage::kJpegCmyk,
+                                                             TestImage::kJpegGray,
+                                                             TestImage::kJpegExifRotate6,
+                                                             TestImage::kPngRgb,
+                                                             TestImage::kPngRgba,
+                                                             TestImage::kPngPalette,
+                                                             TestImage::kPng16,
+                                                             TestImage::kGif,
+                                                             TestImage::kWebp,
+                                                             TestImage::kTiff};
+
+const char* TestImageName(TestImage kind);
+
+// What a test needs to know about a produced JPEG, read from its own bytes (marker parsing).
+struct JpegInfo {
+  int width = 0;
+  int height = 0;
+  int components = 0;
+  bool progressive = false;
+  bool has_exif = false;  // an APP1 "Exif" segment
+  bool has_icc = false;   // an APP2 "ICC_PROFILE" segment
+  // The luminance quantisation table (table 0) in natural (row-major) order.
+  std::optional<std::array<int, 64>> luma_table;
+};
+
+// Parses JPEG markers; std::nullopt if `data` is not a JPEG.
+std::optional<JpegInfo> InspectJpeg(std::string_view data);
+
+// The IJG standard luminance table scaled for `quality` (libjpeg's jpeg_quality_scaling), in
+// natural order.
+std::array<int, 64> StandardLumaTable(int quality);
+
+// Mean of the pixels of a decoded image in a rectangle, per band (for checking flattening on
+// white and orientation). Decodes with libvips.
+std::array<double, 3> MeanRgb(std::string_view image, int left, int top, int width, int height);
+
+}  // namespace imgproc::testing
+
+#endif  // IMGPROC_TESTS_SUPPORT_TEST_IMAGES_H_

@@ -15,7 +15,7 @@
 namespace imgproc::api {
 namespace {
 
-using nlohmann::json;
+using json = nlohmann::ordered_json;
 
 Response JsonResponse(int status, const json& body) {
   Response r;
@@ -150,15 +150,20 @@ Response Api::Upload(const Request& request) {
   return JsonResponse(202, {{"request_id", id}});
 }
 
+Result<store::RequestView> Api::LoadRequest(const std::string& request_id) {
+  if (!IsUuid(request_id)) return NotFound("Request ID not found");
+  return store_.GetRequest(request_id);
+}
+
+Response Api::LoadError(const std::string& request_id, const imgproc::Status& status) {
+  if (status.code() == StatusCode::kNotFound) return JsonError(404, "Request ID not found");
+  spdlog::error("request {}: {}", request_id, status.message());
+  return JsonError(503, "Service unavailable: cannot read the request, try again");
+}
+
 Response Api::RequestStatus(const std::string& request_id) {
-  if (!IsUuid(request_id)) return JsonError(404, "Request ID not found");
-  auto view = store_.GetRequest(request_id);
-  if (!view.ok()) {
-    if (view.status().code() == StatusCode::kNotFound)
-      return JsonError(404, "Request ID not found");
-    spdlog::error("status {}: {}", request_id, view.status().message());
-    return JsonError(503, "Service unavailable: cannot read the request, try again");
-  }
+  auto view = LoadRequest(request_id);
+  if (!view.ok()) return LoadError(request_id, view.status());
   json products = json::array();
   for (const auto& p : view->products) products.push_back(ProductJson(p, /*with_errors=*/true));
   json body = {
@@ -179,13 +184,8 @@ Response Api::RequestStatus(const std::string& request_id) {
 }
 
 Response Api::OutputCsv(const std::string& request_id, bool with_errors) {
-  if (!IsUuid(request_id)) return JsonError(404, "Request ID not found");
-  auto view = store_.GetRequest(request_id);
-  if (!view.ok()) {
-    if (view.status().code() == StatusCode::kNotFound)
-      return JsonError(404, "Request ID not found");
-    return JsonError(503, "Service unavailable: cannot read the request, try again");
-  }
+  auto view = LoadRequest(request_id);
+  if (!view.ok()) return LoadError(request_id, view.status());
   std::ostringstream out;
   out << "Serial Number,Product Name,Input Image Urls,Output Image Urls"
       << (with_errors ? ",Errors" : "") << "\r\n";

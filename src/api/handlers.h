@@ -52,6 +52,10 @@ class Api {
 
  private:
   Response Upload(const Request& request);
+  // The request named by an id from a URL (NotFound unless it is a known UUID), and the response
+  // for a failure to load it.
+  Result<store::RequestView> LoadRequest(const std::string& request_id);
+  Response LoadError(const std::string& request_id, const imgproc::Status& status);
   Response RequestStatus(const std::string& request_id);
   Response OutputCsv(const std::string& request_id, bool with_errors);
   Response Media(const std::string& relative);

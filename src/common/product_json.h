@@ -9,15 +9,16 @@
 
 namespace imgproc {
 
-inline nlohmann::json ProductJson(const store::ProductView& p, bool with_errors) {
-  nlohmann::json j = {
+inline nlohmann::ordered_json ProductJson(const store::ProductView& p, bool with_errors) {
+  nlohmann::ordered_json j = {
       {"Serial Number", p.serial_no},
       {"Product Name", p.product_name},
       {"Input Image Urls", p.input_urls},
-      {"Output Image Urls", p.output_urls ? nlohmann::json(*p.output_urls) : nlohmann::json()},
+      {"Output Image Urls",
+       p.output_urls ? nlohmann::ordered_json(*p.output_urls) : nlohmann::ordered_json()},
   };
   if (with_errors) {
-    nlohmann::json errors = nlohmann::json::array();
+    nlohmann::ordered_json errors = nlohmann::ordered_json::array();
     for (const auto& e : p.image_errors) {
       errors.push_back(
           {{"index", e.index}, {"url", e.url}, {"error", e.error}, {"attempts", e.attempts}});

@@ -48,7 +48,7 @@ size_t FirstInvalidByte(std::string_view s) {
       ++i;
       continue;
     }
-    size_t n = 0;               // continuation bytes
+    size_t n = 0;                   // continuation bytes
     unsigned lo = 0x80, hi = 0xBF;  // allowed range of the first continuation byte
     if (c >= 0xC2 && c <= 0xDF) {
       n = 1;
@@ -90,8 +90,8 @@ char AsciiLower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A
 
 size_t ColumnOf(std::string_view header) {
   static constexpr std::pair<std::string_view, Column> kAliases[] = {
-      {"serial number", kSerial}, {"s. no.", kSerial},       {"s.no.", kSerial},
-      {"s no", kSerial},          {"sr no", kSerial},        {"serial no", kSerial},
+      {"serial number", kSerial}, {"s. no.", kSerial},         {"s.no.", kSerial},
+      {"s no", kSerial},          {"sr no", kSerial},          {"serial no", kSerial},
       {"product name", kName},    {"input image urls", kUrls}, {"image urls", kUrls}};
   for (const auto& [alias, column] : kAliases) {
     if (std::equal(header.begin(), header.end(), alias.begin(), alias.end(),
@@ -215,21 +215,23 @@ class Builder {
     }
     const size_t needed = 1 + std::max({columns_[kSerial], columns_[kName], columns_[kUrls]});
     if (fields_ < needed) {
-      Add(record_line_, "", "too few fields: " + std::to_string(fields_) + " (expected " +
-                                std::to_string(needed) + ")");
+      Add(record_line_, "",
+          "too few fields: " + std::to_string(fields_) + " (expected " + std::to_string(needed) +
+              ")");
       return;
     }
     if (!spill_ && width_ > header_width_) {
-      Add(record_line_, "", "too many fields: " + std::to_string(width_) + " (header has " +
-                                std::to_string(header_width_) + ")");
+      Add(record_line_, "",
+          "too many fields: " + std::to_string(width_) + " (header has " +
+              std::to_string(header_width_) + ")");
     }
     const int64_t serial = CheckSerial();
     if (name_.empty()) {
       Add(record_line_, kColumnNames[kName], "empty product name");
     } else if (Chars(name_) > kMaxNameChars) {
-      Add(record_line_, kColumnNames[kName], "product name longer than " +
-                                                  std::to_string(kMaxNameChars) +
-                                                  " characters: " + Shown(name_));
+      Add(record_line_, kColumnNames[kName],
+          "product name longer than " + std::to_string(kMaxNameChars) +
+              " characters: " + Shown(name_));
     }
     if (url_count_ == 0) {
       Add(record_line_, kColumnNames[kUrls], "no image URLs");
@@ -240,8 +242,8 @@ class Builder {
     }
     if (!long_url_.empty()) {
       Add(record_line_, kColumnNames[kUrls],
-          "URL longer than " + std::to_string(limits_.max_url_length) + " characters: " +
-              long_url_);
+          "URL longer than " + std::to_string(limits_.max_url_length) +
+              " characters: " + long_url_);
     }
     // Valid rows are only worth keeping while the file as a whole can still be valid.
     if (result_.problems.empty()) {
@@ -261,8 +263,9 @@ class Builder {
     } else if (value == 0) {
       Add(record_line_, column, "not a positive integer: " + Shown(serial_));
     } else if (auto [it, inserted] = serials_.try_emplace(value, record_line_); !inserted) {
-      Add(record_line_, column, "duplicate serial number " + std::to_string(value) +
-                                    " (first on line " + std::to_string(it->second) + ")");
+      Add(record_line_, column,
+          "duplicate serial number " + std::to_string(value) + " (first on line " +
+              std::to_string(it->second) + ")");
     } else {
       return value;
     }
@@ -295,8 +298,8 @@ class Builder {
 };
 
 void OnField(void* data, size_t len, void* builder) {
-  static_cast<Builder*>(builder)->Field(
-      data ? std::string_view(static_cast<const char*>(data), len) : std::string_view());
+  static_cast<Builder*>(builder)->Field(data ? std::string_view(static_cast<const char*>(data), len)
+                                             : std::string_view());
 }
 
 void OnRecord(int /*terminator*/, void* builder) { static_cast<Builder*>(builder)->EndRecord(); }
@@ -312,8 +315,8 @@ ParseResult ParseProducts(std::string_view data, const Limits& limits) {
   }
   if (data.starts_with("\xEF\xBB\xBF")) data.remove_prefix(3);
   if (const size_t bad = FirstInvalidByte(data); bad != std::string_view::npos) {
-    result.problems.push_back({LineOf(data, bad), "", data[bad] == '\0' ? "NUL byte in the file"
-                                                                         : "invalid UTF-8"});
+    result.problems.push_back(
+        {LineOf(data, bad), "", data[bad] == '\0' ? "NUL byte in the file" : "invalid UTF-8"});
     return result;
   }
 

@@ -40,7 +40,7 @@ std::string DecodeSecret(const std::string& secret) {
 }  // namespace
 
 std::string Payload(const store::RequestView& request) {
-  nlohmann::json list = nlohmann::json::array();
+  nlohmann::ordered_json list = nlohmann::ordered_json::array();
   for (const auto& p : request.products) list.push_back(ProductJson(p, /*with_errors=*/false));
   return list.dump();
 }

@@ -150,6 +150,17 @@ class ServerTest : public ::testing::Test {
     return json::parse(res->body, nullptr, false).value("request_id", "");
   }
 
+  // Polls the status until its webhook reaches `state` (or 5 s pass); returns the last seen.
+  json WaitForWebhook(const std::string& id, const std::string& state) {
+    json webhook;
+    for (int i = 0; i < 250; ++i) {
+      webhook = server_->Status(id)["webhook"];
+      if (webhook.is_object() && webhook["state"] == state) break;
+      std::this_thread::sleep_for(20ms);
+    }
+    return webhook;
+  }
+
   TempDir dir_{"it"};
   ImageHost host_;
   std::unique_ptr<ImgprocProcess> server_;
@@ -253,9 +264,8 @@ TEST_F(ServerTest, OriginalExampleEveryFormatCompressedInOrder) {
                                "\",\"not-a-url.jpg," + last[1] + "\""),
             std::string::npos)
       << out_csv->body;
-  const auto webhook_state = server_->Status(id)["webhook"];
-  EXPECT_EQ(webhook_state["state"], "delivered");
-  EXPECT_EQ(webhook_state["attempts"], 1);
+  EXPECT_EQ(WaitForWebhook(id, "delivered"),
+            json({{"state", "delivered"}, {"attempts", 1}, {"last_status", 200}}));
 }
 
 TEST_F(ServerTest, BrokenImagesBecomeErrorsAndTheRestCompletes) {
@@ -323,13 +333,8 @@ TEST_F(ServerTest, TransientFailuresAreRetriedAndWebhookRedelivered) {
   EXPECT_EQ(host_.Count("/flaky.jpg"), 3u);
   ASSERT_TRUE(hook.WaitFor(1));
   EXPECT_EQ(hook.attempts(), 3u);
-  json webhook_state;
-  for (int i = 0; i < 100; ++i) {
-    webhook_state = server_->Status(id)["webhook"];
-    if (webhook_state["state"] == "delivered") break;
-    std::this_thread::sleep_for(20ms);
-  }
-  EXPECT_EQ(webhook_state, json({{"state", "delivered"}, {"attempts", 3}, {"last_status", 200}}));
+  EXPECT_EQ(WaitForWebhook(id, "delivered"),
+            json({{"state", "delivered"}, {"attempts", 3}, {"last_status", 200}}));
 }
 
 TEST_F(ServerTest, ImgbbStorageUsesItsApiAndReportsItsErrors) {
@@ -410,13 +415,7 @@ TEST_F(ServerTest, PrivateAddressesAreRefusedByDefault) {
         << e.dump();
   }
   EXPECT_EQ(host_.Total(), 0u);
-  json webhook_state;
-  for (int i = 0; i < 200; ++i) {
-    webhook_state = server_->Status(id)["webhook"];
-    if (webhook_state["state"] == "failed") break;
-    std::this_thread::sleep_for(20ms);
-  }
-  EXPECT_EQ(webhook_state["state"], "failed");
+  EXPECT_EQ(WaitForWebhook(id, "failed")["state"], "failed");
   EXPECT_EQ(hook.attempts(), 0u);
 }
 

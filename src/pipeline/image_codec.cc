@@ -38,9 +38,9 @@ class Image {
   VipsImage* image_;
 };
 
-// Takes the first line of libvips' error buffer and clears it. The buffer is process-wide, so
-// the copy-and-clear is one atomic call; under concurrency a message may still belong to another
-// image, which only affects the wording of an error that is being reported anyway.
+// Takes the first line of libvips' error buffer ("" if there is none) and clears it. The buffer
+// is process-wide, so the copy-and-clear is one atomic call; under concurrency a message may still
+// belong to another image, which only affects the wording of an error reported anyway.
 std::string TakeVipsError() {
   char* raw = vips_error_buffer_copy();
   std::string text = raw != nullptr ? raw : "";
@@ -50,10 +50,14 @@ std::string TakeVipsError() {
   text.erase(0, std::min(text.find_first_not_of(kSpace), text.size()));
   text.erase(text.find_last_not_of(kSpace) + 1);
   if (text.size() > 200) text.resize(200);
-  return text.empty() ? "unknown error" : text;
+  return text;
 }
 
-Status Corrupt() { return Permanent("corrupt or truncated image: " + TakeVipsError()); }
+// Some failures (e.g. a PNG cut inside its header) leave no message, only a g_warning.
+Status Corrupt() {
+  const std::string detail = TakeVipsError();
+  return Permanent("corrupt or truncated image" + (detail.empty() ? "" : ": " + detail));
+}
 
 // Replaces `image` by the output of `op(in, &out)`, a libvips operation.
 template <typename Op>
@@ -73,16 +77,17 @@ Result<std::string> DetectFormat(std::string_view data) {
   }
   const VipsObjectClass* loader = vips_class_find("VipsForeignLoad", class_name);
   if (loader == nullptr) return Internal(std::string("libvips loader not found: ") + class_name);
-  // E.g. "jpegload_buffer"; the nsgif loader is also called "gifload_buffer".
+  // Nicknames name the format ("jpegload_buffer", "gifload_buffer"); class names may name the
+  // library instead (VipsForeignLoadNsgifBuffer).
   const std::string_view nickname = loader->nickname;
   std::string format(nickname.substr(0, nickname.find("load")));
   // find_load_buffer also returns loaders that vips_block_untrusted_set() blocked (SVG, PDF,
   // ImageMagick, ...): large attack surfaces that we never want to run on downloaded bytes.
   const auto* operation = reinterpret_cast<const VipsOperationClass*>(loader);
-  if ((operation->flags & (VIPS_OPERATION_UNTRUSTED | VIPS_OPERATION_BLOCKED)) != 0) {
-    return Permanent("unsupported image format: " + format);
-  }
-  return format;
+  if ((operation->flags & (VIPS_OPERATION_UNTRUSTED | VIPS_OPERATION_BLOCKED)) == 0) return format;
+  // ImageMagick claims whatever no other loader takes, e.g. a truncated TIFF.
+  if (format == "magick") return Permanent("not an image (unrecognised format)");
+  return Permanent("unsupported image format: " + format);
 }
 
 // Reads only the header; pixels are decoded later, while the JPEG is written. libvips does not
@@ -133,7 +138,8 @@ Status ToSrgb(Image& image) {
   });
 }
 
-// 8-bit samples; `shift` scales 16-bit values down instead of clipping them.
+// 8-bit samples, for what the colour conversion left deeper (e.g. 32-bit TIFFs tagged sRGB):
+// `shift` scales integer samples down instead of clipping them.
 Status ToUchar(Image& image) {
   if (vips_image_get_format(image.get()) == VIPS_FORMAT_UCHAR) return Status::Ok();
   return Transform(image, [](VipsImage* in, VipsImage** out) {

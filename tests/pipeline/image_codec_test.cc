@@ -1,1 +1,482 @@
+#include "pipeline/image_codec.h"
+
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <vips/vips.h>
+
+#include <cmath>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "test_images.h"
+
+namespace imgproc::pipeline {
+namespace {
+
+using imgproc::testing::InspectJpeg;
+using imgproc::testing::JpegInfo;
+using imgproc::testing::MakeImage;
+using imgproc::testing::MeanRgb;
+using imgproc::testing::StandardLumaTable;
+using imgproc::testing::TestImage;
+using imgproc::testing::TestImageName;
+
+constexpr int kWidth = 333;  // odd sizes, not multiples of the 8x8 / 16x16 JPEG blocks
+constexpr int kHeight = 222;
+
+class CodecEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override { ASSERT_TRUE(InitCodec().ok()); }
+};
+const auto* const kCodecEnvironment = ::testing::AddGlobalTestEnvironment(new CodecEnvironment);
+
+EncodedImage Compress(std::string_view data, const CodecLimits& limits = {}) {
+  Result<EncodedImage> result = CompressToJpeg(data, limits);
+  EXPECT_TRUE(result.ok()) << result.status().message();
+  return result.ok() ? *result : EncodedImage{};
+}
+
+// The markers of a JPEG; a test failure (and all-default info) if `data` is not one.
+JpegInfo Inspect(std::string_view data) {
+  const std::optional<JpegInfo> info = InspectJpeg(data);
+  EXPECT_TRUE(info.has_value()) << "not a JPEG";
+  return info.value_or(JpegInfo{});
+}
+
+// Expects a kPermanent error whose message contains `text`.
+void ExpectRefused(std::string_view data, std::string_view text, const CodecLimits& limits = {}) {
+  Result<EncodedImage> result = CompressToJpeg(data, limits);
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.status().code(), StatusCode::kPermanent);
+  EXPECT_NE(result.status().message().find(text), std::string::npos) << result.status().message();
+}
+
+std::string ExpectedFormat(TestImage kind) {
+  switch (kind) {
+    case TestImage::kJpegRgb:
+    case TestImage::kJpegProgressive:
+    case TestImage::kJpegCmyk:
+    case TestImage::kJpegGray:
+    case TestImage::kJpegExifRotate6:
+      return "jpeg";
+    case TestImage::kPngRgb:
+    case TestImage::kPngRgba:
+    case TestImage::kPngPalette:
+    case TestImage::kPng16:
+      return "png";
+    case TestImage::kGif:
+      return "gif";
+    case TestImage::kWebp:
+      return "webp";
+    case TestImage::kTiff:
+      return "tiff";
+  }
+  return "";
+}
+
+// The mean colour of a centred square: the same pixels whether or not the image was rotated by
+// 90 degrees, and clear of the dark (or transparent) top-left quarter of the test images.
+std::array<double, 3> CentreMean(std::string_view image, int width, int height) {
+  constexpr int kSide = 60;
+  return MeanRgb(image, (width - kSide) / 2, (height - kSide) / 2, kSide, kSide);
+}
+
+double Brightness(const std::array<double, 3>& rgb) { return (rgb[0] + rgb[1] + rgb[2]) / 3; }
+
+// The output has about the colours of `reference`, a kWidth x kHeight image.
+void ExpectSameColours(const EncodedImage& out, std::string_view reference) {
+  const auto actual = CentreMean(out.jpeg, out.width, out.height);
+  const auto expected = CentreMean(reference, kWidth, kHeight);
+  for (int band = 0; band < 3; ++band) {
+    EXPECT_NEAR(actual[band], expected[band], 6.0) << "band " << band;
+  }
+}
+
+// Owns one reference to a VipsImage, for the inputs that tests build themselves.
+struct VipsImageDeleter {
+  void operator()(VipsImage* image) const { g_object_unref(image); }
+};
+using VipsImagePtr = std::unique_ptr<VipsImage, VipsImageDeleter>;
+
+// Runs `op(&out)`, a libvips operation that makes an image.
+template <typename Op>
+VipsImagePtr Made(Op op) {
+  VipsImage* out = nullptr;
+  EXPECT_EQ(op(&out), 0) << vips_error_buffer();
+  return VipsImagePtr(out);
+}
+
+VipsImagePtr Decoded(std::string_view data) {
+  return Made([&](VipsImage** out) {
+    *out = vips_image_new_from_buffer(data.data(), data.size(), "", nullptr);
+    return *out == nullptr ? -1 : 0;
+  });
+}
+
+// Runs `save(&buffer, &length)`, a libvips saver, and returns the bytes.
+template <typename Save>
+std::string Saved(Save save) {
+  void* buffer = nullptr;
+  size_t length = 0;
+  EXPECT_EQ(save(&buffer, &length), 0) << vips_error_buffer();
+  std::string bytes(static_cast<const char*>(buffer), length);
+  g_free(buffer);
+  return bytes;
+}
+
+// `jpeg` with an APP2 ICC_PROFILE segment holding `profile` (at most ~64 KB) right after SOI.
+std::string WithIccSegment(std::string_view jpeg, std::string_view profile) {
+  std::string payload("ICC_PROFILE\0\x01\x01", 14);  // chunk 1 of 1
+  payload.append(profile);
+  const size_t length = payload.size() + 2;
+  std::string segment = "\xFF\xE2";
+  segment.push_back(static_cast<char>(length >> 8));
+  segment.push_back(static_cast<char>(length & 0xFF));
+  return std::string(jpeg.substr(0, 2)) + segment + payload + std::string(jpeg.substr(2));
+}
+
+std::string BuiltinProfile(const char* name) {
+  VipsBlob* blob = nullptr;
+  EXPECT_EQ(vips_profile_load(name, &blob, nullptr), 0) << vips_error_buffer();
+  size_t length = 0;
+  const void* data = vips_blob_get(blob, &length);
+  std::string profile(static_cast<const char*>(data), length);
+  vips_area_unref(VIPS_AREA(blob));
+  return profile;
+}
+
+// A black PNG at 1 bit per pixel, written while streaming: cheap to make even when huge.
+std::string BlankPng(int width, int height) {
+  VipsImagePtr black =
+      Made([&](VipsImage** out) { return vips_black(out, width, height, nullptr); });
+  return Saved([&](void** buffer, size_t* length) {
+    return vips_pngsave_buffer(black.get(), buffer, length, "bitdepth", 1, "compression", 9,
+                               nullptr);
+  });
+}
+
+long PeakRssKiB() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_maxrss;
+}
+
+class EveryFormatTest : public ::testing::TestWithParam<TestImage> {};
+
+INSTANTIATE_TEST_SUITE_P(AllTestImages, EveryFormatTest,
+                         ::testing::ValuesIn(imgproc::testing::kAllTestImages),
+                         [](const auto& info) { return TestImageName(info.param); });
+
+TEST_P(EveryFormatTest, GivesBaselineSrgbJpegWithStandardTablesAndNoMetadata) {
+  const EncodedImage out = Compress(MakeImage(GetParam(), kWidth, kHeight));
+  const std::optional<JpegInfo> info = InspectJpeg(out.jpeg);
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->components, 3);
+  EXPECT_FALSE(info->progressive);
+  EXPECT_FALSE(info->has_exif);
+  EXPECT_FALSE(info->has_icc);
+  EXPECT_EQ(info->luma_table, StandardLumaTable(50));
+  EXPECT_EQ(out.source_format, ExpectedFormat(GetParam()));
+}
+
+TEST_P(EveryFormatTest, KeepsDisplayedDimensions) {
+  const EncodedImage out = Compress(MakeImage(GetParam(), kWidth, kHeight));
+  const bool rotated = GetParam() == TestImage::kJpegExifRotate6;
+  EXPECT_EQ(out.width, rotated ? kHeight : kWidth);
+  EXPECT_EQ(out.height, rotated ? kWidth : kHeight);
+  const std::optional<JpegInfo> info = InspectJpeg(out.jpeg);
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->width, out.width);
+  EXPECT_EQ(info->height, out.height);
+}
+
+// Catches inverted CMYK, 16-bit samples clipped instead of scaled, wrong colour conversions.
+TEST_P(EveryFormatTest, KeepsColours) {
+  const EncodedImage out = Compress(MakeImage(GetParam(), kWidth, kHeight));
+  const std::string reference = MakeImage(TestImage::kPngRgb, kWidth, kHeight);
+  if (GetParam() != TestImage::kJpegGray) {
+    ExpectSameColours(out, reference);
+    return;
+  }
+  const auto actual = CentreMean(out.jpeg, kWidth, kHeight);
+  EXPECT_NEAR(actual[0], actual[2], 2.0);  // still grey
+  EXPECT_NEAR(Brightness(actual), Brightness(CentreMean(reference, kWidth, kHeight)), 12.0);
+}
+
+// Damaged input must fail rather than give a half-grey image.
+TEST_P(EveryFormatTest, RefusesTheFirstHalfOfTheFile) {
+  const std::string image = MakeImage(GetParam(), kWidth, kHeight);
+  const Result<EncodedImage> out = CompressToJpeg(image.substr(0, image.size() / 2), {});
+  ASSERT_FALSE(out.ok());
+  EXPECT_EQ(out.status().code(), StatusCode::kPermanent);
+  EXPECT_FALSE(out.status().message().empty());
+}
+
+TEST(CompressToJpegTest, FlattensTransparencyOnWhite) {
+  const EncodedImage out = Compress(MakeImage(TestImage::kPngRgba, kWidth, kHeight));
+  // Inside the transparent top-left quarter, a few pixels clear of its edges (JPEG blocks blur).
+  for (double value : MeanRgb(out.jpeg, 4, 4, kWidth / 4 - 8, kHeight / 4 - 8)) {
+    EXPECT_GT(value, 250.0);
+  }
+  EXPECT_LT(Brightness(CentreMean(out.jpeg, kWidth, kHeight)), 220.0);  // opaque: not white
+}
+
+TEST(CompressToJpegTest, AppliesExifOrientation) {
+  // Large enough that libvips cannot rotate it while decoding sequentially.
+  constexpr int kStoredWidth = 1600;
+  constexpr int kStoredHeight = 1200;
+  const EncodedImage out =
+      Compress(MakeImage(TestImage::kJpegExifRotate6, kStoredWidth, kStoredHeight));
+  ASSERT_EQ(out.width, kStoredHeight);
+  // Orientation 6 is displayed turned 90 degrees clockwise: the stored top-left corner (dark, a
+  // quarter of each side) becomes the top-right one.
+  const int dark_width = kStoredHeight / 4;
+  const int dark_height = kStoredWidth / 4;
+  const auto top_right =
+      MeanRgb(out.jpeg, out.width - dark_width + 4, 4, dark_width - 8, dark_height - 8);
+  const auto top_left = MeanRgb(out.jpeg, 4, 4, dark_width - 8, dark_height - 8);
+  EXPECT_LT(Brightness(top_right), 30.0);
+  EXPECT_GT(Brightness(top_left), 80.0);
+}
+
+TEST(CompressToJpegTest, LeavesUnrotatedImagesAsTheyAre) {
+  const EncodedImage out = Compress(MakeImage(TestImage::kJpegRgb, kWidth, kHeight));
+  EXPECT_LT(Brightness(MeanRgb(out.jpeg, 4, 4, kWidth / 4 - 8, kHeight / 4 - 8)), 30.0);
+}
+
+// `image` converted to the colour space of a libvips built-in profile ("cmyk", "p3"), as a JPEG
+// with that profile embedded.
+std::string JpegWithProfile(std::string_view image, const char* profile) {
+  VipsImagePtr decoded = Decoded(image);
+  VipsImagePtr converted = Made([&](VipsImage** out) {
+    return vips_icc_transform(decoded.get(), out, profile, "input_profile", "srgb", nullptr);
+  });
+  return Saved([&](void** buffer, size_t* length) {
+    return vips_jpegsave_buffer(converted.get(), buffer, length, "Q", 95, nullptr);
+  });
+}
+
+TEST(CompressToJpegTest, ConvertsCmykThroughItsEmbeddedProfile) {
+  // Typical of print workflows.
+  const std::string png = MakeImage(TestImage::kPngRgb, kWidth, kHeight);
+  const std::string input = JpegWithProfile(png, "cmyk");
+  ASSERT_TRUE(Inspect(input).has_icc);
+  const EncodedImage out = Compress(input);
+  EXPECT_FALSE(Inspect(out.jpeg).has_icc);
+  ExpectSameColours(out, png);
+}
+
+TEST(CompressToJpegTest, ConvertsWideGamutThroughItsEmbeddedProfile) {
+  const std::string png = MakeImage(TestImage::kPngRgb, kWidth, kHeight);
+  const std::string p3 = JpegWithProfile(png, "p3");
+  const EncodedImage out = Compress(p3);
+  // The bottom-left corner is a saturated green, where Display P3 and sRGB numbers differ most.
+  const auto corner = [](std::string_view image) {
+    return MeanRgb(image, 4, kHeight * 3 / 4, kWidth / 4 - 8, kHeight / 4 - 4);
+  };
+  const auto expected = corner(png);
+  const auto actual = corner(out.jpeg);
+  const auto p3_numbers = corner(p3);  // what ignoring the profile would give
+  ASSERT_GT(std::abs(p3_numbers[0] - expected[0]), 20.0);
+  for (int band = 0; band < 3; ++band) EXPECT_NEAR(actual[band], expected[band], 6.0);
+}
+
+TEST(CompressToJpegTest, IgnoresACorruptIccProfile) {
+  const std::string jpeg = MakeImage(TestImage::kJpegRgb, kWidth, kHeight);
+  const EncodedImage out = Compress(WithIccSegment(jpeg, std::string(300, 'x')));
+  ExpectSameColours(out, jpeg);
+}
+
+// libvips cannot apply an RGB profile to grey pixels; the plain conversion must take over.
+TEST(CompressToJpegTest, ConvertsWithoutAProfileThatDoesNotFitThePixels) {
+  const std::string gray = MakeImage(TestImage::kJpegGray, kWidth, kHeight);
+  const EncodedImage out = Compress(WithIccSegment(gray, BuiltinProfile("srgb")));
+  ExpectSameColours(out, gray);
+}
+
+// 32-bit samples tagged sRGB pass through the colour conversion unchanged; they must be scaled
+// down to 8 bits, not clipped.
+TEST(CompressToJpegTest, ScalesDeepIntegerSamplesToEightBits) {
+  const std::string png = MakeImage(TestImage::kPngRgb, kWidth, kHeight);
+  VipsImagePtr photo = Decoded(png);
+  VipsImagePtr wide = Made([&](VipsImage** out) {  // 0xAB -> 0xABABABAB
+    return vips_linear1(photo.get(), out, 0x01010101, 0, nullptr);
+  });
+  VipsImagePtr deep =
+      Made([&](VipsImage** out) { return vips_cast(wide.get(), out, VIPS_FORMAT_UINT, nullptr); });
+  const std::string tiff = Saved([&](void** buffer, size_t* length) {
+    return vips_tiffsave_buffer(deep.get(), buffer, length, nullptr);
+  });
+  ExpectSameColours(Compress(tiff), png);
+}
+
+// A two-frame animation: the photo, then a black frame.
+VipsImagePtr Animation(std::string_view photo_bytes) {
+  VipsImagePtr photo = Decoded(photo_bytes);
+  VipsImagePtr black =
+      Made([&](VipsImage** out) { return vips_black(out, kWidth, kHeight, "bands", 3, nullptr); });
+  VipsImagePtr frames = Made([&](VipsImage** out) {
+    return vips_join(photo.get(), black.get(), out, VIPS_DIRECTION_VERTICAL, nullptr);
+  });
+  VipsImagePtr animation =
+      Made([&](VipsImage** out) { return vips_copy(frames.get(), out, nullptr); });
+  vips_image_set_int(animation.get(), VIPS_META_PAGE_HEIGHT, kHeight);
+  return animation;
+}
+
+TEST(CompressToJpegTest, TakesTheFirstFrameOfAnAnimation) {
+  const std::string png = MakeImage(TestImage::kPngRgb, kWidth, kHeight);
+  VipsImagePtr animation = Animation(png);
+  const std::string gif = Saved([&](void** buffer, size_t* length) {
+    return vips_gifsave_buffer(animation.get(), buffer, length, nullptr);
+  });
+  const std::string webp = Saved([&](void** buffer, size_t* length) {
+    return vips_webpsave_buffer(animation.get(), buffer, length, nullptr);
+  });
+  for (const std::string& input : {gif, webp}) {
+    const EncodedImage out = Compress(input);
+    EXPECT_EQ(out.width, kWidth);
+    EXPECT_EQ(out.height, kHeight);
+    ExpectSameColours(out, png);
+  }
+}
+
+TEST(CompressToJpegTest, DecodesHeifAndAvif) {
+  const std::string png = MakeImage(TestImage::kPngRgb, kWidth, kHeight);
+  VipsImagePtr photo = Decoded(png);
+  int decoded = 0;
+  for (VipsForeignHeifCompression compression :
+       {VIPS_FOREIGN_HEIF_COMPRESSION_HEVC, VIPS_FOREIGN_HEIF_COMPRESSION_AV1}) {
+    void* buffer = nullptr;
+    size_t length = 0;
+    if (vips_heifsave_buffer(photo.get(), &buffer, &length, "compression", compression, "Q", 90,
+                             nullptr) != 0) {
+      vips_error_clear();
+      continue;  // libheif may be built without this encoder, which only the test needs
+    }
+    const std::string heif(static_cast<const char*>(buffer), length);
+    g_free(buffer);
+    const EncodedImage out = Compress(heif);
+    EXPECT_EQ(out.source_format, "heif");
+    EXPECT_EQ(out.width, kWidth);
+    ExpectSameColours(out, png);
+    ++decoded;
+  }
+  if (decoded == 0) GTEST_SKIP() << "libheif has neither an HEVC nor an AV1 encoder here";
+}
+
+TEST(CompressToJpegTest, UsesTheConfiguredQuality) {
+  CodecLimits limits;
+  limits.jpeg_quality = 80;
+  const EncodedImage out = Compress(MakeImage(TestImage::kPngRgb, kWidth, kHeight), limits);
+  EXPECT_EQ(Inspect(out.jpeg).luma_table, StandardLumaTable(80));
+}
+
+TEST(CompressToJpegTest, RefusesEmptyInput) { ExpectRefused("", "not an image"); }
+
+TEST(CompressToJpegTest, RefusesAnHtmlPage) {
+  ExpectRefused("<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head></html>\n",
+                "not an image (unrecognised format)");
+}
+
+TEST(CompressToJpegTest, RefusesRandomBytes) {
+  std::mt19937 random(7);
+  std::string bytes(4096, '\0');
+  for (char& byte : bytes) byte = static_cast<char>(random());
+  ExpectRefused(bytes, "not an image (unrecognised format)");
+}
+
+TEST(CompressToJpegTest, RefusesFormatsWithUntrustedLoaders) {
+  ExpectRefused(R"(<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"></svg>)",
+                "unsupported image format: svg");
+}
+
+TEST(CompressToJpegTest, RefusesATruncatedJpeg) {
+  const std::string jpeg = MakeImage(TestImage::kJpegRgb, kWidth, kHeight);
+  ExpectRefused(std::string_view(jpeg).substr(0, jpeg.size() / 2), "corrupt or truncated image: ");
+}
+
+TEST(CompressToJpegTest, RefusesATruncatedPng) {
+  const std::string png = MakeImage(TestImage::kPngRgb, kWidth, kHeight);
+  ExpectRefused(std::string_view(png).substr(0, png.size() / 2), "corrupt or truncated image: ");
+  ExpectRefused(std::string_view(png).substr(0, 40), "corrupt or truncated image");  // in header
+}
+
+TEST(CompressToJpegTest, RefusesImagesOverThePixelLimit) {
+  CodecLimits limits;
+  limits.max_pixels = 10'000;
+  ExpectRefused(MakeImage(TestImage::kPngRgb, kWidth, kHeight),
+                "image too large: 333x222 pixels (limit 10000)", limits);
+}
+
+// Refused from the header alone: decoding 20000x20000 would need 400 MB or more. (Memory is
+// checked here; time is not, since timed assertions belong in bench/.)
+TEST(CompressToJpegTest, RefusesADecompressionBombWithLittleMemory) {
+  const std::string bomb = BlankPng(20'000, 20'000);
+  ASSERT_LT(bomb.size(), 100'000u);
+  const long rss_before = PeakRssKiB();
+  ExpectRefused(bomb, "image too large: 20000x20000 pixels (limit 100000000)");
+  EXPECT_LT(PeakRssKiB() - rss_before, 20 * 1024);
+}
+
+TEST(CompressToJpegTest, RefusesImagesWiderThanJpegAllows) {
+  ExpectRefused(BlankPng(70'000, 1), "JPEG allows at most 65500 per side");
+}
+
+// Several pool threads run the codec at once: results must not depend on that, and errors must
+// stay errors.
+TEST(CompressToJpegTest, GivesIdenticalResultsFromConcurrentThreads) {
+  std::vector<std::string> inputs;
+  std::vector<std::string> expected;
+  for (TestImage kind : imgproc::testing::kAllTestImages) {
+    inputs.push_back(MakeImage(kind, kWidth, kHeight));
+    expected.push_back(Compress(inputs.back()).jpeg);
+  }
+  const std::string truncated = inputs.front().substr(0, inputs.front().size() / 2);
+
+  constexpr int kThreads = 8;
+  std::vector<int> mismatches(kThreads, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < 3; ++round) {
+        for (size_t i = 0; i < inputs.size(); ++i) {
+          Result<EncodedImage> out = CompressToJpeg(inputs[(i + t) % inputs.size()], {});
+          if (!out.ok() || out->jpeg != expected[(i + t) % inputs.size()]) ++mismatches[t];
+          Result<EncodedImage> bad = CompressToJpeg(truncated, {});
+          if (bad.ok() || bad.status().message().empty()) ++mismatches[t];
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  for (int t = 0; t < kThreads; ++t) EXPECT_EQ(mismatches[t], 0) << "thread " << t;
+}
+
+// The generated inputs really are what the tests take them for.
+TEST(TestImagesTest, AreWhatTheyClaim) {
+  const auto inspect = [](TestImage kind) { return Inspect(MakeImage(kind, 64, 48)); };
+  EXPECT_EQ(inspect(TestImage::kJpegRgb).components, 3);
+  EXPECT_FALSE(inspect(TestImage::kJpegRgb).progressive);
+  EXPECT_TRUE(inspect(TestImage::kJpegProgressive).progressive);
+  EXPECT_EQ(inspect(TestImage::kJpegCmyk).components, 4);
+  EXPECT_FALSE(inspect(TestImage::kJpegCmyk).has_icc);
+  EXPECT_EQ(inspect(TestImage::kJpegGray).components, 1);
+  EXPECT_TRUE(inspect(TestImage::kJpegExifRotate6).has_exif);
+  EXPECT_EQ(inspect(TestImage::kJpegExifRotate6).width, 64);
+  EXPECT_EQ(InspectJpeg(MakeImage(TestImage::kPngRgb, 64, 48)), std::nullopt);
+}
+
+TEST(TestImagesTest, StandardLumaTableFollowsLibjpeg) {
+  EXPECT_EQ(StandardLumaTable(50)[0], 16);  // quality 50 is the base table itself
+  EXPECT_EQ(StandardLumaTable(50)[63], 99);
+  EXPECT_EQ(StandardLumaTable(75)[0], 8);    // (16 * 50 + 50) / 100
+  EXPECT_EQ(StandardLumaTable(100)[63], 1);  // scale 0, clamped to 1
+  EXPECT_EQ(StandardLumaTable(1)[0], 255);   // scale 5000, clamped for baseline
+}
+
+}  // namespace
+}  // namespace imgproc::pipeline

@@ -1,5 +1,6 @@
 #include "pipeline/image_codec.h"
 
+#include <spdlog/spdlog.h>
 #include <vips/vips.h>
 
 #include <algorithm>
@@ -223,6 +224,14 @@ Status InitCodec() {
     vips_cache_set_max(0);           // no operation cache: every input is new and untrusted
     vips_concurrency_set(1);         // parallelism comes from our own pool, one image per thread
     vips_leak_set(FALSE);            // no per-object bookkeeping in production
+    // libvips warns on stderr about every odd input; hostile input is expected here, and the
+    // outcome is reported per image, so its warnings go to the debug log instead.
+    g_log_set_handler(
+        "VIPS", static_cast<GLogLevelFlags>(G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE),
+        [](const gchar*, GLogLevelFlags, const gchar* message, gpointer) {
+          spdlog::debug("libvips: {}", message);
+        },
+        nullptr);
   });
   return status;
 }

@@ -20,7 +20,8 @@ using json = nlohmann::ordered_json;
 Response JsonResponse(int status, const json& body) {
   Response r;
   r.status = status;
-  r.body = body.dump();
+  // Replace rather than throw on invalid UTF-8 (say, in a remote server's error text).
+  r.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
   return r;
 }
 

@@ -42,7 +42,7 @@ std::string DecodeSecret(const std::string& secret) {
 std::string Payload(const store::RequestView& request) {
   nlohmann::ordered_json list = nlohmann::ordered_json::array();
   for (const auto& p : request.products) list.push_back(ProductJson(p, /*with_errors=*/false));
-  return list.dump();
+  return list.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
 std::string Sign(const std::string& secret, const std::string& id, int64_t timestamp,

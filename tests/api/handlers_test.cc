@@ -172,6 +172,12 @@ TEST_F(ApiTest, UnknownRoutesAndMethodsAreJsonErrors) {
   EXPECT_EQ(Get("/healthz").status, 200);
 }
 
+TEST(JsonError, InvalidUtf8IsReplacedNotThrown) {
+  Response r = JsonError(400, "bad \xFF\xFE text");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(json::parse(r.body)["error"], "bad \xEF\xBF\xBD\xEF\xBF\xBD text");
+}
+
 TEST(RequestIds, AreUniqueUuids) {
   std::set<std::string> ids;
   for (int i = 0; i < 1000; ++i) {

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# The test command: installs what is missing, builds with the release preset and runs every test.
+# The test command: installs what is missing, then builds and runs every test twice: the
+# optimised build, and the AddressSanitizer + UndefinedBehaviorSanitizer build.
+# PRESETS="release" runs one of them only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
-preset="${PRESET:-release}"
-cmake --preset "$preset" >/dev/null
-cmake --build --preset "$preset" -j"$(nproc)"
-ctest --preset "$preset" -j2
+for preset in ${PRESETS:-release asan}; do
+  echo "== preset $preset =="
+  cmake --preset "$preset" >/dev/null
+  cmake --build --preset "$preset" -j"$(nproc)"
+  ctest --preset "$preset" -j2
+done

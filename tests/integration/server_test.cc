@@ -11,6 +11,7 @@
 #include "fixture_server.h"
 #include "process_client.h"
 #include "test_images.h"
+#include "webhook/webhook.h"
 
 namespace imgproc::testing {
 namespace {
@@ -67,12 +68,15 @@ class ImageHost {
   std::atomic<int> flaky_failures_left_{0};
 };
 
+constexpr char kWebhookSecret[] = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
 // Records webhook deliveries; answers 500 to the first `fail_first` of them.
 class WebhookReceiver {
  public:
   WebhookReceiver() {
     server_.server().Post("/hook", [this](const httplib::Request& req, httplib::Response& res) {
       std::lock_guard<std::mutex> lock(mu_);
+      ids_.push_back(req.get_header_value("webhook-id"));  // of every attempt
       if (fail_first_ > 0) {
         --fail_first_;
         res.status = 500;
@@ -80,6 +84,12 @@ class WebhookReceiver {
       }
       bodies_.push_back(req.body);
       content_types_.push_back(req.get_header_value("Content-Type"));
+      // What a receiver does with the Standard Webhooks headers: recompute the signature.
+      const std::string timestamp = req.get_header_value("webhook-timestamp");
+      signatures_valid_.push_back(
+          !timestamp.empty() &&
+          req.get_header_value("webhook-signature") ==
+              webhook::Sign(kWebhookSecret, ids_.back(), std::stoll(timestamp), req.body));
       res.status = 200;
     });
     server_.Start();
@@ -92,6 +102,14 @@ class WebhookReceiver {
   std::vector<std::string> bodies() {
     std::lock_guard<std::mutex> lock(mu_);
     return bodies_;
+  }
+  std::vector<std::string> ids() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return ids_;
+  }
+  std::vector<bool> signatures_valid() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return signatures_valid_;
   }
   std::string content_type(size_t i) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -114,6 +132,8 @@ class WebhookReceiver {
   int fail_first_ = 0;
   std::vector<std::string> bodies_;
   std::vector<std::string> content_types_;
+  std::vector<std::string> ids_;
+  std::vector<bool> signatures_valid_;
 };
 
 std::vector<std::string> Split(const std::string& s) {
@@ -323,7 +343,7 @@ TEST_F(ServerTest, TransientFailuresAreRetriedAndWebhookRedelivered) {
   host_.Start();
   WebhookReceiver hook;
   hook.set_fail_first(2);
-  StartServer(TestEnv());
+  StartServer(TestEnv({{"WEBHOOK_SECRET", kWebhookSecret}}));
   const std::string id =
       Submit("Serial Number,Product Name,Input Image Urls\n1,P," + host_.Url("/flaky.jpg") + "\n",
              hook.Url());
@@ -335,6 +355,9 @@ TEST_F(ServerTest, TransientFailuresAreRetriedAndWebhookRedelivered) {
   EXPECT_EQ(hook.attempts(), 3u);
   EXPECT_EQ(WaitForWebhook(id, "delivered"),
             json({{"state", "delivered"}, {"attempts", 3}, {"last_status", 200}}));
+  // Signed the Standard Webhooks way, with an id that stays the same across retries.
+  EXPECT_EQ(hook.ids(), std::vector<std::string>(3, "msg_" + id));
+  EXPECT_EQ(hook.signatures_valid(), std::vector<bool>{true});
 }
 
 TEST_F(ServerTest, ImgbbStorageUsesItsApiAndReportsItsErrors) {

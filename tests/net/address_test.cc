@@ -1,1 +1,115 @@
+#include "net/address.h"
+
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+
+namespace imgproc::net {
+namespace {
+
+TEST(IsPublicAddress, RefusesEveryNonPublicIpv4Class) {
+  for (const char* ip : {
+           "0.0.0.0",         "0.1.2.3",                            // unspecified / "this network"
+           "127.0.0.1",       "127.255.255.254",                    // loopback
+           "10.0.0.1",        "172.16.0.1",      "172.31.255.255",  // private
+           "192.168.1.1",                                           // private
+           "169.254.169.254", "169.254.0.1",                        // link-local, cloud metadata
+           "100.64.0.1",      "100.127.255.255",                    // carrier-grade NAT
+           "192.0.0.8",       "192.0.2.1",       "198.51.100.7",    // IETF, documentation
+           "203.0.113.9",     "198.18.0.1",      "198.19.255.1",    // documentation, benchmarking
+           "192.88.99.1",                                           // 6to4 relay
+           "224.0.0.1",       "239.255.255.250",                    // multicast
+           "240.0.0.1",       "255.255.255.255",                    // reserved, broadcast
+       }) {
+    EXPECT_FALSE(IsPublicAddress(ip)) << ip;
+  }
+}
+
+TEST(IsPublicAddress, RefusesEveryNonPublicIpv6ClassAndHiddenIpv4) {
+  for (const char* ip : {
+           "::",
+           "::1",  // unspecified, loopback
+           "fc00::1",
+           "fd12:3456::1",  // unique local
+           "fe80::1",
+           "febf::1",
+           "fec0::1",  // link-local, site-local
+           "ff02::1",
+           "ff05::2",      // multicast
+           "2001:db8::1",  // documentation
+           "100::1",       // discard
+           "::ffff:127.0.0.1",
+           "::ffff:169.254.169.254",  // IPv4-mapped
+           "::ffff:10.0.0.1",
+           "::ffff:0.0.0.0",
+           "::127.0.0.1",
+           "::10.0.0.1",  // IPv4-compatible
+           "64:ff9b::a00:1",
+           "64:ff9b::7f00:1",  // NAT64 of 10.0.0.1, 127.0.0.1
+           "64:ff9b:1::1",     // local-use NAT64
+           "2002:7f00:1::",
+           "2002:a9fe:a9fe::1",                     // 6to4 of 127.0.0.1, 169.254.169.254
+           "2001:0:4136:e378:8000:63bf:3fff:fdd2",  // Teredo
+       }) {
+    EXPECT_FALSE(IsPublicAddress(ip)) << ip;
+  }
+}
+
+TEST(IsPublicAddress, AcceptsPublicAddresses) {
+  for (const char* ip : {"8.8.8.8", "1.1.1.1", "93.184.216.34", "100.128.0.1", "172.32.0.1",
+                         "169.255.0.1", "2606:4700:4700::1111", "2a00:1450:4001:81b::200e",
+                         "::ffff:8.8.8.8", "64:ff9b::808:808", "2002:808:808::1"}) {
+    EXPECT_TRUE(IsPublicAddress(ip)) << ip;
+  }
+}
+
+TEST(IsPublicAddress, RefusesWhatIsNotAnIpLiteral) {
+  for (const char* text : {"", "localhost", "example.com", "127.1", "0x7f000001", "2130706433",
+                           "1.2.3.4.5", "[::1]", "::1%lo"}) {
+    EXPECT_FALSE(IsPublicAddress(text)) << text;
+  }
+}
+
+TEST(IsPublicAddress, ChecksSockaddrs) {
+  sockaddr_in v4{};
+  v4.sin_family = AF_INET;
+  inet_pton(AF_INET, "127.0.0.1", &v4.sin_addr);
+  EXPECT_FALSE(IsPublicAddress(reinterpret_cast<sockaddr*>(&v4), sizeof v4));
+  inet_pton(AF_INET, "8.8.4.4", &v4.sin_addr);
+  EXPECT_TRUE(IsPublicAddress(reinterpret_cast<sockaddr*>(&v4), sizeof v4));
+  EXPECT_FALSE(IsPublicAddress(reinterpret_cast<sockaddr*>(&v4), sizeof v4 - 1));  // truncated
+
+  sockaddr_in6 v6{};
+  v6.sin6_family = AF_INET6;
+  inet_pton(AF_INET6, "::ffff:192.168.0.1", &v6.sin6_addr);
+  EXPECT_FALSE(IsPublicAddress(reinterpret_cast<sockaddr*>(&v6), sizeof v6));
+  inet_pton(AF_INET6, "2606:4700::1", &v6.sin6_addr);
+  EXPECT_TRUE(IsPublicAddress(reinterpret_cast<sockaddr*>(&v6), sizeof v6));
+
+  sockaddr unix_like{};
+  unix_like.sa_family = AF_UNIX;
+  EXPECT_FALSE(IsPublicAddress(&unix_like, sizeof unix_like));
+  EXPECT_FALSE(IsPublicAddress(nullptr, 0));
+}
+
+TEST(IsHttpUrl, AcceptsAbsoluteHttpAndHttpsUrls) {
+  for (const char* url :
+       {"http://example.com", "https://example.com/a/b.jpg?x=1#f", "HTTP://EXAMPLE.COM/",
+        "http://user:pw@host:8080/p", "http://[::1]:80/", "https://127.0.0.1/x"}) {
+    EXPECT_TRUE(IsHttpUrl(url)) << url;
+  }
+}
+
+TEST(IsHttpUrl, RefusesEverythingElse) {
+  for (const char* url :
+       {"", "example.com", "ftp://example.com/x", "file:///etc/passwd", "gopher://x",
+        "javascript:alert(1)", "http://", "http:///path", "https://:80/", "http://[]/",
+        "http://exa mple.com/", "http://example.com/\n", "http://a/\x01", "//example.com/x",
+        "http:/example.com", "data:image/png;base64,AAAA"}) {
+    EXPECT_FALSE(IsHttpUrl(url)) << url;
+  }
+  EXPECT_FALSE(IsHttpUrl("http://a/" + std::string(9000, 'x')));
+}
+
+}  // namespace
+}  // namespace imgproc::net

@@ -1,1 +1,175 @@
+#include "net/http_client.h"
+
 #include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+#include "fixture_server.h"
+
+namespace imgproc::net {
+namespace {
+
+using imgproc::testing::FixtureServer;
+
+class HttpClientTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { InitHttpClient(); }
+
+  void SetUp() override {
+    auto& s = server_.server();
+    s.Get("/hello", [](const httplib::Request&, httplib::Response& res) {
+      res.set_header("X-Thing", "42");
+      res.set_content("hello", "text/plain");
+    });
+    s.Get("/missing", [](const httplib::Request&, httplib::Response& res) { res.status = 404; });
+    s.Get(R"(/hop/(\d+))", [](const httplib::Request& req, httplib::Response& res) {
+      const int n = std::stoi(req.matches[1]);
+      res.set_redirect(n == 0 ? "/hello" : "/hop/" + std::to_string(n - 1));
+    });
+    s.Get("/big", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content(std::string(200'000, 'x'), "application/octet-stream");
+    });
+    // No Content-Length: the size cap must stop the stream itself.
+    s.Get("/stream", [this](const httplib::Request&, httplib::Response& res) {
+      res.set_chunked_content_provider("application/octet-stream",
+                                       [this](size_t, httplib::DataSink& sink) {
+                                         const std::string chunk(16 * 1024, 'y');
+                                         for (int i = 0; i < 640; ++i) {  // 10 MiB at most
+                                           if (!sink.write(chunk.data(), chunk.size()))
+                                             return false;
+                                           streamed_ += chunk.size();
+                                         }
+                                         sink.done();
+                                         return true;
+                                       });
+    });
+    s.Get("/slow", [](const httplib::Request&, httplib::Response& res) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+      res.set_content("late", "text/plain");
+    });
+    s.Post("/echo", [](const httplib::Request& req, httplib::Response& res) {
+      res.set_content(req.get_header_value("Content-Type") + "|" +
+                          req.get_header_value("X-Custom") + "|" + req.body,
+                      "text/plain");
+    });
+    s.Post("/form", [](const httplib::Request& req, httplib::Response& res) {
+      const auto file = req.get_file_value("image");
+      res.set_content(req.get_file_value("key").content + "|" + file.filename + "|" +
+                          file.content_type + "|" + std::to_string(file.content.size()),
+                      "text/plain");
+    });
+    server_.Start();
+    options_.allow_private = true;  // the fixture is on 127.0.0.1
+  }
+
+  FixtureServer server_;
+  FetchOptions options_;
+  std::atomic<size_t> streamed_{0};
+};
+
+TEST_F(HttpClientTest, GetReturnsStatusBodyAndLowerCaseHeaders) {
+  auto r = Get(server_.Url("/hello"), options_);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "hello");
+  EXPECT_EQ(r->headers["x-thing"], "42");
+  EXPECT_EQ(r->headers["content-type"], "text/plain");
+}
+
+TEST_F(HttpClientTest, HttpErrorsAreResultsNotFailures) {
+  auto r = Get(server_.Url("/missing"), options_);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 404);
+}
+
+TEST_F(HttpClientTest, FollowsUpToTheRedirectLimit) {
+  auto ok = Get(server_.Url("/hop/4"), options_);  // 5 redirects
+  ASSERT_TRUE(ok.ok()) << ok.status().message();
+  EXPECT_EQ(ok->body, "hello");
+  EXPECT_EQ(ok->effective_url, server_.Url("/hello"));
+  EXPECT_EQ(ok->headers.count("location"), 0u);  // headers of the final response only
+
+  auto too_many = Get(server_.Url("/hop/5"), options_);  // 6 redirects
+  ASSERT_FALSE(too_many.ok());
+  EXPECT_EQ(too_many.status().code(), StatusCode::kPermanent);
+  EXPECT_NE(too_many.status().message().find("redirect"), std::string::npos);
+}
+
+TEST_F(HttpClientTest, PrivateDestinationsAreRefusedBeforeAnyRequest) {
+  FetchOptions strict = options_;
+  strict.allow_private = false;
+  const std::string port = std::to_string(server_.port());
+  for (const std::string& url :
+       {server_.Url("/hello"), "http://localhost:" + port + "/hello",
+        "http://[::1]:" + port + "/hello", "http://0.0.0.0:" + port + "/hello",
+        "http://127.1:" + port + "/hello"}) {
+    auto r = Get(url, strict);
+    ASSERT_FALSE(r.ok()) << url;
+    EXPECT_EQ(r.status().code(), StatusCode::kPermanent) << url;
+    EXPECT_NE(r.status().message().find("not a public address"), std::string::npos)
+        << url << ": " << r.status().message();
+  }
+  EXPECT_TRUE(server_.requests().empty());
+}
+
+TEST_F(HttpClientTest, SizeCapWithContentLength) {
+  options_.max_body_bytes = 100'000;
+  auto r = Get(server_.Url("/big"), options_);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kPermanent);
+  EXPECT_NE(r.status().message().find("larger than 100000 bytes"), std::string::npos);
+}
+
+TEST_F(HttpClientTest, SizeCapStopsAStreamWithoutContentLength) {
+  options_.max_body_bytes = 100'000;
+  auto r = Get(server_.Url("/stream"), options_);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("larger than 100000 bytes"), std::string::npos);
+  // The server was cut off long before its 10 MiB.
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_LT(streamed_.load(), 4u * 1024 * 1024);
+}
+
+TEST_F(HttpClientTest, TimeoutsAndRefusedConnectionsAreTransient) {
+  options_.total_timeout = std::chrono::milliseconds(300);
+  auto slow = Get(server_.Url("/slow"), options_);
+  ASSERT_FALSE(slow.ok());
+  EXPECT_EQ(slow.status().code(), StatusCode::kTransient) << slow.status().message();
+
+  FixtureServer closed;
+  closed.Start();
+  const std::string url = closed.Url("/x");
+  closed.Stop();
+  auto refused = Get(url, options_);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kTransient) << refused.status().message();
+}
+
+TEST_F(HttpClientTest, OnlyHttpAndHttpsSchemes) {
+  for (const char* url : {"file:///etc/passwd", "ftp://127.0.0.1/x", "gopher://127.0.0.1/",
+                          "dict://127.0.0.1:11211/stat", "not a url"}) {
+    auto r = Get(url, options_);
+    ASSERT_FALSE(r.ok()) << url;
+    EXPECT_EQ(r.status().code(), StatusCode::kPermanent) << url;
+  }
+}
+
+TEST_F(HttpClientTest, PostSendsBodyContentTypeAndHeaders) {
+  auto r =
+      Post(server_.Url("/echo"), "application/json", R"([{"a":1}])", {"X-Custom: yes"}, options_);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->body, R"(application/json|yes|[{"a":1}])");
+}
+
+TEST_F(HttpClientTest, PostFormSendsMultipartFieldsAndFiles) {
+  const std::string jpeg("\xFF\xD8\xFF\x00binary", 10);
+  auto r =
+      PostForm(server_.Url("/form"),
+               {{"key", "secret", "", ""}, {"image", jpeg, "1_0.jpg", "image/jpeg"}}, options_);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->body, "secret|1_0.jpg|image/jpeg|10");
+}
+
+}  // namespace
+}  // namespace imgproc::net

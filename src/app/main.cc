@@ -64,7 +64,9 @@ int main(int argc, char** argv) {
   CLI::App* serve = app.add_subcommand(
       "serve", "Run the HTTP API with embedded workers (SQLite + local disk by default).");
   imgproc::config::AddFlags(*serve, config);
-  serve->add_flag("--no-worker", no_worker, "serve the API only; workers run elsewhere");
+  serve->add_flag("--no-worker", no_worker,
+                  "serve the API only; `imgproc worker` processes run elsewhere on a shared "
+                  "DATABASE_URL (not with SQLite, which one process owns)");
 
   CLI11_PARSE(app, argc, argv);
 
@@ -74,6 +76,11 @@ int main(int argc, char** argv) {
   }
   if (imgproc::Status s = imgproc::config::Finalize(config); !s.ok()) {
     spdlog::critical("configuration: {}", s.message());
+    return 2;
+  }
+  if (no_worker && config.database_url.rfind("sqlite://", 0) == 0) {
+    spdlog::critical("--no-worker: with SQLite no other process can work the images; "
+                     "use a shared DATABASE_URL");
     return 2;
   }
   if (serve->parsed()) return Serve(config, !no_worker);

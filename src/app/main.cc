@@ -79,8 +79,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (no_worker && config.database_url.rfind("sqlite://", 0) == 0) {
-    spdlog::critical("--no-worker: with SQLite no other process can work the images; "
-                     "use a shared DATABASE_URL");
+    spdlog::critical(
+        "--no-worker: with SQLite no other process can work the images; "
+        "use a shared DATABASE_URL");
     return 2;
   }
   if (serve->parsed()) return Serve(config, !no_worker);

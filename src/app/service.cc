@@ -46,8 +46,9 @@ Result<std::unique_ptr<Service>> Service::Create(const config::Config& config, b
 
   webhook::SenderOptions hooks;
   hooks.secret = config.webhook_secret;
-  hooks.max_attempts = config.webhook_max_attempts;
-  hooks.retry_base = std::chrono::milliseconds(std::max(config.retry_base_ms, 1) * 5);
+  auto schedule = webhook::ParseRetrySchedule(config.webhook_retry_schedule);
+  if (!schedule.ok()) return schedule.status();
+  hooks.schedule = std::move(*schedule);
   hooks.fetch.allow_private = config.allow_private_urls;
   hooks.fetch.total_timeout = std::chrono::seconds(5);
   hooks.fetch.connect_timeout = std::chrono::seconds(5);

@@ -48,8 +48,8 @@ void AddFlags(CLI::App& app, Config& c) {
       "attempts per image before a transient failure becomes an error");
   opt("--retry-base-ms", c.retry_base_ms, "RETRY_BASE_MS",
       "first retry delay (doubles per attempt, with jitter)");
-  opt("--webhook-max-attempts", c.webhook_max_attempts, "WEBHOOK_MAX_ATTEMPTS",
-      "webhook delivery attempts before giving up");
+  opt("--webhook-retry-schedule", c.webhook_retry_schedule, "WEBHOOK_RETRY_SCHEDULE",
+      "delays between webhook attempts (ms, s, m, h); then it has failed");
   opt("--log-level", c.log_level, "LOG_LEVEL", "trace | debug | info | warn | error");
 }
 

@@ -45,7 +45,7 @@ struct Config {
   int max_redirects = 5;
   int max_attempts = 5;      // per image, transient failures included
   int retry_base_ms = 1000;  // first retry delay; doubles each time, with jitter
-  int webhook_max_attempts = 8;
+  std::string webhook_retry_schedule = "5s,5m,30m,2h,5h,10h,14h,20h,20h";  // ~3 days
 
   std::string log_level = "info";
 };

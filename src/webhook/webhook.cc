@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cctype>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -56,12 +57,35 @@ std::string Sign(const std::string& secret, const std::string& id, int64_t times
   return "v1," + Base64(mac, mac_len);
 }
 
-std::chrono::milliseconds Backoff(int attempt, std::chrono::milliseconds base) {
+Result<RetrySchedule> ParseRetrySchedule(const std::string& text) {
+  RetrySchedule schedule;
+  if (text.empty()) return schedule;
+  for (size_t start = 0; start <= text.size();) {
+    const size_t comma = std::min(text.find(',', start), text.size());
+    const std::string item = text.substr(start, comma - start);
+    start = comma + 1;
+    size_t digits = 0;
+    while (digits < item.size() && std::isdigit(static_cast<unsigned char>(item[digits]))) {
+      ++digits;
+    }
+    const std::string unit = item.substr(digits);
+    const int64_t scale = unit == "ms"  ? 1
+                          : unit == "s" ? 1000
+                          : unit == "m" ? 60'000
+                          : unit == "h" ? 3'600'000
+                                        : 0;
+    if (digits == 0 || digits > 6 || scale == 0) {
+      return InvalidArgument("retry schedule: '" + item + "' is not a duration like 5s, 5m or 2h");
+    }
+    schedule.emplace_back(std::stoll(item.substr(0, digits)) * scale);
+  }
+  return schedule;
+}
+
+std::chrono::milliseconds Jitter(std::chrono::milliseconds delay) {
   thread_local std::mt19937_64 rng{std::random_device{}()};
-  const int shift = std::clamp(attempt - 1, 0, 20);
-  const int64_t delay = std::min<int64_t>(base.count() << shift, 3'600'000);
-  std::uniform_int_distribution<int64_t> jitter(0, delay / 4);
-  return std::chrono::milliseconds(delay + jitter(rng));
+  return delay + std::chrono::milliseconds(
+                     std::uniform_int_distribution<int64_t>(0, delay.count() / 10)(rng));
 }
 
 Sender::Sender(store::Store& store, SenderOptions options)
@@ -128,8 +152,11 @@ void Sender::Deliver(const store::WebhookJob& job) {
   auto response = net::Post(job.url, "application/json", body, headers, options_.fetch);
   const int attempt = job.attempts + 1;
   std::optional<int> http_status;
+  const bool attempts_left = static_cast<size_t>(attempt) <= options_.schedule.size();
   bool retry = true;
-  std::chrono::milliseconds delay = Backoff(attempt, options_.retry_base);
+  std::chrono::milliseconds delay =
+      attempts_left ? Jitter(options_.schedule[static_cast<size_t>(attempt - 1)])
+                    : std::chrono::milliseconds(0);
   if (response.ok()) {
     http_status = static_cast<int>(response->status);
     if (response->status >= 200 && response->status < 300) {
@@ -145,7 +172,7 @@ void Sender::Deliver(const store::WebhookJob& job) {
   } else {
     retry = response.status().transient();
   }
-  retry = retry && attempt < options_.max_attempts;
+  retry = retry && attempts_left;
   spdlog::warn(
       "webhook {}: attempt {} failed ({}){}", job.request_id, attempt,
       response.ok() ? "HTTP " + std::to_string(response->status) : response.status().message(),

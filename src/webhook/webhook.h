@@ -27,14 +27,19 @@ std::string Payload(const store::RequestView& request);
 std::string Sign(const std::string& secret, const std::string& id, int64_t timestamp,
                  const std::string& body);
 
-// Delay before attempt number `attempt` (1 = the first retry): `base`, doubled per attempt,
-// capped at one hour, with up to 25% jitter.
-std::chrono::milliseconds Backoff(int attempt, std::chrono::milliseconds base);
+// The delays between attempts: after the first failure wait schedule[0], after the second
+// schedule[1], and so on; when it runs out the delivery has failed.
+using RetrySchedule = std::vector<std::chrono::milliseconds>;
+
+// Parses "5s,5m,30m,2h" (units ms, s, m, h). An empty text means: never retry.
+Result<RetrySchedule> ParseRetrySchedule(const std::string& text);
+
+// `delay` with up to 10% random jitter added, so that retries of many requests spread out.
+std::chrono::milliseconds Jitter(std::chrono::milliseconds delay);
 
 struct SenderOptions {
   std::string secret;  // empty: unsigned
-  int max_attempts = 8;
-  std::chrono::milliseconds retry_base{5000};
+  RetrySchedule schedule;
   net::FetchOptions fetch;  // timeout 5 s, SSRF policy
 };
 

@@ -150,6 +150,7 @@ std::vector<std::string> Split(const std::string& s) {
 std::map<std::string, std::string> TestEnv(std::map<std::string, std::string> extra = {}) {
   std::map<std::string, std::string> env = {{"ALLOW_PRIVATE_URLS", "1"},
                                             {"RETRY_BASE_MS", "20"},
+                                            {"WEBHOOK_RETRY_SCHEDULE", "100ms,100ms,100ms"},
                                             {"WORKERS", "8"},
                                             {"LOG_LEVEL", "debug"}};
   for (auto& [k, v] : extra) env[k] = v;
@@ -425,7 +426,7 @@ TEST_F(ServerTest, PrivateAddressesAreRefusedByDefault) {
   host_.Add("photo.jpg", MakeImage(TestImage::kJpegRgb, 200, 100));
   host_.Start();
   WebhookReceiver hook;
-  StartServer({{"RETRY_BASE_MS", "20"}, {"WEBHOOK_MAX_ATTEMPTS", "2"}});
+  StartServer({{"RETRY_BASE_MS", "20"}, {"WEBHOOK_RETRY_SCHEDULE", "50ms"}});
   const std::string id =
       Submit("Serial Number,Product Name,Input Image Urls\n1,P,\"" + host_.Url("/img/photo.jpg") +
                  ",http://localhost:" + std::to_string(FreePort()) + "/x.jpg\"\n",

@@ -36,17 +36,34 @@ TEST(WebhookPayload, IsTheOriginalListOfFourKeyObjects) {
      "Output Image Urls": ""}])"));
 }
 
-TEST(WebhookBackoff, DoublesWithBoundedJitterAndACap) {
+TEST(WebhookRetrySchedule, ParsesDurations) {
   using std::chrono::milliseconds;
-  for (int attempt = 1; attempt <= 6; ++attempt) {
-    const int64_t expected = 100LL << (attempt - 1);
-    for (int i = 0; i < 50; ++i) {
-      const auto d = Backoff(attempt, milliseconds(100)).count();
-      EXPECT_GE(d, expected);
-      EXPECT_LE(d, expected + expected / 4);
-    }
+  auto schedule = ParseRetrySchedule("5s,5m,30m,2h,250ms");
+  ASSERT_TRUE(schedule.ok()) << schedule.status().message();
+  EXPECT_EQ(*schedule,
+            (RetrySchedule{milliseconds(5'000), milliseconds(300'000), milliseconds(1'800'000),
+                           milliseconds(7'200'000), milliseconds(250)}));
+  EXPECT_TRUE(ParseRetrySchedule("")->empty());
+  for (const char* bad : {"5", "s", "5x", "5s,", "-5s", "5 s", "1.5h", "9999999h"}) {
+    EXPECT_FALSE(ParseRetrySchedule(bad).ok()) << bad;
   }
-  EXPECT_LE(Backoff(60, milliseconds(5000)).count(), 3'600'000 + 900'000);
+}
+
+TEST(WebhookRetrySchedule, DefaultSpansAboutThreeDays) {
+  auto schedule = ParseRetrySchedule("5s,5m,30m,2h,5h,10h,14h,20h,20h");
+  ASSERT_TRUE(schedule.ok());
+  std::chrono::milliseconds total{};
+  for (auto d : *schedule) total += d;
+  EXPECT_GT(total, std::chrono::hours(70));
+  EXPECT_LT(total, std::chrono::hours(80));
+}
+
+TEST(WebhookJitter, AddsAtMostTenPercent) {
+  for (int i = 0; i < 200; ++i) {
+    const auto d = Jitter(std::chrono::milliseconds(1000)).count();
+    EXPECT_GE(d, 1000);
+    EXPECT_LE(d, 1100);
+  }
 }
 
 }  // namespace

@@ -37,6 +37,8 @@ Result<std::unique_ptr<Service>> Service::Create(const config::Config& config, b
   pipe.fetch.total_timeout = std::chrono::milliseconds(config.fetch_timeout_ms);
   pipe.fetch.max_redirects = config.max_redirects;
   pipe.fetch.max_body_bytes = config.max_download_bytes;
+  pipe.fetch.allow_hosts = config.fetch_allow_hosts;
+  pipe.fetch.deny_hosts = config.fetch_deny_hosts;
   pipe.codec.max_pixels = config.max_image_pixels;
   pipe.workers = config.workers;
   pipe.cpu_threads = config.cpu_threads;

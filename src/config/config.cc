@@ -1,6 +1,8 @@
 #include "config/config.h"
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cctype>
 #include <thread>
 
 namespace imgproc::config {
@@ -25,6 +27,17 @@ void AddFlags(CLI::App& app, Config& c) {
                "allow image and webhook URLs that resolve to loopback, private, link-local or "
                "other non-public addresses (off by default: SSRF protection)")
       ->envname("ALLOW_PRIVATE_URLS")
+      ->group("Settings");
+  app.add_option("--fetch-allow-hosts", c.fetch_allow_hosts,
+                 "only download images from these hosts (comma-separated; *.example.com "
+                 "matches subdomains)")
+      ->envname("FETCH_ALLOW_HOSTS")
+      ->delimiter(',')
+      ->group("Settings");
+  app.add_option("--fetch-deny-hosts", c.fetch_deny_hosts,
+                 "never download images from these hosts (wins over the allow list)")
+      ->envname("FETCH_DENY_HOSTS")
+      ->delimiter(',')
       ->group("Settings");
   opt("--webhook-secret", c.webhook_secret, "WEBHOOK_SECRET",
       "sign webhooks with this secret (Standard Webhooks headers)");
@@ -55,6 +68,14 @@ void AddFlags(CLI::App& app, Config& c) {
 
 Status Finalize(Config& c) {
   if (c.port < 0 || c.port > 65535) return InvalidArgument("PORT must be 0..65535");
+  for (auto* hosts : {&c.fetch_allow_hosts, &c.fetch_deny_hosts}) {
+    for (auto& h : *hosts) {
+      std::erase_if(h, [](unsigned char ch) { return std::isspace(ch); });
+      std::transform(h.begin(), h.end(), h.begin(),
+                     [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+    }
+    std::erase(*hosts, std::string());
+  }
   if (c.database_url.empty()) c.database_url = "sqlite://" + c.data_dir + "/imgproc.db";
   if (c.public_base_url.empty()) {
     c.public_base_url = "http://" + c.bind + ":" + std::to_string(c.port);

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "common/result.h"
 
@@ -26,6 +27,8 @@ struct Config {
   std::string imgbb_upload_url = "https://api.imgbb.com/1/upload";
   std::string public_base_url;  // default http://$BIND:$PORT
   bool allow_private_urls = false;
+  std::vector<std::string> fetch_allow_hosts;  // empty: any host
+  std::vector<std::string> fetch_deny_hosts;
   std::string webhook_secret;
 
   // Capacity.

@@ -91,9 +91,46 @@ size_t WriteHeader(char* data, size_t size, size_t count, void* user) {
   return n;
 }
 
-Result<HttpResponse> Perform(const std::string& url, const FetchOptions& options,
-                             const std::function<void(CURL*)>& customise) {
+bool HostMatches(const std::string& host, const std::string& pattern) {
+  if (pattern.rfind("*.", 0) == 0) {
+    const std::string_view suffix = std::string_view(pattern).substr(1);  // ".example.com"
+    return host.size() > suffix.size() &&
+           host.compare(host.size() - suffix.size(), suffix.size(), suffix) == 0;
+  }
+  return host == pattern;
+}
+
+// The checks made on every URL before it is requested, redirect targets included.
+Status CheckDestination(const std::string& url, const FetchOptions& options) {
   if (!IsHttpUrl(url)) return Permanent("invalid URL (only absolute http and https URLs)");
+  if (options.allow_hosts.empty() && options.deny_hosts.empty()) return Status::Ok();
+  std::unique_ptr<CURLU, decltype(&curl_url_cleanup)> parsed(curl_url(), curl_url_cleanup);
+  char* raw_host = nullptr;
+  if (!parsed || curl_url_set(parsed.get(), CURLUPART_URL, url.c_str(), 0) != CURLUE_OK ||
+      curl_url_get(parsed.get(), CURLUPART_HOST, &raw_host, 0) != CURLUE_OK) {
+    return Permanent("invalid URL");
+  }
+  std::string host = raw_host;
+  curl_free(raw_host);
+  std::transform(host.begin(), host.end(), host.begin(),
+                 [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+  for (const auto& pattern : options.deny_hosts) {
+    if (HostMatches(host, pattern))
+      return Permanent("destination not allowed: " + host + " is denied");
+  }
+  if (!options.allow_hosts.empty() &&
+      std::none_of(options.allow_hosts.begin(), options.allow_hosts.end(),
+                   [&](const std::string& p) { return HostMatches(host, p); })) {
+    return Permanent("destination not allowed: " + host + " is not an allowed host");
+  }
+  return Status::Ok();
+}
+
+// One request, no redirects followed; `next_url` receives the redirect target of a 3xx.
+Result<HttpResponse> PerformOnce(const std::string& url, const FetchOptions& options,
+                                 std::chrono::milliseconds timeout,
+                                 const std::function<void(CURL*)>& customise,
+                                 std::string* next_url) {
   CurlPtr curl(curl_easy_init());
   if (!curl) return Transient("cannot create an HTTP client");
   CURL* c = curl.get();
@@ -105,12 +142,10 @@ Result<HttpResponse> Perform(const std::string& url, const FetchOptions& options
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, error);
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, options.max_redirects > 0 ? 1L : 0L);
-  curl_easy_setopt(c, CURLOPT_MAXREDIRS, static_cast<long>(options.max_redirects));
+  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);  // Perform() follows, checking every hop
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
-                   static_cast<long>(options.connect_timeout.count()));
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(options.total_timeout.count()));
+                   static_cast<long>(std::min(options.connect_timeout, timeout).count()));
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
   curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(options.max_body_bytes));
   curl_easy_setopt(c, CURLOPT_PROXY, "");  // never route user URLs through an env proxy
   curl_easy_setopt(c, CURLOPT_USERAGENT, "imgproc/0.1");
@@ -134,19 +169,44 @@ Result<HttpResponse> Perform(const std::string& url, const FetchOptions& options
     switch (rc) {
       case CURLE_UNSUPPORTED_PROTOCOL:
       case CURLE_URL_MALFORMAT:
-      case CURLE_TOO_MANY_REDIRECTS:
         return Permanent(text);
       default:
         return Transient(text);  // DNS, connect, timeouts, resets: may work later
     }
   }
-  long status = 0;
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-  t.response.status = status;
-  char* effective = nullptr;
-  curl_easy_getinfo(c, CURLINFO_EFFECTIVE_URL, &effective);
-  if (effective != nullptr) t.response.effective_url = effective;
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &t.response.status);
+  t.response.effective_url = url;
+  char* redirect = nullptr;
+  if (curl_easy_getinfo(c, CURLINFO_REDIRECT_URL, &redirect) == CURLE_OK && redirect != nullptr) {
+    *next_url = redirect;
+  }
   return std::move(t.response);
+}
+
+// A request with its redirects (when `follow`), every hop checked before it is made, all within
+// the one total timeout.
+Result<HttpResponse> Perform(const std::string& url, const FetchOptions& options, bool follow,
+                             const std::function<void(CURL*)>& customise) {
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + options.total_timeout;
+  std::string current = url;
+  for (int hop = 0;; ++hop) {
+    if (Status s = CheckDestination(current, options); !s.ok()) return s;
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) return Transient("Timeout was reached");
+    std::string next;
+    auto response = PerformOnce(current, options, left, customise, &next);
+    if (!response.ok() || !follow || next.empty() || response->status < 300 ||
+        response->status >= 400) {
+      return response;
+    }
+    if (hop >= options.max_redirects) {
+      return Permanent("too many redirects (more than " + std::to_string(options.max_redirects) +
+                       ")");
+    }
+    current = std::move(next);
+  }
 }
 
 }  // namespace
@@ -157,7 +217,8 @@ void InitHttpClient() {
 }
 
 Result<HttpResponse> Get(const std::string& url, const FetchOptions& options) {
-  return Perform(url, options, [](CURL* c) { curl_easy_setopt(c, CURLOPT_HTTPGET, 1L); });
+  return Perform(url, options, /*follow=*/true,
+                 [](CURL* c) { curl_easy_setopt(c, CURLOPT_HTTPGET, 1L); });
 }
 
 Result<HttpResponse> Post(const std::string& url, const std::string& content_type,
@@ -174,7 +235,7 @@ Result<HttpResponse> Post(const std::string& url, const std::string& content_typ
   append("Content-Type: " + content_type);
   append("Expect:");  // no 100-continue round trip
   for (const auto& h : headers) append(h);
-  return Perform(url, options, [&](CURL* c) {
+  return Perform(url, options, /*follow=*/false, [&](CURL* c) {
     curl_easy_setopt(c, CURLOPT_POST, 1L);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
     curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
@@ -186,7 +247,7 @@ Result<HttpResponse> PostForm(const std::string& url, const std::vector<FormPart
                               const FetchOptions& options) {
   MimePtr mime;
   SlistPtr list(curl_slist_append(nullptr, "Expect:"));
-  return Perform(url, options, [&](CURL* c) {
+  return Perform(url, options, /*follow=*/false, [&](CURL* c) {
     mime.reset(curl_mime_init(c));
     for (const auto& part : parts) {
       curl_mimepart* p = curl_mime_addpart(mime.get());

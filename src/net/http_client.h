@@ -1,9 +1,10 @@
 // Outbound HTTP with libcurl, for image downloads, ImgBB uploads and webhooks.
 //
-// Every request goes through the same guard: only http/https, at most `max_redirects` hops, and
-// unless `allow_private` every address actually connected (each hop, after DNS) must be public
-// (checked in libcurl's open-socket callback, so redirects and DNS rebinding cannot get around
-// it). Bodies are capped while streaming, whatever Content-Length says.
+// Every request goes through the same guard: only http/https, the host allow/deny lists, at most
+// `max_redirects` hops (GET only; each hop checked before it is requested), and unless
+// `allow_private` every address actually connected (after DNS) must be public (checked in
+// libcurl's open-socket callback, so DNS tricks cannot get around it). Bodies are capped while
+// streaming, whatever Content-Length says; one total timeout covers all hops.
 #ifndef IMGPROC_NET_HTTP_CLIENT_H_
 #define IMGPROC_NET_HTTP_CLIENT_H_
 
@@ -23,6 +24,10 @@ struct FetchOptions {
   std::chrono::milliseconds total_timeout{30000};
   int max_redirects = 5;
   uint64_t max_body_bytes = 50 * 1024 * 1024;
+  // Host names (lower case; "*.example.com" matches its subdomains). A denied host is refused;
+  // with an allow list, so is every host not on it. Checked on every redirect hop.
+  std::vector<std::string> allow_hosts;
+  std::vector<std::string> deny_hosts;
 };
 
 struct HttpResponse {

@@ -56,6 +56,7 @@ class ImageHost {
   void Add(const std::string& name, std::string bytes) { images_[name] = std::move(bytes); }
   void Start() { server_.Start(); }
   std::string Url(const std::string& path) const { return server_.Url(path); }
+  int port() const { return server_.port(); }
   size_t Count(const std::string& path) const { return server_.CountRequests(path); }
   size_t Total() const { return server_.requests().size(); }
   void set_latency_ms(int ms) { latency_ms_ = ms; }
@@ -441,6 +442,23 @@ TEST_F(ServerTest, PrivateAddressesAreRefusedByDefault) {
   EXPECT_EQ(host_.Total(), 0u);
   EXPECT_EQ(WaitForWebhook(id, "failed")["state"], "failed");
   EXPECT_EQ(hook.attempts(), 0u);
+}
+
+TEST_F(ServerTest, HostListsRestrictDownloads) {
+  host_.Add("photo.jpg", MakeImage(TestImage::kJpegRgb, 200, 100));
+  host_.Start();
+  StartServer(TestEnv({{"FETCH_DENY_HOSTS", " LocalHost ,evil.example"}}));
+  const std::string localhost_url =
+      "http://localhost:" + std::to_string(host_.port()) + "/img/photo.jpg";
+  const std::string id = Submit("Serial Number,Product Name,Input Image Urls\n1,P,\"" +
+                                host_.Url("/img/photo.jpg") + "," + localhost_url + "\"\n");
+  json status = server_->WaitForCompletion(id);
+  ASSERT_EQ(status["status"], "completed");
+  EXPECT_EQ(status["progress"]["images_done"], 1);
+  ASSERT_EQ(status["products"][0]["Image Errors"].size(), 1u);
+  EXPECT_EQ(status["products"][0]["Image Errors"][0]["error"],
+            "download failed: destination not allowed: localhost is denied");
+  EXPECT_EQ(host_.Count("/img/photo.jpg"), 1u);
 }
 
 TEST_F(ServerTest, HttpErrorsAreJson) {

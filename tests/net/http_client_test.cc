@@ -113,6 +113,28 @@ TEST_F(HttpClientTest, PrivateDestinationsAreRefusedBeforeAnyRequest) {
   EXPECT_TRUE(server_.requests().empty());
 }
 
+TEST_F(HttpClientTest, HostAllowAndDenyListsApplyToEveryHop) {
+  const std::string port = std::to_string(server_.port());
+  server_.server().Get("/to-localhost", [port](const httplib::Request&, httplib::Response& res) {
+    res.set_redirect("http://localhost:" + port + "/hello");
+  });
+  FetchOptions deny = options_;
+  deny.deny_hosts = {"localhost"};
+  EXPECT_TRUE(Get(server_.Url("/hello"), deny).ok());
+  auto redirected = Get(server_.Url("/to-localhost"), deny);
+  ASSERT_FALSE(redirected.ok());
+  EXPECT_EQ(redirected.status().message(), "destination not allowed: localhost is denied");
+  EXPECT_EQ(server_.CountRequests("/hello"), 1u);  // the denied hop was never requested
+
+  FetchOptions allow = options_;
+  allow.allow_hosts = {"127.0.0.1", "*.example.com"};
+  EXPECT_TRUE(Get(server_.Url("/hello"), allow).ok());
+  auto other = Get("http://LOCALHOST:" + port + "/hello", allow);
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(other.status().message(), "destination not allowed: localhost is not an allowed host");
+  EXPECT_EQ(server_.CountRequests("/hello"), 2u);
+}
+
 TEST_F(HttpClientTest, SizeCapWithContentLength) {
   options_.max_body_bytes = 100'000;
   auto r = Get(server_.Url("/big"), options_);

@@ -6,9 +6,12 @@
 namespace imgproc::testing {
 
 FixtureServer::FixtureServer() {
-  server_.set_logger([this](const httplib::Request& req, const httplib::Response&) {
+  // Recorded before routing, so a request is counted before its client can see any answer
+  // (httplib's logger runs only after the response is written: counting there races the test).
+  server_.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response&) {
     std::lock_guard<std::mutex> lock(mu_);
-    requests_.push_back({req.method, req.path, req.body, req.headers});
+    requests_.push_back({req.method, req.path, req.headers});
+    return httplib::Server::HandlerResponse::Unhandled;
   });
 }
 

@@ -17,7 +17,6 @@ namespace imgproc::testing {
 struct RecordedRequest {
   std::string method;
   std::string path;
-  std::string body;
   httplib::Headers headers;
 };
 

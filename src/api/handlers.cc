@@ -1,5 +1,6 @@
 #include "api/handlers.h"
 
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <spdlog/spdlog.h>
 
@@ -47,6 +48,19 @@ Response JsonError(int status, const std::string& message) {
   return JsonResponse(status, {{"error", message}});
 }
 
+std::string KeyDigest(const std::string& key) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_Digest(key.data(), key.size(), digest, &length, EVP_sha256(), nullptr);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string hex;
+  for (unsigned int i = 0; i < length; ++i) {
+    hex += kHex[digest[i] >> 4];
+    hex += kHex[digest[i] & 15];
+  }
+  return hex;
+}
+
 std::string NewRequestId() {
   unsigned char b[16];
   if (RAND_bytes(b, sizeof b) != 1) {
@@ -84,32 +98,48 @@ Api::Api(store::Store& store, ApiOptions options, std::function<void()> on_creat
 Response Api::Handle(const Request& request) {
   const std::string& path = request.path;
   const bool get = request.method == "GET" || request.method == "HEAD";
-  auto only = [&](bool allowed, auto handler) {
-    return allowed ? handler() : JsonError(405, "Method not allowed");
-  };
+  if (path == "/healthz") return get ? Health() : JsonError(405, "Method not allowed");
 
-  if (path == "/api/p/upload/" || path == "/api/p/upload") {
-    return only(request.method == "POST", [&] { return Upload(request); });
+  const bool upload = path == "/api/p/upload/" || path == "/api/p/upload";
+  // Anything under /status/ that is not one UUID is an unknown request, not an unknown route.
+  const bool status = path.rfind("/status/", 0) == 0;
+  const auto csv_id = SegmentAfter(path, "/api/p/requests/", "/output.csv");
+  const bool media = path.rfind("/media/", 0) == 0;
+  if (!upload && !status && !csv_id && !media) return JsonError(404, "Not found");
+  if (upload ? request.method != "POST" : !get) return JsonError(405, "Method not allowed");
+
+  auto caller = Caller(request);
+  if (!caller.ok()) {
+    Response r = JsonError(401, caller.status().message());
+    r.headers["WWW-Authenticate"] = "Bearer";
+    return r;
   }
-  if (path.rfind("/status/", 0) == 0) {
-    // Anything under /status/ that is not one UUID is an unknown request, not an unknown route.
-    const std::string id = SegmentAfter(path, "/status/").value_or("");
-    return only(get, [&] { return RequestStatus(id); });
-  }
-  if (auto id = SegmentAfter(path, "/api/p/requests/", "/output.csv")) {
+  if (upload) return Upload(request, *caller);
+  if (status) return RequestStatus(SegmentAfter(path, "/status/").value_or(""), *caller);
+  if (csv_id) {
     auto it = request.query.find("errors");
     const bool with_errors =
         it != request.query.end() && (it->second == "1" || it->second == "true");
-    return only(get, [&] { return OutputCsv(*id, with_errors); });
+    return OutputCsv(*csv_id, with_errors, *caller);
   }
-  if (path.rfind("/media/", 0) == 0) {
-    return only(get, [&] { return Media(path.substr(7)); });
-  }
-  if (path == "/healthz") return only(get, [&] { return Health(); });
-  return JsonError(404, "Not found");
+  return Media(path.substr(7), *caller);
 }
 
-Response Api::Upload(const Request& request) {
+Result<std::optional<std::string>> Api::Caller(const Request& request) const {
+  if (options_.api_key_digests.empty()) return std::optional<std::string>();
+  constexpr std::string_view kBearer = "Bearer ";
+  const auto it = request.headers.find("authorization");
+  if (it == request.headers.end() || it->second.rfind(kBearer, 0) != 0) {
+    return InvalidArgument("Unauthorized: send Authorization: Bearer <API key>");
+  }
+  std::string digest = KeyDigest(it->second.substr(kBearer.size()));
+  if (options_.api_key_digests.count(digest) == 0) {
+    return InvalidArgument("Unauthorized: unknown API key");
+  }
+  return std::optional<std::string>(std::move(digest));
+}
+
+Response Api::Upload(const Request& request, const std::optional<std::string>& owner) {
   const auto file = request.form.find("csv_file");
   if (file == request.form.end()) return JsonError(400, "No CSV file provided");
   const std::string& data = file->second.content;
@@ -140,7 +170,7 @@ Response Api::Upload(const Request& request) {
   }
 
   const std::string id = NewRequestId();
-  if (auto s = store_.CreateRequest(id, webhook_url, parsed.rows); !s.ok()) {
+  if (auto s = store_.CreateRequest(id, webhook_url, parsed.rows, owner); !s.ok()) {
     spdlog::error("upload: cannot store request: {}", s.message());
     return JsonError(503, "Service unavailable: cannot store the request, try again");
   }
@@ -151,9 +181,12 @@ Response Api::Upload(const Request& request) {
   return JsonResponse(202, {{"request_id", id}});
 }
 
-Result<store::RequestView> Api::LoadRequest(const std::string& request_id) {
+Result<store::RequestView> Api::LoadRequest(const std::string& request_id,
+                                            const std::optional<std::string>& caller) {
   if (!IsUuid(request_id)) return NotFound("Request ID not found");
-  return store_.GetRequest(request_id);
+  auto view = store_.GetRequest(request_id);
+  if (view.ok() && caller && view->owner != caller) return NotFound("Request ID not found");
+  return view;
 }
 
 Response Api::LoadError(const std::string& request_id, const imgproc::Status& status) {
@@ -162,8 +195,9 @@ Response Api::LoadError(const std::string& request_id, const imgproc::Status& st
   return JsonError(503, "Service unavailable: cannot read the request, try again");
 }
 
-Response Api::RequestStatus(const std::string& request_id) {
-  auto view = LoadRequest(request_id);
+Response Api::RequestStatus(const std::string& request_id,
+                            const std::optional<std::string>& caller) {
+  auto view = LoadRequest(request_id, caller);
   if (!view.ok()) return LoadError(request_id, view.status());
   json products = json::array();
   for (const auto& p : view->products) products.push_back(ProductJson(p, /*with_errors=*/true));
@@ -184,8 +218,9 @@ Response Api::RequestStatus(const std::string& request_id) {
   return JsonResponse(200, body);
 }
 
-Response Api::OutputCsv(const std::string& request_id, bool with_errors) {
-  auto view = LoadRequest(request_id);
+Response Api::OutputCsv(const std::string& request_id, bool with_errors,
+                        const std::optional<std::string>& caller) {
+  auto view = LoadRequest(request_id, caller);
   if (!view.ok()) return LoadError(request_id, view.status());
   std::ostringstream out;
   out << "Serial Number,Product Name,Input Image Urls,Output Image Urls"
@@ -210,8 +245,11 @@ Response Api::OutputCsv(const std::string& request_id, bool with_errors) {
   return r;
 }
 
-Response Api::Media(const std::string& relative) {
+Response Api::Media(const std::string& relative, const std::optional<std::string>& caller) {
   if (options_.media_dir.empty()) return JsonError(404, "Not found");
+  if (caller && !LoadRequest(relative.substr(0, relative.find('/')), caller).ok()) {
+    return JsonError(404, "Not found");
+  }
   const auto file = storage::ResolveMediaPath(options_.media_dir, relative);
   if (!file) return JsonError(404, "Not found");
   std::ifstream in(*file, std::ios::binary);

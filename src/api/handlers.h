@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "csv/product_csv.h"
@@ -27,7 +28,8 @@ struct Request {
   std::string method;  // "GET", "POST", ...
   std::string path;    // without the query string
   std::map<std::string, std::string> query;
-  std::map<std::string, FormFile> form;  // multipart parts by name (first one wins)
+  std::map<std::string, FormFile> form;        // multipart parts by name (first one wins)
+  std::map<std::string, std::string> headers;  // lower-case names
 };
 
 struct Response {
@@ -41,6 +43,8 @@ struct ApiOptions {
   csv::Limits csv_limits;
   // Where local media lives; empty when the storage is not local (then /media/ is 404).
   std::filesystem::path media_dir;
+  // KeyDigest() of every accepted API key. Empty: no authentication (the zero-setup default).
+  std::set<std::string> api_key_digests;
 };
 
 class Api {
@@ -51,14 +55,20 @@ class Api {
   Response Handle(const Request& request);
 
  private:
-  Response Upload(const Request& request);
+  // The caller's identity for the per-request access check: the digest of its API key, nullopt
+  // when API keys are off, or an error response (401) when they are on and the key is not valid.
+  Result<std::optional<std::string>> Caller(const Request& request) const;
+  Response Upload(const Request& request, const std::optional<std::string>& owner);
   // The request named by an id from a URL (NotFound unless it is a known UUID), and the response
   // for a failure to load it.
-  Result<store::RequestView> LoadRequest(const std::string& request_id);
+  // Another key's request is NotFound too, so ids leak nothing.
+  Result<store::RequestView> LoadRequest(const std::string& request_id,
+                                         const std::optional<std::string>& caller);
   Response LoadError(const std::string& request_id, const imgproc::Status& status);
-  Response RequestStatus(const std::string& request_id);
-  Response OutputCsv(const std::string& request_id, bool with_errors);
-  Response Media(const std::string& relative);
+  Response RequestStatus(const std::string& request_id, const std::optional<std::string>& caller);
+  Response OutputCsv(const std::string& request_id, bool with_errors,
+                     const std::optional<std::string>& caller);
+  Response Media(const std::string& relative, const std::optional<std::string>& caller);
   Response Health();
 
   store::Store& store_;
@@ -68,6 +78,9 @@ class Api {
 
 // A JSON error response: {"error": message}.
 Response JsonError(int status, const std::string& message);
+
+// The stored identity of an API key: hex SHA-256, so the store never holds keys.
+std::string KeyDigest(const std::string& key);
 
 // A new random (version 4) UUID in its canonical lower-case form.
 std::string NewRequestId();

@@ -3,6 +3,8 @@
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 
+#include <cctype>
+
 namespace imgproc::api {
 namespace {
 
@@ -11,6 +13,11 @@ Request FromHttplib(const httplib::Request& req) {
   out.method = req.method;
   out.path = req.path;
   for (const auto& [key, value] : req.params) out.query.emplace(key, value);
+  for (const auto& [name, value] : req.headers) {
+    std::string lower = name;
+    for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    out.headers.emplace(std::move(lower), value);
+  }
   for (const auto& [name, part] : req.files) {
     out.form.emplace(name, FormFile{part.filename, part.content_type, part.content});
   }

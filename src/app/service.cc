@@ -70,6 +70,7 @@ Result<std::unique_ptr<Service>> Service::Create(const config::Config& config, b
   api_options.csv_limits.max_urls_per_row = static_cast<size_t>(config.max_urls_per_row);
   api_options.csv_limits.max_url_length = static_cast<size_t>(config.max_url_length);
   if (config.storage == "local") api_options.media_dir = media_dir;
+  for (const auto& key : config.api_keys) api_options.api_key_digests.insert(api::KeyDigest(key));
   svc->api_ = std::make_unique<api::Api>(*svc->store_, api_options,
                                          [queue = svc->queue_.get()] { queue->Notify(); });
 

@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cctype>
+#include <fstream>
 #include <thread>
 
 namespace imgproc::config {
@@ -39,6 +40,13 @@ void AddFlags(CLI::App& app, Config& c) {
       ->envname("FETCH_DENY_HOSTS")
       ->delimiter(',')
       ->group("Settings");
+  app.add_option("--api-keys", c.api_keys,
+                 "require Authorization: Bearer <key> for the API and media (comma-separated)")
+      ->envname("API_KEYS")
+      ->delimiter(',')
+      ->group("Settings");
+  opt("--api-keys-file", c.api_keys_file, "API_KEYS_FILE",
+      "file of API keys, one per line ('#' comments), added to API_KEYS");
   opt("--webhook-secret", c.webhook_secret, "WEBHOOK_SECRET",
       "sign webhooks with this secret (Standard Webhooks headers)");
 
@@ -76,6 +84,16 @@ Status Finalize(Config& c) {
     }
     std::erase(*hosts, std::string());
   }
+  if (!c.api_keys_file.empty()) {
+    std::ifstream in(c.api_keys_file);
+    if (!in) return InvalidArgument("API_KEYS_FILE: cannot read " + c.api_keys_file);
+    for (std::string line; std::getline(in, line);)
+      c.api_keys.push_back(line.substr(0, line.find('#')));
+  }
+  for (auto& key : c.api_keys) {
+    std::erase_if(key, [](unsigned char ch) { return std::isspace(ch); });
+  }
+  std::erase(c.api_keys, std::string());
   if (c.database_url.empty()) c.database_url = "sqlite://" + c.data_dir + "/imgproc.db";
   if (c.public_base_url.empty()) {
     c.public_base_url = "http://" + c.bind + ":" + std::to_string(c.port);

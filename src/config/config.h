@@ -30,6 +30,8 @@ struct Config {
   std::vector<std::string> fetch_allow_hosts;  // empty: any host
   std::vector<std::string> fetch_deny_hosts;
   std::string webhook_secret;
+  std::vector<std::string> api_keys;  // empty (and no file): no authentication
+  std::string api_keys_file;          // one key per line; '#' starts a comment
 
   // Capacity.
   int workers = 16;       // images in flight at once (downloads, uploads)
@@ -56,7 +58,8 @@ struct Config {
 // Adds every setting to `app` as a flag with its environment variable, bound to `config`.
 void AddFlags(CLI::App& app, Config& config);
 
-// Fills in derived defaults (DATABASE_URL, PUBLIC_BASE_URL, cpu_threads) and checks values.
+// Fills in derived defaults (DATABASE_URL, PUBLIC_BASE_URL, cpu_threads), reads API_KEYS_FILE
+// into api_keys, and checks values.
 Status Finalize(Config& config);
 
 }  // namespace imgproc::config

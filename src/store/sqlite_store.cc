@@ -57,6 +57,8 @@ CREATE TABLE images (
 CREATE INDEX images_due ON images(state, due_at);
 CREATE INDEX images_product ON images(product_id, idx);
 )sql",
+    // 2: API keys. The digest of the key that created a request; NULL without API keys.
+    "ALTER TABLE requests ADD COLUMN owner TEXT;",
 };
 
 // A prepared statement bound positionally; finalised on destruction.
@@ -171,7 +173,8 @@ class SqliteStore final : public Store {
   }
 
   Status CreateRequest(const std::string& request_id, const std::optional<std::string>& webhook_url,
-                       const std::vector<csv::ProductRow>& rows) override {
+                       const std::vector<csv::ProductRow>& rows,
+                       const std::optional<std::string>& owner) override {
     std::lock_guard<std::mutex> lock(mu_);
     const Millis now = NowMillis();
     Transaction tx(this);
@@ -183,7 +186,8 @@ class SqliteStore final : public Store {
     }
     Stmt req(db_,
              "INSERT INTO requests (request_id, status, created_at, webhook_url, images_total, "
-             "completed_at, webhook_state, webhook_next_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+             "completed_at, webhook_state, webhook_next_at, owner) "
+             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
     const bool done = total == 0;
     req.Bind(1, request_id)
         .Bind(2, done ? "completed" : "pending")
@@ -193,6 +197,7 @@ class SqliteStore final : public Store {
         .Bind(6, done ? std::optional<int64_t>(now) : std::nullopt)
         .Bind(7, done && webhook_url ? std::optional<std::string>("pending") : std::nullopt)
         .Bind(8, done && webhook_url ? std::optional<int64_t>(now) : std::nullopt)
+        .Bind(9, owner)
         .Step();
     if (!req.ok()) return Error("insert request");
 
@@ -239,7 +244,7 @@ class SqliteStore final : public Store {
     if (!tx.ok()) return tx.status();
     Stmt q(db_,
            "SELECT status, created_at, webhook_url, images_total, images_done, images_failed, "
-           "webhook_state, webhook_attempts, webhook_last_status FROM requests "
+           "webhook_state, webhook_attempts, webhook_last_status, owner FROM requests "
            "WHERE request_id = ?");
     q.Bind(1, request_id);
     if (!q.Step()) {
@@ -254,6 +259,7 @@ class SqliteStore final : public Store {
     view.images_total = static_cast<int>(q.Int(3));
     view.images_done = static_cast<int>(q.Int(4));
     view.images_failed = static_cast<int>(q.Int(5));
+    view.owner = q.OptText(9);
     if (!q.IsNull(6)) {
       std::string state = q.Text(6);
       if (state == "sending") state = q.Int(7) == 0 ? "pending" : "retrying";

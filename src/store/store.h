@@ -67,6 +67,7 @@ struct RequestView {
   RequestStatus status = RequestStatus::kPending;
   Millis created_at = 0;
   std::optional<std::string> webhook_url;
+  std::optional<std::string> owner;  // who may see it, when API keys are on (a key's digest)
   int images_total = 0;
   int images_done = 0;                // finished successfully
   int images_failed = 0;              // finished with an error
@@ -86,10 +87,11 @@ class Store {
   virtual ~Store() = default;
 
   // Stores a validated request with its products and one task per "http" entry. A request with no
-  // such entry is completed at once.
+  // such entry is completed at once. `owner` identifies the API key that created it, if any.
   virtual Status CreateRequest(const std::string& request_id,
                                const std::optional<std::string>& webhook_url,
-                               const std::vector<csv::ProductRow>& rows) = 0;
+                               const std::vector<csv::ProductRow>& rows,
+                               const std::optional<std::string>& owner) = 0;
 
   // NotFound when the id is unknown.
   virtual Result<RequestView> GetRequest(const std::string& request_id) = 0;

@@ -39,13 +39,13 @@ class ApiTest : public ::testing::Test {
   void TearDown() override { fs::remove_all(dir_); }
 
   Response Upload(const std::string& csv, std::optional<std::string> webhook = std::nullopt) {
-    Request r{"POST", "/api/p/upload/", {}, {}};
+    Request r{"POST", "/api/p/upload/", {}, {}, {}};
     r.form["csv_file"] = {"products.csv", "text/csv", csv};
     if (webhook) r.form["webhook_url"] = {"", "", *webhook};
     return api_->Handle(r);
   }
   Response Get(const std::string& path, std::map<std::string, std::string> query = {}) {
-    return api_->Handle({"GET", path, std::move(query), {}});
+    return api_->Handle({"GET", path, std::move(query), {}, {}});
   }
   static json Body(const Response& r) { return json::parse(r.body); }
 
@@ -56,7 +56,7 @@ class ApiTest : public ::testing::Test {
 };
 
 TEST_F(ApiTest, UploadWithoutCsvFileIs400) {
-  Response r = api_->Handle({"POST", "/api/p/upload/", {}, {}});
+  Response r = api_->Handle({"POST", "/api/p/upload/", {}, {}, {}});
   EXPECT_EQ(r.status, 400);
   EXPECT_EQ(r.content_type, "application/json");
   EXPECT_EQ(Body(r), json({{"error", "No CSV file provided"}}));
@@ -165,11 +165,69 @@ TEST_F(ApiTest, MediaServesOnlyFilesInsideTheMediaFolder) {
 
 TEST_F(ApiTest, UnknownRoutesAndMethodsAreJsonErrors) {
   EXPECT_EQ(Get("/nope").status, 404);
-  Response r = api_->Handle({"DELETE", "/api/p/upload/", {}, {}});
+  Response r = api_->Handle({"DELETE", "/api/p/upload/", {}, {}, {}});
   EXPECT_EQ(r.status, 405);
   EXPECT_TRUE(Body(r)["error"].is_string());
   EXPECT_EQ(Get("/api/p/upload/").status, 405);
   EXPECT_EQ(Get("/healthz").status, 200);
+}
+
+class ApiKeysTest : public ApiTest {
+ protected:
+  void SetUp() override {
+    ApiTest::SetUp();
+    ApiOptions options;
+    options.media_dir = dir_ / "media";
+    options.api_key_digests = {KeyDigest("key-a"), KeyDigest("key-b")};
+    api_ = std::make_unique<Api>(*store_, options, nullptr);
+  }
+  Response As(const std::string& key, Request r) {
+    if (!key.empty()) r.headers["authorization"] = "Bearer " + key;
+    return api_->Handle(r);
+  }
+  Request UploadRequest() {
+    Request r{"POST", "/api/p/upload/", {}, {}, {}};
+    r.form["csv_file"] = {"p.csv", "text/csv", kOriginalCsv};
+    return r;
+  }
+};
+
+TEST_F(ApiKeysTest, EveryEndpointButHealthNeedsAKey) {
+  for (const std::string& key : {std::string(), std::string("wrong")}) {
+    Response r = As(key, UploadRequest());
+    EXPECT_EQ(r.status, 401) << key;
+    EXPECT_EQ(r.headers["WWW-Authenticate"], "Bearer");
+    EXPECT_TRUE(Body(r)["error"].is_string());
+    for (const char* path : {"/status/550e8400-e29b-41d4-a716-446655440000/",
+                             "/api/p/requests/550e8400-e29b-41d4-a716-446655440000/output.csv",
+                             "/media/550e8400-e29b-41d4-a716-446655440000/1_0.jpg"}) {
+      EXPECT_EQ(As(key, {"GET", path, {}, {}, {}}).status, 401) << path;
+    }
+  }
+  Request basic = UploadRequest();
+  basic.headers["authorization"] = "Basic a2V5LWE6";
+  EXPECT_EQ(api_->Handle(basic).status, 401);
+  EXPECT_EQ(api_->Handle({"GET", "/healthz", {}, {}, {}}).status, 200);
+}
+
+TEST_F(ApiKeysTest, AnotherKeysRequestIsNotFound) {
+  Response created = As("key-a", UploadRequest());
+  ASSERT_EQ(created.status, 202);
+  const std::string id = Body(created)["request_id"];
+  fs::create_directories(dir_ / "media" / id);
+  std::ofstream(dir_ / "media" / id / "1_0.jpg") << "JPEG";
+  for (const std::string& path : {"/status/" + id + "/", "/api/p/requests/" + id + "/output.csv",
+                                  "/media/" + id + "/1_0.jpg"}) {
+    EXPECT_EQ(As("key-a", {"GET", path, {}, {}, {}}).status, 200) << path;
+    Response other = As("key-b", {"GET", path, {}, {}, {}});
+    EXPECT_EQ(other.status, 404) << path;
+  }
+  EXPECT_EQ(Body(As("key-b", {"GET", "/status/" + id + "/", {}, {}, {}})),
+            json({{"error", "Request ID not found"}}));
+}
+
+TEST(KeyDigest, IsHexSha256) {
+  EXPECT_EQ(KeyDigest("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
 TEST(JsonError, InvalidUtf8IsReplacedNotThrown) {

@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 
 #include <atomic>
+#include <fstream>
 #include <set>
 #include <thread>
 
@@ -459,6 +460,32 @@ TEST_F(ServerTest, HostListsRestrictDownloads) {
   EXPECT_EQ(status["products"][0]["Image Errors"][0]["error"],
             "download failed: destination not allowed: localhost is denied");
   EXPECT_EQ(host_.Count("/img/photo.jpg"), 1u);
+}
+
+TEST_F(ServerTest, ApiKeysOverHttp) {
+  host_.Start();
+  std::ofstream(dir_.path() / "keys.txt") << "# team keys\nkey-from-file\n";
+  StartServer(
+      TestEnv({{"API_KEYS", "key-a"}, {"API_KEYS_FILE", (dir_.path() / "keys.txt").string()}}));
+  httplib::Client client("127.0.0.1", server_->port());
+  const httplib::MultipartFormDataItems csv = {
+      {"csv_file", "Serial Number,Product Name,Input Image Urls\n1,P,local.jpg\n", "p.csv", ""}};
+  auto anonymous = client.Post("/api/p/upload/", csv);
+  ASSERT_TRUE(anonymous);
+  EXPECT_EQ(anonymous->status, 401);
+  EXPECT_EQ(anonymous->get_header_value("WWW-Authenticate"), "Bearer");
+
+  auto created = client.Post("/api/p/upload/", {{"Authorization", "Bearer key-from-file"}}, csv);
+  ASSERT_TRUE(created);
+  ASSERT_EQ(created->status, 202) << created->body;
+  const std::string id = json::parse(created->body)["request_id"];
+  auto mine = client.Get("/status/" + id + "/", {{"authorization", "Bearer key-from-file"}});
+  ASSERT_TRUE(mine);
+  EXPECT_EQ(mine->status, 200);
+  auto theirs = client.Get("/status/" + id + "/", {{"Authorization", "Bearer key-a"}});
+  ASSERT_TRUE(theirs);
+  EXPECT_EQ(theirs->status, 404);
+  EXPECT_EQ(client.Get("/healthz")->status, 200);
 }
 
 TEST_F(ServerTest, HttpErrorsAreJson) {

@@ -55,7 +55,8 @@ TEST_F(SqliteStoreTest, NewRequestIsPendingWithNullOutputs) {
   ASSERT_TRUE(store_
                   ->CreateRequest("r1", std::nullopt,
                                   {Row(1, "SKU1", {"http://a/1.jpg", "http://a/2.jpg"}),
-                                   Row(2, "SKU2", {"http://a/3.jpg"})})
+                                   Row(2, "SKU2", {"http://a/3.jpg"})},
+                                  /*owner=*/std::nullopt)
                   .ok());
   auto view = store_->GetRequest("r1");
   ASSERT_TRUE(view.ok());
@@ -68,6 +69,14 @@ TEST_F(SqliteStoreTest, NewRequestIsPendingWithNullOutputs) {
   EXPECT_FALSE(view->webhook.has_value());
 }
 
+TEST_F(SqliteStoreTest, OwnerIsStored) {
+  ASSERT_TRUE(store_->CreateRequest("r1", std::nullopt, {Row(1, "P", {"x"})}, "digest-a").ok());
+  ASSERT_TRUE(store_->CreateRequest("r2", std::nullopt, {Row(1, "P", {"x"})}, std::nullopt).ok());
+  Reopen();  // migrations run again on an up-to-date database: nothing changes
+  EXPECT_EQ(store_->GetRequest("r1")->owner.value_or(""), "digest-a");
+  EXPECT_FALSE(store_->GetRequest("r2")->owner.has_value());
+}
+
 TEST_F(SqliteStoreTest, UnknownRequestIsNotFound) {
   auto view = store_->GetRequest("nope");
   ASSERT_FALSE(view.ok());
@@ -75,7 +84,10 @@ TEST_F(SqliteStoreTest, UnknownRequestIsNotFound) {
 }
 
 TEST_F(SqliteStoreTest, RequestWithoutHttpEntriesCompletesAtOnce) {
-  ASSERT_TRUE(store_->CreateRequest("r1", "http://hook/", {Row(7, "P", {"local.jpg", "x"})}).ok());
+  ASSERT_TRUE(store_
+                  ->CreateRequest("r1", "http://hook/", {Row(7, "P", {"local.jpg", "x"})},
+                                  /*owner=*/std::nullopt)
+                  .ok());
   auto view = store_->GetRequest("r1");
   ASSERT_TRUE(view.ok());
   EXPECT_EQ(view->status, RequestStatus::kCompleted);
@@ -89,7 +101,8 @@ TEST_F(SqliteStoreTest, RequestWithoutHttpEntriesCompletesAtOnce) {
 TEST_F(SqliteStoreTest, OutputsKeepInputOrderWithPassThroughAndFailures) {
   ASSERT_TRUE(store_
                   ->CreateRequest("r1", "http://hook/",
-                                  {Row(1, "P", {"http://a/0", "keep-me", "http://a/2"})})
+                                  {Row(1, "P", {"http://a/0", "keep-me", "http://a/2"})},
+                                  /*owner=*/std::nullopt)
                   .ok());
   auto tasks = store_->ClaimImages("w", 10, 60'000);
   ASSERT_TRUE(tasks.ok());
@@ -117,7 +130,10 @@ TEST_F(SqliteStoreTest, OutputsKeepInputOrderWithPassThroughAndFailures) {
 }
 
 TEST_F(SqliteStoreTest, OnlyTheLeaseHolderRecordsAndFirstResultWins) {
-  ASSERT_TRUE(store_->CreateRequest("r1", std::nullopt, {Row(1, "P", {"http://a/0"})}).ok());
+  ASSERT_TRUE(
+      store_
+          ->CreateRequest("r1", std::nullopt, {Row(1, "P", {"http://a/0"})}, /*owner=*/std::nullopt)
+          .ok());
   auto first = store_->ClaimImages("slow", 1, /*lease_ms=*/-1);  // expires at once
   ASSERT_EQ(first->size(), 1u);
   auto second = store_->ClaimImages("fast", 1, 60'000);
@@ -132,7 +148,10 @@ TEST_F(SqliteStoreTest, OnlyTheLeaseHolderRecordsAndFirstResultWins) {
 }
 
 TEST_F(SqliteStoreTest, TransientFailureIsRetriedAfterItsTime) {
-  ASSERT_TRUE(store_->CreateRequest("r1", std::nullopt, {Row(1, "P", {"http://a/0"})}).ok());
+  ASSERT_TRUE(
+      store_
+          ->CreateRequest("r1", std::nullopt, {Row(1, "P", {"http://a/0"})}, /*owner=*/std::nullopt)
+          .ok());
   auto t = store_->ClaimImages("w", 1, 60'000);
   ImageOutcome retry = Failed("download failed: HTTP 503");
   retry.retry_at = NowMillis() + 60'000;
@@ -147,7 +166,8 @@ TEST_F(SqliteStoreTest, TransientFailureIsRetriedAfterItsTime) {
 TEST_F(SqliteStoreTest, ReleasedLeasesSurviveReopenAndFinishedImagesAreNotRedone) {
   ASSERT_TRUE(store_
                   ->CreateRequest("r1", "http://hook/",
-                                  {Row(1, "P", {"http://a/0", "http://a/1", "http://a/2"})})
+                                  {Row(1, "P", {"http://a/0", "http://a/1", "http://a/2"})},
+                                  /*owner=*/std::nullopt)
                   .ok());
   auto tasks = store_->ClaimImages("dead", 3, 600'000);
   ASSERT_EQ(tasks->size(), 3u);
@@ -170,7 +190,9 @@ TEST_F(SqliteStoreTest, ReleasedLeasesSurviveReopenAndFinishedImagesAreNotRedone
 }
 
 TEST_F(SqliteStoreTest, WebhookDeliveryStateIsRecorded) {
-  ASSERT_TRUE(store_->CreateRequest("r1", "http://hook/", {Row(1, "P", {"x"})}).ok());
+  ASSERT_TRUE(
+      store_->CreateRequest("r1", "http://hook/", {Row(1, "P", {"x"})}, /*owner=*/std::nullopt)
+          .ok());
   auto jobs = store_->ClaimWebhooks(10, 60'000);
   ASSERT_EQ(jobs->size(), 1u);
   EXPECT_TRUE(store_->ClaimWebhooks(10, 60'000)->empty());  // leased

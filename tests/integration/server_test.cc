@@ -1,8 +1,12 @@
 // End-to-end tests: the real imgproc binary against an image host, a fake ImgBB and a webhook
 // receiver that the tests own, all on 127.0.0.1.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <fstream>
@@ -45,6 +49,18 @@ class ImageHost {
       const int n = std::stoi(req.matches[1]);
       res.set_redirect(n <= 1 ? "/img/photo.jpg" : "/redirect/" + std::to_string(n - 1));
     });
+    // Up to 1 GiB without Content-Length; counts what it managed to send.
+    s.Get("/huge.jpg", [this](const httplib::Request&, httplib::Response& res) {
+      res.set_chunked_content_provider("image/jpeg", [this](size_t, httplib::DataSink& sink) {
+        const std::string chunk(64 * 1024, '\xFF');
+        for (int i = 0; i < 16 * 1024; ++i) {
+          if (!sink.write(chunk.data(), chunk.size())) return false;
+          huge_sent_ += chunk.size();
+        }
+        sink.done();
+        return true;
+      });
+    });
     s.Get("/flaky.jpg", [this](const httplib::Request&, httplib::Response& res) {
       if (flaky_failures_left_-- > 0) {
         res.status = 500;
@@ -62,12 +78,14 @@ class ImageHost {
   size_t Total() const { return server_.requests().size(); }
   void set_latency_ms(int ms) { latency_ms_ = ms; }
   void set_flaky_failures(int n) { flaky_failures_left_ = n; }
+  size_t huge_sent() const { return huge_sent_; }
 
  private:
   FixtureServer server_;
   std::map<std::string, std::string> images_;
   std::atomic<int> latency_ms_{0};
   std::atomic<int> flaky_failures_left_{0};
+  std::atomic<size_t> huge_sent_{0};
 };
 
 constexpr char kWebhookSecret[] = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -486,6 +504,95 @@ TEST_F(ServerTest, ApiKeysOverHttp) {
   ASSERT_TRUE(theirs);
   EXPECT_EQ(theirs->status, 404);
   EXPECT_EQ(client.Get("/healthz")->status, 200);
+}
+
+long PeakRssKib(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return -1;
+}
+
+TEST_F(ServerTest, AGigabyteDownloadIsCutAtTheLimit) {
+  host_.Start();
+  StartServer(TestEnv({{"MAX_DOWNLOAD_BYTES", "5000000"}}));
+  const std::string id =
+      Submit("Serial Number,Product Name,Input Image Urls\n1,P," + host_.Url("/huge.jpg") + "\n");
+  json status = server_->WaitForCompletion(id);
+  ASSERT_EQ(status["status"], "completed");
+  ASSERT_EQ(status["products"][0]["Image Errors"].size(), 1u);
+  EXPECT_EQ(status["products"][0]["Image Errors"][0]["error"],
+            "download failed: response larger than 5000000 bytes");
+  EXPECT_LT(host_.huge_sent(), 64u << 20);            // cut off early, not at 1 GiB
+  EXPECT_LT(PeakRssKib(server_->pid()), 256 * 1024);  // and nothing like it in memory
+}
+
+// SIGTERM: stop accepting, let images in flight finish, exit 0; a restart completes the rest.
+TEST_F(ServerTest, SigtermShutsDownGracefullyAndLosesNothing) {
+  const std::string photo = MakeImage(TestImage::kJpegRgb, 200, 100);
+  for (int i = 0; i < 20; ++i) host_.Add("p" + std::to_string(i) + ".jpg", photo);
+  host_.set_latency_ms(100);
+  host_.Start();
+  StartServer(TestEnv({{"WORKERS", "2"}}));
+  std::string csv = "Serial Number,Product Name,Input Image Urls\n";
+  for (int i = 0; i < 20; ++i) {
+    csv += std::to_string(i + 1) + ",P," + host_.Url("/img/p" + std::to_string(i) + ".jpg") + "\n";
+  }
+  const std::string id = Submit(csv);
+  std::this_thread::sleep_for(300ms);
+  server_->Signal(SIGTERM);
+  EXPECT_EQ(server_->Wait(), 0) << server_->log();
+  ASSERT_TRUE(server_->Start()) << server_->log();
+  json status = server_->WaitForCompletion(id);
+  ASSERT_EQ(status["status"], "completed");
+  EXPECT_EQ(status["progress"]["images_done"], 20);
+  size_t fetches = 0;
+  for (int i = 0; i < 20; ++i) fetches += host_.Count("/img/p" + std::to_string(i) + ".jpg");
+  EXPECT_EQ(fetches, 20u);  // in-flight images were finished, not abandoned and redone
+}
+
+// A client that sends its request headers a byte at a time holds one HTTP thread; the others
+// keep serving everyone else.
+TEST_F(ServerTest, SlowClientsDoNotStarveOthers) {
+  host_.Start();
+  StartServer(TestEnv({{"HTTP_THREADS", "4"}}));
+  constexpr int kSlowClients = 2;
+  std::vector<int> slow;
+  for (int i = 0; i < kSlowClients; ++i) {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(server_->port()));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    const std::string start = "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+    ASSERT_EQ(send(fd, start.data(), start.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(start.size()));
+    slow.push_back(fd);
+  }
+  std::atomic<bool> done{false};
+  std::thread drip([&] {
+    for (int i = 0; i < 300 && !done; ++i) {  // at most 30 s
+      for (int fd : slow) send(fd, "a", 1, MSG_NOSIGNAL);
+      std::this_thread::sleep_for(100ms);
+    }
+  });
+  httplib::Client client("127.0.0.1", server_->port());
+  client.set_read_timeout(5, 0);
+  int served = 0;
+  for (int i = 0; i < 50; ++i) {
+    auto res = client.Get("/healthz");
+    served += res && res->status == 200;
+  }
+  // The slow connections are still open: nothing was served by closing them.
+  bool still_open = true;
+  for (int fd : slow) still_open = still_open && send(fd, "a", 1, MSG_NOSIGNAL) == 1;
+  done = true;
+  drip.join();
+  for (int fd : slow) close(fd);
+  EXPECT_EQ(served, 50);
+  EXPECT_TRUE(still_open);
 }
 
 TEST_F(ServerTest, HttpErrorsAreJson) {

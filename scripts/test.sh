@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The test command: installs what is missing, then builds and runs every test twice: the
-# optimised build, and the AddressSanitizer + UndefinedBehaviorSanitizer build.
-# PRESETS="release" runs one of them only.
+# The test command: installs what is missing, then builds and runs every test twice (the
+# optimised build, and the AddressSanitizer + UndefinedBehaviorSanitizer build), and runs each
+# libFuzzer target briefly from its seed corpus. PRESETS="release" runs one of them only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
-for preset in ${PRESETS:-release asan}; do
+for preset in ${PRESETS:-release asan fuzz}; do
   echo "== preset $preset =="
   cmake --preset "$preset" >/dev/null
   cmake --build --preset "$preset" -j"$(nproc)"

@@ -477,12 +477,6 @@ class SqliteStore final : public Store {
     return u.ok() ? Status::Ok() : Error("record webhook");
   }
 
-  bool Ping() override {
-    std::lock_guard<std::mutex> lock(mu_);
-    Stmt q(db_, "SELECT 1");
-    return q.Step();
-  }
-
  private:
   // BEGIN IMMEDIATE (or DEFERRED for reads) ... COMMIT, rolled back unless committed.
   class Transaction {

@@ -120,9 +120,6 @@ class Store {
   // Records a delivery attempt: delivered, or to be retried at `retry_at`, or failed for good.
   virtual Status RecordWebhook(const std::string& request_id, bool delivered,
                                std::optional<int> http_status, std::optional<Millis> retry_at) = 0;
-
-  // True when the store answers (for readiness checks).
-  virtual bool Ping() = 0;
 };
 
 // Opens the store named by a DATABASE_URL ("sqlite:///abs/path.db" or "sqlite://rel/path.db"),

@@ -6,6 +6,7 @@
 #define IMGPROC_COMMON_RESULT_H_
 
 #include <cassert>
+#include <chrono>
 #include <optional>
 #include <string>
 #include <utility>
@@ -33,10 +34,22 @@ class Status {
   const std::string& message() const { return message_; }
   bool transient() const { return code_ == StatusCode::kTransient; }
 
+  // For transient errors: how long the remote side asked us to wait (its Retry-After), if it did.
+  std::chrono::milliseconds retry_after() const { return retry_after_; }
+  Status& set_retry_after(std::chrono::milliseconds delay) {
+    retry_after_ = delay;
+    return *this;
+  }
+
  private:
   StatusCode code_ = StatusCode::kOk;
   std::string message_;
+  std::chrono::milliseconds retry_after_{0};
 };
+
+// Parses an HTTP Retry-After value given in seconds; 0 when absent or not a number of seconds
+// (the HTTP-date form is rare for rate limits and treated as absent).
+std::chrono::milliseconds RetryAfter(const std::string& header_value);
 
 inline Status InvalidArgument(std::string m) {
   return {StatusCode::kInvalidArgument, std::move(m)};

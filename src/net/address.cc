@@ -4,9 +4,10 @@
 #include <netinet/in.h>
 
 #include <array>
+#include <cassert>
 #include <cctype>
 #include <cstdint>
-#include <cstring>
+#include <initializer_list>
 #include <string>
 
 namespace imgproc::net {
@@ -18,7 +19,7 @@ struct V4Range {
 };
 
 // Every IPv4 range that is not a public unicast destination (IANA special-purpose registry).
-constexpr std::array<V4Range, 16> kNonPublicV4 = {{
+constexpr std::array<V4Range, 15> kNonPublicV4 = {{
     {0x00000000, 8},   // 0.0.0.0/8 "this network", incl. the unspecified address
     {0x0A000000, 8},   // 10/8 private
     {0x64400000, 10},  // 100.64/10 carrier-grade NAT
@@ -34,12 +35,11 @@ constexpr std::array<V4Range, 16> kNonPublicV4 = {{
     {0xCB007100, 24},  // 203.0.113/24 documentation
     {0xE0000000, 4},   // 224/4 multicast
     {0xF0000000, 4},   // 240/4 reserved, incl. broadcast 255.255.255.255
-    {0xFFFFFFFF, 32},  // broadcast (covered above; kept for clarity)
 }};
 
 bool IsPublicV4(uint32_t ip) {
   for (const auto& r : kNonPublicV4) {
-    const uint32_t mask = r.prefix == 0 ? 0 : ~uint32_t{0} << (32 - r.prefix);
+    const uint32_t mask = ~uint32_t{0} << (32 - r.prefix);
     if ((ip & mask) == r.base) return false;
   }
   return true;
@@ -50,6 +50,7 @@ uint32_t V4At(const uint8_t* b) {
 }
 
 bool HasPrefix(const uint8_t* a, std::initializer_list<uint8_t> prefix, int bits) {
+  assert(static_cast<int>(prefix.size()) * 8 >= bits);
   const uint8_t* p = prefix.begin();
   for (int i = 0; i < bits / 8; ++i) {
     if (a[i] != p[i]) return false;
@@ -62,29 +63,23 @@ bool HasPrefix(const uint8_t* a, std::initializer_list<uint8_t> prefix, int bits
 }
 
 bool IsPublicV6(const uint8_t* a) {
-  static constexpr uint8_t kZero[16] = {};
-  // ::/96 covers :: (unspecified), ::1 (loopback) and the deprecated IPv4-compatible form.
-  if (std::memcmp(a, kZero, 12) == 0) return false;
-  // ::ffff:0:0/96 IPv4-mapped: judged by the IPv4 address inside.
+  // IPv4 embedded in IPv6 is judged by that IPv4 address: ::ffff:0:0/96 mapped, 64:ff9b::/96
+  // NAT64 well-known prefix, 2002::/16 6to4 (IPv4 in bits 16..47).
   if (HasPrefix(a, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF}, 96)) return IsPublicV4(V4At(a + 12));
-  // 64:ff9b::/96 NAT64 well-known prefix, and 64:ff9b:1::/48 local-use NAT64.
   if (HasPrefix(a, {0x00, 0x64, 0xFF, 0x9B, 0, 0, 0, 0, 0, 0, 0, 0}, 96)) {
     return IsPublicV4(V4At(a + 12));
   }
-  if (HasPrefix(a, {0x00, 0x64, 0xFF, 0x9B, 0x00, 0x01}, 48)) return false;
-  // 2002::/16 6to4: the IPv4 address is in bits 16..47.
   if (HasPrefix(a, {0x20, 0x02}, 16)) return IsPublicV4(V4At(a + 2));
-  // 2001::/32 Teredo: refused outright; it tunnels to an address we cannot vet.
-  if (HasPrefix(a, {0x20, 0x01, 0x00, 0x00}, 32)) return false;
-  if (HasPrefix(a, {0x20, 0x01, 0x0D, 0xB8}, 32)) return false;        // documentation
-  if (HasPrefix(a, {0x20, 0x01, 0x00, 0x10}, 28)) return false;        // ORCHID
-  if (HasPrefix(a, {0x01, 0x00, 0, 0, 0, 0, 0, 0}, 64)) return false;  // 100::/64 discard
-  if (HasPrefix(a, {0xFC}, 7)) return false;                           // fc00::/7 unique local
-  if (HasPrefix(a, {0xFE, 0x80}, 10)) return false;                    // fe80::/10 link-local
-  if (HasPrefix(a, {0xFE, 0xC0}, 10)) return false;                    // fec0::/10 site-local
-  if (a[0] == 0xFF) return false;                                      // ff00::/8 multicast
-  // Only the global unicast block 2000::/3 is routable on the internet.
-  return (a[0] & 0xE0) == 0x20;
+  // Only global unicast 2000::/3 is routable on the internet. This refuses :: and ::1, the
+  // deprecated IPv4-compatible ::/96, 100::/64 discard, 64:ff9b:1::/48 local-use NAT64,
+  // fc00::/7 unique local, fe80::/10 link-local, fec0::/10 site-local and ff00::/8 multicast.
+  if ((a[0] & 0xE0) != 0x20) return false;
+  // 2001::/23 IETF protocol assignments: Teredo 2001::/32 (refused outright, it tunnels to an
+  // address we cannot vet), benchmarking, ORCHID. Public allocations start at 2001:200::.
+  if (HasPrefix(a, {0x20, 0x01, 0x00}, 23)) return false;
+  if (HasPrefix(a, {0x20, 0x01, 0x0D, 0xB8}, 32)) return false;  // 2001:db8::/32 documentation
+  if (HasPrefix(a, {0x3F, 0xFF, 0x00}, 20)) return false;        // 3fff::/20 documentation
+  return true;
 }
 
 }  // namespace
@@ -135,8 +130,7 @@ bool IsHttpUrl(std::string_view url) {
   std::string_view host = authority;
   if (!host.empty() && host.front() == '[') {
     const size_t close = host.find(']');
-    if (close == std::string_view::npos || close == 1) return false;
-    return true;
+    return close != std::string_view::npos && close > 1;
   }
   host = host.substr(0, host.find(':'));
   return !host.empty();

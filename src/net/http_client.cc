@@ -25,6 +25,18 @@ using CurlPtr = std::unique_ptr<CURL, CurlDeleter>;
 using SlistPtr = std::unique_ptr<curl_slist, CurlDeleter>;
 using MimePtr = std::unique_ptr<curl_mime, CurlDeleter>;
 
+// Null when out of memory.
+SlistPtr HeaderList(const std::vector<std::string>& lines) {
+  SlistPtr list;
+  for (const auto& line : lines) {
+    curl_slist* head = curl_slist_append(list.get(), line.c_str());
+    if (head == nullptr) return nullptr;
+    list.release();  // `head` is the same list, or a new one when it was empty
+    list.reset(head);
+  }
+  return list;
+}
+
 // State shared with libcurl's callbacks during one transfer.
 struct Transfer {
   const FetchOptions* options = nullptr;
@@ -187,6 +199,7 @@ Result<HttpResponse> PerformOnce(const std::string& url, const FetchOptions& opt
 // the one total timeout.
 Result<HttpResponse> Perform(const std::string& url, const FetchOptions& options, bool follow,
                              const std::function<void(CURL*)>& customise) {
+  InitHttpClient();  // cheap after the first call; curl_easy_init would do it racily
   using Clock = std::chrono::steady_clock;
   const auto deadline = Clock::now() + options.total_timeout;
   std::string current = url;
@@ -224,17 +237,10 @@ Result<HttpResponse> Get(const std::string& url, const FetchOptions& options) {
 Result<HttpResponse> Post(const std::string& url, const std::string& content_type,
                           const std::string& body, const std::vector<std::string>& headers,
                           const FetchOptions& options) {
-  SlistPtr list;
-  auto append = [&list](const std::string& h) {
-    curl_slist* next = curl_slist_append(list.get(), h.c_str());
-    if (next != nullptr) {
-      list.release();
-      list.reset(next);
-    }
-  };
-  append("Content-Type: " + content_type);
-  append("Expect:");  // no 100-continue round trip
-  for (const auto& h : headers) append(h);
+  std::vector<std::string> lines = {"Content-Type: " + content_type, "Expect:"};
+  lines.insert(lines.end(), headers.begin(), headers.end());
+  SlistPtr list = HeaderList(lines);
+  if (!list) return Internal("out of memory");
   return Perform(url, options, /*follow=*/false, [&](CURL* c) {
     curl_easy_setopt(c, CURLOPT_POST, 1L);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
@@ -245,8 +251,9 @@ Result<HttpResponse> Post(const std::string& url, const std::string& content_typ
 
 Result<HttpResponse> PostForm(const std::string& url, const std::vector<FormPart>& parts,
                               const FetchOptions& options) {
-  MimePtr mime;
-  SlistPtr list(curl_slist_append(nullptr, "Expect:"));
+  SlistPtr list = HeaderList({"Expect:"});
+  if (!list) return Internal("out of memory");
+  MimePtr mime;  // outlives the easy handle, as libcurl requires
   return Perform(url, options, /*follow=*/false, [&](CURL* c) {
     mime.reset(curl_mime_init(c));
     for (const auto& part : parts) {

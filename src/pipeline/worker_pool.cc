@@ -38,7 +38,7 @@ store::ImageOutcome ProcessImage(const store::ImageTask& task, storage::ImageSto
     const bool transient = code == 408 || code == 429 || code >= 500;
     std::chrono::milliseconds retry_after{};
     if (auto it = response->headers.find("retry-after"); it != response->headers.end()) {
-      retry_after = std::chrono::seconds(std::strtol(it->second.c_str(), nullptr, 10));
+      retry_after = RetryAfter(it->second);
     }
     return Failure(task, options, transient, "download failed: HTTP " + std::to_string(code),
                    retry_after);
@@ -57,7 +57,10 @@ store::ImageOutcome ProcessImage(const store::ImageTask& task, storage::ImageSto
   const std::string name =
       std::to_string(task.serial_no) + "_" + std::to_string(task.index) + ".jpg";
   auto url = storage.Put(task.request_id, name, encoded->jpeg);
-  if (!url.ok()) return Failure(task, options, url.status().transient(), url.status().message());
+  if (!url.ok()) {
+    return Failure(task, options, url.status().transient(), url.status().message(),
+                   url.status().retry_after());
+  }
   store::ImageOutcome out;
   out.ok = true;
   out.output_url = *url;

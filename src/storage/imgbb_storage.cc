@@ -21,7 +21,14 @@ Result<std::string> ImgbbStorage::Put(const std::string& /*request_id*/, const s
   if (!response.ok()) {
     return Status(response.status().code(), "upload failed: " + response.status().message());
   }
-  return ParseImgbbResponse(response->status, response->body);
+  auto url = ParseImgbbResponse(response->status, response->body);
+  if (!url.ok() && url.status().transient()) {
+    if (auto it = response->headers.find("retry-after"); it != response->headers.end()) {
+      Status status = url.status();
+      return status.set_retry_after(RetryAfter(it->second));
+    }
+  }
+  return url;
 }
 
 Result<std::string> ParseImgbbResponse(long http_status, const std::string& body) {

@@ -166,8 +166,7 @@ void Sender::Deliver(const store::WebhookJob& job) {
     }
     retry = response->status != 410;  // 410 Gone: the receiver asks us to stop
     if (auto it = response->headers.find("retry-after"); it != response->headers.end()) {
-      const long seconds = std::strtol(it->second.c_str(), nullptr, 10);
-      if (seconds > 0) delay = std::max(delay, std::chrono::milliseconds(seconds * 1000));
+      delay = std::max(delay, RetryAfter(it->second));
     }
   } else {
     retry = response.status().transient();

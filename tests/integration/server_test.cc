@@ -442,6 +442,38 @@ TEST_F(ServerTest, ImgbbStorageUsesItsApiAndReportsItsErrors) {
             std::string::npos);
 }
 
+TEST_F(ServerTest, ImgbbTooManyRequestsHonoursRetryAfter) {
+  host_.Add("photo.jpg", MakeImage(TestImage::kJpegRgb, 200, 100));
+  host_.Start();
+  FixtureServer imgbb;
+  std::mutex mu;
+  std::vector<std::chrono::steady_clock::time_point> attempts;
+  imgbb.server().Post("/1/upload", [&](const httplib::Request&, httplib::Response& res) {
+    std::lock_guard<std::mutex> lock(mu);
+    attempts.push_back(std::chrono::steady_clock::now());
+    if (attempts.size() == 1) {
+      res.status = 429;
+      res.set_header("Retry-After", "1");
+      return;
+    }
+    res.set_content(R"({"data":{"url":"https://i.ibb.co/x/1.jpg"},"success":true})",
+                    "application/json");
+  });
+  imgbb.Start();
+  StartServer(TestEnv({{"STORAGE", "imgbb"},
+                       {"IMGBB_API_KEY", "k"},
+                       {"IMGBB_UPLOAD_URL", imgbb.Url("/1/upload")}}));
+  const std::string id = Submit("Serial Number,Product Name,Input Image Urls\n1,P," +
+                                host_.Url("/img/photo.jpg") + "\n");
+  json status = server_->WaitForCompletion(id);
+  ASSERT_EQ(status["status"], "completed");
+  EXPECT_EQ(status["products"][0]["Output Image Urls"], "https://i.ibb.co/x/1.jpg");
+  std::lock_guard<std::mutex> lock(mu);
+  ASSERT_EQ(attempts.size(), 2u);
+  // RETRY_BASE_MS is 20 ms here: only Retry-After explains a wait of a second.
+  EXPECT_GE(attempts[1] - attempts[0], 900ms);
+}
+
 TEST_F(ServerTest, PrivateAddressesAreRefusedByDefault) {
   host_.Add("photo.jpg", MakeImage(TestImage::kJpegRgb, 200, 100));
   host_.Start();

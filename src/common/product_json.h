@@ -1,5 +1,5 @@
 // The JSON form of a product, shared by the status API and the webhook: exactly the original
-// design's four keys, with the "Image Errors" extension only where asked for.
+// design's four keys, with the "Image Errors" and "Image Retries" extensions only where asked for.
 #ifndef IMGPROC_COMMON_PRODUCT_JSON_H_
 #define IMGPROC_COMMON_PRODUCT_JSON_H_
 
@@ -18,12 +18,16 @@ inline nlohmann::ordered_json ProductJson(const store::ProductView& p, bool with
        p.output_urls ? nlohmann::ordered_json(*p.output_urls) : nlohmann::ordered_json()},
   };
   if (with_errors) {
-    nlohmann::ordered_json errors = nlohmann::ordered_json::array();
-    for (const auto& e : p.image_errors) {
-      errors.push_back(
-          {{"index", e.index}, {"url", e.url}, {"error", e.error}, {"attempts", e.attempts}});
-    }
-    j["Image Errors"] = std::move(errors);
+    auto list = [](const std::vector<store::ImageError>& errors) {
+      nlohmann::ordered_json out = nlohmann::ordered_json::array();
+      for (const auto& e : errors) {
+        out.push_back(
+            {{"index", e.index}, {"url", e.url}, {"error", e.error}, {"attempts", e.attempts}});
+      }
+      return out;
+    };
+    j["Image Errors"] = list(p.image_errors);
+    j["Image Retries"] = list(p.image_retries);
   }
   return j;
 }

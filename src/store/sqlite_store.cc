@@ -59,6 +59,8 @@ CREATE INDEX images_product ON images(product_id, idx);
 )sql",
     // 2: API keys. The digest of the key that created a request; NULL without API keys.
     "ALTER TABLE requests ADD COLUMN owner TEXT;",
+    // 3: status reads a request's failed and retrying images without scanning every request's.
+    "CREATE INDEX images_request ON images(request_id, state);",
 };
 
 // A prepared statement bound positionally; finalised on destruction.
@@ -275,24 +277,26 @@ class SqliteStore final : public Store {
     std::vector<int64_t> product_ids;
     while (p.Step()) {
       product_ids.push_back(p.Int(0));
-      view.products.push_back({p.Int(1), p.Text(2), p.Text(3), p.OptText(4), {}});
+      view.products.push_back({p.Int(1), p.Text(2), p.Text(3), p.OptText(4), {}, {}});
     }
     if (!p.ok()) return Error("read products");
 
-    if (view.images_failed > 0) {
-      Stmt e(db_,
-             "SELECT product_id, idx, url, error, attempts FROM images "
-             "WHERE request_id = ? AND state = 'failed' ORDER BY product_id, idx");
-      e.Bind(1, request_id);
-      size_t cursor = 0;
-      while (e.Step()) {
-        while (cursor < product_ids.size() && product_ids[cursor] != e.Int(0)) ++cursor;
-        if (cursor == product_ids.size()) break;
-        view.products[cursor].image_errors.push_back(
-            {static_cast<int>(e.Int(1)), e.Text(2), e.Text(3), static_cast<int>(e.Int(4))});
-      }
-      if (!e.ok()) return Error("read image errors");
+    // Failed images, and images waiting to be retried after a transient failure.
+    Stmt e(db_,
+           "SELECT product_id, idx, url, error, attempts, state FROM images "
+           "WHERE request_id = ? AND error IS NOT NULL AND state != 'done' "
+           "ORDER BY product_id, idx");
+    e.Bind(1, request_id);
+    size_t cursor = 0;
+    while (e.Step()) {
+      while (cursor < product_ids.size() && product_ids[cursor] != e.Int(0)) ++cursor;
+      if (cursor == product_ids.size()) break;
+      auto& product = view.products[cursor];
+      (e.Text(5) == "failed" ? product.image_errors : product.image_retries)
+          .push_back(
+              {static_cast<int>(e.Int(1)), e.Text(2), e.Text(3), static_cast<int>(e.Int(4))});
     }
+    if (!e.ok()) return Error("read image errors");
     return view;
   }
 

@@ -53,7 +53,8 @@ struct ProductView {
   std::string product_name;
   std::string input_urls;                  // comma-joined, as stored
   std::optional<std::string> output_urls;  // null until every image of the product is final
-  std::vector<ImageError> image_errors;
+  std::vector<ImageError> image_errors;    // failed for good
+  std::vector<ImageError> image_retries;   // failed for now, to be tried again (error = last one)
 };
 
 struct WebhookState {

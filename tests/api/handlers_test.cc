@@ -118,6 +118,7 @@ TEST_F(ApiTest, AcceptedUploadReturnsUuidAndStatusShowsOriginalShape) {
   EXPECT_EQ(p["Input Image Urls"], "https://example.com/img1.jpg,https://example.com/img2.jpg");
   EXPECT_TRUE(p["Output Image Urls"].is_null());
   EXPECT_EQ(p["Image Errors"], json::array());
+  EXPECT_EQ(p["Image Retries"], json::array());
   // Without the trailing slash too.
   EXPECT_EQ(Get("/status/" + id).status, 200);
 }

@@ -45,20 +45,30 @@ TEST(IsPublicAddress, RefusesEveryNonPublicIpv6ClassAndHiddenIpv4) {
            "::127.0.0.1",
            "::10.0.0.1",  // IPv4-compatible
            "64:ff9b::a00:1",
-           "64:ff9b::7f00:1",  // NAT64 of 10.0.0.1, 127.0.0.1
-           "64:ff9b:1::1",     // local-use NAT64
+           "64:ff9b::7f00:1",     // NAT64 of 10.0.0.1, 127.0.0.1
+           "64:ff9b:1::1",        // local-use NAT64
+           "64:ff9b::a9fe:a9fe",  // NAT64 of 169.254.169.254
            "2002:7f00:1::",
            "2002:a9fe:a9fe::1",                     // 6to4 of 127.0.0.1, 169.254.169.254
-           "2001:0:4136:e378:8000:63bf:3fff:fdd2",  // Teredo
+           "2002:a00:1::",                          // 6to4 of 10.0.0.1
+           "2001:0:4136:e378:8000:63bf:f5ff:fffe",  // Teredo, client 10.0.0.1 (XOR ffffffff)
+           "2001:0:4136:e378:8000:63bf:f7f7:f7f7",  // Teredo of 8.8.8.8: refused all the same
+           "2001:2::1",
+           "2001:10::1",  // benchmarking, ORCHID
+           "3fff::1",     // documentation
+           "::ffff:0:10.0.0.1",
+           "4000::1",  // outside global unicast 2000::/3
        }) {
     EXPECT_FALSE(IsPublicAddress(ip)) << ip;
   }
 }
 
 TEST(IsPublicAddress, AcceptsPublicAddresses) {
-  for (const char* ip : {"8.8.8.8", "1.1.1.1", "93.184.216.34", "100.128.0.1", "172.32.0.1",
-                         "169.255.0.1", "2606:4700:4700::1111", "2a00:1450:4001:81b::200e",
-                         "::ffff:8.8.8.8", "64:ff9b::808:808", "2002:808:808::1"}) {
+  for (const char* ip :
+       {"8.8.8.8", "1.1.1.1", "93.184.216.34", "9.255.255.255", "11.0.0.1", "100.63.255.255",
+        "100.128.0.1", "172.15.255.255", "172.32.0.1", "169.255.0.1", "198.20.0.1",
+        "223.255.255.254", "2606:4700:4700::1111", "2a00:1450:4001:81b::200e", "2001:200::1",
+        "2001:4860:4860::8888", "::ffff:8.8.8.8", "64:ff9b::808:808", "2002:808:808::1"}) {
     EXPECT_TRUE(IsPublicAddress(ip)) << ip;
   }
 }

@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <thread>
+#include <vector>
 
 #include "fixture_server.h"
 
@@ -30,34 +32,49 @@ class HttpClientTest : public ::testing::Test {
     s.Get("/big", [](const httplib::Request&, httplib::Response& res) {
       res.set_content(std::string(200'000, 'x'), "application/octet-stream");
     });
+    s.Get("/to-file", [](const httplib::Request&, httplib::Response& res) {
+      res.set_redirect("file:///etc/passwd");
+    });
     // No Content-Length: the size cap must stop the stream itself.
     s.Get("/stream", [this](const httplib::Request&, httplib::Response& res) {
       res.set_chunked_content_provider("application/octet-stream",
                                        [this](size_t, httplib::DataSink& sink) {
                                          const std::string chunk(16 * 1024, 'y');
                                          for (int i = 0; i < 640; ++i) {  // 10 MiB at most
-                                           if (!sink.write(chunk.data(), chunk.size()))
+                                           if (!sink.write(chunk.data(), chunk.size())) {
+                                             stream_aborted_ = true;
                                              return false;
+                                           }
                                            streamed_ += chunk.size();
                                          }
                                          sink.done();
                                          return true;
                                        });
     });
-    s.Get("/slow", [](const httplib::Request&, httplib::Response& res) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    // Answers only once the test has given up (or after 2 s), so teardown does not wait long.
+    s.Get("/slow", [this](const httplib::Request&, httplib::Response& res) {
+      const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+      while (!release_slow_ && std::chrono::steady_clock::now() < give_up) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
       res.set_content("late", "text/plain");
     });
+    s.Post("/moved",
+           [](const httplib::Request&, httplib::Response& res) { res.set_redirect("/echo", 307); });
     s.Post("/echo", [](const httplib::Request& req, httplib::Response& res) {
       res.set_content(req.get_header_value("Content-Type") + "|" +
                           req.get_header_value("X-Custom") + "|" + req.body,
                       "text/plain");
     });
     s.Post("/form", [](const httplib::Request& req, httplib::Response& res) {
+      if (!req.is_multipart_form_data() || !req.has_file("key") || !req.has_file("image")) {
+        res.status = 400;
+        return;
+      }
       const auto file = req.get_file_value("image");
       res.set_content(req.get_file_value("key").content + "|" + file.filename + "|" +
-                          file.content_type + "|" + std::to_string(file.content.size()),
-                      "text/plain");
+                          file.content_type + "|" + file.content,
+                      "application/octet-stream");
     });
     server_.Start();
     options_.allow_private = true;  // the fixture is on 127.0.0.1
@@ -66,7 +83,17 @@ class HttpClientTest : public ::testing::Test {
   FixtureServer server_;
   FetchOptions options_;
   std::atomic<size_t> streamed_{0};
+  std::atomic<bool> stream_aborted_{false};
+  std::atomic<bool> release_slow_{false};
 };
+
+bool WaitFor(const std::atomic<bool>& flag) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!flag && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return flag;
+}
 
 TEST_F(HttpClientTest, GetReturnsStatusBodyAndLowerCaseHeaders) {
   auto r = Get(server_.Url("/hello"), options_);
@@ -113,6 +140,32 @@ TEST_F(HttpClientTest, PrivateDestinationsAreRefusedBeforeAnyRequest) {
   EXPECT_TRUE(server_.requests().empty());
 }
 
+TEST_F(HttpClientTest, PostsArePrivateDestinationCheckedToo) {
+  FetchOptions strict = options_;
+  strict.allow_private = false;
+  auto post = Post(server_.Url("/echo"), "application/json", "{}", {}, strict);
+  auto form = PostForm(server_.Url("/form"), {{"key", "k", "", ""}}, strict);
+  for (const auto* r : {&post, &form}) {
+    ASSERT_FALSE(r->ok());
+    EXPECT_EQ(r->status().message(), "destination not allowed: 127.0.0.1 is not a public address");
+  }
+  EXPECT_TRUE(server_.requests().empty());
+}
+
+TEST_F(HttpClientTest, RedirectToAnotherSchemeIsRefused) {
+  auto r = Get(server_.Url("/to-file"), options_);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kPermanent);
+  EXPECT_NE(r.status().message().find("invalid URL"), std::string::npos) << r.status().message();
+}
+
+TEST_F(HttpClientTest, PostIsNotRedirected) {
+  auto r = Post(server_.Url("/moved"), "text/plain", "x", {}, options_);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->status, 307);
+  EXPECT_EQ(server_.CountRequests("/echo"), 0u);
+}
+
 TEST_F(HttpClientTest, HostAllowAndDenyListsApplyToEveryHop) {
   const std::string port = std::to_string(server_.port());
   server_.server().Get("/to-localhost", [port](const httplib::Request&, httplib::Response& res) {
@@ -147,15 +200,17 @@ TEST_F(HttpClientTest, SizeCapStopsAStreamWithoutContentLength) {
   options_.max_body_bytes = 100'000;
   auto r = Get(server_.Url("/stream"), options_);
   ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kPermanent);
   EXPECT_NE(r.status().message().find("larger than 100000 bytes"), std::string::npos);
-  // The server was cut off long before its 10 MiB.
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // The server saw the connection go away long before its 10 MiB were out.
+  ASSERT_TRUE(WaitFor(stream_aborted_));
   EXPECT_LT(streamed_.load(), 4u * 1024 * 1024);
 }
 
 TEST_F(HttpClientTest, TimeoutsAndRefusedConnectionsAreTransient) {
   options_.total_timeout = std::chrono::milliseconds(300);
   auto slow = Get(server_.Url("/slow"), options_);
+  release_slow_ = true;
   ASSERT_FALSE(slow.ok());
   EXPECT_EQ(slow.status().code(), StatusCode::kTransient) << slow.status().message();
 
@@ -174,7 +229,9 @@ TEST_F(HttpClientTest, OnlyHttpAndHttpsSchemes) {
     auto r = Get(url, options_);
     ASSERT_FALSE(r.ok()) << url;
     EXPECT_EQ(r.status().code(), StatusCode::kPermanent) << url;
+    EXPECT_NE(r.status().message().find("invalid URL"), std::string::npos) << url;
   }
+  EXPECT_TRUE(server_.requests().empty());
 }
 
 TEST_F(HttpClientTest, PostSendsBodyContentTypeAndHeaders) {
@@ -190,7 +247,24 @@ TEST_F(HttpClientTest, PostFormSendsMultipartFieldsAndFiles) {
       PostForm(server_.Url("/form"),
                {{"key", "secret", "", ""}, {"image", jpeg, "1_0.jpg", "image/jpeg"}}, options_);
   ASSERT_TRUE(r.ok()) << r.status().message();
-  EXPECT_EQ(r->body, "secret|1_0.jpg|image/jpeg|10");
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "secret|1_0.jpg|image/jpeg|" + jpeg);
+}
+
+TEST_F(HttpClientTest, ConcurrentRequestsFromManyThreads) {
+  std::atomic<int> good{0};
+  std::vector<std::thread> threads;
+  // Four at a time: httplib listens with a backlog of 5, and a dropped SYN costs a 1 s retry.
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&] {
+      for (int j = 0; j < 10; ++j) {
+        auto r = Get(server_.Url("/hop/1"), options_);
+        good += r.ok() && r->body == "hello";
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(good.load(), 40);
 }
 
 }  // namespace

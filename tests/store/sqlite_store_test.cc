@@ -160,7 +160,12 @@ TEST_F(SqliteStoreTest, TransientFailureIsRetriedAfterItsTime) {
   auto due = store_->NextImageDue();
   ASSERT_TRUE(due.ok() && due->has_value());
   EXPECT_GE(**due, NowMillis() + 50'000);
-  EXPECT_EQ(store_->GetRequest("r1")->status, RequestStatus::kProcessing);
+  auto view = store_->GetRequest("r1");
+  EXPECT_EQ(view->status, RequestStatus::kProcessing);
+  EXPECT_TRUE(view->products[0].image_errors.empty());
+  ASSERT_EQ(view->products[0].image_retries.size(), 1u);
+  EXPECT_EQ(view->products[0].image_retries[0].error, "download failed: HTTP 503");
+  EXPECT_EQ(view->products[0].image_retries[0].attempts, 1);
 }
 
 TEST_F(SqliteStoreTest, ReleasedLeasesSurviveReopenAndFinishedImagesAreNotRedone) {

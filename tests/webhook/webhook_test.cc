@@ -25,9 +25,13 @@ TEST(WebhookSign, DependsOnEveryPart) {
 
 TEST(WebhookPayload, IsTheOriginalListOfFourKeyObjects) {
   store::RequestView view;
-  view.products = {
-      {1, "SKU1", "http://a/1.jpg,keep", "http://o/1.jpg,keep", {{0, "http://a/1.jpg", "x", 1}}},
-      {2, "SKU2", "http://a/2.jpg", "", {}}};
+  view.products = {{1,
+                    "SKU1",
+                    "http://a/1.jpg,keep",
+                    "http://o/1.jpg,keep",
+                    {{0, "http://a/1.jpg", "x", 1}},
+                    {}},
+                   {2, "SKU2", "http://a/2.jpg", "", {}, {}}};
   const auto body = nlohmann::json::parse(Payload(view));
   EXPECT_EQ(body, nlohmann::json::parse(R"([
     {"Serial Number": 1, "Product Name": "SKU1", "Input Image Urls": "http://a/1.jpg,keep",

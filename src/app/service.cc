@@ -100,7 +100,7 @@ Status Service::Run() {
 
 void Service::Stop() {
   if (server_) server_->Stop();
-  if (workers_) workers_->Stop();
+  if (workers_) workers_->Stop(std::chrono::milliseconds(config_.shutdown_grace_ms));
   if (webhooks_) webhooks_->Stop();
 }
 

@@ -71,6 +71,8 @@ void AddFlags(CLI::App& app, Config& c) {
       "first retry delay (doubles per attempt, with jitter)");
   opt("--webhook-retry-schedule", c.webhook_retry_schedule, "WEBHOOK_RETRY_SCHEDULE",
       "delays between webhook attempts (ms, s, m, h); then it has failed");
+  opt("--shutdown-grace-ms", c.shutdown_grace_ms, "SHUTDOWN_GRACE_MS",
+      "on SIGTERM, how long images in flight may finish before they are handed back");
   opt("--log-level", c.log_level, "LOG_LEVEL", "trace | debug | info | warn | error");
 }
 

@@ -52,6 +52,7 @@ struct Config {
   int retry_base_ms = 1000;  // first retry delay; doubles each time, with jitter
   std::string webhook_retry_schedule = "5s,5m,30m,2h,5h,10h,14h,20h,20h";  // ~3 days
 
+  int shutdown_grace_ms = 25000;  // SIGTERM: how long images in flight may take to finish
   std::string log_level = "info";
 };
 

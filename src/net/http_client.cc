@@ -167,6 +167,16 @@ Result<HttpResponse> PerformOnce(const std::string& url, const FetchOptions& opt
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
   curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, WriteHeader);
   curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
+  if (options.cancel != nullptr) {
+    // libcurl calls this at least once a second during a transfer; non-zero aborts it.
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(
+        c, CURLOPT_XFERINFOFUNCTION,
+        +[](void* flag, curl_off_t, curl_off_t, curl_off_t, curl_off_t) -> int {
+          return static_cast<const std::atomic<bool>*>(flag)->load() ? 1 : 0;
+        });
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, options.cancel);
+  }
   customise(c);
 
   const CURLcode rc = curl_easy_perform(c);
@@ -176,6 +186,7 @@ Result<HttpResponse> PerformOnce(const std::string& url, const FetchOptions& opt
   if (t.too_large || rc == CURLE_FILESIZE_EXCEEDED) {
     return Permanent("response larger than " + std::to_string(options.max_body_bytes) + " bytes");
   }
+  if (rc == CURLE_ABORTED_BY_CALLBACK) return Transient("cancelled");
   if (rc != CURLE_OK) {
     const std::string text = error[0] != '\0' ? error : curl_easy_strerror(rc);
     switch (rc) {

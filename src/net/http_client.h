@@ -8,6 +8,7 @@
 #ifndef IMGPROC_NET_HTTP_CLIENT_H_
 #define IMGPROC_NET_HTTP_CLIENT_H_
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -28,6 +29,8 @@ struct FetchOptions {
   // with an allow list, so is every host not on it. Checked on every redirect hop.
   std::vector<std::string> allow_hosts;
   std::vector<std::string> deny_hosts;
+  // When set and it becomes true, a transfer in progress is aborted (kTransient "cancelled").
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 struct HttpResponse {

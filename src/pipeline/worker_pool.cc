@@ -74,7 +74,9 @@ WorkerPool::WorkerPool(store::Store& store, queue::WorkQueue& queue, storage::Im
       storage_(storage),
       options_(std::move(options)),
       on_recorded_(std::move(on_recorded)),
-      cpu_(std::max(1, options_.cpu_threads)) {}
+      cpu_(std::max(1, options_.cpu_threads)) {
+  options_.fetch.cancel = &cancel_;
+}
 
 WorkerPool::~WorkerPool() { Stop(); }
 
@@ -83,14 +85,27 @@ void WorkerPool::Start() {
   // that holds the image.
   const std::string process =
       std::to_string(getpid()) + "-" + std::to_string(std::random_device{}());
+  running_ = options_.workers;
   for (int i = 0; i < options_.workers; ++i) {
-    threads_.emplace_back([this, owner = process + "/" + std::to_string(i)] { Run(owner); });
+    threads_.emplace_back([this, owner = process + "/" + std::to_string(i)] {
+      Run(owner);
+      std::lock_guard<std::mutex> lock(mu_);
+      if (--running_ == 0) all_done_.notify_all();
+    });
   }
 }
 
-void WorkerPool::Stop() {
+void WorkerPool::Stop(std::chrono::milliseconds grace) {
   stop_ = true;
   queue_.Shutdown();
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!all_done_.wait_for(lock, grace, [this] { return running_ == 0; })) {
+      spdlog::warn("shutdown: cancelling {} image(s) still downloading; they go back to the queue",
+                   running_);
+      cancel_ = true;
+    }
+  }
   for (auto& t : threads_) {
     if (t.joinable()) t.join();
   }
@@ -106,7 +121,12 @@ void WorkerPool::Run(const std::string& owner) {
       continue;
     }
     for (const auto& task : *tasks) {
-      const auto outcome = ProcessImage(task, storage_, options_, cpu_);
+      auto outcome = ProcessImage(task, storage_, options_, cpu_);
+      if (cancel_ && !outcome.ok) {
+        // Interrupted by shutdown, not failed: hand it back, due at once for the next run.
+        outcome.error = "interrupted by shutdown";
+        outcome.retry_at = store::NowMillis();
+      }
       if (outcome.ok) {
         spdlog::debug("request {} image {}#{}: {}", task.request_id, task.serial_no, task.index,
                       outcome.output_url);

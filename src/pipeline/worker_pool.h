@@ -8,8 +8,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <semaphore>
 #include <string>
 #include <thread>
@@ -48,8 +50,10 @@ class WorkerPool {
   ~WorkerPool();
 
   void Start();
-  // Stops taking work and waits for images in flight to be recorded.
-  void Stop();
+  // Stops taking work and lets images in flight finish for up to `grace`; downloads still running
+  // then are cancelled and their images handed back to the queue, due at once. Returns when every
+  // worker has recorded its image.
+  void Stop(std::chrono::milliseconds grace = std::chrono::seconds(25));
 
  private:
   void Run(const std::string& owner);
@@ -57,10 +61,14 @@ class WorkerPool {
   store::Store& store_;
   queue::WorkQueue& queue_;
   storage::ImageStorage& storage_;
-  const PipelineOptions options_;
+  PipelineOptions options_;  // its fetch.cancel points at cancel_
   std::function<void()> on_recorded_;
   CpuSlots cpu_;
   std::atomic<bool> stop_{false};
+  std::atomic<bool> cancel_{false};  // the shutdown grace period is over
+  std::mutex mu_;
+  std::condition_variable all_done_;
+  int running_ = 0;  // threads still in Run()
   std::vector<std::thread> threads_;
 };
 

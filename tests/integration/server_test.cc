@@ -585,6 +585,32 @@ TEST_F(ServerTest, SigtermShutsDownGracefullyAndLosesNothing) {
   EXPECT_EQ(fetches, 20u);  // in-flight images were finished, not abandoned and redone
 }
 
+// SIGTERM with downloads that outlast the grace period: they are cancelled and handed back, the
+// process still exits 0, and the next run does them (nothing failed, nothing lost).
+TEST_F(ServerTest, SigtermHandsBackWhatOutlastsTheGracePeriod) {
+  const std::string photo = MakeImage(TestImage::kJpegRgb, 200, 100);
+  for (int i = 0; i < 3; ++i) host_.Add("p" + std::to_string(i) + ".jpg", photo);
+  host_.set_latency_ms(6000);
+  host_.Start();
+  StartServer(TestEnv({{"SHUTDOWN_GRACE_MS", "200"}}));
+  std::string csv = "Serial Number,Product Name,Input Image Urls\n";
+  for (int i = 0; i < 3; ++i) {
+    csv += std::to_string(i + 1) + ",P," + host_.Url("/img/p" + std::to_string(i) + ".jpg") + "\n";
+  }
+  const std::string id = Submit(csv);
+  for (int i = 0; i < 200 && host_.Total() < 3; ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(host_.Total(), 3u);  // all three downloads are in flight
+  server_->Signal(SIGTERM);
+  EXPECT_EQ(server_->Wait(std::chrono::seconds(4)), 0) << server_->log();  // not 6 s downloads
+
+  host_.set_latency_ms(0);
+  ASSERT_TRUE(server_->Start()) << server_->log();
+  json status = server_->WaitForCompletion(id);
+  ASSERT_EQ(status["status"], "completed");
+  EXPECT_EQ(status["progress"]["images_done"], 3);
+  EXPECT_EQ(status["progress"]["images_failed"], 0);
+}
+
 // A client that sends its request headers a byte at a time holds one HTTP thread; the others
 // keep serving everyone else.
 TEST_F(ServerTest, SlowClientsDoNotStarveOthers) {

@@ -207,6 +207,21 @@ TEST_F(HttpClientTest, SizeCapStopsAStreamWithoutContentLength) {
   EXPECT_LT(streamed_.load(), 4u * 1024 * 1024);
 }
 
+TEST_F(HttpClientTest, ACancelledTransferStopsAndIsTransient) {
+  std::atomic<bool> cancel{false};
+  options_.cancel = &cancel;
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    cancel = true;
+  });
+  auto slow = Get(server_.Url("/slow"), options_);  // the handler answers after 2 s
+  canceller.join();
+  release_slow_ = true;
+  ASSERT_FALSE(slow.ok());
+  EXPECT_EQ(slow.status().code(), StatusCode::kTransient);
+  EXPECT_EQ(slow.status().message(), "cancelled");
+}
+
 TEST_F(HttpClientTest, TimeoutsAndRefusedConnectionsAreTransient) {
   options_.total_timeout = std::chrono::milliseconds(300);
   auto slow = Get(server_.Url("/slow"), options_);

@@ -70,6 +70,9 @@ class ImageHost {
     });
   }
 
+  // Stops serving before the members the handlers read are destroyed.
+  ~ImageHost() { server_.Stop(); }
+
   void Add(const std::string& name, std::string bytes) { images_[name] = std::move(bytes); }
   void Start() { server_.Start(); }
   std::string Url(const std::string& path) const { return server_.Url(path); }
@@ -114,6 +117,8 @@ class WebhookReceiver {
     });
     server_.Start();
   }
+  ~WebhookReceiver() { server_.Stop(); }  // before the members its handler writes go
+
   std::string Url() const { return server_.Url("/hook"); }
   void set_fail_first(int n) {
     std::lock_guard<std::mutex> lock(mu_);

@@ -80,11 +80,11 @@ class HttpClientTest : public ::testing::Test {
     options_.allow_private = true;  // the fixture is on 127.0.0.1
   }
 
-  FixtureServer server_;
   FetchOptions options_;
   std::atomic<size_t> streamed_{0};
   std::atomic<bool> stream_aborted_{false};
   std::atomic<bool> release_slow_{false};
+  FixtureServer server_;  // last: destroyed (and stopped) before what its handlers use
 };
 
 bool WaitFor(const std::atomic<bool>& flag) {

@@ -196,6 +196,16 @@ class ServerTest : public ::testing::Test {
     return json::parse(res->body, nullptr, false).value("request_id", "");
   }
 
+  // A CSV with one image per row: the host's p0.jpg ... p<n-1>.jpg.
+  std::string OneImagePerRow(int n) {
+    std::string csv = "Serial Number,Product Name,Input Image Urls\n";
+    for (int i = 0; i < n; ++i) {
+      csv += std::to_string(i + 1) + ",P" + std::to_string(i) + "," +
+             host_.Url("/img/p" + std::to_string(i) + ".jpg") + "\n";
+    }
+    return csv;
+  }
+
   // Polls the status until its webhook reaches `state` (or 5 s pass); returns the last seen.
   json WaitForWebhook(const std::string& id, const std::string& state) {
     json webhook;
@@ -573,11 +583,7 @@ TEST_F(ServerTest, SigtermShutsDownGracefullyAndLosesNothing) {
   host_.set_latency_ms(100);
   host_.Start();
   StartServer(TestEnv({{"WORKERS", "2"}}));
-  std::string csv = "Serial Number,Product Name,Input Image Urls\n";
-  for (int i = 0; i < 20; ++i) {
-    csv += std::to_string(i + 1) + ",P," + host_.Url("/img/p" + std::to_string(i) + ".jpg") + "\n";
-  }
-  const std::string id = Submit(csv);
+  const std::string id = Submit(OneImagePerRow(20));
   std::this_thread::sleep_for(300ms);
   server_->Signal(SIGTERM);
   EXPECT_EQ(server_->Wait(), 0) << server_->log();
@@ -598,11 +604,7 @@ TEST_F(ServerTest, SigtermHandsBackWhatOutlastsTheGracePeriod) {
   host_.set_latency_ms(6000);
   host_.Start();
   StartServer(TestEnv({{"SHUTDOWN_GRACE_MS", "200"}}));
-  std::string csv = "Serial Number,Product Name,Input Image Urls\n";
-  for (int i = 0; i < 3; ++i) {
-    csv += std::to_string(i + 1) + ",P," + host_.Url("/img/p" + std::to_string(i) + ".jpg") + "\n";
-  }
-  const std::string id = Submit(csv);
+  const std::string id = Submit(OneImagePerRow(3));
   for (int i = 0; i < 200 && host_.Total() < 3; ++i) std::this_thread::sleep_for(10ms);
   ASSERT_EQ(host_.Total(), 3u);  // all three downloads are in flight
   server_->Signal(SIGTERM);
@@ -730,12 +732,7 @@ TEST_F(ServerTest, KillDashNineLosesNothing) {
   WebhookReceiver hook;
   StartServer(TestEnv({{"WORKERS", "4"}}));
 
-  std::string csv = "Serial Number,Product Name,Input Image Urls\n";
-  for (int i = 0; i < kImages; ++i) {
-    csv += std::to_string(i + 1) + ",P" + std::to_string(i) + "," +
-           host_.Url("/img/p" + std::to_string(i) + ".jpg") + "\n";
-  }
-  const std::string id = Submit(csv, hook.Url());
+  const std::string id = Submit(OneImagePerRow(kImages), hook.Url());
   // Wait until some, not all, images are done, then kill without warning.
   for (int i = 0; i < 400; ++i) {
     json s = server_->Status(id);

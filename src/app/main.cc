@@ -7,6 +7,7 @@
 
 #include "app/service.h"
 #include "config/config.h"
+#include "store/store.h"
 
 namespace {
 
@@ -16,7 +17,7 @@ STORAGE, IMGBB_API_KEY, IMGBB_UPLOAD_URL, PUBLIC_BASE_URL, ALLOW_PRIVATE_URLS, W
 the limits); a flag wins over the environment. See `imgproc serve --help` for the full list.)";
 
 // Runs the service until SIGINT or SIGTERM, then shuts it down gracefully.
-int Serve(const imgproc::config::Config& config, bool with_workers) {
+int Serve(const imgproc::config::Config& config, imgproc::app::Role role) {
   // Block the signals in every thread; one thread waits for them.
   sigset_t signals;
   sigemptyset(&signals);
@@ -25,7 +26,7 @@ int Serve(const imgproc::config::Config& config, bool with_workers) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  auto service = imgproc::app::Service::Create(config, with_workers);
+  auto service = imgproc::app::Service::Create(config, role);
   if (!service.ok()) {
     spdlog::critical("{}", service.status().message());
     return 1;
@@ -67,6 +68,16 @@ int main(int argc, char** argv) {
   serve->add_flag("--no-worker", no_worker,
                   "serve the API only; `imgproc worker` processes run elsewhere on a shared "
                   "DATABASE_URL (not with SQLite, which one process owns)");
+  CLI::App* worker = app.add_subcommand(
+      "worker",
+      "Run workers only, sharing a PostgreSQL DATABASE_URL (and REDIS_URL) with `imgproc serve "
+      "--no-worker`; run as many as needed on as many machines.");
+  imgproc::config::AddFlags(*worker, config);
+  CLI::App* migrate = app.add_subcommand(
+      "migrate",
+      "Create or upgrade the database schema of DATABASE_URL, then exit (serve and "
+      "worker also do this at start).");
+  imgproc::config::AddFlags(*migrate, config);
 
   CLI11_PARSE(app, argc, argv);
 
@@ -78,12 +89,22 @@ int main(int argc, char** argv) {
     spdlog::critical("configuration: {}", s.message());
     return 2;
   }
-  if (no_worker && config.database_url.rfind("sqlite://", 0) == 0) {
+  const bool sqlite = config.database_url.rfind("sqlite://", 0) == 0;
+  if ((no_worker || worker->parsed()) && sqlite) {
     spdlog::critical(
-        "--no-worker: with SQLite no other process can work the images; "
-        "use a shared DATABASE_URL");
+        "{}: with SQLite no other process can share the work; use a PostgreSQL DATABASE_URL",
+        no_worker ? "serve --no-worker" : "worker");
     return 2;
   }
-  if (serve->parsed()) return Serve(config, !no_worker);
-  return 0;
+  if (migrate->parsed()) {
+    auto store = imgproc::store::OpenStore(config.database_url);
+    if (!store.ok()) {
+      spdlog::critical("migrate: {}", store.status().message());
+      return 1;
+    }
+    spdlog::info("migrate: the schema is up to date");
+    return 0;
+  }
+  if (worker->parsed()) return Serve(config, imgproc::app::Role::kWorkers);
+  return Serve(config, no_worker ? imgproc::app::Role::kApi : imgproc::app::Role::kApiAndWorkers);
 }

@@ -1,29 +1,51 @@
 #include "app/service.h"
 
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <filesystem>
+#include <random>
 
 #include "queue/embedded_queue.h"
+#include "queue/redis_queue.h"
 
 namespace imgproc::app {
+namespace {
 
-Result<std::unique_ptr<Service>> Service::Create(const config::Config& config, bool with_workers) {
+// A connection URL without its password, for logs.
+std::string Redacted(const std::string& url) {
+  const size_t scheme = url.find("://");
+  const size_t at = url.rfind('@');
+  if (scheme == std::string::npos || at == std::string::npos || at < scheme) return url;
+  const size_t colon = url.find(':', scheme + 3);
+  if (colon == std::string::npos || colon > at) return url;
+  return url.substr(0, colon + 1) + "***" + url.substr(at);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Service>> Service::Create(const config::Config& config, Role role) {
   if (Status s = pipeline::InitCodec(); !s.ok()) return s;
   net::InitHttpClient();
 
   std::unique_ptr<Service> svc(new Service());
   svc->config_ = config;
+  svc->role_ = role;
+  const bool with_workers = role != Role::kApi;
+  const bool shared_store = config.database_url.rfind("sqlite://", 0) != 0;
   const auto media_dir = std::filesystem::path(config.data_dir) / "media";
 
   auto store = store::OpenStore(config.database_url);
   if (!store.ok()) return store.status();
   svc->store_ = std::move(*store);
   // SQLite means one process owns the database: whatever a previous run had leased died with it.
-  if (auto released = svc->store_->ReleaseLeases(); !released.ok()) {
-    return released.status();
-  } else if (*released > 0) {
-    spdlog::info("resuming {} image(s) left unfinished by the previous run", *released);
+  // A shared store's leases belong to live processes, or expire.
+  if (!shared_store) {
+    if (auto released = svc->store_->ReleaseLeases(); !released.ok()) {
+      return released.status();
+    } else if (*released > 0) {
+      spdlog::info("resuming {} image(s) left unfinished by the previous run", *released);
+    }
   }
 
   auto storage = storage::MakeStorage({config.storage, media_dir.string(), config.public_base_url,
@@ -44,7 +66,22 @@ Result<std::unique_ptr<Service>> Service::Create(const config::Config& config, b
   pipe.cpu_threads = config.cpu_threads;
   pipe.max_attempts = config.max_attempts;
   pipe.retry_base = std::chrono::milliseconds(config.retry_base_ms);
-  svc->queue_ = std::make_unique<queue::EmbeddedQueue>(*svc->store_, pipe.lease);
+  pipe.lease = std::chrono::milliseconds(config.lease_ms);
+  if (config.redis_url.empty()) {
+    // Work stored by another process is found by polling the shared store.
+    svc->queue_ = std::make_unique<queue::EmbeddedQueue>(
+        *svc->store_, pipe.lease,
+        shared_store ? std::chrono::milliseconds(config.queue_sweep_ms) : std::chrono::hours(1));
+  } else {
+    queue::RedisQueueOptions redis;
+    redis.url = config.redis_url;
+    redis.lease = pipe.lease;
+    redis.sweep = std::chrono::milliseconds(config.queue_sweep_ms);
+    redis.consumer = std::to_string(getpid()) + "-" + std::to_string(std::random_device{}());
+    auto queue = queue::RedisQueue::Open(*svc->store_, redis);
+    if (!queue.ok()) return queue.status();
+    svc->queue_ = std::move(*queue);
+  }
 
   webhook::SenderOptions hooks;
   hooks.secret = config.webhook_secret;
@@ -74,6 +111,7 @@ Result<std::unique_ptr<Service>> Service::Create(const config::Config& config, b
   svc->api_ = std::make_unique<api::Api>(*svc->store_, api_options,
                                          [queue = svc->queue_.get()] { queue->Notify(); });
 
+  if (role == Role::kWorkers) return svc;
   api::ServerOptions server;
   server.bind = config.bind;
   server.port = config.port;
@@ -88,17 +126,32 @@ Result<std::unique_ptr<Service>> Service::Create(const config::Config& config, b
 Service::~Service() { Stop(); }
 
 Status Service::Run() {
-  if (Status s = server_->Bind(); !s.ok()) return s;
+  if (server_) {
+    if (Status s = server_->Bind(); !s.ok()) return s;
+  }
   webhooks_->Start();
   if (workers_) workers_->Start();
-  spdlog::info("imgproc listening on http://{}:{} (store {}, storage {}, {} workers, {} cpu)",
-               config_.bind, config_.port, config_.database_url, config_.storage,
-               workers_ ? config_.workers : 0, config_.cpu_threads);
-  server_->Serve();
+  const std::string broker = config_.redis_url.empty() ? "the store" : "redis";
+  if (server_) {
+    spdlog::info("imgproc listening on http://{}:{} (store {}, queue {}, storage {}, {} workers)",
+                 config_.bind, config_.port, Redacted(config_.database_url), broker,
+                 config_.storage, workers_ ? config_.workers : 0);
+    server_->Serve();
+  } else {
+    spdlog::info("imgproc worker running (store {}, queue {}, storage {}, {} workers)",
+                 Redacted(config_.database_url), broker, config_.storage, config_.workers);
+    std::unique_lock<std::mutex> lock(mu_);
+    stopped_cv_.wait(lock, [this] { return stopped_; });
+  }
   return Status::Ok();
 }
 
 void Service::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopped_ = true;
+  }
+  stopped_cv_.notify_all();
   if (server_) server_->Stop();
   if (workers_) workers_->Stop(std::chrono::milliseconds(config_.shutdown_grace_ms));
   if (webhooks_) webhooks_->Stop();

@@ -1,9 +1,12 @@
 // The running service: the store, queue, storage, workers, webhook sender and HTTP server wired
-// together from a Config, in one process.
+// together from a Config, in one process: API and workers (`serve`), API only (`serve
+// --no-worker`) or workers only (`worker`).
 #ifndef IMGPROC_APP_SERVICE_H_
 #define IMGPROC_APP_SERVICE_H_
 
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 
 #include "api/handlers.h"
 #include "api/http_server.h"
@@ -16,14 +19,17 @@
 
 namespace imgproc::app {
 
+enum class Role { kApiAndWorkers, kApi, kWorkers };
+
 class Service {
  public:
-  // Opens the store (migrating it), returns leases of a previous run to the queue and builds
-  // every part. Nothing runs yet.
-  static Result<std::unique_ptr<Service>> Create(const config::Config& config, bool with_workers);
+  // Opens the store (migrating it), returns leases of a previous run to the queue when the store
+  // is SQLite (one process owns it), and builds every part the role needs. Nothing runs yet.
+  static Result<std::unique_ptr<Service>> Create(const config::Config& config, Role role);
   ~Service();
 
-  // Binds the port, starts the workers and serves HTTP until Stop().
+  // Binds the port (when serving the API), starts the workers and the webhook sender, and runs
+  // until Stop().
   Status Run();
   // Stops accepting connections, lets images in flight finish and returns from Run().
   void Stop();
@@ -32,6 +38,10 @@ class Service {
   Service() = default;
 
   config::Config config_;
+  Role role_ = Role::kApiAndWorkers;
+  std::mutex mu_;
+  std::condition_variable stopped_cv_;
+  bool stopped_ = false;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<queue::WorkQueue> queue_;
   std::unique_ptr<storage::ImageStorage> storage_;

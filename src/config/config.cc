@@ -17,8 +17,10 @@ void AddFlags(CLI::App& app, Config& c) {
   opt("--bind", c.bind, "BIND", "address to listen on");
   opt("--data-dir", c.data_dir, "DATA_DIR", "folder for the SQLite database and local media");
   opt("--database-url", c.database_url, "DATABASE_URL",
-      "store: sqlite://PATH (default sqlite://$DATA_DIR/imgproc.db)");
-  opt("--redis-url", c.redis_url, "REDIS_URL", "optional broker, redis://host:port/N");
+      "store: sqlite://PATH (default sqlite://$DATA_DIR/imgproc.db) or "
+      "postgresql://USER:PASSWORD@HOST:PORT/DB (shared by API and worker processes)");
+  opt("--redis-url", c.redis_url, "REDIS_URL",
+      "optional broker, redis://[:PASSWORD@]HOST:PORT/N (without it, the store is the queue)");
   opt("--storage", c.storage, "STORAGE", "where compressed images go: local | imgbb");
   opt("--imgbb-api-key", c.imgbb_api_key, "IMGBB_API_KEY", "ImgBB API key (STORAGE=imgbb)");
   opt("--imgbb-upload-url", c.imgbb_upload_url, "IMGBB_UPLOAD_URL", "ImgBB upload endpoint");
@@ -71,6 +73,10 @@ void AddFlags(CLI::App& app, Config& c) {
       "first retry delay (doubles per attempt, with jitter)");
   opt("--webhook-retry-schedule", c.webhook_retry_schedule, "WEBHOOK_RETRY_SCHEDULE",
       "delays between webhook attempts (ms, s, m, h); then it has failed");
+  opt("--lease-ms", c.lease_ms, "LEASE_MS",
+      "an image whose worker stops answering for this long is taken over by another");
+  opt("--queue-sweep-ms", c.queue_sweep_ms, "QUEUE_SWEEP_MS",
+      "how often the store is checked for due work (images to hand to Redis, or polled)");
   opt("--shutdown-grace-ms", c.shutdown_grace_ms, "SHUTDOWN_GRACE_MS",
       "on SIGTERM, how long images in flight may finish before they are handed back");
   opt("--log-level", c.log_level, "LOG_LEVEL", "trace | debug | info | warn | error");
@@ -108,8 +114,8 @@ Status Finalize(Config& c) {
   if (c.storage != "local" && c.storage != "imgbb") {
     return InvalidArgument("STORAGE must be 'local' or 'imgbb'");
   }
-  if (!c.redis_url.empty()) {
-    return InvalidArgument("REDIS_URL: the Redis broker is not supported by this build yet");
+  if (c.lease_ms < 100 || c.queue_sweep_ms < 10) {
+    return InvalidArgument("LEASE_MS must be >= 100 and QUEUE_SWEEP_MS >= 10");
   }
   return Status::Ok();
 }

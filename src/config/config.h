@@ -21,7 +21,7 @@ struct Config {
   std::string bind = "127.0.0.1";
   std::string data_dir = "./data";
   std::string database_url;  // default sqlite://$DATA_DIR/imgproc.db
-  std::string redis_url;     // optional broker (not in this build)
+  std::string redis_url;     // optional broker; without it the store is the queue
   std::string storage = "local";
   std::string imgbb_api_key;
   std::string imgbb_upload_url = "https://api.imgbb.com/1/upload";
@@ -51,6 +51,10 @@ struct Config {
   int max_attempts = 5;      // per image, transient failures included
   int retry_base_ms = 1000;  // first retry delay; doubles each time, with jitter
   std::string webhook_retry_schedule = "5s,5m,30m,2h,5h,10h,14h,20h,20h";  // ~3 days
+
+  // Scale-out.
+  int lease_ms = 60000;       // a silent worker's images are taken over after this
+  int queue_sweep_ms = 1000;  // how often the store is checked for work to hand out
 
   int shutdown_grace_ms = 25000;  // SIGTERM: how long images in flight may take to finish
   std::string log_level = "info";

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <random>
 
 namespace imgproc::pipeline {
@@ -83,11 +84,11 @@ WorkerPool::~WorkerPool() { Stop(); }
 void WorkerPool::Start() {
   // Lease owners are unique per process and thread, so a result is only taken from the worker
   // that holds the image.
-  const std::string process =
-      std::to_string(getpid()) + "-" + std::to_string(std::random_device{}());
+  process_ = std::to_string(getpid()) + "-" + std::to_string(std::random_device{}());
   running_ = options_.workers;
+  heartbeat_ = std::thread([this] { Heartbeat(); });
   for (int i = 0; i < options_.workers; ++i) {
-    threads_.emplace_back([this, owner = process + "/" + std::to_string(i)] {
+    threads_.emplace_back([this, owner = process_ + "/" + std::to_string(i)] {
       Run(owner);
       std::lock_guard<std::mutex> lock(mu_);
       if (--running_ == 0) all_done_.notify_all();
@@ -98,6 +99,7 @@ void WorkerPool::Start() {
 void WorkerPool::Stop(std::chrono::milliseconds grace) {
   stop_ = true;
   queue_.Shutdown();
+  all_done_.notify_all();  // wakes workers backing off
   {
     std::unique_lock<std::mutex> lock(mu_);
     if (!all_done_.wait_for(lock, grace, [this] { return running_ == 0; })) {
@@ -110,16 +112,62 @@ void WorkerPool::Stop(std::chrono::milliseconds grace) {
     if (t.joinable()) t.join();
   }
   threads_.clear();
+  all_done_.notify_all();  // ends the heartbeat
+  if (heartbeat_.joinable()) heartbeat_.join();
+}
+
+void WorkerPool::Heartbeat() {
+  const auto period = std::max(options_.lease / 3, std::chrono::milliseconds(10));
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!all_done_.wait_for(lock, period, [this] { return running_ == 0; })) {
+    lock.unlock();
+    auto extended = store_.ExtendLeases(process_ + "/", options_.lease.count());
+    if (!extended.ok()) spdlog::warn("cannot extend leases: {}", extended.status().message());
+    lock.lock();
+  }
+}
+
+void WorkerPool::Record(const store::ImageTask& task, const std::string& owner,
+                        const store::ImageOutcome& outcome) {
+  const auto give_up = std::chrono::steady_clock::now() + options_.lease;
+  auto delay = std::chrono::milliseconds(100);
+  while (true) {
+    auto recorded = store_.RecordImage(task.image_id, owner, outcome);
+    if (recorded.ok()) {
+      if (!*recorded) {
+        spdlog::info("request {} image {}#{}: lease lost, another worker's result stands",
+                     task.request_id, task.serial_no, task.index);
+      }
+      queue_.Done(task);
+      return;
+    }
+    if (!recorded.status().transient() || std::chrono::steady_clock::now() + delay > give_up) {
+      // The lease runs out and the image is done again by whoever takes it.
+      spdlog::error("request {}: cannot record image: {}", task.request_id,
+                    recorded.status().message());
+      return;
+    }
+    spdlog::warn("request {}: cannot record image yet ({}), retrying", task.request_id,
+                 recorded.status().message());
+    std::this_thread::sleep_for(delay);
+    delay = std::min(delay * 2, std::chrono::milliseconds(5000));
+  }
 }
 
 void WorkerPool::Run(const std::string& owner) {
+  auto backoff = std::chrono::milliseconds(0);
   while (!stop_) {
     auto tasks = queue_.Take(owner, 1, std::chrono::seconds(5));
     if (!tasks.ok()) {
-      spdlog::error("queue: {}", tasks.status().message());
-      std::this_thread::sleep_for(std::chrono::seconds(1));
+      // The store or broker is away (restarting, say): wait and try again, never give up.
+      backoff =
+          std::clamp(backoff * 2, std::chrono::milliseconds(100), std::chrono::milliseconds(5000));
+      spdlog::warn("queue: {} (retrying in {} ms)", tasks.status().message(), backoff.count());
+      std::unique_lock<std::mutex> lock(mu_);
+      all_done_.wait_for(lock, backoff, [this] { return stop_.load(); });
       continue;
     }
+    backoff = std::chrono::milliseconds(0);
     for (const auto& task : *tasks) {
       auto outcome = ProcessImage(task, storage_, options_, cpu_);
       if (cancel_ && !outcome.ok) {
@@ -135,11 +183,7 @@ void WorkerPool::Run(const std::string& owner) {
                      task.index, task.attempts, outcome.error,
                      outcome.retry_at ? " (will retry)" : "");
       }
-      auto recorded = store_.RecordImage(task.image_id, owner, outcome);
-      if (!recorded.ok()) {
-        spdlog::error("request {}: cannot record image: {}", task.request_id,
-                      recorded.status().message());
-      }
+      Record(task, owner, outcome);
       if (outcome.retry_at) queue_.Notify();
       if (on_recorded_) on_recorded_();
     }

@@ -32,7 +32,9 @@ struct PipelineOptions {
   int cpu_threads = 2;
   int max_attempts = 5;
   std::chrono::milliseconds retry_base{1000};
-  std::chrono::milliseconds lease{300'000};
+  // How long a taken image stays with its worker without news. The pool extends its leases every
+  // third of this while it works, so only a dead (or cut-off) worker's images are taken over.
+  std::chrono::milliseconds lease{60'000};
 };
 
 // Limits how many images are compressed at once.
@@ -57,6 +59,10 @@ class WorkerPool {
 
  private:
   void Run(const std::string& owner);
+  void Heartbeat();
+  // Records an outcome, retrying transient store errors (a database restarting) for up to a lease.
+  void Record(const store::ImageTask& task, const std::string& owner,
+              const store::ImageOutcome& outcome);
 
   store::Store& store_;
   queue::WorkQueue& queue_;
@@ -68,8 +74,10 @@ class WorkerPool {
   std::atomic<bool> cancel_{false};  // the shutdown grace period is over
   std::mutex mu_;
   std::condition_variable all_done_;
-  int running_ = 0;  // threads still in Run()
+  int running_ = 0;      // threads still in Run()
+  std::string process_;  // every lease owner of this pool starts with it
   std::vector<std::thread> threads_;
+  std::thread heartbeat_;
 };
 
 }  // namespace imgproc::pipeline

@@ -4,8 +4,9 @@
 
 namespace imgproc::queue {
 
-EmbeddedQueue::EmbeddedQueue(store::Store& store, std::chrono::milliseconds lease)
-    : store_(store), lease_(lease) {}
+EmbeddedQueue::EmbeddedQueue(store::Store& store, std::chrono::milliseconds lease,
+                             std::chrono::milliseconds poll)
+    : store_(store), lease_(lease), poll_(poll) {}
 
 void EmbeddedQueue::Notify() {
   {
@@ -38,7 +39,7 @@ Result<std::vector<store::ImageTask>> EmbeddedQueue::Take(const std::string& own
     if (!tasks.ok() || !tasks->empty()) return tasks;
 
     // Nothing due: sleep until notified, until the next retry or lease expiry, or the deadline.
-    auto until = deadline;
+    auto until = std::min(deadline, Clock::now() + poll_);
     auto next = store_.NextImageDue();
     if (next.ok() && next->has_value()) {
       const auto in = std::chrono::milliseconds(std::max<int64_t>(0, **next - store::NowMillis()));

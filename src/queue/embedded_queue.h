@@ -1,5 +1,6 @@
-// The embedded queue: the images table of the store itself, polled with leases, plus a
-// condition variable so a new request starts at once instead of at the next poll.
+// The store itself as the queue: its images table, claimed with leases (with PostgreSQL, FOR
+// UPDATE SKIP LOCKED), plus a condition variable so work stored by this process starts at once.
+// Work stored by other processes (an API process, with PostgreSQL) is found by polling.
 #ifndef IMGPROC_QUEUE_EMBEDDED_QUEUE_H_
 #define IMGPROC_QUEUE_EMBEDDED_QUEUE_H_
 
@@ -12,17 +13,21 @@ namespace imgproc::queue {
 
 class EmbeddedQueue final : public WorkQueue {
  public:
-  // `lease` is how long a taken image stays with its worker before another may take it.
-  EmbeddedQueue(store::Store& store, std::chrono::milliseconds lease);
+  // `lease` is how long a taken image stays with its worker before another may take it; `poll`
+  // is the longest wait before looking at the store again when nothing was notified.
+  EmbeddedQueue(store::Store& store, std::chrono::milliseconds lease,
+                std::chrono::milliseconds poll = std::chrono::hours(1));
 
   void Notify() override;
   Result<std::vector<store::ImageTask>> Take(const std::string& owner, int max,
                                              std::chrono::milliseconds wait) override;
+  void Done(const store::ImageTask&) override {}  // the store's record is all there is
   void Shutdown() override;
 
  private:
   store::Store& store_;
   const std::chrono::milliseconds lease_;
+  const std::chrono::milliseconds poll_;
   std::mutex mu_;
   std::condition_variable cv_;
   uint64_t generation_ = 0;  // bumped by Notify(), so a wake-up is never missed

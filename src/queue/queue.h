@@ -24,6 +24,9 @@ class WorkQueue {
   virtual Result<std::vector<store::ImageTask>> Take(const std::string& owner, int max,
                                                      std::chrono::milliseconds wait) = 0;
 
+  // Tells the queue that the outcome of a taken image is recorded in the store.
+  virtual void Done(const store::ImageTask& task) = 0;
+
   // Wakes every waiting Take() and makes later ones return at once.
   virtual void Shutdown() = 0;
 };

@@ -3,7 +3,9 @@
 #include <sqlite3.h>
 
 #include <filesystem>
+#include <limits>
 #include <mutex>
+#include <set>
 #include <string_view>
 #include <utility>
 
@@ -61,6 +63,8 @@ CREATE INDEX images_product ON images(product_id, idx);
     "ALTER TABLE requests ADD COLUMN owner TEXT;",
     // 3: status reads a request's failed and retrying images without scanning every request's.
     "CREATE INDEX images_request ON images(request_id, state);",
+    // 4: brokers (Redis). When the image was last handed to the broker; NULL while it is not.
+    "ALTER TABLE images ADD COLUMN enqueued_at INTEGER;",
 };
 
 // A prepared statement bound positionally; finalised on destruction.
@@ -306,34 +310,44 @@ class SqliteStore final : public Store {
     const Millis now = NowMillis();
     Transaction tx(this);
     if (!tx.ok()) return tx.status();
-    Stmt q(db_,
-           "SELECT i.id, i.request_id, p.serial_no, i.idx, i.url, i.attempts FROM images i "
-           "JOIN product_entries p ON p.id = i.product_id "
-           "WHERE i.state IN ('queued', 'leased') AND i.due_at <= ? ORDER BY i.due_at, i.id "
-           "LIMIT ?");
+    Stmt q(db_, std::string(kDueImageSelect) + " ORDER BY i.due_at, i.id LIMIT ?");
     q.Bind(1, now).Bind(2, static_cast<int64_t>(max));
     std::vector<ImageTask> tasks;
-    while (q.Step()) {
-      tasks.push_back({q.Int(0), q.Text(1), q.Int(2), static_cast<int>(q.Int(3)), q.Text(4),
-                       static_cast<int>(q.Int(5)) + 1});
-    }
+    while (q.Step()) tasks.push_back(TaskFrom(q));
     if (!q.ok()) return Error("claim images");
-    Stmt lease(db_,
-               "UPDATE images SET state = 'leased', lease_owner = ?, due_at = ?, "
-               "attempts = attempts + 1 WHERE id = ?");
-    Stmt start(db_,
-               "UPDATE requests SET status = 'processing' "
-               "WHERE request_id = ? AND status = 'pending'");
-    for (const auto& task : tasks) {
-      lease.Bind(1, owner).Bind(2, now + lease_ms).Bind(3, task.image_id).Step();
-      if (!lease.ok()) return Error("lease image");
-      lease.Reset();
-      start.Bind(1, task.request_id).Step();
-      if (!start.ok()) return Error("start request");
-      start.Reset();
-    }
+    if (Status s = Lease(tasks, owner, now + lease_ms); !s.ok()) return s;
     if (Status s = tx.Commit(); !s.ok()) return s;
     return tasks;
+  }
+
+  Result<std::vector<ImageTask>> ClaimImagesById(const std::vector<int64_t>& image_ids,
+                                                 const std::string& owner,
+                                                 Millis lease_ms) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    const Millis now = NowMillis();
+    Transaction tx(this);
+    if (!tx.ok()) return tx.status();
+    Stmt q(db_, std::string(kDueImageSelect) + " AND i.id = ?");
+    std::vector<ImageTask> tasks;
+    for (int64_t id : std::set<int64_t>(image_ids.begin(), image_ids.end())) {
+      q.Bind(1, now).Bind(2, id);
+      if (q.Step()) tasks.push_back(TaskFrom(q));
+      if (!q.ok()) return Error("claim images");
+      q.Reset();
+    }
+    if (Status s = Lease(tasks, owner, now + lease_ms); !s.ok()) return s;
+    if (Status s = tx.Commit(); !s.ok()) return s;
+    return tasks;
+  }
+
+  Result<int> ExtendLeases(const std::string& owner_prefix, Millis lease_ms) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    Stmt u(db_,
+           "UPDATE images SET due_at = ? WHERE state = 'leased' "
+           "AND substr(lease_owner, 1, length(?)) = ?");
+    u.Bind(1, NowMillis() + lease_ms).Bind(2, owner_prefix).Bind(3, owner_prefix).Step();
+    if (!u.ok()) return Error("extend leases");
+    return sqlite3_changes(db_);
   }
 
   Result<bool> RecordImage(int64_t image_id, const std::string& owner,
@@ -356,8 +370,8 @@ class SqliteStore final : public Store {
 
     if (!outcome.ok && outcome.retry_at) {
       Stmt retry(db_,
-                 "UPDATE images SET state = 'queued', lease_owner = NULL, due_at = ?, error = ? "
-                 "WHERE id = ?");
+                 "UPDATE images SET state = 'queued', lease_owner = NULL, due_at = ?, error = ?, "
+                 "enqueued_at = NULL WHERE id = ?");
       retry.Bind(1, *outcome.retry_at).Bind(2, outcome.error).Bind(3, image_id).Step();
       if (!retry.ok()) return Error("requeue image");
       if (Status s = tx.Commit(); !s.ok()) return s;
@@ -418,8 +432,8 @@ class SqliteStore final : public Store {
     Transaction tx(this);
     if (!tx.ok()) return tx.status();
     Stmt images(db_,
-                "UPDATE images SET state = 'queued', lease_owner = NULL, due_at = ? "
-                "WHERE state = 'leased'");
+                "UPDATE images SET state = 'queued', lease_owner = NULL, due_at = ?, "
+                "enqueued_at = NULL WHERE state = 'leased'");
     images.Bind(1, now).Step();
     if (!images.ok()) return Error("release image leases");
     const int released = sqlite3_changes(db_);
@@ -431,6 +445,34 @@ class SqliteStore final : public Store {
     if (!hooks.ok()) return Error("release webhook leases");
     if (Status s = tx.Commit(); !s.ok()) return s;
     return released;
+  }
+
+  Result<std::vector<int64_t>> DueImages(std::optional<Millis> enqueued_before, int max) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    Stmt q(db_,
+           "SELECT id FROM images WHERE state IN ('queued', 'leased') AND due_at <= ? "
+           "AND (enqueued_at IS NULL OR enqueued_at < ?) ORDER BY due_at, id LIMIT ?");
+    q.Bind(1, NowMillis())
+        .Bind(2, enqueued_before.value_or(std::numeric_limits<int64_t>::min()))
+        .Bind(3, static_cast<int64_t>(max));
+    std::vector<int64_t> ids;
+    while (q.Step()) ids.push_back(q.Int(0));
+    if (!q.ok()) return Error("due images");
+    return ids;
+  }
+
+  Status MarkEnqueued(const std::vector<int64_t>& image_ids) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    const Millis now = NowMillis();
+    Transaction tx(this);
+    if (!tx.ok()) return tx.status();
+    Stmt u(db_, "UPDATE images SET enqueued_at = ? WHERE id = ?");
+    for (int64_t id : image_ids) {
+      u.Bind(1, now).Bind(2, id).Step();
+      if (!u.ok()) return Error("mark enqueued");
+      u.Reset();
+    }
+    return tx.Commit();
   }
 
   Result<std::optional<Millis>> NextImageDue() override {
@@ -503,6 +545,38 @@ class SqliteStore final : public Store {
     Status status_;
     bool committed_ = false;
   };
+
+  // The images a worker may take now: queued and due, or leased with the lease expired.
+  static constexpr std::string_view kDueImageSelect =
+      "SELECT i.id, i.request_id, p.serial_no, i.idx, i.url, i.attempts FROM images i "
+      "JOIN product_entries p ON p.id = i.product_id "
+      "WHERE i.state IN ('queued', 'leased') AND i.due_at <= ?";
+
+  static ImageTask TaskFrom(const Stmt& q) {
+    return {q.Int(0),  q.Text(1),
+            q.Int(2),  static_cast<int>(q.Int(3)),
+            q.Text(4), static_cast<int>(q.Int(5)) + 1,
+            {}};
+  }
+
+  // Leases `tasks` to `owner` until `until`, counting an attempt, and marks their requests started.
+  Status Lease(const std::vector<ImageTask>& tasks, const std::string& owner, Millis until) {
+    Stmt lease(db_,
+               "UPDATE images SET state = 'leased', lease_owner = ?, due_at = ?, "
+               "attempts = attempts + 1 WHERE id = ?");
+    Stmt start(db_,
+               "UPDATE requests SET status = 'processing' "
+               "WHERE request_id = ? AND status = 'pending'");
+    for (const auto& task : tasks) {
+      lease.Bind(1, owner).Bind(2, until).Bind(3, task.image_id).Step();
+      if (!lease.ok()) return Error("lease image");
+      lease.Reset();
+      start.Bind(1, task.request_id).Step();
+      if (!start.ok()) return Error("start request");
+      start.Reset();
+    }
+    return Status::Ok();
+  }
 
   // Called when the last image of a product became final: composes its output list, one entry
   // per input entry in input order (pass-through entries unchanged, failed images empty).

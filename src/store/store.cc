@@ -2,9 +2,17 @@
 
 #include <chrono>
 
+#include "store/postgres_store.h"
 #include "store/sqlite_store.h"
 
 namespace imgproc::store {
+namespace {
+
+// Connections per process: enough for the workers and HTTP threads touching the store at once
+// (each holds one only for a statement or a short transaction).
+constexpr int kPostgresConnections = 16;
+
+}  // namespace
 
 Millis NowMillis() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -32,9 +40,10 @@ Result<std::unique_ptr<Store>> OpenStore(const std::string& database_url) {
     return OpenSqliteStore(path);
   }
   if (database_url.rfind("postgresql://", 0) == 0 || database_url.rfind("postgres://", 0) == 0) {
-    return InvalidArgument("DATABASE_URL: PostgreSQL is not supported by this build yet");
+    return OpenPostgresStore(database_url, kPostgresConnections);
   }
-  return InvalidArgument("DATABASE_URL must start with sqlite:// (got '" + database_url + "')");
+  return InvalidArgument("DATABASE_URL must start with sqlite:// or postgresql:// (got '" +
+                         database_url + "')");
 }
 
 }  // namespace imgproc::store

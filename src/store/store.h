@@ -29,7 +29,8 @@ struct ImageTask {
   int64_t serial_no = 0;
   int index = 0;  // position of the entry in the product's URL list
   std::string url;
-  int attempts = 0;  // attempts started so far, this one included
+  int attempts = 0;       // attempts started so far, this one included
+  std::string queue_ref;  // the broker's handle for this delivery (a Redis stream entry), if any
 };
 
 // What a worker learnt about an image.
@@ -102,15 +103,32 @@ class Store {
   virtual Result<std::vector<ImageTask>> ClaimImages(const std::string& owner, int max,
                                                      Millis lease_ms) = 0;
 
+  // Like ClaimImages, for the given images only (those a broker handed out). Images that are not
+  // due (finished, waiting for a retry, or leased to a live worker) are left out of the result.
+  virtual Result<std::vector<ImageTask>> ClaimImagesById(const std::vector<int64_t>& image_ids,
+                                                         const std::string& owner,
+                                                         Millis lease_ms) = 0;
+
+  // Extends to now + lease_ms every lease held by an owner whose name starts with `owner_prefix`
+  // (one worker process), so a slow image is not taken over while its worker is alive.
+  virtual Result<int> ExtendLeases(const std::string& owner_prefix, Millis lease_ms) = 0;
+
   // Records a worker's outcome. Ignored (returns OK with false) unless `owner` still holds the
   // lease, so a slow worker cannot overwrite a result. When the last image of the request becomes
   // final, the request becomes completed in the same transaction and its webhook is scheduled.
   virtual Result<bool> RecordImage(int64_t image_id, const std::string& owner,
                                    const ImageOutcome& outcome) = 0;
 
-  // Returns leases held by owners that no longer run (all of them, in the single-process embedded
-  // mode at start-up) to the queue. Returns how many were released.
+  // Returns every lease to the queue: only for the single-process embedded mode at start-up, where
+  // whatever a previous run had leased died with it. Returns how many were released.
   virtual Result<int> ReleaseLeases() = 0;
+
+  // Up to `max` images that are due and were never handed to a broker since they became queued,
+  // or (with `enqueued_before`) were last handed to it before that time; oldest first.
+  virtual Result<std::vector<int64_t>> DueImages(std::optional<Millis> enqueued_before,
+                                                 int max) = 0;
+  // Records that a broker now holds these images.
+  virtual Status MarkEnqueued(const std::vector<int64_t>& image_ids) = 0;
 
   // The earliest time a queued image becomes due, if any image is queued.
   virtual Result<std::optional<Millis>> NextImageDue() = 0;
@@ -123,8 +141,8 @@ class Store {
                                std::optional<int> http_status, std::optional<Millis> retry_at) = 0;
 };
 
-// Opens the store named by a DATABASE_URL ("sqlite:///abs/path.db" or "sqlite://rel/path.db"),
-// creating and migrating the schema.
+// Opens the store named by a DATABASE_URL ("sqlite:///abs/path.db", "sqlite://rel/path.db" or
+// "postgresql://user:password@host:port/db"), creating and migrating the schema.
 Result<std::unique_ptr<Store>> OpenStore(const std::string& database_url);
 
 }  // namespace imgproc::store

@@ -1,9 +1,14 @@
-#include "store/sqlite_store.h"
+#include "store/store.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <memory>
 #include <set>
+#include <thread>
+
+#include "services.h"
 
 namespace imgproc::store {
 namespace {
@@ -16,22 +21,33 @@ csv::ProductRow Row(int64_t serial, std::string name, std::vector<std::string> u
   return row;
 }
 
-class SqliteStoreTest : public ::testing::Test {
+// The same suite runs against every store: SQLite, and PostgreSQL when the test server is up.
+class StoreTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("imgproc-store-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
+    if (GetParam() == "postgresql") {
+      IMGPROC_NEED_SERVICE(testing::PostgresAdminUrl(), "PostgreSQL (IMGPROC_TEST_PG_URL)");
+      pg_ = std::make_unique<testing::TempPostgresDatabase>();
+      ASSERT_TRUE(pg_->ok()) << pg_->error();
+      url_ = pg_->url();
+    } else {
+      std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+      std::replace(name.begin(), name.end(), '/', '_');  // parameterised names have a '/'
+      dir_ = std::filesystem::temp_directory_path() /
+             ("imgproc-store-" + std::to_string(::getpid()) + "-" + name);
+      std::filesystem::remove_all(dir_);
+      url_ = "sqlite://" + (dir_ / "db" / "imgproc.db").string();
+    }
     Reopen();
   }
   void TearDown() override {
     store_.reset();
-    std::filesystem::remove_all(dir_);
+    pg_.reset();
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
   }
   void Reopen() {
     store_.reset();
-    auto s = OpenStore("sqlite://" + (dir_ / "db" / "imgproc.db").string());
+    auto s = OpenStore(url_);
     ASSERT_TRUE(s.ok()) << s.status().message();
     store_ = std::move(*s);
   }
@@ -47,11 +63,16 @@ class SqliteStoreTest : public ::testing::Test {
     return o;
   }
 
+  std::string url_;
   std::filesystem::path dir_;
+  std::unique_ptr<testing::TempPostgresDatabase> pg_;
   std::unique_ptr<Store> store_;
 };
 
-TEST_F(SqliteStoreTest, NewRequestIsPendingWithNullOutputs) {
+INSTANTIATE_TEST_SUITE_P(Engines, StoreTest, ::testing::Values("sqlite", "postgresql"),
+                         [](const auto& info) { return info.param; });
+
+TEST_P(StoreTest, NewRequestIsPendingWithNullOutputs) {
   ASSERT_TRUE(store_
                   ->CreateRequest("r1", std::nullopt,
                                   {Row(1, "SKU1", {"http://a/1.jpg", "http://a/2.jpg"}),
@@ -69,7 +90,7 @@ TEST_F(SqliteStoreTest, NewRequestIsPendingWithNullOutputs) {
   EXPECT_FALSE(view->webhook.has_value());
 }
 
-TEST_F(SqliteStoreTest, OwnerIsStored) {
+TEST_P(StoreTest, OwnerIsStored) {
   ASSERT_TRUE(store_->CreateRequest("r1", std::nullopt, {Row(1, "P", {"x"})}, "digest-a").ok());
   ASSERT_TRUE(store_->CreateRequest("r2", std::nullopt, {Row(1, "P", {"x"})}, std::nullopt).ok());
   Reopen();  // migrations run again on an up-to-date database: nothing changes
@@ -77,13 +98,13 @@ TEST_F(SqliteStoreTest, OwnerIsStored) {
   EXPECT_FALSE(store_->GetRequest("r2")->owner.has_value());
 }
 
-TEST_F(SqliteStoreTest, UnknownRequestIsNotFound) {
+TEST_P(StoreTest, UnknownRequestIsNotFound) {
   auto view = store_->GetRequest("nope");
   ASSERT_FALSE(view.ok());
   EXPECT_EQ(view.status().code(), StatusCode::kNotFound);
 }
 
-TEST_F(SqliteStoreTest, RequestWithoutHttpEntriesCompletesAtOnce) {
+TEST_P(StoreTest, RequestWithoutHttpEntriesCompletesAtOnce) {
   ASSERT_TRUE(store_
                   ->CreateRequest("r1", "http://hook/", {Row(7, "P", {"local.jpg", "x"})},
                                   /*owner=*/std::nullopt)
@@ -98,7 +119,7 @@ TEST_F(SqliteStoreTest, RequestWithoutHttpEntriesCompletesAtOnce) {
   EXPECT_EQ((*hooks)[0].url, "http://hook/");
 }
 
-TEST_F(SqliteStoreTest, OutputsKeepInputOrderWithPassThroughAndFailures) {
+TEST_P(StoreTest, OutputsKeepInputOrderWithPassThroughAndFailures) {
   ASSERT_TRUE(store_
                   ->CreateRequest("r1", "http://hook/",
                                   {Row(1, "P", {"http://a/0", "keep-me", "http://a/2"})},
@@ -129,7 +150,7 @@ TEST_F(SqliteStoreTest, OutputsKeepInputOrderWithPassThroughAndFailures) {
   EXPECT_EQ(view->webhook->state, "pending");
 }
 
-TEST_F(SqliteStoreTest, OnlyTheLeaseHolderRecordsAndFirstResultWins) {
+TEST_P(StoreTest, OnlyTheLeaseHolderRecordsAndFirstResultWins) {
   ASSERT_TRUE(
       store_
           ->CreateRequest("r1", std::nullopt, {Row(1, "P", {"http://a/0"})}, /*owner=*/std::nullopt)
@@ -147,7 +168,7 @@ TEST_F(SqliteStoreTest, OnlyTheLeaseHolderRecordsAndFirstResultWins) {
   EXPECT_EQ(view->images_done, 1);
 }
 
-TEST_F(SqliteStoreTest, TransientFailureIsRetriedAfterItsTime) {
+TEST_P(StoreTest, TransientFailureIsRetriedAfterItsTime) {
   ASSERT_TRUE(
       store_
           ->CreateRequest("r1", std::nullopt, {Row(1, "P", {"http://a/0"})}, /*owner=*/std::nullopt)
@@ -168,7 +189,7 @@ TEST_F(SqliteStoreTest, TransientFailureIsRetriedAfterItsTime) {
   EXPECT_EQ(view->products[0].image_retries[0].attempts, 1);
 }
 
-TEST_F(SqliteStoreTest, ReleasedLeasesSurviveReopenAndFinishedImagesAreNotRedone) {
+TEST_P(StoreTest, ReleasedLeasesSurviveReopenAndFinishedImagesAreNotRedone) {
   ASSERT_TRUE(store_
                   ->CreateRequest("r1", "http://hook/",
                                   {Row(1, "P", {"http://a/0", "http://a/1", "http://a/2"})},
@@ -194,7 +215,7 @@ TEST_F(SqliteStoreTest, ReleasedLeasesSurviveReopenAndFinishedImagesAreNotRedone
   EXPECT_EQ(view->products[0].output_urls.value_or(""), "http://out/0,http://out/1,http://out/2");
 }
 
-TEST_F(SqliteStoreTest, WebhookDeliveryStateIsRecorded) {
+TEST_P(StoreTest, WebhookDeliveryStateIsRecorded) {
   ASSERT_TRUE(
       store_->CreateRequest("r1", "http://hook/", {Row(1, "P", {"x"})}, /*owner=*/std::nullopt)
           .ok());
@@ -214,7 +235,124 @@ TEST_F(SqliteStoreTest, WebhookDeliveryStateIsRecorded) {
   EXPECT_TRUE(store_->ClaimWebhooks(10, 60'000)->empty());
 }
 
-TEST_F(SqliteStoreTest, UnsupportedDatabaseUrlsAreRefused) {
+TEST_P(StoreTest, BrokerClaimsOnlyDueImagesById) {
+  ASSERT_TRUE(store_
+                  ->CreateRequest("r1", std::nullopt,
+                                  {Row(1, "P", {"http://a/0", "http://a/1", "http://a/2"})},
+                                  /*owner=*/std::nullopt)
+                  .ok());
+  auto due = store_->DueImages(std::nullopt, 10);
+  ASSERT_TRUE(due.ok()) << due.status().message();
+  ASSERT_EQ(due->size(), 3u);
+  ASSERT_TRUE(store_->MarkEnqueued({(*due)[0], (*due)[1]}).ok());
+  // Handed to the broker: only the third is still to hand over, unless we ask for stale ones.
+  EXPECT_EQ(*store_->DueImages(std::nullopt, 10), std::vector<int64_t>{(*due)[2]});
+  EXPECT_EQ(store_->DueImages(NowMillis() + 1, 10)->size(), 3u);
+
+  auto claimed = store_->ClaimImagesById({(*due)[0], (*due)[0], 999'999}, "w1", 60'000);
+  ASSERT_TRUE(claimed.ok()) << claimed.status().message();
+  ASSERT_EQ(claimed->size(), 1u);
+  EXPECT_EQ((*claimed)[0].image_id, (*due)[0]);
+  EXPECT_EQ((*claimed)[0].index, 0);
+  EXPECT_EQ((*claimed)[0].attempts, 1);
+  EXPECT_EQ(store_->GetRequest("r1")->status, RequestStatus::kProcessing);
+  // Leased to a live worker: a duplicate entry claims nothing.
+  EXPECT_TRUE(store_->ClaimImagesById({(*due)[0]}, "w2", 60'000)->empty());
+  ASSERT_TRUE(*store_->RecordImage((*due)[0], "w1", Ok("http://out/0")));
+  EXPECT_TRUE(store_->ClaimImagesById({(*due)[0]}, "w2", 60'000)->empty());  // done
+
+  // A transient failure is handed to the broker again once it is due.
+  auto second = store_->ClaimImagesById({(*due)[1]}, "w1", 60'000);
+  ASSERT_EQ(second->size(), 1u);
+  ImageOutcome retry = Failed("download failed: HTTP 503");
+  retry.retry_at = NowMillis() - 1;
+  ASSERT_TRUE(*store_->RecordImage((*due)[1], "w1", retry));
+  auto again = store_->DueImages(std::nullopt, 10);
+  EXPECT_NE(std::find(again->begin(), again->end(), (*due)[1]), again->end());
+}
+
+TEST_P(StoreTest, ExtendedLeasesAreNotTakenOver) {
+  ASSERT_TRUE(store_
+                  ->CreateRequest("r1", std::nullopt, {Row(1, "P", {"http://a/0", "http://a/1"})},
+                                  /*owner=*/std::nullopt)
+                  .ok());
+  // Process p1's lease has run out, but p1 is alive and says so in time.
+  ASSERT_EQ(store_->ClaimImages("p1/0", 1, /*lease_ms=*/-1)->size(), 1u);
+  EXPECT_EQ(*store_->ExtendLeases("p1/", 60'000), 1);
+  // p2 went silent: its image is taken over, p1's is not.
+  auto p2 = store_->ClaimImages("p2/0", 10, /*lease_ms=*/-1);
+  ASSERT_EQ(p2->size(), 1u);
+  EXPECT_EQ((*p2)[0].index, 1);
+  EXPECT_EQ(*store_->ExtendLeases("p9/", 60'000), 0);
+  auto taken = store_->ClaimImages("p3/0", 10, 60'000);
+  ASSERT_EQ(taken->size(), 1u);
+  EXPECT_EQ((*taken)[0].index, 1);
+  EXPECT_EQ((*taken)[0].attempts, 2);
+}
+
+// Several processes (each its own store, so its own connections) claim and record at once:
+// every image is done exactly once and the request completes exactly once.
+TEST_P(StoreTest, ConcurrentWorkersDoEveryImageOnce) {
+  std::vector<csv::ProductRow> rows;
+  for (int i = 1; i <= 50; ++i) {
+    rows.push_back(
+        Row(i, "P" + std::to_string(i),
+            {"http://a/" + std::to_string(i) + "/0", "http://a/" + std::to_string(i) + "/1", "x",
+             "http://a/" + std::to_string(i) + "/3"}));
+  }
+  ASSERT_TRUE(store_->CreateRequest("r1", "http://hook/", rows, std::nullopt).ok());
+  constexpr int kWorkers = 4;
+  std::vector<std::unique_ptr<Store>> stores;
+  for (int w = 0; w < kWorkers; ++w) {
+    auto s = OpenStore(url_);
+    ASSERT_TRUE(s.ok()) << s.status().message();
+    stores.push_back(std::move(*s));
+  }
+  std::vector<std::vector<int64_t>> done(kWorkers);
+  std::vector<std::string> errors(kWorkers);
+  std::vector<std::thread> threads;
+  for (int w = 0; w < kWorkers; ++w) {
+    threads.emplace_back([&, w] {
+      const std::string owner = "w" + std::to_string(w);
+      for (int round = 0; round < 1000; ++round) {  // bounded: 150 images need far fewer
+        auto tasks = stores[w]->ClaimImages(owner, 3, 60'000);
+        if (!tasks.ok()) {
+          errors[w] = tasks.status().message();
+          return;
+        }
+        if (tasks->empty()) return;
+        for (const auto& t : *tasks) {
+          auto r = stores[w]->RecordImage(t.image_id, owner, Ok("http://out/" + t.url.substr(9)));
+          if (!r.ok() || !*r) {
+            errors[w] = r.ok() ? "lease lost" : r.status().message();
+            return;
+          }
+          done[w].push_back(t.image_id);
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::set<int64_t> all;
+  size_t count = 0;
+  for (int w = 0; w < kWorkers; ++w) {
+    EXPECT_EQ(errors[w], "") << "worker " << w;
+    all.insert(done[w].begin(), done[w].end());
+    count += done[w].size();
+  }
+  EXPECT_EQ(count, 150u);
+  EXPECT_EQ(all.size(), 150u);
+  auto view = store_->GetRequest("r1");
+  ASSERT_TRUE(view.ok());
+  EXPECT_EQ(view->status, RequestStatus::kCompleted);
+  EXPECT_EQ(view->images_done, 150);
+  EXPECT_EQ(view->products[49].output_urls.value_or(""),
+            "http://out/50/0,http://out/50/1,x,http://out/50/3");
+  auto hooks = store_->ClaimWebhooks(10, 60'000);
+  EXPECT_EQ(hooks->size(), 1u);  // one completion, one webhook
+}
+
+TEST(OpenStoreTest, UnsupportedDatabaseUrlsAreRefused) {
   EXPECT_FALSE(OpenStore("mysql://x").ok());
   EXPECT_FALSE(OpenStore("sqlite://").ok());
 }

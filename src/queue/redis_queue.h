@@ -1,0 +1,92 @@
+// The Redis broker for the scale-out mode: a stream of image ids read through one consumer group
+// by every worker process. The store stays the source of truth: an entry only says "look at this
+// image", and the store's lease decides who works on it, so a duplicate or stale entry is
+// harmless and a lost one is found again by the sweep.
+//
+// - Notify() wakes the sweep, which hands the broker every due image it does not hold (XADD).
+// - Take() reads new entries (XREADGROUP) and takes over entries that another consumer left
+//   unacknowledged for a lease (XAUTOCLAIM: a dead worker's), then leases their images in the
+//   store; entries whose image is not due are acknowledged and deleted at once.
+// - Done() acknowledges and deletes the entry once the outcome is recorded.
+// - The sweep, every `sweep` interval and on Notify(), re-creates the stream and group when Redis
+//   lost them (a restart without persistence) and then hands over every due image again;
+//   otherwise it hands over images that became due (retries), and, when nothing in the stream
+//   is undelivered, images handed over more than a lease ago that are still not done.
+#ifndef IMGPROC_QUEUE_REDIS_QUEUE_H_
+#define IMGPROC_QUEUE_REDIS_QUEUE_H_
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "queue/queue.h"
+
+struct redisContext;
+
+namespace imgproc::queue {
+
+struct RedisQueueOptions {
+  std::string url;  // redis://[[user]:password@]host[:port][/db]
+  std::chrono::milliseconds lease{60'000};
+  std::chrono::milliseconds sweep{1000};
+  std::string stream = "imgproc:images";
+  std::string group = "imgproc-workers";
+  std::string consumer;  // this process's name in the group
+};
+
+// Where a redis:// URL points.
+struct RedisAddress {
+  std::string host = "127.0.0.1";
+  int port = 6379;
+  std::string user;
+  std::string password;
+  int db = 0;
+};
+Result<RedisAddress> ParseRedisUrl(const std::string& url);
+
+class RedisQueue final : public WorkQueue {
+ public:
+  // Checks that Redis answers, then starts the sweep. The queue keeps working through Redis
+  // restarts: calls fail with transient errors while it is away.
+  static Result<std::unique_ptr<RedisQueue>> Open(store::Store& store, RedisQueueOptions options);
+  ~RedisQueue() override;
+
+  void Notify() override;
+  Result<std::vector<store::ImageTask>> Take(const std::string& owner, int max,
+                                             std::chrono::milliseconds wait) override;
+  void Done(const store::ImageTask& task) override;
+  void Shutdown() override;
+
+ private:
+  class Connection;
+  RedisQueue(store::Store& store, RedisQueueOptions options, RedisAddress address);
+
+  Result<std::unique_ptr<Connection>> Borrow();
+  void Give(std::unique_ptr<Connection> conn);
+  void SweepLoop();
+  Status Sweep(Connection& conn);
+  Status Enqueue(Connection& conn, const std::vector<int64_t>& image_ids);
+
+  store::Store& store_;
+  const RedisQueueOptions options_;
+  const RedisAddress address_;
+  std::atomic<bool> shutdown_{false};
+  std::atomic<int64_t> last_autoclaim_{0};  // steady-clock ms of the last XAUTOCLAIM
+
+  std::mutex pool_mu_;
+  std::vector<std::unique_ptr<Connection>> idle_;
+
+  std::mutex sweep_mu_;
+  std::condition_variable sweep_cv_;
+  bool sweep_requested_ = false;
+  std::thread sweeper_;
+};
+
+}  // namespace imgproc::queue
+
+#endif  // IMGPROC_QUEUE_REDIS_QUEUE_H_

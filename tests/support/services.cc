@@ -1,0 +1,65 @@
+#include "services.h"
+
+#include <libpq-fe.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+
+namespace imgproc::testing {
+namespace {
+
+std::optional<std::string> Env(const char* name) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return std::nullopt;
+  return std::string(v);
+}
+
+}  // namespace
+
+std::optional<std::string> PostgresAdminUrl() { return Env("IMGPROC_TEST_PG_URL"); }
+std::optional<std::string> RedisUrl() { return Env("IMGPROC_TEST_REDIS_URL"); }
+bool ServicesRequired() { return Env("IMGPROC_REQUIRE_SERVICES").value_or("0") == "1"; }
+
+bool ServiceCommand(const std::string& command) {
+  auto script = Env("IMGPROC_TEST_SERVICES");
+  if (!script) return false;
+  return std::system((*script + " " + command).c_str()) == 0;
+}
+
+std::string ExecSql(const std::string& url, const std::string& sql) {
+  PGconn* conn = PQconnectdb(url.c_str());
+  std::string error;
+  if (PQstatus(conn) != CONNECTION_OK) {
+    error = PQerrorMessage(conn);
+  } else {
+    PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);  // "does not exist, skipping"
+    PGresult* r = PQexec(conn, sql.c_str());
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
+      error = PQresultErrorMessage(r);
+    }
+    PQclear(r);
+  }
+  PQfinish(conn);
+  return error;
+}
+
+TempPostgresDatabase::TempPostgresDatabase() {
+  auto admin = PostgresAdminUrl();
+  if (!admin) {
+    error_ = "IMGPROC_TEST_PG_URL is not set";
+    return;
+  }
+  admin_url_ = *admin;
+  static std::atomic<int> counter{0};
+  name_ = "imgproc_t" + std::to_string(getpid()) + "_" + std::to_string(counter++);
+  error_ = ExecSql(admin_url_, "DROP DATABASE IF EXISTS " + name_);
+  if (error_.empty()) error_ = ExecSql(admin_url_, "CREATE DATABASE " + name_);
+  url_ = admin_url_.substr(0, admin_url_.rfind('/') + 1) + name_;
+}
+
+TempPostgresDatabase::~TempPostgresDatabase() {
+  if (!name_.empty()) ExecSql(admin_url_, "DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)");
+}
+
+}  // namespace imgproc::testing

@@ -6,6 +6,7 @@
 #   scripts/services.sh stop              stop both and remove their data
 #   scripts/services.sh restart-postgres  crash-restart PostgreSQL (immediate stop, 1 s, start)
 #   scripts/services.sh restart-redis     restart Redis without persistence: its data is lost
+#   scripts/services.sh flush-redis       empty Redis (between tests)
 #
 # IMGPROC_SERVICES_DIR (default /tmp/imgproc-test-services), IMGPROC_TEST_PG_PORT (55432) and
 # IMGPROC_TEST_REDIS_PORT (56379) choose where.
@@ -77,8 +78,11 @@ EOF
     sleep 1
     start_redis
     ;;
+  flush-redis)
+    redis-cli -p "$redis_port" flushall >/dev/null
+    ;;
   *)
-    echo "usage: $0 start|stop|restart-postgres|restart-redis" >&2
+    echo "usage: $0 start|stop|restart-postgres|restart-redis|flush-redis" >&2
     exit 2
     ;;
 esac

@@ -413,7 +413,7 @@ Status RedisQueue::Sweep(Connection& conn) {
   }
   for (const auto& enqueued_before : passes) {
     for (int batch = 0; batch < kSweepBatchesMax && !shutdown_; ++batch) {
-      auto ids = store_.DueImages(enqueued_before, kSweepBatch);
+      auto ids = store_.TakeImagesToEnqueue(enqueued_before, kSweepBatch);
       if (!ids.ok()) return ids.status();
       if (ids->empty()) break;
       if (Status s = Enqueue(conn, *ids); !s.ok()) return s;
@@ -423,12 +423,14 @@ Status RedisQueue::Sweep(Connection& conn) {
   return Status::Ok();
 }
 
+// If this fails, the images are marked handed over without being in the stream: the next sweep
+// finds them stale once a lease has passed (at once, if Redis lost its data).
 Status RedisQueue::Enqueue(Connection& conn, const std::vector<int64_t>& image_ids) {
   std::vector<std::vector<std::string>> adds;
-  for (int64_t id : image_ids)
+  for (int64_t id : image_ids) {
     adds.push_back({"XADD", options_.stream, "*", "image", std::to_string(id)});
-  if (Status s = conn.Pipeline(adds); !s.ok()) return s;
-  return store_.MarkEnqueued(image_ids);
+  }
+  return conn.Pipeline(adds);
 }
 
 }  // namespace imgproc::queue

@@ -595,12 +595,16 @@ class PostgresStore final : public Store {
     return released;
   }
 
-  Result<std::vector<int64_t>> DueImages(std::optional<Millis> enqueued_before, int max) override {
+  Result<std::vector<int64_t>> TakeImagesToEnqueue(std::optional<Millis> enqueued_before,
+                                                   int max) override {
     auto session = Borrow();
     if (!session.ok()) return session.status();
+    // SKIP LOCKED: rows another process is marking are its to hand over.
     auto r = session->Exec(
-        "SELECT id FROM images WHERE state IN ('queued', 'leased') AND due_at <= $1 "
-        "AND (enqueued_at IS NULL OR enqueued_at < $2) ORDER BY due_at, id LIMIT $3",
+        "UPDATE images SET enqueued_at = $1 WHERE id IN (SELECT id FROM images "
+        "WHERE state IN ('queued', 'leased') AND due_at <= $1 "
+        "AND (enqueued_at IS NULL OR enqueued_at < $2) ORDER BY due_at, id LIMIT $3 "
+        "FOR UPDATE SKIP LOCKED) RETURNING id",
         Params()
             .Add(NowMillis())
             .Add(enqueued_before.value_or(std::numeric_limits<int64_t>::min()))
@@ -608,16 +612,8 @@ class PostgresStore final : public Store {
     if (!r.ok()) return r.status();
     std::vector<int64_t> ids;
     for (int i = 0; i < PQntuples(r->get()); ++i) ids.push_back(Row(r->get(), i).Int(0));
+    std::sort(ids.begin(), ids.end());
     return ids;
-  }
-
-  Status MarkEnqueued(const std::vector<int64_t>& image_ids) override {
-    if (image_ids.empty()) return Status::Ok();
-    auto session = Borrow();
-    if (!session.ok()) return session.status();
-    auto r = session->Exec("UPDATE images SET enqueued_at = $1 WHERE id = ANY($2::bigint[])",
-                           Params().Add(NowMillis()).AddIds(image_ids));
-    return r.ok() ? Status::Ok() : r.status();
   }
 
   Result<std::optional<Millis>> NextImageDue() override {

@@ -447,32 +447,29 @@ class SqliteStore final : public Store {
     return released;
   }
 
-  Result<std::vector<int64_t>> DueImages(std::optional<Millis> enqueued_before, int max) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    Stmt q(db_,
-           "SELECT id FROM images WHERE state IN ('queued', 'leased') AND due_at <= ? "
-           "AND (enqueued_at IS NULL OR enqueued_at < ?) ORDER BY due_at, id LIMIT ?");
-    q.Bind(1, NowMillis())
-        .Bind(2, enqueued_before.value_or(std::numeric_limits<int64_t>::min()))
-        .Bind(3, static_cast<int64_t>(max));
-    std::vector<int64_t> ids;
-    while (q.Step()) ids.push_back(q.Int(0));
-    if (!q.ok()) return Error("due images");
-    return ids;
-  }
-
-  Status MarkEnqueued(const std::vector<int64_t>& image_ids) override {
+  Result<std::vector<int64_t>> TakeImagesToEnqueue(std::optional<Millis> enqueued_before,
+                                                   int max) override {
     std::lock_guard<std::mutex> lock(mu_);
     const Millis now = NowMillis();
     Transaction tx(this);
     if (!tx.ok()) return tx.status();
+    Stmt q(db_,
+           "SELECT id FROM images WHERE state IN ('queued', 'leased') AND due_at <= ? "
+           "AND (enqueued_at IS NULL OR enqueued_at < ?) ORDER BY due_at, id LIMIT ?");
+    q.Bind(1, now)
+        .Bind(2, enqueued_before.value_or(std::numeric_limits<int64_t>::min()))
+        .Bind(3, static_cast<int64_t>(max));
+    std::vector<int64_t> ids;
+    while (q.Step()) ids.push_back(q.Int(0));
+    if (!q.ok()) return Error("images to enqueue");
     Stmt u(db_, "UPDATE images SET enqueued_at = ? WHERE id = ?");
-    for (int64_t id : image_ids) {
+    for (int64_t id : ids) {
       u.Bind(1, now).Bind(2, id).Step();
       if (!u.ok()) return Error("mark enqueued");
       u.Reset();
     }
-    return tx.Commit();
+    if (Status s = tx.Commit(); !s.ok()) return s;
+    return ids;
   }
 
   Result<std::optional<Millis>> NextImageDue() override {

@@ -123,12 +123,11 @@ class Store {
   // whatever a previous run had leased died with it. Returns how many were released.
   virtual Result<int> ReleaseLeases() = 0;
 
-  // Up to `max` images that are due and were never handed to a broker since they became queued,
-  // or (with `enqueued_before`) were last handed to it before that time; oldest first.
-  virtual Result<std::vector<int64_t>> DueImages(std::optional<Millis> enqueued_before,
-                                                 int max) = 0;
-  // Records that a broker now holds these images.
-  virtual Status MarkEnqueued(const std::vector<int64_t>& image_ids) = 0;
+  // Marks up to `max` due images as handed to a broker now and returns them, oldest first: those
+  // not handed over since they became queued, or (with `enqueued_before`) last handed over before
+  // that time. Concurrent callers get disjoint images.
+  virtual Result<std::vector<int64_t>> TakeImagesToEnqueue(std::optional<Millis> enqueued_before,
+                                                           int max) = 0;
 
   // The earliest time a queued image becomes due, if any image is queued.
   virtual Result<std::optional<Millis>> NextImageDue() = 0;

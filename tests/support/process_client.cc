@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -44,8 +45,9 @@ TempDir::~TempDir() {
 }
 
 ImgprocProcess::ImgprocProcess(std::filesystem::path data_dir,
-                               std::map<std::string, std::string> env)
-    : data_dir_(std::move(data_dir)), env_(std::move(env)) {}
+                               std::map<std::string, std::string> env,
+                               std::vector<std::string> args)
+    : data_dir_(std::move(data_dir)), env_(std::move(env)), args_(std::move(args)) {}
 
 ImgprocProcess::~ImgprocProcess() {
   if (pid_ > 0) {
@@ -76,15 +78,19 @@ bool ImgprocProcess::Start() {
   envp.push_back(nullptr);
 
   const std::string log_path = (data_dir_ / "imgproc.log").string();
+  const size_t log_before = log().size();
+  std::vector<char*> argv = {const_cast<char*>(binary)};
+  for (auto& a : args_) argv.push_back(a.data());
+  argv.push_back(nullptr);
   pid_ = fork();
   if (pid_ == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive a test binary that crashed
     std::FILE* log = std::fopen(log_path.c_str(), "a");
     if (log != nullptr) {
       dup2(fileno(log), STDOUT_FILENO);
       dup2(fileno(log), STDERR_FILENO);
     }
-    char* argv[] = {const_cast<char*>(binary), const_cast<char*>("serve"), nullptr};
-    execve(binary, argv, envp.data());
+    execve(binary, argv.data(), envp.data());
     _exit(127);
   }
   httplib::Client client("127.0.0.1", port_);
@@ -95,7 +101,11 @@ bool ImgprocProcess::Start() {
       pid_ = -1;
       return false;
     }
-    if (auto res = client.Get("/healthz"); res && res->status == 200) return true;
+    if (args_.front() == "worker") {
+      if (log().find("worker running", log_before) != std::string::npos) return true;
+    } else if (auto res = client.Get("/healthz"); res && res->status == 200) {
+      return true;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   return false;

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace imgproc::testing {
 
@@ -30,12 +31,15 @@ class TempDir {
 
 class ImgprocProcess {
  public:
-  // `env` is added to the test's environment; PORT, BIND and DATA_DIR are set by this class.
-  ImgprocProcess(std::filesystem::path data_dir, std::map<std::string, std::string> env);
+  // `env` is added to the test's environment after PORT, BIND and DATA_DIR (= data_dir, which
+  // also holds the process's log), so it may override them. `args` is the command line after the
+  // binary: a worker process is {"worker"}.
+  ImgprocProcess(std::filesystem::path data_dir, std::map<std::string, std::string> env,
+                 std::vector<std::string> args = {"serve"});
   ~ImgprocProcess();  // SIGKILLs the process if it still runs
 
-  // Starts `imgproc serve` and waits until /healthz answers. Returns false (with the log in
-  // `log()`) if it exits or does not answer within 20 s.
+  // Starts the process and waits until it is ready: /healthz answers, or for a worker, its log
+  // says it runs. Returns false (with the log in `log()`) if it exits or is not ready in 20 s.
   bool Start();
   void Signal(int sig);
   // Waits for the process to exit; returns its exit status (or -1 on timeout).
@@ -60,6 +64,7 @@ class ImgprocProcess {
  private:
   std::filesystem::path data_dir_;
   std::map<std::string, std::string> env_;
+  std::vector<std::string> args_;
   int port_ = 0;
   pid_t pid_ = -1;
 };

@@ -33,7 +33,8 @@ std::string ExecSql(const std::string& url, const std::string& sql) {
   if (PQstatus(conn) != CONNECTION_OK) {
     error = PQerrorMessage(conn);
   } else {
-    PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);  // "does not exist, skipping"
+    PQsetNoticeProcessor(
+        conn, [](void*, const char*) {}, nullptr);  // "does not exist, skipping"
     PGresult* r = PQexec(conn, sql.c_str());
     if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
       error = PQresultErrorMessage(r);

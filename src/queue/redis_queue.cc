@@ -109,7 +109,7 @@ Result<RedisAddress> ParseRedisUrl(const std::string& url) {
     a.host = rest.substr(0, colon);
     rest = rest.substr(colon + 1);
   } else {
-    if (!rest.empty()) a.host = rest;
+    a.host = rest;
     rest.clear();
   }
   if (!rest.empty()) {

@@ -4,9 +4,74 @@
 #include <spdlog/spdlog.h>
 
 #include <cctype>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
 
 namespace imgproc::api {
 namespace {
+
+// cpp-httplib's connection pool, made to grow: `min` threads from the start, one more whenever a
+// connection arrives and none is idle, up to `max`. A connection holds its thread for as long as
+// the client keeps it (a slow client dripping its headers, an idle keep-alive), so a fixed pool of
+// HTTP_THREADS is starved by that many slow clients; this one only by `max` of them. Threads stay
+// once started: idle ones cost a parked stack, and a burst is likely to come back.
+class GrowingThreadPool final : public httplib::TaskQueue {
+ public:
+  GrowingThreadPool(size_t min, size_t max) : max_(std::max(min, max)) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (size_t i = 0; i < min; ++i) Spawn();
+  }
+
+  void enqueue(std::function<void()> fn) override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      jobs_.push_back(std::move(fn));
+      if (idle_ < jobs_.size() && threads_.size() < max_) Spawn();
+    }
+    cv_.notify_one();
+  }
+
+  // Runs what is queued, then joins every thread.
+  void shutdown() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      shutdown_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+
+ private:
+  void Spawn() {  // mu_ held
+    threads_.emplace_back([this] {
+      while (true) {
+        std::function<void()> fn;
+        {
+          std::unique_lock<std::mutex> lock(mu_);
+          ++idle_;
+          cv_.wait(lock, [this] { return shutdown_ || !jobs_.empty(); });
+          --idle_;
+          if (jobs_.empty()) return;
+          fn = std::move(jobs_.front());
+          jobs_.pop_front();
+        }
+        fn();
+      }
+    });
+  }
+
+  const size_t max_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> jobs_;
+  std::vector<std::thread> threads_;
+  size_t idle_ = 0;
+  bool shutdown_ = false;
+};
 
 Request FromHttplib(const httplib::Request& req) {
   Request out;
@@ -35,11 +100,13 @@ void ToHttplib(const Response& in, httplib::Response& res) {
 HttpServer::HttpServer(Api& api, ServerOptions options)
     : api_(api), options_(std::move(options)), server_(std::make_unique<httplib::Server>()) {
   auto& s = *server_;
-  // Debian's cpp-httplib is a compiled library, so its pool is sized here, not by a macro. A
-  // keep-alive connection holds a pool thread, hence short keep-alive and read timeouts: a slow
-  // or idle client gives its thread back quickly.
+  // A connection holds a pool thread, hence a pool that grows (above), and short keep-alive and
+  // read timeouts: an idle client gives its thread back quickly.
   const size_t threads = static_cast<size_t>(std::max(2, options_.threads));
-  s.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  const size_t max_connections = static_cast<size_t>(std::max(2, options_.max_connections));
+  s.new_task_queue = [threads, max_connections] {
+    return new GrowingThreadPool(threads, max_connections);
+  };
   s.set_keep_alive_max_count(100);
   s.set_keep_alive_timeout(2);
   s.set_read_timeout(10, 0);

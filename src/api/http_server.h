@@ -17,7 +17,8 @@ namespace imgproc::api {
 struct ServerOptions {
   std::string bind = "127.0.0.1";
   int port = 8000;
-  int threads = 16;
+  int threads = 16;           // connection threads kept ready
+  int max_connections = 256;  // connections served at once (threads started on demand)
   size_t max_body_bytes = 11 * 1024 * 1024;  // the CSV limit plus multipart overhead
 };
 

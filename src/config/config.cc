@@ -54,7 +54,10 @@ void AddFlags(CLI::App& app, Config& c) {
 
   opt("--workers", c.workers, "WORKERS", "images in flight at once (download/upload)");
   opt("--cpu-threads", c.cpu_threads, "CPU_THREADS", "images compressed at once (0 = cores)");
-  opt("--http-threads", c.http_threads, "HTTP_THREADS", "threads serving HTTP connections");
+  opt("--http-threads", c.http_threads, "HTTP_THREADS",
+      "threads serving HTTP connections, ready from the start");
+  opt("--max-connections", c.max_connections, "MAX_CONNECTIONS",
+      "HTTP connections served at once (a slow client holds one); threads are added on demand");
   opt("--max-csv-bytes", c.max_csv_bytes, "MAX_CSV_BYTES", "largest accepted CSV file");
   opt("--max-rows", c.max_rows, "MAX_ROWS", "most data rows in a CSV");
   opt("--max-urls-per-row", c.max_urls_per_row, "MAX_URLS_PER_ROW", "most URL entries per row");
@@ -108,8 +111,9 @@ Status Finalize(Config& c) {
   }
   if (c.cpu_threads <= 0)
     c.cpu_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  if (c.workers < 1 || c.http_threads < 1)
-    return InvalidArgument("WORKERS and HTTP_THREADS must be >= 1");
+  if (c.workers < 1 || c.http_threads < 1 || c.max_connections < c.http_threads)
+    return InvalidArgument(
+        "WORKERS and HTTP_THREADS must be >= 1, MAX_CONNECTIONS >= HTTP_THREADS");
   if (c.max_attempts < 1) return InvalidArgument("MAX_ATTEMPTS must be >= 1");
   if (c.storage != "local" && c.storage != "imgbb") {
     return InvalidArgument("STORAGE must be 'local' or 'imgbb'");

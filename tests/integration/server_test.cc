@@ -486,8 +486,9 @@ TEST_F(ServerTest, SigtermHandsBackWhatOutlastsTheGracePeriod) {
 // keep serving everyone else.
 TEST_F(ServerTest, SlowClientsDoNotStarveOthers) {
   host_.Start();
-  StartServer(TestEnv({{"HTTP_THREADS", "4"}}));
-  constexpr int kSlowClients = 2;
+  // More slow clients than ready threads: the pool must grow past them.
+  StartServer(TestEnv({{"HTTP_THREADS", "4"}, {"MAX_CONNECTIONS", "64"}}));
+  constexpr int kSlowClients = 8;
   std::vector<int> slow;
   for (int i = 0; i < kSlowClients; ++i) {
     const int fd = socket(AF_INET, SOCK_STREAM, 0);

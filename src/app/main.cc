@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "app/service.h"
+#include "common/logging.h"
 #include "config/config.h"
 
 namespace {
@@ -75,6 +76,11 @@ int main(int argc, char** argv) {
     spdlog::set_level(level);
   }
   if (imgproc::Status s = imgproc::config::Finalize(config); !s.ok()) {
+    spdlog::critical("configuration: {}", s.message());
+    return 2;
+  }
+  if (imgproc::Status s = imgproc::logging::Configure(config.log_level, config.log_format);
+      !s.ok()) {
     spdlog::critical("configuration: {}", s.message());
     return 2;
   }

@@ -19,6 +19,12 @@ Result<std::unique_ptr<Service>> Service::Create(const config::Config& config, b
   auto store = store::OpenStore(config.database_url);
   if (!store.ok()) return store.status();
   svc->store_ = std::move(*store);
+  svc->metrics_ = std::make_unique<metrics::ServiceMetrics>();
+  svc->metrics_->SetQueueDepthSource([store = svc->store_.get()]() -> std::optional<double> {
+    auto depth = store->CountUnfinishedImages();
+    if (!depth.ok()) return std::nullopt;
+    return static_cast<double>(*depth);
+  });
   // SQLite means one process owns the database: whatever a previous run had leased died with it.
   if (auto released = svc->store_->ReleaseLeases(); !released.ok()) {
     return released.status();
@@ -44,6 +50,7 @@ Result<std::unique_ptr<Service>> Service::Create(const config::Config& config, b
   pipe.cpu_threads = config.cpu_threads;
   pipe.max_attempts = config.max_attempts;
   pipe.retry_base = std::chrono::milliseconds(config.retry_base_ms);
+  pipe.metrics = svc->metrics_.get();
   svc->queue_ = std::make_unique<queue::EmbeddedQueue>(*svc->store_, pipe.lease);
 
   webhook::SenderOptions hooks;
@@ -56,6 +63,7 @@ Result<std::unique_ptr<Service>> Service::Create(const config::Config& config, b
   hooks.fetch.connect_timeout = std::chrono::seconds(5);
   hooks.fetch.max_body_bytes = 64 * 1024;
   hooks.fetch.max_redirects = 0;
+  hooks.metrics = svc->metrics_.get();
   svc->webhooks_ = std::make_unique<webhook::Sender>(*svc->store_, hooks);
 
   if (with_workers) {
@@ -71,6 +79,7 @@ Result<std::unique_ptr<Service>> Service::Create(const config::Config& config, b
   api_options.csv_limits.max_url_length = static_cast<size_t>(config.max_url_length);
   if (config.storage == "local") api_options.media_dir = media_dir;
   for (const auto& key : config.api_keys) api_options.api_key_digests.insert(api::KeyDigest(key));
+  api_options.metrics = svc->metrics_.get();
   svc->api_ = std::make_unique<api::Api>(*svc->store_, api_options,
                                          [queue = svc->queue_.get()] { queue->Notify(); });
 

@@ -8,6 +8,7 @@
 #include "api/handlers.h"
 #include "api/http_server.h"
 #include "config/config.h"
+#include "metrics/service_metrics.h"
 #include "pipeline/worker_pool.h"
 #include "queue/queue.h"
 #include "storage/storage.h"
@@ -32,6 +33,7 @@ class Service {
   Service() = default;
 
   config::Config config_;
+  std::unique_ptr<metrics::ServiceMetrics> metrics_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<queue::WorkQueue> queue_;
   std::unique_ptr<storage::ImageStorage> storage_;

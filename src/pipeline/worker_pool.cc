@@ -5,6 +5,8 @@
 
 #include <random>
 
+#include "common/logging.h"
+
 namespace imgproc::pipeline {
 namespace {
 
@@ -24,11 +26,21 @@ store::ImageOutcome Failure(const store::ImageTask& task, const PipelineOptions&
   return out;
 }
 
+// Seconds since `start`, observed into `histogram` (when there are metrics).
+void ObserveSince(metrics::Histogram* histogram, std::chrono::steady_clock::time_point start) {
+  if (histogram == nullptr) return;
+  histogram->Observe(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+}
+
 }  // namespace
 
 store::ImageOutcome ProcessImage(const store::ImageTask& task, storage::ImageStorage& storage,
                                  const PipelineOptions& options, CpuSlots& cpu) {
+  metrics::ServiceMetrics* m = options.metrics;
+  auto start = std::chrono::steady_clock::now();
   auto response = net::Get(task.url, options.fetch);
+  ObserveSince(m ? &m->download_seconds() : nullptr, start);
   if (!response.ok()) {
     return Failure(task, options, response.status().transient(),
                    "download failed: " + response.status().message());
@@ -44,11 +56,15 @@ store::ImageOutcome ProcessImage(const store::ImageTask& task, storage::ImageSto
                    retry_after);
   }
   if (response->body.empty()) return Failure(task, options, false, "download failed: empty body");
+  const auto input_bytes = static_cast<int64_t>(response->body.size());
+  if (m) m->BytesIn(response->body.size());
 
   Result<EncodedImage> encoded = Internal("not run");
   {
     cpu.acquire();
+    start = std::chrono::steady_clock::now();
     encoded = CompressToJpeg(response->body, options.codec);
+    ObserveSince(m ? &m->compress_seconds() : nullptr, start);
     cpu.release();
   }
   response->body = std::string();  // free the download before the upload
@@ -56,14 +72,19 @@ store::ImageOutcome ProcessImage(const store::ImageTask& task, storage::ImageSto
 
   const std::string name =
       std::to_string(task.serial_no) + "_" + std::to_string(task.index) + ".jpg";
+  start = std::chrono::steady_clock::now();
   auto url = storage.Put(task.request_id, name, encoded->jpeg);
+  ObserveSince(m ? &m->upload_seconds() : nullptr, start);
   if (!url.ok()) {
     return Failure(task, options, url.status().transient(), url.status().message(),
                    url.status().retry_after());
   }
+  if (m) m->BytesOut(encoded->jpeg.size());
   store::ImageOutcome out;
   out.ok = true;
   out.output_url = *url;
+  out.input_bytes = input_bytes;
+  out.output_bytes = static_cast<int64_t>(encoded->jpeg.size());
   return out;
 }
 
@@ -121,6 +142,7 @@ void WorkerPool::Run(const std::string& owner) {
       continue;
     }
     for (const auto& task : *tasks) {
+      const logging::ScopedRequestId log_scope(task.request_id);
       auto outcome = ProcessImage(task, storage_, options_, cpu_);
       if (cancel_ && !outcome.ok) {
         // Interrupted by shutdown, not failed: hand it back, due at once for the next run.
@@ -139,6 +161,14 @@ void WorkerPool::Run(const std::string& owner) {
       if (!recorded.ok()) {
         spdlog::error("request {}: cannot record image: {}", task.request_id,
                       recorded.status().message());
+      } else if (*recorded && options_.metrics != nullptr) {
+        if (outcome.ok) {
+          options_.metrics->ImageDone();
+        } else if (outcome.retry_at) {
+          options_.metrics->ImageRetried();
+        } else {
+          options_.metrics->ImageFailed();
+        }
       }
       if (outcome.retry_at) queue_.Notify();
       if (on_recorded_) on_recorded_();

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "metrics/service_metrics.h"
 #include "net/http_client.h"
 #include "pipeline/image_codec.h"
 #include "queue/queue.h"
@@ -33,6 +34,7 @@ struct PipelineOptions {
   int max_attempts = 5;
   std::chrono::milliseconds retry_base{1000};
   std::chrono::milliseconds lease{300'000};
+  metrics::ServiceMetrics* metrics = nullptr;  // stage durations, bytes, outcomes; may be null
 };
 
 // Limits how many images are compressed at once.

@@ -89,17 +89,24 @@
   }
 
   // --- One request ---------------------------------------------------------------------------
+  // An image that does not load (the host answers 404, not an image) becomes a placeholder.
+  function thumbnail(alt, cls) {
+    const img = el('img', { alt, loading: 'lazy', class: cls });
+    img.addEventListener('error', () => img.replaceWith(el('div', { class: 'placeholder', text: 'cannot load' })));
+    return img;
+  }
+
   function imageFigure(product, index, input, output) {
     const errors = product['Image Errors'] || [];
     const retries = product['Image Retries'] || [];
     const size = (product['Image Sizes'] || []).find((s) => s.index === index);
     const error = errors.find((e) => e.index === index);
     const retry = retries.find((e) => e.index === index);
-    const before = el('img', { alt: 'before', loading: 'lazy', class: 'before' });
+    const before = isHttp(input) ? thumbnail('before', 'before') : el('div', { class: 'placeholder', text: 'no URL' });
     if (isHttp(input)) before.src = input;
     let after;
     if (output && (isHttp(output) || output.startsWith('/')) && output !== input) {
-      after = el('img', { alt: 'after', loading: 'lazy', class: 'after' });
+      after = thumbnail('after', 'after');
       setImage(after, output);
     } else {
       after = el('div', { class: 'placeholder', text: error ? 'failed' : isHttp(input) ? '…' : 'kept' });

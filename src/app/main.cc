@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <thread>
 
+#include "app/process_command.h"
 #include "app/service.h"
 #include "common/logging.h"
 #include "config/config.h"
@@ -69,6 +70,12 @@ int main(int argc, char** argv) {
                   "serve the API only; `imgproc worker` processes run elsewhere on a shared "
                   "DATABASE_URL (not with SQLite, which one process owns)");
 
+  imgproc::app::ProcessOptions process_options;
+  CLI::App* process = app.add_subcommand(
+      "process", "Process a CSV offline, without a server, and write the output CSV.");
+  imgproc::config::AddFlags(*process, config);
+  imgproc::app::AddProcessFlags(*process, process_options);
+
   CLI11_PARSE(app, argc, argv);
 
   if (auto level = spdlog::level::from_str(config.log_level);
@@ -91,5 +98,6 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (serve->parsed()) return Serve(config, !no_worker);
+  if (process->parsed()) return imgproc::app::RunProcess(config, process_options);
   return 0;
 }

@@ -125,3 +125,37 @@ test('a good CSV runs to completion with thumbnails, sizes and the output CSV', 
   assert.ok(existsSync(shot));
   console.log(`screenshot: ${shot}`);
 });
+
+test('with API keys on, the page asks for a key and uses it for everything', async () => {
+  const keyed = await startImgproc({ API_KEYS: 'key-one' });
+  try {
+    await page.goto(keyed.base + '/');
+    await page.evaluate(() => localStorage.removeItem('imgproc.apiKey'));
+    await page.reload();
+    await page.waitForSelector('#recent-empty:not([hidden])');
+    assert.match(await page.textContent('#recent-empty'), /API key/);
+    // Without a key the upload is refused, with the server's message.
+    await chooseCsv('products.csv', exampleCsv(images));
+    await page.waitForSelector('#upload-error:not([hidden])');
+    assert.match(await page.textContent('#upload-error'), /Unauthorized/);
+
+    await page.click('#key-box summary');
+    await page.fill('#api-key', 'key-one');
+    await page.press('#api-key', 'Tab');  // change event: the key is kept
+    await page.click('#submit');
+    await page.waitForFunction(() => document.querySelector('#request-status')?.textContent === 'completed',
+      null, { timeout: 60_000 });
+    // Media need the key: the page fetched them as blobs, and they decoded.
+    await page.waitForFunction(() => {
+      const imgs = [...document.querySelectorAll('#products img.after')];
+      return imgs.length === 4 && imgs.every((img) => img.src.startsWith('blob:') && img.complete && img.naturalWidth > 0);
+    }, null, { timeout: 20_000 });
+    const id = await page.textContent('#request-id');
+    await page.waitForSelector(`#recent tr[data-id="${id}"]`, { timeout: 10_000 });
+    const download = await Promise.all([page.waitForEvent('download'), page.click('#csv-link')]);
+    assert.equal(download[0].suggestedFilename(), `output-${id}.csv`);
+  } finally {
+    await page.evaluate(() => localStorage.removeItem('imgproc.apiKey')).catch(() => {});
+    await keyed.stop();
+  }
+});

@@ -231,6 +231,7 @@
       tbody.replaceChildren();
       const list = status === 200 ? body.requests : [];
       $('recent-empty').hidden = list.length > 0;
+      $('recent').hidden = list.length === 0;
       $('recent-empty').textContent = status === 401 ? 'Enter your API key to see your requests.' : 'No requests yet.';
       for (const r of list) {
         const row = el('tr', { 'data-id': r.request_id },

@@ -305,9 +305,11 @@ class SqliteStore final : public Store {
     }
     if (!e.ok()) return Error("read image errors");
 
+    // Sizes of done images (not of those finished before migration 4, which has none).
     Stmt z(db_,
            "SELECT product_id, idx, input_bytes, output_bytes FROM images "
-           "WHERE request_id = ? AND state = 'done' ORDER BY product_id, idx");
+           "WHERE request_id = ? AND state = 'done' AND input_bytes IS NOT NULL "
+           "ORDER BY product_id, idx");
     z.Bind(1, request_id);
     cursor = 0;
     while (z.Step()) {

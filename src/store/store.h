@@ -65,7 +65,7 @@ struct ProductView {
   std::optional<std::string> output_urls;  // null until every image of the product is final
   std::vector<ImageError> image_errors;    // failed for good
   std::vector<ImageError> image_retries;   // failed for now, to be tried again (error = last one)
-  std::vector<ImageSize> image_sizes;      // done images, by index
+  std::vector<ImageSize> image_sizes;      // done images with known sizes, by index
 };
 
 struct WebhookState {

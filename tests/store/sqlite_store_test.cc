@@ -283,8 +283,14 @@ TEST_F(SqliteStoreTest, CountUnfinishedImagesCountsQueuedAndLeased) {
 }
 
 TEST_F(SqliteStoreTest, VersionThreeDatabaseIsMigratedKeepingItsRows) {
-  ASSERT_TRUE(
-      store_->CreateRequest("old", std::nullopt, {Row(1, "P", {"http://a/0"})}, std::nullopt).ok());
+  ASSERT_TRUE(store_
+                  ->CreateRequest("old", std::nullopt, {Row(1, "P", {"http://a/0", "http://a/1"})},
+                                  std::nullopt)
+                  .ok());
+  // One image done by the older imgproc: it has no sizes.
+  auto first = store_->ClaimImages("w", 1, 60'000);
+  ASSERT_EQ(first->size(), 1u);
+  ASSERT_TRUE(*store_->RecordImage((*first)[0].image_id, "w", Ok("http://out/old")));
   store_.reset();
   // Turn the database back into schema version 3, as an older imgproc left it.
   const std::string path = (dir_ / "db" / "imgproc.db").string();
@@ -306,7 +312,9 @@ TEST_F(SqliteStoreTest, VersionThreeDatabaseIsMigratedKeepingItsRows) {
   o.output_bytes = 3;
   ASSERT_TRUE(*store_->RecordImage((*tasks)[0].image_id, "w", o));
   auto view = store_->GetRequest("old");
-  ASSERT_EQ(view->products[0].image_sizes.size(), 1u);
+  ASSERT_EQ(view->status, RequestStatus::kCompleted);
+  ASSERT_EQ(view->products[0].image_sizes.size(), 1u) << "the old image has no sizes";
+  EXPECT_EQ(view->products[0].image_sizes[0].index, (*tasks)[0].index);
   EXPECT_EQ(view->products[0].image_sizes[0].output_bytes, 3);
   EXPECT_EQ(store_->ListRequests(std::nullopt, 5)->size(), 1u);
 }

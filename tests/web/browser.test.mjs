@@ -71,6 +71,8 @@ test('a bad CSV shows its problems row by row', async () => {
   assert.ok(rows.length >= 2, JSON.stringify(rows));
   assert.deepEqual(rows[0].slice(0, 2), ['2', 'Serial Number']);
   assert.ok(rows.some((r) => r[0] === '3' && r[1] === 'Product Name'), JSON.stringify(rows));
+  mkdirSync(artifacts, { recursive: true });
+  await page.screenshot({ path: path.join(artifacts, 'web-csv-errors.png') });
 });
 
 test('a good CSV runs to completion with thumbnails, sizes and the output CSV', async () => {

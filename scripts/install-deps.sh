@@ -9,7 +9,12 @@ packages=(
   libpq-dev libhiredis-dev postgresql-15 redis-server
   libgtest-dev libgmock-dev clang libclang-rt-14-dev
   curl python3 sqlite3
+  chromium
 )
+# The node tests (tests/web) need node >= 20 (playwright-core) and npm: the machine's Node.js is
+# used; Debian's packages (node 18, too old for the browser test) only when there is none.
+command -v node >/dev/null || packages+=(nodejs)
+command -v npm >/dev/null || packages+=(npm)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -56,8 +56,9 @@ for p in json.loads(sys.argv[1])["products"]:
         print(f"  {src} ({a} B) -> {out} ({b} B)")
 PY
 echo
-echo "imgproc is serving on $base (data in ./data). Try:"
+echo "imgproc is serving on $base (data in ./data). Open $base/ in a browser, or try:"
 echo "  curl -F csv_file=@examples/products.csv $base/api/p/upload/"
 echo "  curl $base/status/<request_id>/"
+echo "  curl $base/metrics"
 echo "Press Ctrl-C to stop."
 wait "${pids[1]}"

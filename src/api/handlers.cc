@@ -4,11 +4,14 @@
 #include <openssl/rand.h>
 #include <spdlog/spdlog.h>
 
+#include <ctime>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 
+#include "api/assets.h"
+#include "common/logging.h"
 #include "common/product_json.h"
 #include "net/address.h"
 #include "storage/local_storage.h"
@@ -40,6 +43,17 @@ std::optional<std::string> SegmentAfter(const std::string& path, std::string_vie
   }
   if (rest.empty() || rest.find('/') != std::string::npos) return std::nullopt;
   return rest;
+}
+
+// RFC 3339 UTC with milliseconds: 2026-01-31T12:00:00.000Z.
+std::string FormatTime(store::Millis millis) {
+  const std::time_t seconds = static_cast<std::time_t>(millis / 1000);
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  char text[40];
+  const size_t n = std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &utc);
+  std::snprintf(text + n, sizeof text - n, ".%03dZ", static_cast<int>(millis % 1000));
+  return text;
 }
 
 }  // namespace
@@ -99,22 +113,46 @@ Response Api::Handle(const Request& request) {
   const std::string& path = request.path;
   const bool get = request.method == "GET" || request.method == "HEAD";
   if (path == "/healthz") return get ? Health() : JsonError(405, "Method not allowed");
+  if (path == "/readyz") return get ? Ready() : JsonError(405, "Method not allowed");
+  if (path == "/metrics") return get ? Metrics() : JsonError(405, "Method not allowed");
+  // The web page and the OpenAPI document: public, like the API's shape; the page asks for an
+  // API key itself when keys are on.
+  if (auto asset = FindAsset(path)) {
+    if (!get) return JsonError(405, "Method not allowed");
+    Response r;
+    r.content_type = std::string(asset->content_type);
+    r.body = std::string(asset->body);
+    r.headers["X-Content-Type-Options"] = "nosniff";
+    r.headers["Cache-Control"] = "no-cache";
+    if (r.content_type.rfind("text/html", 0) == 0) {
+      // Only our own script and style; thumbnails come from the image hosts and our media.
+      r.headers["Content-Security-Policy"] =
+          "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+          "img-src 'self' http: https: data: blob:; base-uri 'none'; form-action 'none'; "
+          "frame-ancestors 'none'";
+      r.headers["Referrer-Policy"] = "no-referrer";
+    }
+    return r;
+  }
 
+  const bool list = path == "/api/p/requests/" || path == "/api/p/requests";
   const bool upload = path == "/api/p/upload/" || path == "/api/p/upload";
   // Anything under /status/ that is not one UUID is an unknown request, not an unknown route.
   const bool status = path.rfind("/status/", 0) == 0;
   const auto csv_id = SegmentAfter(path, "/api/p/requests/", "/output.csv");
   const bool media = path.rfind("/media/", 0) == 0;
-  if (!upload && !status && !csv_id && !media) return JsonError(404, "Not found");
+  if (!upload && !status && !csv_id && !media && !list) return JsonError(404, "Not found");
   if (upload ? request.method != "POST" : !get) return JsonError(405, "Method not allowed");
 
   auto caller = Caller(request);
   if (!caller.ok()) {
+    if (upload) Rejected(metrics::RejectReason::kUnauthorized);
     Response r = JsonError(401, caller.status().message());
     r.headers["WWW-Authenticate"] = "Bearer";
     return r;
   }
   if (upload) return Upload(request, *caller);
+  if (list) return ListRequests(request, *caller);
   if (status) return RequestStatus(SegmentAfter(path, "/status/").value_or(""), *caller);
   if (csv_id) {
     auto it = request.query.find("errors");
@@ -139,11 +177,25 @@ Result<std::optional<std::string>> Api::Caller(const Request& request) const {
   return std::optional<std::string>(std::move(digest));
 }
 
+void Api::CountTransportRejection(const std::string& path, int status) {
+  if (status == 413 && (path == "/api/p/upload/" || path == "/api/p/upload")) {
+    Rejected(metrics::RejectReason::kTooLarge);
+  }
+}
+
+void Api::Rejected(metrics::RejectReason reason) {
+  if (options_.metrics != nullptr) options_.metrics->UploadRejected(reason);
+}
+
 Response Api::Upload(const Request& request, const std::optional<std::string>& owner) {
   const auto file = request.form.find("csv_file");
-  if (file == request.form.end()) return JsonError(400, "No CSV file provided");
+  if (file == request.form.end()) {
+    Rejected(metrics::RejectReason::kNoFile);
+    return JsonError(400, "No CSV file provided");
+  }
   const std::string& data = file->second.content;
   if (data.size() > options_.csv_limits.max_bytes) {
+    Rejected(metrics::RejectReason::kTooLarge);
     return JsonError(
         413, "CSV file is larger than " + std::to_string(options_.csv_limits.max_bytes) + " bytes");
   }
@@ -155,7 +207,10 @@ Response Api::Upload(const Request& request, const std::optional<std::string>& o
     const auto last = url.find_last_not_of(" \t\r\n");
     url = first == std::string::npos ? "" : url.substr(first, last - first + 1);
     if (!url.empty()) {
-      if (url.size() > 2048 || !net::IsHttpUrl(url)) return JsonError(400, "Invalid webhook_url");
+      if (url.size() > 2048 || !net::IsHttpUrl(url)) {
+        Rejected(metrics::RejectReason::kInvalidWebhook);
+        return JsonError(400, "Invalid webhook_url");
+      }
       webhook_url = url;
     }
   }
@@ -166,10 +221,12 @@ Response Api::Upload(const Request& request, const std::optional<std::string>& o
     for (const auto& p : parsed.problems) {
       details.push_back({{"row", p.row}, {"column", p.column}, {"message", p.message}});
     }
+    Rejected(metrics::RejectReason::kInvalidCsv);
     return JsonResponse(400, {{"error", "Invalid CSV format"}, {"details", details}});
   }
 
   const std::string id = NewRequestId();
+  const logging::ScopedRequestId log_scope(id);
   if (auto s = store_.CreateRequest(id, webhook_url, parsed.rows, owner); !s.ok()) {
     spdlog::error("upload: cannot store request: {}", s.message());
     return JsonError(503, "Service unavailable: cannot store the request, try again");
@@ -177,6 +234,7 @@ Response Api::Upload(const Request& request, const std::optional<std::string>& o
   size_t images = 0;
   for (const auto& row : parsed.rows) images += row.input_urls.size();
   spdlog::info("request {}: accepted {} products, {} URL entries", id, parsed.rows.size(), images);
+  if (options_.metrics != nullptr) options_.metrics->UploadAccepted();
   if (on_created_) on_created_();
   return JsonResponse(202, {{"request_id", id}});
 }
@@ -191,6 +249,7 @@ Result<store::RequestView> Api::LoadRequest(const std::string& request_id,
 
 Response Api::LoadError(const std::string& request_id, const imgproc::Status& status) {
   if (status.code() == StatusCode::kNotFound) return JsonError(404, "Request ID not found");
+  const logging::ScopedRequestId log_scope(request_id);
   spdlog::error("request {}: {}", request_id, status.message());
   return JsonError(503, "Service unavailable: cannot read the request, try again");
 }
@@ -200,7 +259,16 @@ Response Api::RequestStatus(const std::string& request_id,
   auto view = LoadRequest(request_id, caller);
   if (!view.ok()) return LoadError(request_id, view.status());
   json products = json::array();
-  for (const auto& p : view->products) products.push_back(ProductJson(p, /*with_errors=*/true));
+  for (const auto& p : view->products) {
+    json product = ProductJson(p, /*with_errors=*/true);
+    json sizes = json::array();
+    for (const auto& z : p.image_sizes) {
+      sizes.push_back(
+          {{"index", z.index}, {"input_bytes", z.input_bytes}, {"output_bytes", z.output_bytes}});
+    }
+    product["Image Sizes"] = std::move(sizes);
+    products.push_back(std::move(product));
+  }
   json body = {
       {"request_id", view->request_id},
       {"status", store::ToString(view->status)},
@@ -264,6 +332,51 @@ Response Api::Media(const std::string& relative, const std::optional<std::string
   return r;
 }
 
+Response Api::ListRequests(const Request& request, const std::optional<std::string>& caller) {
+  int limit = 20;
+  if (auto it = request.query.find("limit"); it != request.query.end()) {
+    const std::string& text = it->second;
+    if (text.empty() || text.size() > 3 ||
+        text.find_first_not_of("0123456789") != std::string::npos) {
+      return JsonError(400, "limit must be an integer from 1 to 100");
+    }
+    limit = std::stoi(text);
+    if (limit < 1 || limit > 100) return JsonError(400, "limit must be an integer from 1 to 100");
+  }
+  auto listed = store_.ListRequests(caller, limit);
+  if (!listed.ok()) {
+    spdlog::error("list requests: {}", listed.status().message());
+    return JsonError(503, "Service unavailable: cannot read the requests, try again");
+  }
+  json requests = json::array();
+  for (const auto& r : *listed) {
+    requests.push_back({{"request_id", r.request_id},
+                        {"status", store::ToString(r.status)},
+                        {"created_at", FormatTime(r.created_at)},
+                        {"progress",
+                         {{"images_total", r.images_total},
+                          {"images_done", r.images_done},
+                          {"images_failed", r.images_failed}}}});
+  }
+  return JsonResponse(200, {{"requests", std::move(requests)}});
+}
+
 Response Api::Health() { return JsonResponse(200, {{"status", "ok"}}); }
+
+Response Api::Ready() {
+  auto depth = store_.CountUnfinishedImages();
+  if (!depth.ok()) {
+    spdlog::warn("readyz: store unavailable: {}", depth.status().message());
+    return JsonResponse(503, {{"status", "unavailable"}, {"error", "Store unavailable"}});
+  }
+  return JsonResponse(200, {{"status", "ready"}});
+}
+
+Response Api::Metrics() {
+  Response r;
+  r.content_type = metrics::kContentType;
+  if (options_.metrics != nullptr) r.body = options_.metrics->Render();
+  return r;
+}
 
 }  // namespace imgproc::api

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "csv/product_csv.h"
+#include "metrics/service_metrics.h"
 #include "queue/queue.h"
 #include "store/store.h"
 
@@ -45,6 +46,8 @@ struct ApiOptions {
   std::filesystem::path media_dir;
   // KeyDigest() of every accepted API key. Empty: no authentication (the zero-setup default).
   std::set<std::string> api_key_digests;
+  // Served at /metrics and updated for uploads; null: /metrics is empty and nothing is counted.
+  metrics::ServiceMetrics* metrics = nullptr;
 };
 
 class Api {
@@ -53,6 +56,9 @@ class Api {
   Api(store::Store& store, ApiOptions options, std::function<void()> on_created);
 
   Response Handle(const Request& request);
+
+  // The transport refused an upload before it reached Handle() (body over the limit: 413).
+  void CountTransportRejection(const std::string& path, int status);
 
  private:
   // The caller's identity for the per-request access check: the digest of its API key, nullopt
@@ -69,7 +75,11 @@ class Api {
   Response OutputCsv(const std::string& request_id, bool with_errors,
                      const std::optional<std::string>& caller);
   Response Media(const std::string& relative, const std::optional<std::string>& caller);
+  Response ListRequests(const Request& request, const std::optional<std::string>& caller);
   Response Health();
+  Response Ready();
+  Response Metrics();
+  void Rejected(metrics::RejectReason reason);
 
   store::Store& store_;
   const ApiOptions options_;

@@ -126,9 +126,10 @@ HttpServer::HttpServer(Api& api, ServerOptions options)
 
   // httplib answers some errors itself (413 too large, 400 unparsable, 404 unknown method):
   // give those a JSON body too.
-  s.set_error_handler(
-      httplib::Server::HandlerWithResponse([](const httplib::Request&, httplib::Response& res) {
+  s.set_error_handler(httplib::Server::HandlerWithResponse(
+      [this](const httplib::Request& req, httplib::Response& res) {
         if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+        api_.CountTransportRejection(req.path, res.status);
         const std::string message = res.status == 413   ? "Request body is too large"
                                     : res.status == 404 ? "Not found"
                                     : res.status == 405 ? "Method not allowed"

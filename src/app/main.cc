@@ -5,7 +5,9 @@
 #include <CLI/CLI.hpp>
 #include <thread>
 
+#include "app/process_command.h"
 #include "app/service.h"
+#include "common/logging.h"
 #include "config/config.h"
 #include "store/store.h"
 
@@ -79,6 +81,12 @@ int main(int argc, char** argv) {
       "worker also do this at start).");
   imgproc::config::AddFlags(*migrate, config);
 
+  imgproc::app::ProcessOptions process_options;
+  CLI::App* process = app.add_subcommand(
+      "process", "Process a CSV offline, without a server, and write the output CSV.");
+  imgproc::config::AddFlags(*process, config);
+  imgproc::app::AddProcessFlags(*process, process_options);
+
   CLI11_PARSE(app, argc, argv);
 
   if (auto level = spdlog::level::from_str(config.log_level);
@@ -86,6 +94,11 @@ int main(int argc, char** argv) {
     spdlog::set_level(level);
   }
   if (imgproc::Status s = imgproc::config::Finalize(config); !s.ok()) {
+    spdlog::critical("configuration: {}", s.message());
+    return 2;
+  }
+  if (imgproc::Status s = imgproc::logging::Configure(config.log_level, config.log_format);
+      !s.ok()) {
     spdlog::critical("configuration: {}", s.message());
     return 2;
   }
@@ -105,6 +118,7 @@ int main(int argc, char** argv) {
     spdlog::info("migrate: the schema is up to date");
     return 0;
   }
+  if (process->parsed()) return imgproc::app::RunProcess(config, process_options);
   if (worker->parsed()) return Serve(config, imgproc::app::Role::kWorkers);
   return Serve(config, no_worker ? imgproc::app::Role::kApi : imgproc::app::Role::kApiAndWorkers);
 }

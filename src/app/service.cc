@@ -38,6 +38,12 @@ Result<std::unique_ptr<Service>> Service::Create(const config::Config& config, R
   auto store = store::OpenStore(config.database_url);
   if (!store.ok()) return store.status();
   svc->store_ = std::move(*store);
+  svc->metrics_ = std::make_unique<metrics::ServiceMetrics>();
+  svc->metrics_->SetQueueDepthSource([store = svc->store_.get()]() -> std::optional<double> {
+    auto depth = store->CountUnfinishedImages();
+    if (!depth.ok()) return std::nullopt;
+    return static_cast<double>(*depth);
+  });
   // SQLite means one process owns the database: whatever a previous run had leased died with it.
   // A shared store's leases belong to live processes, or expire.
   if (!shared_store) {
@@ -66,6 +72,7 @@ Result<std::unique_ptr<Service>> Service::Create(const config::Config& config, R
   pipe.cpu_threads = config.cpu_threads;
   pipe.max_attempts = config.max_attempts;
   pipe.retry_base = std::chrono::milliseconds(config.retry_base_ms);
+  pipe.metrics = svc->metrics_.get();
   pipe.lease = std::chrono::milliseconds(config.lease_ms);
   if (config.redis_url.empty()) {
     // Work stored by another process is found by polling the shared store.
@@ -93,6 +100,7 @@ Result<std::unique_ptr<Service>> Service::Create(const config::Config& config, R
   hooks.fetch.connect_timeout = std::chrono::seconds(5);
   hooks.fetch.max_body_bytes = 64 * 1024;
   hooks.fetch.max_redirects = 0;
+  hooks.metrics = svc->metrics_.get();
   svc->webhooks_ = std::make_unique<webhook::Sender>(*svc->store_, hooks);
 
   if (with_workers) {
@@ -108,6 +116,7 @@ Result<std::unique_ptr<Service>> Service::Create(const config::Config& config, R
   api_options.csv_limits.max_url_length = static_cast<size_t>(config.max_url_length);
   if (config.storage == "local") api_options.media_dir = media_dir;
   for (const auto& key : config.api_keys) api_options.api_key_digests.insert(api::KeyDigest(key));
+  api_options.metrics = svc->metrics_.get();
   svc->api_ = std::make_unique<api::Api>(*svc->store_, api_options,
                                          [queue = svc->queue_.get()] { queue->Notify(); });
 

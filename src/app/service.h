@@ -11,6 +11,7 @@
 #include "api/handlers.h"
 #include "api/http_server.h"
 #include "config/config.h"
+#include "metrics/service_metrics.h"
 #include "pipeline/worker_pool.h"
 #include "queue/queue.h"
 #include "storage/storage.h"
@@ -42,6 +43,7 @@ class Service {
   std::mutex mu_;
   std::condition_variable stopped_cv_;
   bool stopped_ = false;
+  std::unique_ptr<metrics::ServiceMetrics> metrics_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<queue::WorkQueue> queue_;
   std::unique_ptr<storage::ImageStorage> storage_;

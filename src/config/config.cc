@@ -83,6 +83,8 @@ void AddFlags(CLI::App& app, Config& c) {
   opt("--shutdown-grace-ms", c.shutdown_grace_ms, "SHUTDOWN_GRACE_MS",
       "on SIGTERM, how long images in flight may finish before they are handed back");
   opt("--log-level", c.log_level, "LOG_LEVEL", "trace | debug | info | warn | error");
+  opt("--log-format", c.log_format, "LOG_FORMAT",
+      "text | json (JSON lines; a line about one request carries its request_id)");
 }
 
 Status Finalize(Config& c) {
@@ -117,6 +119,9 @@ Status Finalize(Config& c) {
   if (c.max_attempts < 1) return InvalidArgument("MAX_ATTEMPTS must be >= 1");
   if (c.storage != "local" && c.storage != "imgbb") {
     return InvalidArgument("STORAGE must be 'local' or 'imgbb'");
+  }
+  if (c.log_format != "text" && c.log_format != "json") {
+    return InvalidArgument("LOG_FORMAT must be 'text' or 'json'");
   }
   if (c.lease_ms < 100 || c.queue_sweep_ms < 10) {
     return InvalidArgument("LEASE_MS must be >= 100 and QUEUE_SWEEP_MS >= 10");

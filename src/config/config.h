@@ -59,6 +59,7 @@ struct Config {
 
   int shutdown_grace_ms = 25000;  // SIGTERM: how long images in flight may take to finish
   std::string log_level = "info";
+  std::string log_format = "text";  // text | json (one JSON object per line)
 };
 
 // Adds every setting to `app` as a flag with its environment variable, bound to `config`.

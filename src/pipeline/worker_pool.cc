@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <random>
 
+#include "common/logging.h"
+
 namespace imgproc::pipeline {
 namespace {
 
@@ -25,11 +27,21 @@ store::ImageOutcome Failure(const store::ImageTask& task, const PipelineOptions&
   return out;
 }
 
+// Seconds since `start`, observed into `histogram` (when there are metrics).
+void ObserveSince(metrics::Histogram* histogram, std::chrono::steady_clock::time_point start) {
+  if (histogram == nullptr) return;
+  histogram->Observe(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+}
+
 }  // namespace
 
 store::ImageOutcome ProcessImage(const store::ImageTask& task, storage::ImageStorage& storage,
                                  const PipelineOptions& options, CpuSlots& cpu) {
+  metrics::ServiceMetrics* m = options.metrics;
+  auto start = std::chrono::steady_clock::now();
   auto response = net::Get(task.url, options.fetch);
+  ObserveSince(m ? &m->download_seconds() : nullptr, start);
   if (!response.ok()) {
     return Failure(task, options, response.status().transient(),
                    "download failed: " + response.status().message());
@@ -45,11 +57,15 @@ store::ImageOutcome ProcessImage(const store::ImageTask& task, storage::ImageSto
                    retry_after);
   }
   if (response->body.empty()) return Failure(task, options, false, "download failed: empty body");
+  const auto input_bytes = static_cast<int64_t>(response->body.size());
+  if (m) m->BytesIn(response->body.size());
 
   Result<EncodedImage> encoded = Internal("not run");
   {
     cpu.acquire();
+    start = std::chrono::steady_clock::now();
     encoded = CompressToJpeg(response->body, options.codec);
+    ObserveSince(m ? &m->compress_seconds() : nullptr, start);
     cpu.release();
   }
   response->body = std::string();  // free the download before the upload
@@ -57,14 +73,19 @@ store::ImageOutcome ProcessImage(const store::ImageTask& task, storage::ImageSto
 
   const std::string name =
       std::to_string(task.serial_no) + "_" + std::to_string(task.index) + ".jpg";
+  start = std::chrono::steady_clock::now();
   auto url = storage.Put(task.request_id, name, encoded->jpeg);
+  ObserveSince(m ? &m->upload_seconds() : nullptr, start);
   if (!url.ok()) {
     return Failure(task, options, url.status().transient(), url.status().message(),
                    url.status().retry_after());
   }
+  if (m) m->BytesOut(encoded->jpeg.size());
   store::ImageOutcome out;
   out.ok = true;
   out.output_url = *url;
+  out.input_bytes = input_bytes;
+  out.output_bytes = static_cast<int64_t>(encoded->jpeg.size());
   return out;
 }
 
@@ -127,7 +148,7 @@ void WorkerPool::Heartbeat() {
   }
 }
 
-void WorkerPool::Record(const store::ImageTask& task, const std::string& owner,
+bool WorkerPool::Record(const store::ImageTask& task, const std::string& owner,
                         const store::ImageOutcome& outcome) {
   const auto give_up = std::chrono::steady_clock::now() + options_.lease;
   auto delay = std::chrono::milliseconds(100);
@@ -139,13 +160,13 @@ void WorkerPool::Record(const store::ImageTask& task, const std::string& owner,
                      task.request_id, task.serial_no, task.index);
       }
       queue_.Done(task);
-      return;
+      return *recorded;
     }
     if (!recorded.status().transient() || std::chrono::steady_clock::now() + delay > give_up) {
       // The lease runs out and the image is done again by whoever takes it.
       spdlog::error("request {}: cannot record image: {}", task.request_id,
                     recorded.status().message());
-      return;
+      return false;
     }
     spdlog::warn("request {}: cannot record image yet ({}), retrying", task.request_id,
                  recorded.status().message());
@@ -169,6 +190,7 @@ void WorkerPool::Run(const std::string& owner) {
     }
     backoff = std::chrono::milliseconds(0);
     for (const auto& task : *tasks) {
+      const logging::ScopedRequestId log_scope(task.request_id);
       auto outcome = ProcessImage(task, storage_, options_, cpu_);
       if (cancel_ && !outcome.ok) {
         // Interrupted by shutdown, not failed: hand it back, due at once for the next run.
@@ -183,7 +205,15 @@ void WorkerPool::Run(const std::string& owner) {
                      task.index, task.attempts, outcome.error,
                      outcome.retry_at ? " (will retry)" : "");
       }
-      Record(task, owner, outcome);
+      if (Record(task, owner, outcome) && options_.metrics != nullptr) {
+        if (outcome.ok) {
+          options_.metrics->ImageDone();
+        } else if (outcome.retry_at) {
+          options_.metrics->ImageRetried();
+        } else {
+          options_.metrics->ImageFailed();
+        }
+      }
       if (outcome.retry_at) queue_.Notify();
       if (on_recorded_) on_recorded_();
     }

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "metrics/service_metrics.h"
 #include "net/http_client.h"
 #include "pipeline/image_codec.h"
 #include "queue/queue.h"
@@ -35,6 +36,7 @@ struct PipelineOptions {
   // How long a taken image stays with its worker without news. The pool extends its leases every
   // third of this while it works, so only a dead (or cut-off) worker's images are taken over.
   std::chrono::milliseconds lease{60'000};
+  metrics::ServiceMetrics* metrics = nullptr;  // stage durations, bytes, outcomes; may be null
 };
 
 // Limits how many images are compressed at once.
@@ -61,7 +63,8 @@ class WorkerPool {
   void Run(const std::string& owner);
   void Heartbeat();
   // Records an outcome, retrying transient store errors (a database restarting) for up to a lease.
-  void Record(const store::ImageTask& task, const std::string& owner,
+  // True when it was recorded (this worker still held the lease).
+  bool Record(const store::ImageTask& task, const std::string& owner,
               const store::ImageOutcome& outcome);
 
   store::Store& store_;

@@ -62,6 +62,13 @@ CREATE INDEX images_due ON images(state, due_at);
 CREATE INDEX images_product ON images(product_id, idx);
 CREATE INDEX images_request ON images(request_id, state);
 )sql",
+    // 2: per-image sizes for the web page's saving column, and the list of recent requests.
+    R"sql(
+ALTER TABLE images ADD COLUMN input_bytes BIGINT;
+ALTER TABLE images ADD COLUMN output_bytes BIGINT;
+CREATE INDEX requests_created ON requests(created_at);
+CREATE INDEX requests_owner_created ON requests(owner, created_at);
+)sql",
 };
 
 // Any constant: the advisory lock that serialises migrations of processes starting together.
@@ -436,7 +443,7 @@ class PostgresStore final : public Store {
     for (int i = 0; i < PQntuples(p->get()); ++i) {
       Row row(p->get(), i);
       product_ids.push_back(row.Int(0));
-      view.products.push_back({row.Int(1), row.Text(2), row.Text(3), row.OptText(4), {}, {}});
+      view.products.push_back({row.Int(1), row.Text(2), row.Text(3), row.OptText(4), {}, {}, {}});
     }
 
     auto e = session->Exec(
@@ -454,6 +461,22 @@ class PostgresStore final : public Store {
       (row.Text(5) == "failed" ? product.image_errors : product.image_retries)
           .push_back({static_cast<int>(row.Int(1)), row.Text(2), row.Text(3),
                       static_cast<int>(row.Int(4))});
+    }
+
+    // Sizes of done images (not of those finished before migration 2, which have none).
+    auto z = session->Exec(
+        "SELECT product_id, idx, input_bytes, output_bytes FROM images "
+        "WHERE request_id = $1 AND state = 'done' AND input_bytes IS NOT NULL "
+        "ORDER BY product_id, idx",
+        Params().Add(request_id));
+    if (!z.ok()) return z.status();
+    cursor = 0;
+    for (int i = 0; i < PQntuples(z->get()); ++i) {
+      Row row(z->get(), i);
+      while (cursor < product_ids.size() && product_ids[cursor] != row.Int(0)) ++cursor;
+      if (cursor == product_ids.size()) break;
+      view.products[cursor].image_sizes.push_back(
+          {static_cast<int>(row.Int(1)), row.Int(2), row.Int(3)});
     }
     if (Status s = tx.Commit(); !s.ok()) return s;
     return view;
@@ -526,12 +549,14 @@ class PostgresStore final : public Store {
     }
 
     auto fin = session->Exec(
-        "UPDATE images SET state = $1, lease_owner = NULL, output_url = $2, error = $3 "
-        "WHERE id = $4",
+        "UPDATE images SET state = $1, lease_owner = NULL, output_url = $2, error = $3, "
+        "input_bytes = $4, output_bytes = $5 WHERE id = $6",
         Params()
             .Add(outcome.ok ? "done" : "failed")
             .Add(outcome.ok ? std::optional<std::string>(outcome.output_url) : std::nullopt)
             .Add(outcome.ok ? std::nullopt : std::optional<std::string>(outcome.error))
+            .Add(outcome.ok ? std::optional<int64_t>(outcome.input_bytes) : std::nullopt)
+            .Add(outcome.ok ? std::optional<int64_t>(outcome.output_bytes) : std::nullopt)
             .Add(image_id));
     if (!fin.ok()) return fin.status();
 
@@ -660,6 +685,36 @@ class PostgresStore final : public Store {
             .Add(retry_at)
             .Add(request_id));
     return r.ok() ? Status::Ok() : r.status();
+  }
+
+  Result<std::vector<RequestSummary>> ListRequests(const std::optional<std::string>& owner,
+                                                   int limit) override {
+    auto session = Borrow();
+    if (!session.ok()) return session.status();
+    const std::string select =
+        "SELECT request_id, status, created_at, images_total, images_done, images_failed "
+        "FROM requests ";
+    const std::string order = " ORDER BY created_at DESC, request_id DESC LIMIT ";
+    auto r = owner ? session->Exec(select + "WHERE owner = $1" + order + "$2",
+                                   Params().Add(*owner).Add(int64_t{limit}))
+                   : session->Exec(select + order + "$1", Params().Add(int64_t{limit}));
+    if (!r.ok()) return r.status();
+    std::vector<RequestSummary> out;
+    for (int i = 0; i < PQntuples(r->get()); ++i) {
+      Row row(r->get(), i);
+      out.push_back({row.Text(0), ParseStatus(row.Text(1)), row.Int(2),
+                     static_cast<int>(row.Int(3)), static_cast<int>(row.Int(4)),
+                     static_cast<int>(row.Int(5))});
+    }
+    return out;
+  }
+
+  Result<int64_t> CountUnfinishedImages() override {
+    auto session = Borrow();
+    if (!session.ok()) return session.status();
+    auto r = session->Exec("SELECT COUNT(*) FROM images WHERE state IN ('queued', 'leased')");
+    if (!r.ok()) return r.status();
+    return Row(r->get(), 0).Int(0);
   }
 
   // Hands out an idle connection, or opens one while under the limit, or waits for one.

@@ -63,7 +63,14 @@ CREATE INDEX images_product ON images(product_id, idx);
     "ALTER TABLE requests ADD COLUMN owner TEXT;",
     // 3: status reads a request's failed and retrying images without scanning every request's.
     "CREATE INDEX images_request ON images(request_id, state);",
-    // 4: brokers (Redis). When the image was last handed to the broker; NULL while it is not.
+    // 4: per-image sizes for the web page's saving column, and the list of recent requests.
+    R"sql(
+ALTER TABLE images ADD COLUMN input_bytes INTEGER;
+ALTER TABLE images ADD COLUMN output_bytes INTEGER;
+CREATE INDEX requests_created ON requests(created_at);
+CREATE INDEX requests_owner_created ON requests(owner, created_at);
+)sql",
+    // 5: brokers (Redis). When the image was last handed to the broker; NULL while it is not.
     "ALTER TABLE images ADD COLUMN enqueued_at INTEGER;",
 };
 
@@ -281,7 +288,7 @@ class SqliteStore final : public Store {
     std::vector<int64_t> product_ids;
     while (p.Step()) {
       product_ids.push_back(p.Int(0));
-      view.products.push_back({p.Int(1), p.Text(2), p.Text(3), p.OptText(4), {}, {}});
+      view.products.push_back({p.Int(1), p.Text(2), p.Text(3), p.OptText(4), {}, {}, {}});
     }
     if (!p.ok()) return Error("read products");
 
@@ -301,6 +308,20 @@ class SqliteStore final : public Store {
               {static_cast<int>(e.Int(1)), e.Text(2), e.Text(3), static_cast<int>(e.Int(4))});
     }
     if (!e.ok()) return Error("read image errors");
+
+    // Sizes of done images (not of those finished before migration 4, which has none).
+    Stmt z(db_,
+           "SELECT product_id, idx, input_bytes, output_bytes FROM images "
+           "WHERE request_id = ? AND state = 'done' AND input_bytes IS NOT NULL "
+           "ORDER BY product_id, idx");
+    z.Bind(1, request_id);
+    cursor = 0;
+    while (z.Step()) {
+      while (cursor < product_ids.size() && product_ids[cursor] != z.Int(0)) ++cursor;
+      if (cursor == product_ids.size()) break;
+      view.products[cursor].image_sizes.push_back({static_cast<int>(z.Int(1)), z.Int(2), z.Int(3)});
+    }
+    if (!z.ok()) return Error("read image sizes");
     return view;
   }
 
@@ -379,12 +400,15 @@ class SqliteStore final : public Store {
     }
 
     Stmt fin(db_,
-             "UPDATE images SET state = ?, lease_owner = NULL, output_url = ?, error = ? "
-             "WHERE id = ?");
+             "UPDATE images SET state = ?, lease_owner = NULL, output_url = ?, error = ?, "
+             "input_bytes = ?, output_bytes = ? WHERE id = ?");
+    const auto if_ok = [&](int64_t v) { return outcome.ok ? std::optional(v) : std::nullopt; };
     fin.Bind(1, outcome.ok ? "done" : "failed")
         .Bind(2, outcome.ok ? std::optional<std::string>(outcome.output_url) : std::nullopt)
         .Bind(3, outcome.ok ? std::nullopt : std::optional<std::string>(outcome.error))
-        .Bind(4, image_id)
+        .Bind(4, if_ok(outcome.input_bytes))
+        .Bind(5, if_ok(outcome.output_bytes))
+        .Bind(6, image_id)
         .Step();
     if (!fin.ok()) return Error("finish image");
 
@@ -518,6 +542,36 @@ class SqliteStore final : public Store {
         .Bind(4, request_id)
         .Step();
     return u.ok() ? Status::Ok() : Error("record webhook");
+  }
+
+  Result<std::vector<RequestSummary>> ListRequests(const std::optional<std::string>& owner,
+                                                   int limit) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    Stmt q(db_, owner ? "SELECT request_id, status, created_at, images_total, images_done, "
+                        "images_failed FROM requests WHERE owner = ? "
+                        "ORDER BY created_at DESC, request_id DESC LIMIT ?"
+                      : "SELECT request_id, status, created_at, images_total, images_done, "
+                        "images_failed FROM requests "
+                        "ORDER BY created_at DESC, request_id DESC LIMIT ?");
+    if (owner) {
+      q.Bind(1, *owner).Bind(2, static_cast<int64_t>(limit));
+    } else {
+      q.Bind(1, static_cast<int64_t>(limit));
+    }
+    std::vector<RequestSummary> out;
+    while (q.Step()) {
+      out.push_back({q.Text(0), ParseStatus(q.Text(1)), q.Int(2), static_cast<int>(q.Int(3)),
+                     static_cast<int>(q.Int(4)), static_cast<int>(q.Int(5))});
+    }
+    if (!q.ok()) return Error("list requests");
+    return out;
+  }
+
+  Result<int64_t> CountUnfinishedImages() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    Stmt q(db_, "SELECT COUNT(*) FROM images WHERE state IN ('queued', 'leased')");
+    if (!q.Step()) return Error("count unfinished images");
+    return q.Int(0);
   }
 
  private:

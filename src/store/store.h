@@ -40,6 +40,9 @@ struct ImageOutcome {
   std::string error;       // when !ok: shown to the user in "Image Errors"
   // When !ok and the failure is transient: try again at this time instead of failing the image.
   std::optional<Millis> retry_at;
+  // When ok: bytes downloaded and bytes of the stored JPEG (shown as the saving).
+  int64_t input_bytes = 0;
+  int64_t output_bytes = 0;
 };
 
 struct ImageError {
@@ -49,6 +52,13 @@ struct ImageError {
   int attempts = 0;
 };
 
+// The sizes of one finished (done) image of a product.
+struct ImageSize {
+  int index = 0;  // position of the entry in the product's URL list
+  int64_t input_bytes = 0;
+  int64_t output_bytes = 0;
+};
+
 struct ProductView {
   int64_t serial_no = 0;
   std::string product_name;
@@ -56,6 +66,7 @@ struct ProductView {
   std::optional<std::string> output_urls;  // null until every image of the product is final
   std::vector<ImageError> image_errors;    // failed for good
   std::vector<ImageError> image_retries;   // failed for now, to be tried again (error = last one)
+  std::vector<ImageSize> image_sizes;      // done images with known sizes, by index
 };
 
 struct WebhookState {
@@ -75,6 +86,16 @@ struct RequestView {
   int images_failed = 0;              // finished with an error
   std::vector<ProductView> products;  // file order
   std::optional<WebhookState> webhook;
+};
+
+// One line of the list of recent requests.
+struct RequestSummary {
+  std::string request_id;
+  RequestStatus status = RequestStatus::kPending;
+  Millis created_at = 0;
+  int images_total = 0;
+  int images_done = 0;
+  int images_failed = 0;
 };
 
 // A webhook delivery that is due.
@@ -138,6 +159,15 @@ class Store {
   // Records a delivery attempt: delivered, or to be retried at `retry_at`, or failed for good.
   virtual Status RecordWebhook(const std::string& request_id, bool delivered,
                                std::optional<int> http_status, std::optional<Millis> retry_at) = 0;
+
+  // The newest requests first (created_at descending, then request_id), at most `limit`. With an
+  // `owner`, only that owner's requests; without one, every request.
+  virtual Result<std::vector<RequestSummary>> ListRequests(const std::optional<std::string>& owner,
+                                                           int limit) = 0;
+
+  // How many images are queued or leased (not yet final): the queue depth. Also the readiness
+  // probe's trivial query.
+  virtual Result<int64_t> CountUnfinishedImages() = 0;
 };
 
 // Opens the store named by a DATABASE_URL ("sqlite:///abs/path.db", "sqlite://rel/path.db" or

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "common/logging.h"
 #include "common/product_json.h"
 
 namespace imgproc::webhook {
@@ -135,10 +136,15 @@ void Sender::Run() {
 }
 
 void Sender::Deliver(const store::WebhookJob& job) {
+  const logging::ScopedRequestId log_scope(job.request_id);
+  auto count = [this](metrics::DeliveryOutcome outcome) {
+    if (options_.metrics != nullptr) options_.metrics->WebhookDelivery(outcome);
+  };
   auto request = store_.GetRequest(job.request_id);
   if (!request.ok()) {
     spdlog::warn("webhook {}: {}", job.request_id, request.status().message());
     store_.RecordWebhook(job.request_id, false, std::nullopt, std::nullopt);
+    count(metrics::DeliveryOutcome::kFailed);
     return;
   }
   const std::string body = Payload(*request);
@@ -162,6 +168,7 @@ void Sender::Deliver(const store::WebhookJob& job) {
     if (response->status >= 200 && response->status < 300) {
       spdlog::info("webhook {}: delivered (HTTP {})", job.request_id, response->status);
       store_.RecordWebhook(job.request_id, true, http_status, std::nullopt);
+      count(metrics::DeliveryOutcome::kDelivered);
       return;
     }
     retry = response->status != 410;  // 410 Gone: the receiver asks us to stop
@@ -179,6 +186,7 @@ void Sender::Deliver(const store::WebhookJob& job) {
   store_.RecordWebhook(
       job.request_id, false, http_status,
       retry ? std::optional<store::Millis>(store::NowMillis() + delay.count()) : std::nullopt);
+  count(retry ? metrics::DeliveryOutcome::kRetrying : metrics::DeliveryOutcome::kFailed);
 }
 
 }  // namespace imgproc::webhook

@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "metrics/service_metrics.h"
 #include "net/http_client.h"
 #include "store/store.h"
 
@@ -40,7 +41,8 @@ std::chrono::milliseconds Jitter(std::chrono::milliseconds delay);
 struct SenderOptions {
   std::string secret;  // empty: unsigned
   RetrySchedule schedule;
-  net::FetchOptions fetch;  // timeout 5 s, SSRF policy
+  net::FetchOptions fetch;                     // timeout 5 s, SSRF policy
+  metrics::ServiceMetrics* metrics = nullptr;  // delivery outcomes; may be null
 };
 
 // A background thread that delivers due webhooks from the store.

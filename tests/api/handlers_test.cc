@@ -1,6 +1,7 @@
 #include "api/handlers.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -33,6 +34,7 @@ class ApiTest : public ::testing::Test {
     ApiOptions options;
     options.csv_limits.max_bytes = 4096;
     options.media_dir = dir_ / "media";
+    options.metrics = &metrics_;
     fs::create_directories(options.media_dir);
     api_ = std::make_unique<Api>(*store_, options, [this] { ++created_; });
   }
@@ -50,6 +52,7 @@ class ApiTest : public ::testing::Test {
   static json Body(const Response& r) { return json::parse(r.body); }
 
   fs::path dir_;
+  metrics::ServiceMetrics metrics_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<Api> api_;
   int created_ = 0;
@@ -164,6 +167,145 @@ TEST_F(ApiTest, MediaServesOnlyFilesInsideTheMediaFolder) {
   }
 }
 
+TEST_F(ApiTest, OutputCsvWithErrorsNamesEachFailedImage) {
+  Response r = Upload(
+      "Serial Number,Product Name,Input Image Urls\n"
+      "1,SKU1,\"http://a/0.jpg,keep,http://a/2.jpg\"\n"
+      "2,SKU2,http://a/3.jpg\n");
+  ASSERT_EQ(r.status, 202);
+  const std::string id = Body(r)["request_id"];
+  auto tasks = store_->ClaimImages("w", 10, 60'000);
+  ASSERT_TRUE(tasks.ok());
+  ASSERT_EQ(tasks->size(), 3u);
+  for (const auto& t : *tasks) {
+    store::ImageOutcome o;
+    if (t.url == "http://a/3.jpg") {
+      o.ok = true;
+      o.output_url = "http://out/3.jpg";
+    } else {
+      o.error = "download failed: HTTP 404";
+    }
+    ASSERT_TRUE(*store_->RecordImage(t.image_id, "w", o));
+  }
+  Response csv = Get("/api/p/requests/" + id + "/output.csv", {{"errors", "1"}});
+  ASSERT_EQ(csv.status, 200);
+  EXPECT_EQ(csv.body,
+            "Serial Number,Product Name,Input Image Urls,Output Image Urls,Errors\r\n"
+            "1,SKU1,\"http://a/0.jpg,keep,http://a/2.jpg\",\",keep,\","
+            "#0 http://a/0.jpg: download failed: HTTP 404; #2 http://a/2.jpg: download failed: "
+            "HTTP 404\r\n"
+            "2,SKU2,http://a/3.jpg,http://out/3.jpg,\r\n");
+  // Without ?errors=1 (or with errors=0) the four original columns only.
+  for (const char* value : {"0", "no"}) {
+    Response plain = Get("/api/p/requests/" + id + "/output.csv", {{"errors", value}});
+    EXPECT_EQ(plain.body.substr(0, plain.body.find("\r\n")),
+              "Serial Number,Product Name,Input Image Urls,Output Image Urls");
+  }
+}
+
+TEST_F(ApiTest, StatusHasImageSizesOfDoneImages) {
+  Response r = Upload("Serial Number,Product Name,Input Image Urls\n1,SKU1,http://a/0.jpg\n");
+  const std::string id = Body(r)["request_id"];
+  EXPECT_EQ(Body(Get("/status/" + id + "/"))["products"][0]["Image Sizes"], json::array());
+  auto tasks = store_->ClaimImages("w", 10, 60'000);
+  ASSERT_EQ(tasks->size(), 1u);
+  store::ImageOutcome o;
+  o.ok = true;
+  o.output_url = "http://out/0.jpg";
+  o.input_bytes = 1234;
+  o.output_bytes = 321;
+  ASSERT_TRUE(*store_->RecordImage((*tasks)[0].image_id, "w", o));
+  json p = Body(Get("/status/" + id + "/"))["products"][0];
+  EXPECT_EQ(p["Image Sizes"],
+            json::parse(R"([{"index": 0, "input_bytes": 1234, "output_bytes": 321}])"));
+  // The original four keys come first, unchanged.
+  std::vector<std::string> keys;
+  for (auto it = p.begin(); it != p.end(); ++it) keys.push_back(it.key());
+  EXPECT_EQ(keys.size(), 7u);
+}
+
+TEST_F(ApiTest, ListsRecentRequestsNewestFirst) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(Body(Upload(kOriginalCsv))["request_id"]);
+  Response all = Get("/api/p/requests/");
+  ASSERT_EQ(all.status, 200);
+  json list = Body(all)["requests"];
+  ASSERT_EQ(list.size(), 3u);
+  EXPECT_EQ(list[0]["status"], "pending");
+  EXPECT_EQ(list[0]["progress"],
+            json({{"images_total", 4}, {"images_done", 0}, {"images_failed", 0}}));
+  EXPECT_EQ(list[0]["created_at"].get<std::string>().size(), 24u);  // 2026-01-31T12:00:00.000Z
+  std::set<std::string> listed;
+  for (const auto& r : list) listed.insert(r["request_id"].get<std::string>());
+  EXPECT_EQ(listed, std::set<std::string>(ids.begin(), ids.end()));
+  EXPECT_EQ(Body(Get("/api/p/requests", {{"limit", "2"}}))["requests"].size(), 2u);
+  for (const char* bad : {"0", "101", "-1", "x", ""}) {
+    Response r = Get("/api/p/requests/", {{"limit", bad}});
+    EXPECT_EQ(r.status, 400) << bad;
+    EXPECT_TRUE(Body(r)["error"].is_string());
+  }
+}
+
+TEST_F(ApiTest, ReadyWhileTheStoreAnswers) {
+  Response ok = Get("/readyz");
+  EXPECT_EQ(ok.status, 200);
+  EXPECT_EQ(Body(ok), json({{"status", "ready"}}));
+  // Break the store behind its back: its trivial query fails.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ / "db.sqlite").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "DROP TABLE images", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  Response down = Get("/readyz");
+  EXPECT_EQ(down.status, 503);
+  EXPECT_EQ(down.content_type, "application/json");
+  EXPECT_TRUE(Body(down)["error"].is_string());
+  EXPECT_EQ(Get("/healthz").status, 200);  // alive, just not ready
+}
+
+TEST_F(ApiTest, MetricsCountUploadsInPrometheusText) {
+  ASSERT_EQ(Upload(kOriginalCsv).status, 202);
+  ASSERT_EQ(Upload("id,name\n1,a\n").status, 400);
+  ASSERT_EQ(api_->Handle({"POST", "/api/p/upload/", {}, {}, {}}).status, 400);
+  ASSERT_EQ(Upload(kOriginalCsv, "ftp://x").status, 400);
+  api_->CountTransportRejection("/api/p/upload/", 413);
+  api_->CountTransportRejection("/status/x/", 413);  // not an upload
+  Response m = Get("/metrics");
+  ASSERT_EQ(m.status, 200);
+  EXPECT_EQ(m.content_type, "text/plain; version=0.0.4; charset=utf-8");
+  for (const char* line : {"imgproc_uploads_accepted_total 1\n",
+                           "imgproc_uploads_rejected_total{reason=\"invalid_csv\"} 1\n",
+                           "imgproc_uploads_rejected_total{reason=\"no_file\"} 1\n",
+                           "imgproc_uploads_rejected_total{reason=\"invalid_webhook_url\"} 1\n",
+                           "imgproc_uploads_rejected_total{reason=\"too_large\"} 1\n"}) {
+    EXPECT_NE(m.body.find(line), std::string::npos) << line << m.body;
+  }
+}
+
+TEST_F(ApiTest, ServesTheWebPageAndTheOpenApiDocument) {
+  Response page = Get("/");
+  ASSERT_EQ(page.status, 200);
+  EXPECT_EQ(page.content_type, "text/html; charset=utf-8");
+  EXPECT_NE(page.body.find("<html"), std::string::npos);
+  EXPECT_NE(page.headers["Content-Security-Policy"].find("script-src 'self'"), std::string::npos);
+  for (const char* path : {"/static/app.js", "/static/style.css"}) {
+    Response r = Get(path);
+    EXPECT_EQ(r.status, 200) << path;
+    EXPECT_FALSE(r.body.empty()) << path;
+  }
+  Response doc = Get("/openapi.json");
+  ASSERT_EQ(doc.status, 200);
+  EXPECT_EQ(doc.content_type, "application/json");
+  json spec = Body(doc);
+  EXPECT_EQ(spec["openapi"], "3.1.0");
+  for (const char* path :
+       {"/api/p/upload/", "/status/{request_id}/", "/api/p/requests/{request_id}/output.csv",
+        "/api/p/requests/", "/media/{request_id}/{name}", "/healthz", "/readyz", "/metrics",
+        "/openapi.json", "/"}) {
+    EXPECT_TRUE(spec["paths"].contains(path)) << path;
+  }
+  EXPECT_EQ(api_->Handle({"POST", "/", {}, {}, {}}).status, 405);
+}
+
 TEST_F(ApiTest, UnknownRoutesAndMethodsAreJsonErrors) {
   EXPECT_EQ(Get("/nope").status, 404);
   Response r = api_->Handle({"DELETE", "/api/p/upload/", {}, {}, {}});
@@ -199,7 +341,7 @@ TEST_F(ApiKeysTest, EveryEndpointButHealthNeedsAKey) {
     EXPECT_EQ(r.status, 401) << key;
     EXPECT_EQ(r.headers["WWW-Authenticate"], "Bearer");
     EXPECT_TRUE(Body(r)["error"].is_string());
-    for (const char* path : {"/status/550e8400-e29b-41d4-a716-446655440000/",
+    for (const char* path : {"/status/550e8400-e29b-41d4-a716-446655440000/", "/api/p/requests/",
                              "/api/p/requests/550e8400-e29b-41d4-a716-446655440000/output.csv",
                              "/media/550e8400-e29b-41d4-a716-446655440000/1_0.jpg"}) {
       EXPECT_EQ(As(key, {"GET", path, {}, {}, {}}).status, 401) << path;
@@ -208,7 +350,9 @@ TEST_F(ApiKeysTest, EveryEndpointButHealthNeedsAKey) {
   Request basic = UploadRequest();
   basic.headers["authorization"] = "Basic a2V5LWE6";
   EXPECT_EQ(api_->Handle(basic).status, 401);
-  EXPECT_EQ(api_->Handle({"GET", "/healthz", {}, {}, {}}).status, 200);
+  for (const char* open : {"/healthz", "/readyz", "/metrics", "/openapi.json", "/"}) {
+    EXPECT_EQ(api_->Handle({"GET", open, {}, {}, {}}).status, 200) << open;
+  }
 }
 
 TEST_F(ApiKeysTest, AnotherKeysRequestIsNotFound) {
@@ -225,6 +369,11 @@ TEST_F(ApiKeysTest, AnotherKeysRequestIsNotFound) {
   }
   EXPECT_EQ(Body(As("key-b", {"GET", "/status/" + id + "/", {}, {}, {}})),
             json({{"error", "Request ID not found"}}));
+  // The list shows each key its own requests only.
+  json mine = Body(As("key-a", {"GET", "/api/p/requests/", {}, {}, {}}))["requests"];
+  ASSERT_EQ(mine.size(), 1u);
+  EXPECT_EQ(mine[0]["request_id"], id);
+  EXPECT_EQ(Body(As("key-b", {"GET", "/api/p/requests/", {}, {}, {}}))["requests"], json::array());
 }
 
 TEST(KeyDigest, IsHexSha256) {

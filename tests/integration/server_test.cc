@@ -11,6 +11,7 @@
 #include <atomic>
 #include <fstream>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "fixture_server.h"
@@ -175,8 +176,30 @@ TEST_F(ServerTest, OriginalExampleEveryFormatCompressedInOrder) {
     json expected = status["products"][i];
     expected.erase("Image Errors");
     expected.erase("Image Retries");
+    expected.erase("Image Sizes");
     EXPECT_EQ(body[i], expected);
   }
+  // "Image Sizes" (extension): for every done image, the bytes downloaded and stored.
+  for (int row = 0; row < 3; ++row) {
+    const json& sizes = status["products"][row]["Image Sizes"];
+    const auto outputs = Split(status["products"][row]["Output Image Urls"].get<std::string>());
+    ASSERT_EQ(sizes.size(), 4u);
+    for (int j = 0; j < 4; ++j) {
+      EXPECT_EQ(sizes[j]["index"], j);
+      EXPECT_EQ(sizes[j]["input_bytes"], MakeImage(inputs[static_cast<size_t>(row * 4 + j)].kind,
+                                                   inputs[static_cast<size_t>(row * 4 + j)].width,
+                                                   inputs[static_cast<size_t>(row * 4 + j)].height)
+                                             .size());
+      auto media = server_->Get(outputs[j]);
+      ASSERT_TRUE(media);
+      EXPECT_EQ(sizes[j]["output_bytes"], media->body.size());
+    }
+  }
+  const json& pass_through = status["products"][3]["Image Sizes"];
+  ASSERT_EQ(pass_through.size(), 1u) << "only the http entry has sizes";
+  EXPECT_EQ(pass_through[0]["index"], 1);
+  EXPECT_EQ(pass_through[0]["input_bytes"],
+            MakeImage(inputs[0].kind, inputs[0].width, inputs[0].height).size());
   // The output CSV has the same content.
   auto out_csv = server_->Get("/api/p/requests/" + id + "/output.csv");
   ASSERT_TRUE(out_csv);
@@ -568,8 +591,85 @@ TEST_F(ServerTest, HttpErrorsAreJson) {
     EXPECT_EQ(res->status, 404) << path;
     EXPECT_TRUE(json::parse(res->body, nullptr, false)["error"].is_string()) << path;
   }
+  // Every refusal is counted, the transport's 413 too.
+  auto metrics = client.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  for (const char* line : {"imgproc_uploads_rejected_total{reason=\"too_large\"} 2\n",
+                           "imgproc_uploads_rejected_total{reason=\"no_file\"} 2\n",
+                           "imgproc_uploads_rejected_total{reason=\"invalid_csv\"} 1\n",
+                           "imgproc_uploads_accepted_total 0\n"}) {
+    EXPECT_NE(metrics->body.find(line), std::string::npos) << line << metrics->body;
+  }
   server_->Signal(SIGTERM);
   EXPECT_EQ(server_->Wait(), 0);
+}
+
+TEST_F(ServerTest, MetricsReadinessAndJsonLogsOverHttp) {
+  host_.Add("p0.jpg", MakeImage(TestImage::kJpegRgb, 200, 100));
+  host_.Add("p1.jpg", MakeImage(TestImage::kPngRgb, 210, 110));
+  host_.Start();
+  StartServer(TestEnv({{"LOG_FORMAT", "json"}, {"LOG_LEVEL", "info"}}));
+  // p2.jpg is not on the host: a 404, failed for good.
+  const std::string id = Submit(OneImagePerRow(3));
+  ASSERT_FALSE(id.empty());
+  json status = server_->WaitForCompletion(id);
+  ASSERT_EQ(status["status"], "completed") << server_->log();
+
+  httplib::Client client("127.0.0.1", server_->port());
+  auto ready = client.Get("/readyz");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 200);
+  EXPECT_EQ(json::parse(ready->body), json({{"status", "ready"}}));
+
+  auto metrics = client.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_EQ(metrics->status, 200);
+  EXPECT_EQ(metrics->get_header_value("Content-Type"), "text/plain; version=0.0.4; charset=utf-8");
+  const int64_t in_bytes = static_cast<int64_t>(MakeImage(TestImage::kJpegRgb, 200, 100).size() +
+                                                MakeImage(TestImage::kPngRgb, 210, 110).size());
+  int64_t out_bytes = 0;
+  for (const auto& p : status["products"]) {
+    for (const auto& z : p["Image Sizes"]) out_bytes += z["output_bytes"].get<int64_t>();
+  }
+  for (const std::string& line : {
+           std::string("imgproc_uploads_accepted_total 1\n"),
+           std::string("imgproc_images_total{outcome=\"done\"} 2\n"),
+           std::string("imgproc_images_total{outcome=\"failed\"} 1\n"),
+           std::string("imgproc_images_total{outcome=\"retried\"} 0\n"),
+           "imgproc_image_bytes_in_total " + std::to_string(in_bytes) + "\n",
+           "imgproc_image_bytes_out_total " + std::to_string(out_bytes) + "\n",
+           std::string("imgproc_stage_duration_seconds_count{stage=\"download\"} 3\n"),
+           std::string("imgproc_stage_duration_seconds_count{stage=\"compress\"} 2\n"),
+           std::string("imgproc_stage_duration_seconds_count{stage=\"upload\"} 2\n"),
+           std::string("imgproc_queue_depth 0\n"),
+       }) {
+    EXPECT_NE(metrics->body.find(line), std::string::npos) << line << metrics->body;
+  }
+
+  // LOG_FORMAT=json: every line is a JSON object; lines about the request carry its id.
+  server_->Signal(SIGTERM);
+  EXPECT_EQ(server_->Wait(), 0);
+  std::istringstream log(server_->log());
+  int lines = 0;
+  int about_request = 0;
+  bool accepted = false;
+  bool failure = false;
+  for (std::string line; std::getline(log, line);) {
+    if (line.empty()) continue;
+    ++lines;
+    json j = json::parse(line, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << line;
+    ASSERT_TRUE(j["ts"].is_string() && j["level"].is_string() && j["msg"].is_string()) << line;
+    if (j.value("request_id", "") != id) continue;
+    ++about_request;
+    const std::string msg = j["msg"];
+    accepted = accepted || msg.find("accepted 3 products") != std::string::npos;
+    failure = failure || msg.find("HTTP 404") != std::string::npos;
+  }
+  EXPECT_GT(lines, 2);
+  EXPECT_TRUE(accepted) << server_->log();
+  EXPECT_TRUE(failure) << server_->log();
+  EXPECT_GE(about_request, 2);
 }
 
 // Reads which images the database records as finished, straight from the SQLite file.

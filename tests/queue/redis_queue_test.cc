@@ -59,10 +59,11 @@ class RedisQueueTest : public ::testing::Test {
  protected:
   void SetUp() override {
     IMGPROC_NEED_SERVICE(testing::RedisUrl(), "Redis (IMGPROC_TEST_REDIS_URL)");
-    // A database number of its own, so tests running at the same time do not meet.
+    // A stream of its own, so tests running at the same time (ctest -j) do not meet.
     url_ = *testing::RedisUrl();
-    url_ = url_.substr(0, url_.rfind('/') + 1) + "9";
-    ASSERT_TRUE(Redis({"FLUSHDB"}).has_value());
+    stream_ = std::string("imgproc:test:") +
+              ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    ASSERT_TRUE(Redis({"DEL", stream_}).has_value());
     auto store = store::OpenStore("sqlite://" + (dir_.path() / "db.sqlite").string());
     ASSERT_TRUE(store.ok()) << store.status().message();
     store_ = std::move(*store);
@@ -74,6 +75,7 @@ class RedisQueueTest : public ::testing::Test {
     o.lease = lease;
     o.sweep = 50ms;
     o.consumer = std::move(consumer);
+    o.stream = stream_;
     auto q = RedisQueue::Open(*store_, o);
     EXPECT_TRUE(q.ok()) << q.status().message();
     return q.ok() ? std::move(*q) : nullptr;
@@ -126,6 +128,7 @@ class RedisQueueTest : public ::testing::Test {
 
   testing::TempDir dir_{"redis-queue"};
   std::string url_;
+  std::string stream_;
   std::unique_ptr<store::Store> store_;
 };
 
@@ -150,7 +153,7 @@ TEST_F(RedisQueueTest, NotifiedImagesAreTakenOnceAndAcknowledged) {
     ASSERT_TRUE(*store_->RecordImage(t.image_id, "c1/0", Done("http://out/" + t.url)));
     q->Done(t);
   }
-  EXPECT_EQ(Redis({"XLEN", "imgproc:images"}).value_or("?"), "0");
+  EXPECT_EQ(Redis({"XLEN", stream_}).value_or("?"), "0");
   EXPECT_EQ(store_->GetRequest("r1")->status, store::RequestStatus::kCompleted);
 }
 
@@ -162,9 +165,9 @@ TEST_F(RedisQueueTest, DuplicateEntriesAreDroppedWithoutWork) {
   auto tasks = TakeN(*q, "c1/0", 1);
   ASSERT_EQ(tasks.size(), 1u);
   // A stale second entry for the same image (say, from a sweep racing a restart).
-  Redis({"XADD", "imgproc:images", "*", "image", std::to_string(tasks[0].image_id)});
+  Redis({"XADD", stream_, "*", "image", std::to_string(tasks[0].image_id)});
   EXPECT_TRUE(q->Take("c1/1", 1, 100ms)->empty());
-  EXPECT_EQ(Redis({"XLEN", "imgproc:images"}).value_or("?"), "1");  // only the one in flight
+  EXPECT_EQ(Redis({"XLEN", stream_}).value_or("?"), "1");  // only the one in flight
 }
 
 TEST_F(RedisQueueTest, ADeadConsumersImagesAreTakenOverAfterTheLease) {
@@ -192,11 +195,11 @@ TEST_F(RedisQueueTest, WorkLostWithRedisDataIsHandedOverAgain) {
   ASSERT_TRUE(
       store_->CreateRequest("r1", std::nullopt, {Row(1, {"http://a/0", "http://a/1"})}, {}).ok());
   q->Notify();
-  for (int i = 0; i < 100 && Redis({"XLEN", "imgproc:images"}).value_or("0") != "2"; ++i) {
+  for (int i = 0; i < 100 && Redis({"XLEN", stream_}).value_or("0") != "2"; ++i) {
     std::this_thread::sleep_for(10ms);
   }
-  ASSERT_EQ(Redis({"XLEN", "imgproc:images"}).value_or("?"), "2");
-  ASSERT_TRUE(Redis({"FLUSHDB"}).has_value());  // as a restart without persistence does
+  ASSERT_EQ(Redis({"XLEN", stream_}).value_or("?"), "2");
+  ASSERT_TRUE(Redis({"DEL", stream_}).has_value());  // as a restart without persistence does
   auto tasks = TakeN(*q, "c1/0", 2);
   EXPECT_EQ(tasks.size(), 2u);
 }

@@ -1,6 +1,7 @@
 #include "store/store.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -233,6 +234,112 @@ TEST_P(StoreTest, WebhookDeliveryStateIsRecorded) {
   EXPECT_EQ(view->webhook->attempts, 2);
   EXPECT_EQ(view->webhook->last_status.value_or(0), 200);
   EXPECT_TRUE(store_->ClaimWebhooks(10, 60'000)->empty());
+}
+
+TEST_P(StoreTest, DoneImagesKeepTheirSizesFailedOnesHaveNone) {
+  ASSERT_TRUE(store_
+                  ->CreateRequest("r1", std::nullopt,
+                                  {Row(1, "P", {"http://a/0", "keep", "http://a/2"})},
+                                  /*owner=*/std::nullopt)
+                  .ok());
+  auto tasks = store_->ClaimImages("w", 10, 60'000);
+  ASSERT_EQ(tasks->size(), 2u);
+  for (const auto& t : *tasks) {
+    ImageOutcome o = t.index == 0 ? Failed("broken") : Ok("http://out/2");
+    o.input_bytes = 5000;  // ignored for a failure
+    o.output_bytes = 700;
+    ASSERT_TRUE(*store_->RecordImage(t.image_id, "w", o));
+  }
+  auto view = store_->GetRequest("r1");
+  ASSERT_TRUE(view.ok());
+  const auto& sizes = view->products[0].image_sizes;
+  ASSERT_EQ(sizes.size(), 1u);
+  EXPECT_EQ(sizes[0].index, 2);
+  EXPECT_EQ(sizes[0].input_bytes, 5000);
+  EXPECT_EQ(sizes[0].output_bytes, 700);
+}
+
+TEST_P(StoreTest, ListRequestsNewestFirstPerOwnerWithLimit) {
+  for (const char* id : {"r1", "r2", "r3"}) {
+    ASSERT_TRUE(
+        store_->CreateRequest(id, std::nullopt, {Row(1, "P", {"http://a/0"})}, "alice").ok());
+  }
+  ASSERT_TRUE(store_->CreateRequest("r4", std::nullopt, {Row(1, "P", {"x"})}, "bob").ok());
+  ASSERT_TRUE(store_->CreateRequest("r5", std::nullopt, {Row(1, "P", {"x"})}, std::nullopt).ok());
+
+  auto all = store_->ListRequests(std::nullopt, 10);
+  ASSERT_TRUE(all.ok()) << all.status().message();
+  std::vector<std::string> ids;
+  for (const auto& r : *all) ids.push_back(r.request_id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"r5", "r4", "r3", "r2", "r1"}));
+
+  auto alice = store_->ListRequests("alice", 2);
+  ASSERT_TRUE(alice.ok());
+  ASSERT_EQ(alice->size(), 2u);
+  EXPECT_EQ((*alice)[0].request_id, "r3");
+  EXPECT_EQ((*alice)[1].request_id, "r2");
+  EXPECT_EQ((*alice)[0].status, RequestStatus::kPending);
+  EXPECT_EQ((*alice)[0].images_total, 1);
+  EXPECT_GT((*alice)[0].created_at, 0);
+
+  auto bob = store_->ListRequests("bob", 10);
+  ASSERT_EQ(bob->size(), 1u);
+  EXPECT_EQ((*bob)[0].status, RequestStatus::kCompleted);
+  EXPECT_TRUE(store_->ListRequests("carol", 10)->empty());
+}
+
+TEST_P(StoreTest, CountUnfinishedImagesCountsQueuedAndLeased) {
+  EXPECT_EQ(*store_->CountUnfinishedImages(), 0);
+  ASSERT_TRUE(store_
+                  ->CreateRequest("r1", std::nullopt,
+                                  {Row(1, "P", {"http://a/0", "http://a/1", "http://a/2"})},
+                                  /*owner=*/std::nullopt)
+                  .ok());
+  EXPECT_EQ(*store_->CountUnfinishedImages(), 3);
+  auto tasks = store_->ClaimImages("w", 2, 60'000);
+  ASSERT_EQ(tasks->size(), 2u);
+  EXPECT_EQ(*store_->CountUnfinishedImages(), 3);  // two leased, one queued
+  ASSERT_TRUE(*store_->RecordImage((*tasks)[0].image_id, "w", Ok("http://out/0")));
+  EXPECT_EQ(*store_->CountUnfinishedImages(), 2);
+}
+
+TEST_P(StoreTest, VersionThreeDatabaseIsMigratedKeepingItsRows) {
+  if (GetParam() != "sqlite") GTEST_SKIP() << "the SQLite schema history";
+  ASSERT_TRUE(store_
+                  ->CreateRequest("old", std::nullopt, {Row(1, "P", {"http://a/0", "http://a/1"})},
+                                  std::nullopt)
+                  .ok());
+  // One image done by the older imgproc: it has no sizes.
+  auto first = store_->ClaimImages("w", 1, 60'000);
+  ASSERT_EQ(first->size(), 1u);
+  ASSERT_TRUE(*store_->RecordImage((*first)[0].image_id, "w", Ok("http://out/old")));
+  store_.reset();
+  // Turn the database back into schema version 3, as an older imgproc left it.
+  const std::string path = (dir_ / "db" / "imgproc.db").string();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  for (const char* sql :
+       {"DROP INDEX requests_created", "DROP INDEX requests_owner_created",
+        "ALTER TABLE images DROP COLUMN input_bytes", "ALTER TABLE images DROP COLUMN output_bytes",
+        "ALTER TABLE images DROP COLUMN enqueued_at",
+        "DELETE FROM schema_version WHERE version > 3"}) {
+    EXPECT_EQ(sqlite3_exec(db, sql, nullptr, nullptr, nullptr), SQLITE_OK) << sql;
+  }
+  sqlite3_close(db);
+
+  Reopen();
+  auto tasks = store_->ClaimImages("w", 1, 60'000);
+  ASSERT_EQ(tasks->size(), 1u);
+  ImageOutcome o = Ok("http://out/0");
+  o.input_bytes = 10;
+  o.output_bytes = 3;
+  ASSERT_TRUE(*store_->RecordImage((*tasks)[0].image_id, "w", o));
+  auto view = store_->GetRequest("old");
+  ASSERT_EQ(view->status, RequestStatus::kCompleted);
+  ASSERT_EQ(view->products[0].image_sizes.size(), 1u) << "the old image has no sizes";
+  EXPECT_EQ(view->products[0].image_sizes[0].index, (*tasks)[0].index);
+  EXPECT_EQ(view->products[0].image_sizes[0].output_bytes, 3);
+  EXPECT_EQ(store_->ListRequests(std::nullopt, 5)->size(), 1u);
 }
 
 TEST_P(StoreTest, BrokerClaimsOnlyDueImagesById) {

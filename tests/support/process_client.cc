@@ -44,6 +44,75 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ec);
 }
 
+CommandResult RunImgproc(const std::vector<std::string>& args,
+                         const std::map<std::string, std::string>& extra_env,
+                         const std::filesystem::path& cwd, std::chrono::seconds timeout) {
+  CommandResult result;
+  const char* binary = std::getenv("IMGPROC_BINARY");
+  if (binary == nullptr) return result;
+  std::map<std::string, std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string kv = *e;
+    const size_t eq = kv.find('=');
+    if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  for (const auto& [k, v] : extra_env) env[k] = v;
+  std::vector<std::string> strings;
+  for (const auto& [k, v] : env) strings.push_back(k + "=" + v);
+  std::vector<char*> envp;
+  for (auto& s : strings) envp.push_back(s.data());
+  envp.push_back(nullptr);
+  std::vector<std::string> argv_strings = {binary};
+  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_strings) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  const auto out_path = cwd / ".command.out";
+  const auto err_path = cwd / ".command.err";
+  const pid_t pid = fork();
+  if (pid == 0) {
+    if (chdir(cwd.c_str()) != 0) _exit(126);
+    std::FILE* in = std::fopen("/dev/null", "r");
+    std::FILE* out = std::fopen(out_path.c_str(), "w");
+    std::FILE* err = std::fopen(err_path.c_str(), "w");
+    if (in == nullptr || out == nullptr || err == nullptr) _exit(126);
+    dup2(fileno(in), STDIN_FILENO);
+    dup2(fileno(out), STDOUT_FILENO);
+    dup2(fileno(err), STDERR_FILENO);
+    execve(binary, argv.data(), envp.data());
+    _exit(127);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  int status = 0;
+  bool finished = false;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      finished = true;
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (!finished) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+  } else {
+    result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+  auto slurp = [](const std::filesystem::path& p) {
+    std::ifstream in(p);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  };
+  result.out = slurp(out_path);
+  result.err = slurp(err_path);
+  std::error_code ec;
+  std::filesystem::remove(out_path, ec);
+  std::filesystem::remove(err_path, ec);
+  return result;
+}
+
 ImgprocProcess::ImgprocProcess(std::filesystem::path data_dir,
                                std::map<std::string, std::string> env,
                                std::vector<std::string> args)

@@ -29,6 +29,20 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+// What a finished command printed and how it ended.
+struct CommandResult {
+  int exit_code = -1;  // 128 + signal when killed; -1 when it did not finish in time (then killed)
+  std::string out;     // stdout
+  std::string err;     // stderr
+};
+
+// Runs the imgproc binary (IMGPROC_BINARY) with `args` in `cwd`, the test's environment plus
+// `env`, stdin from /dev/null, and waits for it (killing it after `timeout`).
+CommandResult RunImgproc(const std::vector<std::string>& args,
+                         const std::map<std::string, std::string>& env,
+                         const std::filesystem::path& cwd,
+                         std::chrono::seconds timeout = std::chrono::seconds(60));
+
 class ImgprocProcess {
  public:
   // `env` is added to the test's environment after PORT, BIND and DATA_DIR (= data_dir, which

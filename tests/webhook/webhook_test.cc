@@ -30,8 +30,9 @@ TEST(WebhookPayload, IsTheOriginalListOfFourKeyObjects) {
                     "http://a/1.jpg,keep",
                     "http://o/1.jpg,keep",
                     {{0, "http://a/1.jpg", "x", 1}},
+                    {},
                     {}},
-                   {2, "SKU2", "http://a/2.jpg", "", {}, {}}};
+                   {2, "SKU2", "http://a/2.jpg", "", {}, {}, {}}};
   const auto body = nlohmann::json::parse(Payload(view));
   EXPECT_EQ(body, nlohmann::json::parse(R"([
     {"Serial Number": 1, "Product Name": "SKU1", "Input Image Urls": "http://a/1.jpg,keep",

@@ -1,0 +1,148 @@
+// Every response of a real imgproc process is checked against the OpenAPI document it serves
+// (docs/openapi.json, compiled into the binary): status code listed, content type listed, body
+// valid against the schema (JSON Schema 2020-12, with ajv). Every operation must be exercised.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+import Ajv2020 from 'ajv/dist/2020.js';
+import addFormats from 'ajv-formats';
+
+import { exampleCsv, startImageServer, startImgproc, waitForCompletion } from './support.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const examples = process.env.EXAMPLES_DIR || path.join(here, '../../examples/images');
+const kMaxCsv = 4096;
+
+let server;
+let images;
+let doc;
+let ajv;
+const exercised = new Set();
+
+// The schema of one documented response, compiled by JSON pointer into the document.
+function responseSchema(template, method, status, contentType) {
+  const op = doc.paths[template]?.[method];
+  assert.ok(op, `${method.toUpperCase()} ${template} is not in the document`);
+  const response = op.responses[String(status)];
+  assert.ok(response, `${method.toUpperCase()} ${template}: status ${status} is not documented`);
+  const media = Object.keys(response.content || {});
+  const base = contentType.split(';')[0].trim();
+  const key = media.find((m) => m === contentType) || media.find((m) => m.split(';')[0].trim() === base);
+  assert.ok(key, `${method.toUpperCase()} ${template} ${status}: content type '${contentType}' not in [${media}]`);
+  const escape = (s) => encodeURIComponent(s.replace(/~/g, '~0').replace(/\//g, '~1'));
+  const pointer = ['paths', template, method, 'responses', String(status), 'content', key, 'schema']
+    .map(escape).join('/');
+  const validate = ajv.getSchema(`openapi.json#/${pointer}`);
+  assert.ok(validate, `cannot compile the schema at ${pointer}`);
+  return validate;
+}
+
+// Sends a request and checks its answer against the document; returns { res, body }.
+async function call(template, method, url, { init = {}, expect } = {}) {
+  const res = await fetch(server.base + url, { method: method.toUpperCase(), ...init });
+  const contentType = res.headers.get('content-type') || '';
+  const text = await res.text();
+  if (expect !== undefined) assert.equal(res.status, expect, `${method} ${url}: ${text}`);
+  const validate = responseSchema(template, method, res.status, contentType);
+  const body = contentType.startsWith('application/json') ? JSON.parse(text) : text;
+  const valid = validate(body);
+  assert.ok(valid, `${method.toUpperCase()} ${url} ${res.status} does not match the document: ` +
+    `${ajv.errorsText(validate.errors)}\n${text.slice(0, 2000)}`);
+  exercised.add(`${method} ${template}`);
+  return { res, body };
+}
+
+function upload(csv, extra = {}) {
+  const form = new FormData();
+  if (csv !== undefined) form.append('csv_file', new Blob([csv], { type: 'text/csv' }), 'products.csv');
+  for (const [k, v] of Object.entries(extra)) form.append(k, v);
+  return { body: form };
+}
+
+before(async () => {
+  images = await startImageServer(examples);
+  server = await startImgproc({ MAX_CSV_BYTES: String(kMaxCsv) });
+  doc = await (await fetch(`${server.base}/openapi.json`)).json();
+  ajv = new Ajv2020({ strict: false, allErrors: true });
+  addFormats(ajv);
+  ajv.addSchema(doc, 'openapi.json');
+});
+
+after(async () => {
+  await server?.stop();
+  await images?.close();
+});
+
+test('the served document is docs/openapi.json, OpenAPI 3.1', async () => {
+  const file = JSON.parse(readFileSync(process.env.OPENAPI_FILE || path.join(here, '../../docs/openapi.json'), 'utf8'));
+  const { body } = await call('/openapi.json', 'get', '/openapi.json', { expect: 200 });
+  assert.deepEqual(body, file);
+  assert.equal(body.openapi, '3.1.0');
+});
+
+test('upload: 202, 400 (no file, bad CSV, bad webhook), 413 (API and transport)', async () => {
+  const ok = await call('/api/p/upload/', 'post', '/api/p/upload/', { init: upload(exampleCsv(images)), expect: 202 });
+  assert.match(ok.body.request_id, /^[0-9a-f-]{36}$/);
+  const none = await call('/api/p/upload/', 'post', '/api/p/upload/', { init: upload(undefined, { other: 'x' }), expect: 400 });
+  assert.deepEqual(none.body, { error: 'No CSV file provided' });
+  const bad = await call('/api/p/upload/', 'post', '/api/p/upload/', {
+    init: upload('Serial Number,Product Name,Input Image Urls\nx,SKU,http://a/1.jpg\n'), expect: 400 });
+  assert.equal(bad.body.error, 'Invalid CSV format');
+  assert.deepEqual(bad.body.details[0].row, 2);
+  await call('/api/p/upload/', 'post', '/api/p/upload/', { init: upload(exampleCsv(images), { webhook_url: 'ftp://x' }), expect: 400 });
+  await call('/api/p/upload/', 'post', '/api/p/upload/', { init: upload('x'.repeat(kMaxCsv + 1)), expect: 413 });
+  await call('/api/p/upload/', 'post', '/api/p/upload/', { init: upload('x'.repeat(kMaxCsv + 128 * 1024)), expect: 413 });
+});
+
+test('status 200 while processing and when completed, 404; output CSV; media; list', async () => {
+  const { body } = await call('/api/p/upload/', 'post', '/api/p/upload/', { init: upload(exampleCsv(images)), expect: 202 });
+  const id = body.request_id;
+  await call('/status/{request_id}/', 'get', `/status/${id}/`, { expect: 200 });
+  const done = await waitForCompletion(server.base, id);
+  const status = await call('/status/{request_id}/', 'get', `/status/${id}/`, { expect: 200 });
+  assert.deepEqual(status.body, done);
+  assert.equal(done.progress.images_total, 5);
+  assert.equal(done.progress.images_failed, 1);
+  assert.equal(done.products[0]['Image Sizes'][0].input_bytes, images.size('img1.jpg'));
+  await call('/status/{request_id}/', 'get', '/status/00000000-0000-4000-8000-000000000000/', { expect: 404 });
+  await call('/status/{request_id}/', 'get', '/status/not-a-uuid/', { expect: 404 });
+
+  const csv = await call('/api/p/requests/{request_id}/output.csv', 'get', `/api/p/requests/${id}/output.csv`, { expect: 200 });
+  assert.match(csv.body, /^Serial Number,Product Name,Input Image Urls,Output Image Urls\r\n/);
+  const withErrors = await call('/api/p/requests/{request_id}/output.csv', 'get', `/api/p/requests/${id}/output.csv?errors=1`, { expect: 200 });
+  assert.match(withErrors.body, /,Errors\r\n/);
+  assert.match(withErrors.body, /missing\.jpg: download failed: HTTP 404/);
+  await call('/api/p/requests/{request_id}/output.csv', 'get', '/api/p/requests/00000000-0000-4000-8000-000000000000/output.csv', { expect: 404 });
+
+  const firstOutput = done.products[0]['Output Image Urls'].split(',')[0];
+  const mediaPath = new URL(firstOutput).pathname;
+  const media = await call('/media/{request_id}/{name}', 'get', mediaPath, { expect: 200 });
+  assert.equal(media.res.headers.get('content-type'), 'image/jpeg');
+  await call('/media/{request_id}/{name}', 'get', `/media/${id}/9_9.jpg`, { expect: 404 });
+
+  const list = await call('/api/p/requests/', 'get', '/api/p/requests/?limit=5', { expect: 200 });
+  assert.ok(list.body.requests.some((r) => r.request_id === id));
+  await call('/api/p/requests/', 'get', '/api/p/requests/?limit=0', { expect: 400 });
+});
+
+test('healthz, readyz, metrics, the web page', async () => {
+  await call('/healthz', 'get', '/healthz', { expect: 200 });
+  await call('/readyz', 'get', '/readyz', { expect: 200 });
+  const metrics = await call('/metrics', 'get', '/metrics', { expect: 200 });
+  assert.equal(metrics.res.headers.get('content-type'), 'text/plain; version=0.0.4; charset=utf-8');
+  assert.match(metrics.body, /^imgproc_uploads_accepted_total \d+$/m);
+  assert.match(metrics.body, /^imgproc_queue_depth \d+$/m);
+  const page = await call('/', 'get', '/', { expect: 200 });
+  assert.match(page.body, /<title>imgproc<\/title>/);
+});
+
+test('every documented operation was exercised', () => {
+  const documented = [];
+  for (const [template, ops] of Object.entries(doc.paths)) {
+    for (const method of Object.keys(ops)) documented.push(`${method} ${template}`);
+  }
+  assert.deepEqual(documented.filter((op) => !exercised.has(op)), []);
+});

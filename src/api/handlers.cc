@@ -369,6 +369,12 @@ Response Api::Ready() {
     spdlog::warn("readyz: store unavailable: {}", depth.status().message());
     return JsonResponse(503, {{"status", "unavailable"}, {"error", "Store unavailable"}});
   }
+  if (options_.broker_ready) {
+    if (Status s = options_.broker_ready(); !s.ok()) {
+      spdlog::warn("readyz: broker unavailable: {}", s.message());
+      return JsonResponse(503, {{"status", "unavailable"}, {"error", "Broker unavailable"}});
+    }
+  }
   return JsonResponse(200, {{"status", "ready"}});
 }
 

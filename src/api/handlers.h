@@ -48,6 +48,8 @@ struct ApiOptions {
   std::set<std::string> api_key_digests;
   // Served at /metrics and updated for uploads; null: /metrics is empty and nothing is counted.
   metrics::ServiceMetrics* metrics = nullptr;
+  // Checks that the broker (Redis) answers, for /readyz; empty when the store is the queue.
+  std::function<Status()> broker_ready;
 };
 
 class Api {

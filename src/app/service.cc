@@ -74,6 +74,7 @@ Result<std::unique_ptr<Service>> Service::Create(const config::Config& config, R
   pipe.retry_base = std::chrono::milliseconds(config.retry_base_ms);
   pipe.metrics = svc->metrics_.get();
   pipe.lease = std::chrono::milliseconds(config.lease_ms);
+  queue::RedisQueue* broker = nullptr;
   if (config.redis_url.empty()) {
     // Work stored by another process is found by polling the shared store.
     svc->queue_ = std::make_unique<queue::EmbeddedQueue>(
@@ -87,6 +88,7 @@ Result<std::unique_ptr<Service>> Service::Create(const config::Config& config, R
     redis.consumer = std::to_string(getpid()) + "-" + std::to_string(std::random_device{}());
     auto queue = queue::RedisQueue::Open(*svc->store_, redis);
     if (!queue.ok()) return queue.status();
+    broker = queue->get();
     svc->queue_ = std::move(*queue);
   }
 
@@ -117,6 +119,7 @@ Result<std::unique_ptr<Service>> Service::Create(const config::Config& config, R
   if (config.storage == "local") api_options.media_dir = media_dir;
   for (const auto& key : config.api_keys) api_options.api_key_digests.insert(api::KeyDigest(key));
   api_options.metrics = svc->metrics_.get();
+  if (broker != nullptr) api_options.broker_ready = [broker] { return broker->Ping(); };
   svc->api_ = std::make_unique<api::Api>(*svc->store_, api_options,
                                          [queue = svc->queue_.get()] { queue->Notify(); });
 

@@ -344,6 +344,14 @@ Result<std::vector<store::ImageTask>> RedisQueue::Take(const std::string& owner,
   return tasks;
 }
 
+Status RedisQueue::Ping() {
+  auto conn = Borrow();
+  if (!conn.ok()) return conn.status();
+  auto pong = (*conn)->Command({"PING"});
+  Give(std::move(*conn));
+  return pong.ok() ? Status::Ok() : pong.status();
+}
+
 void RedisQueue::Done(const store::ImageTask& task) {
   if (task.queue_ref.empty()) return;
   auto conn = Borrow();

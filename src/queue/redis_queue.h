@@ -62,6 +62,9 @@ class RedisQueue final : public WorkQueue {
   void Done(const store::ImageTask& task) override;
   void Shutdown() override;
 
+  // OK when Redis answers a PING.
+  Status Ping();
+
  private:
   class Connection;
   RedisQueue(store::Store& store, RedisQueueOptions options, RedisAddress address);

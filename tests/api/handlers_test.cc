@@ -262,6 +262,21 @@ TEST_F(ApiTest, ReadyWhileTheStoreAnswers) {
   EXPECT_EQ(Get("/healthz").status, 200);  // alive, just not ready
 }
 
+TEST_F(ApiTest, ReadyOnlyWhileTheBrokerAnswers) {
+  bool broker_up = true;
+  ApiOptions options;
+  options.broker_ready = [&] {
+    return broker_up ? Status::Ok() : Transient("redis: cannot connect");
+  };
+  Api api(*store_, options, [] {});
+  Request ready{"GET", "/readyz", {}, {}, {}};
+  EXPECT_EQ(api.Handle(ready).status, 200);
+  broker_up = false;
+  Response down = api.Handle(ready);
+  EXPECT_EQ(down.status, 503);
+  EXPECT_EQ(Body(down)["error"], "Broker unavailable");
+}
+
 TEST_F(ApiTest, MetricsCountUploadsInPrometheusText) {
   ASSERT_EQ(Upload(kOriginalCsv).status, 202);
   ASSERT_EQ(Upload("id,name\n1,a\n").status, 400);

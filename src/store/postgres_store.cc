@@ -211,24 +211,6 @@ class Transaction {
   bool done_ = false;
 };
 
-std::vector<std::string> SplitEntries(const std::string& joined) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (true) {
-    size_t comma = joined.find(',', start);
-    out.push_back(joined.substr(start, comma - start));
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
-  return out;
-}
-
-RequestStatus ParseStatus(const std::string& s) {
-  if (s == "processing") return RequestStatus::kProcessing;
-  if (s == "completed") return RequestStatus::kCompleted;
-  return RequestStatus::kPending;
-}
-
 // Leases the images chosen by the `due` CTE ($1 = now, $2 = owner, $3 = lease expiry) and marks
 // their requests started, in one statement.
 std::string LeaseStatement(std::string_view due) {
@@ -419,7 +401,7 @@ class PostgresStore final : public Store {
     Row r(q->get(), 0);
     RequestView view;
     view.request_id = request_id;
-    view.status = ParseStatus(r.Text(0));
+    view.status = ParseRequestStatus(r.Text(0));
     view.created_at = r.Int(1);
     view.webhook_url = r.OptText(2);
     view.images_total = static_cast<int>(r.Int(3));
@@ -702,7 +684,7 @@ class PostgresStore final : public Store {
     std::vector<RequestSummary> out;
     for (int i = 0; i < PQntuples(r->get()); ++i) {
       Row row(r->get(), i);
-      out.push_back({row.Text(0), ParseStatus(row.Text(1)), row.Int(2),
+      out.push_back({row.Text(0), ParseRequestStatus(row.Text(1)), row.Int(2),
                      static_cast<int>(row.Int(3)), static_cast<int>(row.Int(4)),
                      static_cast<int>(row.Int(5))});
     }
@@ -761,7 +743,7 @@ class PostgresStore final : public Store {
   // Called when the last image of a product became final: composes its output list, one entry
   // per input entry in input order (pass-through entries unchanged, failed images empty).
   static Status FinishProduct(Session& session, int64_t product_id, const std::string& input_urls) {
-    std::vector<std::string> outputs = SplitEntries(input_urls);
+    std::vector<std::string> outputs = SplitUrlEntries(input_urls);
     auto q = session.Exec("SELECT idx, output_url FROM images WHERE product_id = $1",
                           Params().Add(product_id));
     if (!q.ok()) return q.status();

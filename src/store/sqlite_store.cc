@@ -135,24 +135,6 @@ class Stmt {
   int rc_ = SQLITE_OK;
 };
 
-std::vector<std::string> SplitEntries(const std::string& joined) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (true) {
-    size_t comma = joined.find(',', start);
-    out.push_back(joined.substr(start, comma - start));
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
-  return out;
-}
-
-RequestStatus ParseStatus(const std::string& s) {
-  if (s == "processing") return RequestStatus::kProcessing;
-  if (s == "completed") return RequestStatus::kCompleted;
-  return RequestStatus::kPending;
-}
-
 class SqliteStore final : public Store {
  public:
   explicit SqliteStore(sqlite3* db) : db_(db) {}
@@ -266,7 +248,7 @@ class SqliteStore final : public Store {
     }
     RequestView view;
     view.request_id = request_id;
-    view.status = ParseStatus(q.Text(0));
+    view.status = ParseRequestStatus(q.Text(0));
     view.created_at = q.Int(1);
     view.webhook_url = q.OptText(2);
     view.images_total = static_cast<int>(q.Int(3));
@@ -560,7 +542,7 @@ class SqliteStore final : public Store {
     }
     std::vector<RequestSummary> out;
     while (q.Step()) {
-      out.push_back({q.Text(0), ParseStatus(q.Text(1)), q.Int(2), static_cast<int>(q.Int(3)),
+      out.push_back({q.Text(0), ParseRequestStatus(q.Text(1)), q.Int(2), static_cast<int>(q.Int(3)),
                      static_cast<int>(q.Int(4)), static_cast<int>(q.Int(5))});
     }
     if (!q.ok()) return Error("list requests");
@@ -632,7 +614,7 @@ class SqliteStore final : public Store {
   // Called when the last image of a product became final: composes its output list, one entry
   // per input entry in input order (pass-through entries unchanged, failed images empty).
   Status FinishProduct(int64_t product_id, const std::string& input_urls) {
-    std::vector<std::string> outputs = SplitEntries(input_urls);
+    std::vector<std::string> outputs = SplitUrlEntries(input_urls);
     Stmt q(db_, "SELECT idx, output_url FROM images WHERE product_id = ?");
     q.Bind(1, product_id);
     while (q.Step()) {

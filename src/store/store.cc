@@ -32,6 +32,23 @@ const char* ToString(RequestStatus status) {
   return "pending";
 }
 
+RequestStatus ParseRequestStatus(const std::string& s) {
+  if (s == "processing") return RequestStatus::kProcessing;
+  if (s == "completed") return RequestStatus::kCompleted;
+  return RequestStatus::kPending;
+}
+
+std::vector<std::string> SplitUrlEntries(const std::string& joined) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (true) {
+    const size_t comma = joined.find(',', start);
+    out.push_back(joined.substr(start, comma - start));
+    if (comma == std::string::npos) return out;
+    start = comma + 1;
+  }
+}
+
 Result<std::unique_ptr<Store>> OpenStore(const std::string& database_url) {
   constexpr std::string_view kSqlite = "sqlite://";
   if (database_url.rfind(kSqlite, 0) == 0) {

@@ -21,6 +21,11 @@ Millis NowMillis();
 
 enum class RequestStatus { kPending, kProcessing, kCompleted };
 const char* ToString(RequestStatus status);
+RequestStatus ParseRequestStatus(const std::string& s);  // the inverse of ToString
+
+// The entries of a comma-joined URL list, empty ones included (the inverse of csv::JoinUrls):
+// the slots a product's output list fills in.
+std::vector<std::string> SplitUrlEntries(const std::string& joined);
 
 // One image of one product that must be downloaded, compressed and stored.
 struct ImageTask {

@@ -1,10 +1,18 @@
 #include "api/http_server.h"
 
+#include <arpa/inet.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <array>
 #include <cctype>
+#include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <functional>
 #include <mutex>
@@ -73,6 +81,175 @@ class GrowingThreadPool final : public httplib::TaskQueue {
   bool shutdown_ = false;
 };
 
+using Clock = std::chrono::steady_clock;
+
+// Waits until `fd` has `events` or `until` passes; false on timeout or error.
+bool WaitFor(int fd, short events, Clock::time_point until) {
+  while (true) {
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - Clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{fd, events, 0};
+    const int n = poll(&p, 1, static_cast<int>(std::min<int64_t>(left.count(), 1000)));
+    if (n > 0) return (p.revents & (events | POLLHUP | POLLERR)) != 0;
+    if (n < 0 && errno != EINTR) return false;
+  }
+}
+
+// One connection as cpp-httplib's Stream, with what cpp-httplib lacks: a limit on the size of a
+// request's head (request line and headers together; cpp-httplib bounds each line, not their
+// number) and a deadline for receiving it whole (cpp-httplib only times out each read). A client
+// over either gets a JSON 431 or 408 and the connection is closed.
+class GuardedStream final : public httplib::Stream {
+ public:
+  struct Limits {
+    size_t max_head_bytes;
+    std::chrono::milliseconds head_timeout;
+    std::chrono::milliseconds read_timeout;
+    std::chrono::milliseconds write_timeout;
+  };
+  GuardedStream(int fd, Limits limits) : fd_(fd), limits_(limits) {}
+
+  // Waits up to `idle` for the next request to start; false when the client stays silent.
+  bool NextRequest(std::chrono::milliseconds idle) {
+    if (refused_) return false;
+    if (begin_ == end_ && !WaitFor(fd_, POLLIN, Clock::now() + idle)) return false;
+    head_bytes_ = 0;
+    tail_ = 0;
+    head_done_ = false;
+    head_deadline_ = Clock::now() + limits_.head_timeout;
+    return true;
+  }
+
+  bool is_readable() const override {
+    return begin_ != end_ || WaitFor(fd_, POLLIN, Clock::now() + limits_.read_timeout);
+  }
+  bool is_writable() const override {
+    return !refused_ && WaitFor(fd_, POLLOUT, Clock::now() + limits_.write_timeout);
+  }
+
+  ssize_t read(char* ptr, size_t size) override {
+    if (refused_) return -1;
+    if (begin_ == end_ && !Fill()) return -1;
+    size_t n = std::min(size, end_ - begin_);
+    if (!head_done_) {
+      // Hand out the head a byte at a time past its end ("\r\n\r\n"), counting it.
+      for (size_t i = 0; i < n; ++i) {
+        tail_ = (tail_ << 8) | static_cast<unsigned char>(buffer_[begin_ + i]);
+        if ((tail_ & 0xFFFFFFFF) == 0x0D0A0D0A) {
+          head_done_ = true;
+          n = i + 1;
+          break;
+        }
+      }
+      head_bytes_ += n;
+      if (!head_done_ && head_bytes_ > limits_.max_head_bytes) {
+        Refuse(431, "Request header fields too large");
+        return -1;
+      }
+    }
+    std::memcpy(ptr, buffer_.data() + begin_, n);
+    begin_ += n;
+    return static_cast<ssize_t>(n);
+  }
+
+  ssize_t write(const char* ptr, size_t size) override {
+    if (refused_) return static_cast<ssize_t>(size);  // the refusal was the answer
+    return Send(ptr, size);
+  }
+
+  void get_remote_ip_and_port(std::string& ip, int& port) const override {
+    Address(getpeername, ip, port);
+  }
+  void get_local_ip_and_port(std::string& ip, int& port) const override {
+    Address(getsockname, ip, port);
+  }
+  socket_t socket() const override { return fd_; }
+
+ private:
+  // Reads more from the socket; before the head is complete, only until its deadline.
+  bool Fill() {
+    const auto read_until = Clock::now() + limits_.read_timeout;
+    const bool deadline_binds = !head_done_ && head_deadline_ < read_until;
+    if (!WaitFor(fd_, POLLIN, deadline_binds ? head_deadline_ : read_until)) {
+      if (deadline_binds && head_bytes_ > 0) Refuse(408, "Request header not received in time");
+      return false;
+    }
+    const ssize_t n = recv(fd_, buffer_.data(), buffer_.size(), 0);
+    if (n <= 0) return false;
+    begin_ = 0;
+    end_ = static_cast<size_t>(n);
+    return true;
+  }
+
+  void Refuse(int status, const char* message) {
+    const std::string body = JsonError(status, message).body;
+    const std::string response =
+        "HTTP/1.1 " + std::to_string(status) + " " + message +
+        "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+        "\r\nConnection: close\r\n\r\n" + body;
+    Send(response.data(), response.size());
+    refused_ = true;
+  }
+
+  ssize_t Send(const char* ptr, size_t size) {
+    if (!WaitFor(fd_, POLLOUT, Clock::now() + limits_.write_timeout)) return -1;
+    return send(fd_, ptr, size, MSG_NOSIGNAL);
+  }
+
+  void Address(int (*get)(int, sockaddr*, socklen_t*), std::string& ip, int& port) const {
+    sockaddr_storage addr{};
+    socklen_t len = sizeof addr;
+    if (get(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return;
+    char text[INET6_ADDRSTRLEN] = {};
+    if (addr.ss_family == AF_INET) {
+      const auto* a = reinterpret_cast<const sockaddr_in*>(&addr);
+      inet_ntop(AF_INET, &a->sin_addr, text, sizeof text);
+      port = ntohs(a->sin_port);
+    } else if (addr.ss_family == AF_INET6) {
+      const auto* a = reinterpret_cast<const sockaddr_in6*>(&addr);
+      inet_ntop(AF_INET6, &a->sin6_addr, text, sizeof text);
+      port = ntohs(a->sin6_port);
+    }
+    ip = text;
+  }
+
+  const int fd_;
+  const Limits limits_;
+  std::array<char, 16 * 1024> buffer_{};
+  size_t begin_ = 0;
+  size_t end_ = 0;
+  size_t head_bytes_ = 0;
+  uint32_t tail_ = 0;  // the last four head bytes
+  bool head_done_ = false;
+  bool refused_ = false;
+  Clock::time_point head_deadline_;
+};
+
+// cpp-httplib's server, serving each connection through a GuardedStream: the same keep-alive loop
+// as cpp-httplib's own, around its (protected) request processing.
+class GuardedServer final : public httplib::Server {
+ public:
+  explicit GuardedServer(GuardedStream::Limits limits) : limits_(limits) {}
+
+ private:
+  bool process_and_close_socket(socket_t sock) override {
+    GuardedStream stream(sock, limits_);
+    bool ok = false;
+    const auto idle = std::chrono::seconds(keep_alive_timeout_sec_);
+    for (size_t left = keep_alive_max_count_;
+         left > 0 && svr_sock_ != INVALID_SOCKET && stream.NextRequest(idle); --left) {
+      bool closed = false;
+      ok = process_request(stream, /*close_connection=*/left == 1, closed, nullptr);
+      if (!ok || closed) break;
+    }
+    shutdown(sock, SHUT_RDWR);
+    close(sock);
+    return ok;
+  }
+
+  const GuardedStream::Limits limits_;
+};
+
 Request FromHttplib(const httplib::Request& req) {
   Request out;
   out.method = req.method;
@@ -98,7 +275,11 @@ void ToHttplib(const Response& in, httplib::Response& res) {
 }  // namespace
 
 HttpServer::HttpServer(Api& api, ServerOptions options)
-    : api_(api), options_(std::move(options)), server_(std::make_unique<httplib::Server>()) {
+    : api_(api),
+      options_(std::move(options)),
+      server_(std::make_unique<GuardedServer>(
+          GuardedStream::Limits{options_.max_header_bytes, options_.header_timeout,
+                                std::chrono::seconds(10), std::chrono::seconds(10)})) {
   auto& s = *server_;
   // A connection holds a pool thread, hence a pool that grows (above), and short keep-alive and
   // read timeouts: an idle client gives its thread back quickly.

@@ -2,6 +2,7 @@
 #ifndef IMGPROC_API_HTTP_SERVER_H_
 #define IMGPROC_API_HTTP_SERVER_H_
 
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -20,6 +21,8 @@ struct ServerOptions {
   int threads = 16;           // connection threads kept ready
   int max_connections = 256;  // connections served at once (threads started on demand)
   size_t max_body_bytes = 11 * 1024 * 1024;  // the CSV limit plus multipart overhead
+  size_t max_header_bytes = 32 * 1024;       // request line and headers together (431 above)
+  std::chrono::milliseconds header_timeout{10'000};  // to receive them whole (408 after)
 };
 
 class HttpServer {

@@ -129,6 +129,8 @@ Result<std::unique_ptr<Service>> Service::Create(const config::Config& config, R
   server.port = config.port;
   server.threads = config.http_threads;
   server.max_connections = config.max_connections;
+  server.max_header_bytes = config.max_header_bytes;
+  server.header_timeout = std::chrono::milliseconds(config.header_timeout_ms);
   // Room for the multipart framing and the webhook_url field around the largest CSV; a larger
   // CSV part inside a body that fits still gets the API's own 413.
   server.max_body_bytes = config.max_csv_bytes + 64 * 1024;

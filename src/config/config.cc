@@ -58,6 +58,10 @@ void AddFlags(CLI::App& app, Config& c) {
       "threads serving HTTP connections, ready from the start");
   opt("--max-connections", c.max_connections, "MAX_CONNECTIONS",
       "HTTP connections served at once (a slow client holds one); threads are added on demand");
+  opt("--max-header-bytes", c.max_header_bytes, "MAX_HEADER_BYTES",
+      "largest HTTP request line + headers (431 above)");
+  opt("--header-timeout-ms", c.header_timeout_ms, "HEADER_TIMEOUT_MS",
+      "time a client has to send its request line and headers (408 after)");
   opt("--max-csv-bytes", c.max_csv_bytes, "MAX_CSV_BYTES", "largest accepted CSV file");
   opt("--max-rows", c.max_rows, "MAX_ROWS", "most data rows in a CSV");
   opt("--max-urls-per-row", c.max_urls_per_row, "MAX_URLS_PER_ROW", "most URL entries per row");
@@ -122,6 +126,9 @@ Status Finalize(Config& c) {
   }
   if (c.log_format != "text" && c.log_format != "json") {
     return InvalidArgument("LOG_FORMAT must be 'text' or 'json'");
+  }
+  if (c.max_header_bytes < 1024 || c.header_timeout_ms < 100) {
+    return InvalidArgument("MAX_HEADER_BYTES must be >= 1024 and HEADER_TIMEOUT_MS >= 100");
   }
   if (c.lease_ms < 100 || c.queue_sweep_ms < 10) {
     return InvalidArgument("LEASE_MS must be >= 100 and QUEUE_SWEEP_MS >= 10");

@@ -34,10 +34,13 @@ struct Config {
   std::string api_keys_file;          // one key per line; '#' starts a comment
 
   // Capacity.
-  int workers = 16;           // images in flight at once (downloads, uploads)
-  int cpu_threads = 0;        // images compressed at once; 0 = number of cores
-  int http_threads = 16;      // threads serving HTTP connections, ready from the start
-  int max_connections = 256;  // HTTP connections served at once (threads added on demand)
+  int workers = 16;       // images in flight at once (downloads, uploads)
+  int cpu_threads = 0;    // images compressed at once; 0 = number of cores
+  int http_threads = 16;  // threads serving HTTP connections, ready from the start
+  int max_connections = 256;
+  uint64_t max_header_bytes = 32 * 1024;  // an HTTP request's line and headers together
+  int header_timeout_ms =
+      10000;  // to receive them whole  // HTTP connections served at once (threads added on demand)
 
   // Limits.
   uint64_t max_csv_bytes = 10 * 1024 * 1024;

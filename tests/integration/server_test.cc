@@ -549,6 +549,82 @@ TEST_F(ServerTest, SlowClientsDoNotStarveOthers) {
   EXPECT_TRUE(still_open);
 }
 
+// A raw connection to the server, for clients no HTTP library would be.
+int Connect(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    close(fd);
+    return -1;
+  }
+  timeval timeout{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  return fd;
+}
+
+// What the server answered on `fd` until it closed the connection (or 10 s passed).
+std::string ReadAll(int fd) {
+  std::string out;
+  char buf[4096];
+  for (ssize_t n; (n = recv(fd, buf, sizeof buf, 0)) > 0;) out.append(buf, static_cast<size_t>(n));
+  return out;
+}
+
+TEST_F(ServerTest, EndlessHeadersAreRefusedWithoutMemoryGrowth) {
+  host_.Start();
+  StartServer(TestEnv({{"MAX_HEADER_BYTES", "16384"}}));
+  const long rss_before = PeakRssKib(server_->pid());
+  const int fd = Connect(server_->port());
+  ASSERT_GE(fd, 0);
+  // Header lines each under cpp-httplib's 8 KiB line limit, 60 MB of them: a head without end.
+  const std::string start = "GET /healthz HTTP/1.1\r\nHost: x\r\n";
+  ASSERT_EQ(send(fd, start.data(), start.size(), MSG_NOSIGNAL), static_cast<ssize_t>(start.size()));
+  const std::string line = "X-A: " + std::string(1000, 'a') + "\r\n";
+  size_t sent = start.size();
+  for (int i = 0; i < 60'000; ++i) {
+    if (send(fd, line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size()))
+      break;
+    sent += line.size();
+  }
+  const std::string answer = ReadAll(fd);
+  close(fd);
+  EXPECT_EQ(answer.rfind("HTTP/1.1 431 ", 0), 0u) << answer.substr(0, 200);
+  EXPECT_NE(answer.find(R"("error")"), std::string::npos) << answer;
+  EXPECT_LT(sent, 60'000'000u) << "the server read the whole 60 MB";
+  EXPECT_LT(PeakRssKib(server_->pid()) - rss_before, 16 * 1024) << "KiB of peak memory grown";
+  // A normal request with headers under the limit is still served.
+  httplib::Client client("127.0.0.1", server_->port());
+  auto res = client.Get("/healthz", {{"X-Long", std::string(8000, 'b')}});
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+}
+
+TEST_F(ServerTest, DrippedHeadersGet408AtTheDeadline) {
+  host_.Start();
+  StartServer(TestEnv({{"HEADER_TIMEOUT_MS", "1000"}}));
+  const int fd = Connect(server_->port());
+  ASSERT_GE(fd, 0);
+  const std::string start = "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+  ASSERT_EQ(send(fd, start.data(), start.size(), MSG_NOSIGNAL), static_cast<ssize_t>(start.size()));
+  // A byte every 100 ms keeps every single read alive; at most 10 s of it.
+  std::atomic<bool> stop{false};
+  std::thread drip([&] {
+    for (int i = 0; i < 100 && !stop; ++i) {
+      if (send(fd, "a", 1, MSG_NOSIGNAL) != 1) return;
+      std::this_thread::sleep_for(100ms);
+    }
+  });
+  const std::string answer = ReadAll(fd);
+  stop = true;
+  drip.join();
+  close(fd);
+  EXPECT_EQ(answer.rfind("HTTP/1.1 408 ", 0), 0u) << answer.substr(0, 200);
+  EXPECT_NE(answer.find("Request header not received in time"), std::string::npos) << answer;
+}
+
 TEST_F(ServerTest, HttpErrorsAreJson) {
   host_.Start();
   StartServer(TestEnv({{"MAX_CSV_BYTES", "2000"}}));

@@ -67,6 +67,7 @@ pipeline::PipelineOptions PipelineFrom(const config::Config& config) {
   pipe.fetch.allow_hosts = config.fetch_allow_hosts;
   pipe.fetch.deny_hosts = config.fetch_deny_hosts;
   pipe.codec.max_pixels = config.max_image_pixels;
+  pipe.codec.max_frames = config.max_animation_frames;
   pipe.workers = config.workers;
   pipe.cpu_threads = config.cpu_threads;
   pipe.max_attempts = config.max_attempts;

@@ -70,6 +70,8 @@ void AddFlags(CLI::App& app, Config& c) {
       "largest image download (aborted mid-stream)");
   opt("--max-image-pixels", c.max_image_pixels, "MAX_IMAGE_PIXELS",
       "largest decoded image, width x height");
+  opt("--max-animation-frames", c.max_animation_frames, "MAX_ANIMATION_FRAMES",
+      "most frames in an animated image (only the first is used)");
   opt("--fetch-connect-timeout-ms", c.fetch_connect_timeout_ms, "FETCH_CONNECT_TIMEOUT_MS",
       "image download connect timeout");
   opt("--fetch-timeout-ms", c.fetch_timeout_ms, "FETCH_TIMEOUT_MS", "image download total timeout");
@@ -127,6 +129,7 @@ Status Finalize(Config& c) {
   if (c.log_format != "text" && c.log_format != "json") {
     return InvalidArgument("LOG_FORMAT must be 'text' or 'json'");
   }
+  if (c.max_animation_frames < 1) return InvalidArgument("MAX_ANIMATION_FRAMES must be >= 1");
   if (c.max_header_bytes < 1024 || c.header_timeout_ms < 100) {
     return InvalidArgument("MAX_HEADER_BYTES must be >= 1024 and HEADER_TIMEOUT_MS >= 100");
   }

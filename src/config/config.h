@@ -49,6 +49,7 @@ struct Config {
   int max_url_length = 2048;
   uint64_t max_download_bytes = 50 * 1024 * 1024;
   uint64_t max_image_pixels = 100'000'000;
+  int max_animation_frames = 1000;
   int fetch_connect_timeout_ms = 5000;
   int fetch_timeout_ms = 30000;
   int max_redirects = 5;

@@ -109,6 +109,11 @@ Status CheckSize(const Image& image, const CodecLimits& limits) {
     return Permanent("image too large: " + size + " (limit " + std::to_string(limits.max_pixels) +
                      ")");
   }
+  const int frames = vips_image_get_n_pages(image.get());
+  if (frames > limits.max_frames) {
+    return Permanent("too many frames: " + std::to_string(frames) + " (limit " +
+                     std::to_string(limits.max_frames) + ")");
+  }
   if (width > kMaxJpegSide || height > kMaxJpegSide) {
     return Permanent("image too large: " + size + " (JPEG allows at most " +
                      std::to_string(kMaxJpegSide) + " per side)");

@@ -16,6 +16,8 @@ namespace imgproc::pipeline {
 
 struct CodecLimits {
   uint64_t max_pixels = 100'000'000;  // width * height of the decoded image
+  int max_frames = 1000;  // frames of an animation (only the first is decoded; the rest is refused
+                          // beyond this so a header cannot promise endless work)
   int jpeg_quality = 50;
 };
 

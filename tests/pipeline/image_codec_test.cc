@@ -158,6 +158,17 @@ std::string BlankPng(int width, int height) {
   });
 }
 
+// An animated GIF of `frames` frames of 16x16, its pages stacked as libvips stores them.
+std::string AnimatedGif(int frames) {
+  const std::string png = MakeImage(TestImage::kPngRgb, 16, 16 * frames);  // outlives `strip`
+  VipsImagePtr strip = Decoded(png);
+  VipsImagePtr paged = Made([&](VipsImage** out) { return vips_copy(strip.get(), out, nullptr); });
+  vips_image_set_int(paged.get(), "page-height", 16);
+  return Saved([&](void** buffer, size_t* length) {
+    return vips_gifsave_buffer(paged.get(), buffer, length, nullptr);
+  });
+}
+
 long PeakRssKiB() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
@@ -213,6 +224,20 @@ TEST_P(EveryFormatTest, RefusesTheFirstHalfOfTheFile) {
   ASSERT_FALSE(out.ok());
   EXPECT_EQ(out.status().code(), StatusCode::kPermanent);
   EXPECT_FALSE(out.status().message().empty());
+}
+
+TEST(CompressToJpegTest, RefusesAnimationsWithTooManyFrames) {
+  const std::string gif = AnimatedGif(6);
+  CodecLimits limits;
+  limits.max_frames = 5;
+  auto refused = CompressToJpeg(gif, limits);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().message(), "too many frames: 6 (limit 5)");
+  limits.max_frames = 6;
+  auto first_frame = CompressToJpeg(gif, limits);
+  ASSERT_TRUE(first_frame.ok()) << first_frame.status().message();
+  EXPECT_EQ(first_frame->source_format, "gif");
+  EXPECT_EQ(first_frame->height, 16);  // the first frame only
 }
 
 TEST(CompressToJpegTest, FlattensTransparencyOnWhite) {

@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "api/handlers.h"
+#include "app/service.h"
 #include "common/logging.h"
 #include "pipeline/worker_pool.h"
 #include "queue/embedded_queue.h"
@@ -54,25 +55,6 @@ std::string Duration(double seconds) {
     std::snprintf(text, sizeof text, "%lld:%02lld", s / 60, s % 60);
   }
   return text;
-}
-
-// The same options `imgproc serve` gives its workers.
-pipeline::PipelineOptions PipelineFrom(const config::Config& config) {
-  pipeline::PipelineOptions pipe;
-  pipe.fetch.allow_private = config.allow_private_urls;
-  pipe.fetch.connect_timeout = std::chrono::milliseconds(config.fetch_connect_timeout_ms);
-  pipe.fetch.total_timeout = std::chrono::milliseconds(config.fetch_timeout_ms);
-  pipe.fetch.max_redirects = config.max_redirects;
-  pipe.fetch.max_body_bytes = config.max_download_bytes;
-  pipe.fetch.allow_hosts = config.fetch_allow_hosts;
-  pipe.fetch.deny_hosts = config.fetch_deny_hosts;
-  pipe.codec.max_pixels = config.max_image_pixels;
-  pipe.codec.max_frames = config.max_animation_frames;
-  pipe.workers = config.workers;
-  pipe.cpu_threads = config.cpu_threads;
-  pipe.max_attempts = config.max_attempts;
-  pipe.retry_base = std::chrono::milliseconds(config.retry_base_ms);
-  return pipe;
 }
 
 // Shows progress on stderr: a bar redrawn in place on a terminal, a plain line every few
@@ -261,7 +243,7 @@ int RunProcess(const config::Config& config_in, const ProcessOptions& options) {
     }
     changed.notify_all();
   };
-  const pipeline::PipelineOptions pipe = PipelineFrom(config);
+  const pipeline::PipelineOptions pipe = PipelineOptionsFrom(config);
   queue::EmbeddedQueue queue(**store, pipe.lease);
   pipeline::WorkerPool pool(**store, queue, **storage, pipe, notify);
 

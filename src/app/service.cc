@@ -24,6 +24,25 @@ std::string Redacted(const std::string& url) {
 
 }  // namespace
 
+pipeline::PipelineOptions PipelineOptionsFrom(const config::Config& config) {
+  pipeline::PipelineOptions pipe;
+  pipe.fetch.allow_private = config.allow_private_urls;
+  pipe.fetch.connect_timeout = std::chrono::milliseconds(config.fetch_connect_timeout_ms);
+  pipe.fetch.total_timeout = std::chrono::milliseconds(config.fetch_timeout_ms);
+  pipe.fetch.max_redirects = config.max_redirects;
+  pipe.fetch.max_body_bytes = config.max_download_bytes;
+  pipe.fetch.allow_hosts = config.fetch_allow_hosts;
+  pipe.fetch.deny_hosts = config.fetch_deny_hosts;
+  pipe.codec.max_pixels = config.max_image_pixels;
+  pipe.codec.max_frames = config.max_animation_frames;
+  pipe.workers = config.workers;
+  pipe.cpu_threads = config.cpu_threads;
+  pipe.max_attempts = config.max_attempts;
+  pipe.retry_base = std::chrono::milliseconds(config.retry_base_ms);
+  pipe.lease = std::chrono::milliseconds(config.lease_ms);
+  return pipe;
+}
+
 Result<std::unique_ptr<Service>> Service::Create(const config::Config& config, Role role) {
   if (Status s = pipeline::InitCodec(); !s.ok()) return s;
   net::InitHttpClient();
@@ -59,22 +78,8 @@ Result<std::unique_ptr<Service>> Service::Create(const config::Config& config, R
   if (!storage.ok()) return storage.status();
   svc->storage_ = std::move(*storage);
 
-  pipeline::PipelineOptions pipe;
-  pipe.fetch.allow_private = config.allow_private_urls;
-  pipe.fetch.connect_timeout = std::chrono::milliseconds(config.fetch_connect_timeout_ms);
-  pipe.fetch.total_timeout = std::chrono::milliseconds(config.fetch_timeout_ms);
-  pipe.fetch.max_redirects = config.max_redirects;
-  pipe.fetch.max_body_bytes = config.max_download_bytes;
-  pipe.fetch.allow_hosts = config.fetch_allow_hosts;
-  pipe.fetch.deny_hosts = config.fetch_deny_hosts;
-  pipe.codec.max_pixels = config.max_image_pixels;
-  pipe.codec.max_frames = config.max_animation_frames;
-  pipe.workers = config.workers;
-  pipe.cpu_threads = config.cpu_threads;
-  pipe.max_attempts = config.max_attempts;
-  pipe.retry_base = std::chrono::milliseconds(config.retry_base_ms);
+  pipeline::PipelineOptions pipe = PipelineOptionsFrom(config);
   pipe.metrics = svc->metrics_.get();
-  pipe.lease = std::chrono::milliseconds(config.lease_ms);
   queue::RedisQueue* broker = nullptr;
   if (config.redis_url.empty()) {
     // Work stored by another process is found by polling the shared store.

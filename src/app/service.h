@@ -20,6 +20,9 @@
 
 namespace imgproc::app {
 
+// The image pipeline's options from the settings: the same for `serve`, `worker` and `process`.
+pipeline::PipelineOptions PipelineOptionsFrom(const config::Config& config);
+
 enum class Role { kApiAndWorkers, kApi, kWorkers };
 
 class Service {

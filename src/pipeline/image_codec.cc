@@ -8,9 +8,12 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
+
+#include "pipeline/jpeg_requantize.h"
 
 namespace imgproc::pipeline {
 namespace {
@@ -195,7 +198,20 @@ Result<EncodedImage> Compress(std::string_view data, const CodecLimits& limits) 
   Result<Image> image = Load(data, VIPS_ACCESS_SEQUENTIAL);
   if (!image.ok()) return image.status();
   if (Status s = CheckSize(*image, limits); !s.ok()) return s;
-  if (vips_image_get_orientation(image->get()) != 1) {
+  const int orientation = vips_image_get_orientation(image->get());
+  if (limits.jpeg_fast_path && *format == "jpeg" && orientation == 1 &&
+      vips_image_get_typeof(image->get(), VIPS_META_ICC_NAME) == 0) {
+    if (std::optional<std::string> jpeg = RequantizeJpeg(data, limits.jpeg_quality)) {
+      EncodedImage result;
+      result.jpeg = std::move(*jpeg);
+      result.source_format = std::move(*format);
+      result.fast_path = true;
+      result.width = vips_image_get_width(image->get());
+      result.height = vips_image_get_height(image->get());
+      return result;
+    }
+  }
+  if (orientation != 1) {
     // Rotating and flipping read pixels out of order, which a sequential decoder cannot do.
     image = Load(data, VIPS_ACCESS_RANDOM);
     if (!image.ok()) return image.status();

@@ -19,11 +19,15 @@ struct CodecLimits {
   int max_frames = 1000;  // frames of an animation (only the first is decoded; the rest is refused
                           // beyond this so a header cannot promise endless work)
   int jpeg_quality = 50;
+  // JPEG input that needs no pixel work (4:2:0 YCbCr, no rotation, no colour profile) is
+  // re-quantised in the DCT domain instead of being decoded and encoded (jpeg_requantize.h).
+  bool jpeg_fast_path = true;
 };
 
 struct EncodedImage {
   std::string jpeg;           // the encoded JPEG bytes
   std::string source_format;  // e.g. "jpeg", "png", "webp", "gif", "tiff"
+  bool fast_path = false;     // made by the DCT-domain fast path
   int width = 0;
   int height = 0;
 };

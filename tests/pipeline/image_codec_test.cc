@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "pipeline/jpeg_requantize.h"
 #include "test_images.h"
 
 namespace imgproc::pipeline {
@@ -58,6 +59,7 @@ std::string ExpectedFormat(TestImage kind) {
   switch (kind) {
     case TestImage::kJpegRgb:
     case TestImage::kJpegProgressive:
+    case TestImage::kJpeg444:
     case TestImage::kJpegCmyk:
     case TestImage::kJpegGray:
     case TestImage::kJpegExifRotate6:
@@ -400,6 +402,76 @@ TEST(CompressToJpegTest, UsesTheConfiguredQuality) {
   EXPECT_EQ(Inspect(out.jpeg).luma_table, StandardLumaTable(80));
 }
 
+// The DCT-domain fast path (jpeg_requantize.h) takes 4:2:0 JPEGs that need no pixel work.
+TEST(JpegFastPathTest, TakesBaselineAndProgressive420Jpegs) {
+  for (TestImage kind : {TestImage::kJpegRgb, TestImage::kJpegProgressive}) {
+    SCOPED_TRACE(TestImageName(kind));
+    const EncodedImage out = Compress(MakeImage(kind, kWidth, kHeight));
+    EXPECT_TRUE(out.fast_path);
+    const JpegInfo info = Inspect(out.jpeg);
+    EXPECT_EQ(info.luma_sampling, std::make_pair(2, 2));
+    EXPECT_FALSE(info.progressive);
+    EXPECT_EQ(info.luma_table, StandardLumaTable(50));
+  }
+}
+
+TEST(JpegFastPathTest, IsAsGoodAsDecodingAndEncoding) {
+  CodecLimits pixel_path;
+  pixel_path.jpeg_fast_path = false;
+  for (auto [width, height] : {std::pair{kWidth, kHeight}, std::pair{1024, 768}}) {
+    const std::string original = MakeImage(TestImage::kJpegRgb, width, height);
+    const EncodedImage fast = Compress(original);
+    const EncodedImage slow = Compress(original, pixel_path);
+    ASSERT_TRUE(fast.fast_path);
+    ASSERT_FALSE(slow.fast_path);
+    const double fast_psnr = imgproc::testing::Psnr(fast.jpeg, original);
+    const double slow_psnr = imgproc::testing::Psnr(slow.jpeg, original);
+    EXPECT_GE(fast_psnr, slow_psnr - 0.1) << width << "x" << height;
+    EXPECT_GT(fast_psnr, 30.0);
+    EXPECT_LT(fast.jpeg.size(), slow.jpeg.size() * 11 / 10);
+    EXPECT_EQ(fast.width, slow.width);
+    EXPECT_EQ(fast.height, slow.height);
+  }
+}
+
+TEST(JpegFastPathTest, LeavesWhatNeedsPixelWorkToTheDecoder) {
+  const std::string srgb_profile = BuiltinProfile("srgb");
+  const std::pair<const char*, std::string> inputs[] = {
+      {"4:4:4", MakeImage(TestImage::kJpeg444, kWidth, kHeight)},
+      {"grey", MakeImage(TestImage::kJpegGray, kWidth, kHeight)},
+      {"cmyk", MakeImage(TestImage::kJpegCmyk, kWidth, kHeight)},
+      {"rotated", MakeImage(TestImage::kJpegExifRotate6, kWidth, kHeight)},
+      {"icc", WithIccSegment(MakeImage(TestImage::kJpegRgb, kWidth, kHeight), srgb_profile)},
+  };
+  for (const auto& [name, input] : inputs) {
+    EXPECT_FALSE(Compress(input).fast_path) << name;
+  }
+}
+
+TEST(JpegFastPathTest, CanBeTurnedOff) {
+  CodecLimits limits;
+  limits.jpeg_fast_path = false;
+  EXPECT_FALSE(Compress(MakeImage(TestImage::kJpegRgb, kWidth, kHeight), limits).fast_path);
+}
+
+TEST(JpegFastPathTest, UsesTheConfiguredQuality) {
+  CodecLimits limits;
+  limits.jpeg_quality = 80;
+  const EncodedImage out = Compress(MakeImage(TestImage::kJpegRgb, kWidth, kHeight), limits);
+  EXPECT_TRUE(out.fast_path);
+  EXPECT_EQ(Inspect(out.jpeg).luma_table, StandardLumaTable(80));
+}
+
+TEST(JpegFastPathTest, GivesUpOnDamagedData) {
+  const std::string jpeg = MakeImage(TestImage::kJpegRgb, kWidth, kHeight);
+  EXPECT_EQ(imgproc::pipeline::RequantizeJpeg(jpeg.substr(0, jpeg.size() * 3 / 4), 50),
+            std::nullopt);
+  EXPECT_EQ(imgproc::pipeline::RequantizeJpeg("not a jpeg", 50), std::nullopt);
+  EXPECT_EQ(imgproc::pipeline::RequantizeJpeg(MakeImage(TestImage::kPngRgb, 8, 8), 50),
+            std::nullopt);
+  EXPECT_NE(imgproc::pipeline::RequantizeJpeg(jpeg, 50), std::nullopt);
+}
+
 TEST(CompressToJpegTest, RefusesEmptyInput) { ExpectRefused("", "not an image"); }
 
 TEST(CompressToJpegTest, RefusesAnHtmlPage) {
@@ -487,6 +559,9 @@ TEST(TestImagesTest, AreWhatTheyClaim) {
   EXPECT_EQ(inspect(TestImage::kJpegRgb).components, 3);
   EXPECT_FALSE(inspect(TestImage::kJpegRgb).progressive);
   EXPECT_TRUE(inspect(TestImage::kJpegProgressive).progressive);
+  EXPECT_EQ(inspect(TestImage::kJpegRgb).luma_sampling, std::make_pair(2, 2));
+  EXPECT_EQ(inspect(TestImage::kJpegProgressive).luma_sampling, std::make_pair(2, 2));
+  EXPECT_EQ(inspect(TestImage::kJpeg444).luma_sampling, std::make_pair(1, 1));
   EXPECT_EQ(inspect(TestImage::kJpegCmyk).components, 4);
   EXPECT_FALSE(inspect(TestImage::kJpegCmyk).has_icc);
   EXPECT_EQ(inspect(TestImage::kJpegGray).components, 1);

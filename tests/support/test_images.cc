@@ -3,6 +3,7 @@
 #include <vips/vips.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
@@ -161,10 +162,13 @@ std::string Encode(const char* what, Save save) {
   return std::string(static_cast<const char*>(buffer), length);
 }
 
-std::string Jpeg(const Img& image, bool interlace = false) {
+// Quality 90 with 4:2:0 chroma subsampling, as cameras and most of the web write them (libvips
+// itself would keep 4:4:4 at this quality), unless `full_chroma`.
+std::string Jpeg(const Img& image, bool interlace = false, bool full_chroma = false) {
   return Encode("jpegsave", [&](void** buffer, size_t* length) {
-    return vips_jpegsave_buffer(image.get(), buffer, length, "Q", 90, "interlace", interlace,
-                                nullptr);
+    return vips_jpegsave_buffer(
+        image.get(), buffer, length, "Q", 90, "interlace", interlace, "subsample_mode",
+        full_chroma ? VIPS_FOREIGN_SUBSAMPLE_OFF : VIPS_FOREIGN_SUBSAMPLE_ON, nullptr);
   });
 }
 
@@ -187,6 +191,10 @@ bool ReadFrame(std::string_view payload, bool progressive, JpegInfo& info) {
   info.width = static_cast<int>(BigEndian16(payload, 3));
   info.components = static_cast<int>(Byte(payload, 5));
   info.progressive = progressive;
+  if (info.components > 0) {
+    if (payload.size() < 9) return false;
+    info.luma_sampling = {Byte(payload, 7) >> 4, Byte(payload, 7) & 15};  // after the component id
+  }
   return true;
 }
 
@@ -245,7 +253,40 @@ std::optional<std::array<double, 3>> TryMeanRgb(std::string_view image, int left
   return mean;
 }
 
+// Decodes to 8-bit sRGB; null (with libvips' error set) on failure.
+std::optional<Img> DecodeSrgb(std::string_view image) {
+  VipsImage* out = vips_image_new_from_buffer(image.data(), image.size(), "", nullptr);
+  if (out == nullptr) return std::nullopt;
+  const Img decoded(out);
+  if (vips_colourspace(decoded.get(), &out, VIPS_INTERPRETATION_sRGB, nullptr) != 0) {
+    return std::nullopt;
+  }
+  return Img(out);
+}
+
+std::optional<double> TryPsnr(std::string_view a, std::string_view b) {
+  std::optional<Img> first = DecodeSrgb(a);
+  std::optional<Img> second = DecodeSrgb(b);
+  if (!first || !second) return std::nullopt;
+  VipsImage* out = nullptr;
+  if (vips_subtract(first->get(), second->get(), &out, nullptr) != 0) return std::nullopt;
+  const Img difference(out);
+  if (vips_multiply(difference.get(), difference.get(), &out, nullptr) != 0) return std::nullopt;
+  const Img squares(out);
+  double mse = 0;
+  if (vips_avg(squares.get(), &mse, nullptr) != 0) return std::nullopt;
+  return mse == 0 ? 99.0 : 10 * std::log10(255.0 * 255.0 / mse);
+}
+
 }  // namespace
+
+double Psnr(std::string_view a, std::string_view b) {
+  EnsureVips();
+  if (std::optional<double> psnr = TryPsnr(a, b)) return *psnr;
+  std::fprintf(stderr, "Psnr failed: %s\n", vips_error_buffer());
+  vips_error_clear();
+  return std::nan("");
+}
 
 const char* TestImageName(TestImage kind) {
   switch (kind) {
@@ -253,6 +294,8 @@ const char* TestImageName(TestImage kind) {
       return "jpeg_rgb";
     case TestImage::kJpegProgressive:
       return "jpeg_progressive";
+    case TestImage::kJpeg444:
+      return "jpeg_444";
     case TestImage::kJpegCmyk:
       return "jpeg_cmyk";
     case TestImage::kJpegGray:
@@ -285,6 +328,8 @@ std::string MakeImage(TestImage kind, int width, int height) {
       return Jpeg(photo);
     case TestImage::kJpegProgressive:
       return Jpeg(photo, /*interlace=*/true);
+    case TestImage::kJpeg444:
+      return Jpeg(photo, /*interlace=*/false, /*full_chroma=*/true);
     case TestImage::kJpegCmyk:
       return Jpeg(Cmyk(photo));
     case TestImage::kJpegGray:

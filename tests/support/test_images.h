@@ -7,13 +7,15 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace imgproc::testing {
 
 // Every generated image is a smooth, photo-like gradient with some noise of the given size.
 enum class TestImage {
-  kJpegRgb,          // baseline RGB JPEG
-  kJpegProgressive,  // progressive (interlaced) JPEG
+  kJpegRgb,          // baseline RGB JPEG, 4:2:0 chroma (the fast path's input)
+  kJpegProgressive,  // progressive (interlaced) JPEG, 4:2:0
+  kJpeg444,          // baseline RGB JPEG, 4:4:4 (full-resolution chroma)
   kJpegCmyk,         // 4-channel CMYK JPEG
   kJpegGray,         // 1-channel grayscale JPEG
   kJpegExifRotate6,  // stored w x h with EXIF orientation 6 (displayed h x w)
@@ -30,8 +32,9 @@ enum class TestImage {
 std::string MakeImage(TestImage kind, int width, int height);
 
 // All kinds, for parameterised tests.
-inline constexpr std::array<TestImage, 12> kAllTestImages = {TestImage::kJpegRgb,
+inline constexpr std::array<TestImage, 13> kAllTestImages = {TestImage::kJpegRgb,
                                                              TestImage::kJpegProgressive,
+                                                             TestImage::kJpeg444,
                                                              TestImage::kJpegCmyk,
                                                              TestImage::kJpegGray,
                                                              TestImage::kJpegExifRotate6,
@@ -51,6 +54,9 @@ struct JpegInfo {
   int height = 0;
   int components = 0;
   bool progressive = false;
+  // Horizontal and vertical sampling factors of the first component: {2, 2} for 4:2:0 and
+  // {1, 1} for 4:4:4 (chroma components are 1x1 in both).
+  std::pair<int, int> luma_sampling;
   bool has_exif = false;  // an APP1 "Exif" segment
   bool has_icc = false;   // an APP2 "ICC_PROFILE" segment
   // The luminance quantisation table (table 0) in natural (row-major) order.
@@ -67,6 +73,10 @@ std::array<int, 64> StandardLumaTable(int quality);
 // Mean of the pixels of a decoded image in a rectangle, per band (for checking flattening on
 // white and orientation). Decodes with libvips.
 std::array<double, 3> MeanRgb(std::string_view image, int left, int top, int width, int height);
+
+// Peak signal-to-noise ratio in dB between two images of the same size, decoded to 8-bit sRGB
+// with libvips (99 when identical, NaN when either cannot be decoded).
+double Psnr(std::string_view a, std::string_view b);
 
 }  // namespace imgproc::testing
 

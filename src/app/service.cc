@@ -37,6 +37,8 @@ pipeline::PipelineOptions PipelineOptionsFrom(const config::Config& config) {
   pipe.codec.max_frames = config.max_animation_frames;
   pipe.workers = config.workers;
   pipe.cpu_threads = config.cpu_threads;
+  pipe.pixel_budget = config.pixel_budget;
+  pipe.codec.jpeg_fast_path = config.jpeg_fast_path;
   pipe.max_attempts = config.max_attempts;
   pipe.retry_base = std::chrono::milliseconds(config.retry_base_ms);
   pipe.lease = std::chrono::milliseconds(config.lease_ms);

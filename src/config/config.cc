@@ -54,6 +54,8 @@ void AddFlags(CLI::App& app, Config& c) {
 
   opt("--workers", c.workers, "WORKERS", "images in flight at once (download/upload)");
   opt("--cpu-threads", c.cpu_threads, "CPU_THREADS", "images compressed at once (0 = cores)");
+  opt("--pixel-budget", c.pixel_budget, "PIXEL_BUDGET",
+      "pixels of the images between download and the end of compression (bounds memory)");
   opt("--http-threads", c.http_threads, "HTTP_THREADS",
       "threads serving HTTP connections, ready from the start");
   opt("--max-connections", c.max_connections, "MAX_CONNECTIONS",
@@ -72,6 +74,8 @@ void AddFlags(CLI::App& app, Config& c) {
       "largest decoded image, width x height");
   opt("--max-animation-frames", c.max_animation_frames, "MAX_ANIMATION_FRAMES",
       "most frames in an animated image (only the first is used)");
+  opt("--jpeg-fast-path", c.jpeg_fast_path, "JPEG_FAST_PATH",
+      "re-quantise 4:2:0 JPEGs that need no pixel work in the DCT domain (true | false)");
   opt("--fetch-connect-timeout-ms", c.fetch_connect_timeout_ms, "FETCH_CONNECT_TIMEOUT_MS",
       "image download connect timeout");
   opt("--fetch-timeout-ms", c.fetch_timeout_ms, "FETCH_TIMEOUT_MS", "image download total timeout");
@@ -130,6 +134,7 @@ Status Finalize(Config& c) {
     return InvalidArgument("LOG_FORMAT must be 'text' or 'json'");
   }
   if (c.max_animation_frames < 1) return InvalidArgument("MAX_ANIMATION_FRAMES must be >= 1");
+  if (c.pixel_budget < 1) return InvalidArgument("PIXEL_BUDGET must be >= 1");
   if (c.max_header_bytes < 1024 || c.header_timeout_ms < 100) {
     return InvalidArgument("MAX_HEADER_BYTES must be >= 1024 and HEADER_TIMEOUT_MS >= 100");
   }

@@ -34,13 +34,13 @@ struct Config {
   std::string api_keys_file;          // one key per line; '#' starts a comment
 
   // Capacity.
-  int workers = 16;       // images in flight at once (downloads, uploads)
-  int cpu_threads = 0;    // images compressed at once; 0 = number of cores
-  int http_threads = 16;  // threads serving HTTP connections, ready from the start
+  int workers = 64;                     // images in flight at once (downloads, uploads)
+  int cpu_threads = 0;                  // images compressed at once; 0 = number of cores
+  uint64_t pixel_budget = 100'000'000;  // pixels between download start and compression end
+  int http_threads = 16;                // threads serving HTTP connections, ready from the start
   int max_connections = 256;
   uint64_t max_header_bytes = 32 * 1024;  // an HTTP request's line and headers together
-  int header_timeout_ms =
-      10000;  // to receive them whole  // HTTP connections served at once (threads added on demand)
+  int header_timeout_ms = 10000;          // to receive them whole
 
   // Limits.
   uint64_t max_csv_bytes = 10 * 1024 * 1024;
@@ -50,6 +50,7 @@ struct Config {
   uint64_t max_download_bytes = 50 * 1024 * 1024;
   uint64_t max_image_pixels = 100'000'000;
   int max_animation_frames = 1000;
+  bool jpeg_fast_path = true;  // DCT-domain re-quantisation of 4:2:0 JPEGs
   int fetch_connect_timeout_ms = 5000;
   int fetch_timeout_ms = 30000;
   int max_redirects = 5;

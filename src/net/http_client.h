@@ -1,5 +1,9 @@
 // Outbound HTTP with libcurl, for image downloads, ImgBB uploads and webhooks.
 //
+// Every transfer of the process runs on one libcurl multi handle driven by one thread, so many
+// transfers are in flight at once and connections are reused per host (HTTP/2 multiplexing over
+// TLS where the server offers it); the calling thread waits for its own transfer.
+//
 // Every request goes through the same guard: only http/https, the host allow/deny lists, at most
 // `max_redirects` hops (GET only; each hop checked before it is requested), and unless
 // `allow_private` every address actually connected (after DNS) must be public (checked in

@@ -257,6 +257,14 @@ Status InitCodec() {
   return status;
 }
 
+uint64_t ImagePixels(std::string_view data) {
+  if (data.empty() || !DetectFormat(data).ok()) return 0;
+  Result<Image> image = Load(data, VIPS_ACCESS_SEQUENTIAL);
+  if (!image.ok()) return 0;
+  return static_cast<uint64_t>(vips_image_get_width(image->get())) *
+         static_cast<uint64_t>(vips_image_get_height(image->get()));
+}
+
 Result<EncodedImage> CompressToJpeg(std::string_view data, const CodecLimits& limits) {
   try {
     return Compress(data, limits);

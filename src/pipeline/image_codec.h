@@ -37,6 +37,10 @@ struct EncodedImage {
 // own pool provides the parallelism). Returns an error if libvips cannot start.
 Status InitCodec();
 
+// width * height from the image's header alone (0 when it cannot be read: CompressToJpeg then
+// says why). Cheap: no pixel is decoded.
+uint64_t ImagePixels(std::string_view data);
+
 // Decodes `data` and encodes it as JPEG. Errors are kPermanent with a message for the user,
 // e.g. "not an image", "image too large: 20000x20000 pixels", "truncated or corrupt image".
 Result<EncodedImage> CompressToJpeg(std::string_view data, const CodecLimits& limits);

@@ -1,11 +1,11 @@
 #include "pipeline/jpeg_requantize.h"
 
+#include <jpeglib.h>
+
 #include <algorithm>
 #include <csetjmp>
 #include <cstdio>  // jpeglib.h needs FILE
 #include <cstdlib>
-#include <jpeglib.h>
-
 #include <memory>
 
 namespace imgproc::pipeline {
@@ -141,8 +141,8 @@ std::optional<std::string> RequantizeJpeg(std::string_view jpeg, int quality) {
   Destination out;
   // Quality 50 output is usually a fraction of the input; the buffer doubles when it is not.
   out.capacity = std::max<size_t>(jpeg.size() / 2, 64 * 1024);
-  const bool ok = Run(reinterpret_cast<const unsigned char*>(jpeg.data()), jpeg.size(), quality,
-                      &out);
+  const bool ok =
+      Run(reinterpret_cast<const unsigned char*>(jpeg.data()), jpeg.size(), quality, &out);
   const std::unique_ptr<unsigned char, decltype(&std::free)> owned(out.data, &std::free);
   if (!ok) return std::nullopt;
   return std::string(reinterpret_cast<const char*>(out.data), out.size);

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <random>
+#include <utility>
 
 #include "common/logging.h"
 
@@ -36,14 +37,21 @@ void ObserveSince(metrics::Histogram* histogram, std::chrono::steady_clock::time
 
 }  // namespace
 
-store::ImageOutcome ProcessImage(const store::ImageTask& task, storage::ImageStorage& storage,
-                                 const PipelineOptions& options, CpuSlots& cpu) {
-  metrics::ServiceMetrics* m = options.metrics;
+store::ImageOutcome WorkerPool::Process(const store::ImageTask& task) {
+  metrics::ServiceMetrics* m = options_.metrics;
+  // Held from before the download until the compression is over; released on every path out.
+  uint64_t reserved = budget_.Reserve();
+  struct Release {
+    PixelBudget& budget;
+    uint64_t& pixels;
+    ~Release() { budget.Release(pixels); }
+  } release{budget_, reserved};
+
   auto start = std::chrono::steady_clock::now();
-  auto response = net::Get(task.url, options.fetch);
+  auto response = net::Get(task.url, options_.fetch);
   ObserveSince(m ? &m->download_seconds() : nullptr, start);
   if (!response.ok()) {
-    return Failure(task, options, response.status().transient(),
+    return Failure(task, options_, response.status().transient(),
                    "download failed: " + response.status().message());
   }
   const long code = response->status;
@@ -53,31 +61,31 @@ store::ImageOutcome ProcessImage(const store::ImageTask& task, storage::ImageSto
     if (auto it = response->headers.find("retry-after"); it != response->headers.end()) {
       retry_after = RetryAfter(it->second);
     }
-    return Failure(task, options, transient, "download failed: HTTP " + std::to_string(code),
+    return Failure(task, options_, transient, "download failed: HTTP " + std::to_string(code),
                    retry_after);
   }
-  if (response->body.empty()) return Failure(task, options, false, "download failed: empty body");
+  if (response->body.empty()) return Failure(task, options_, false, "download failed: empty body");
   const auto input_bytes = static_cast<int64_t>(response->body.size());
   if (m) m->BytesIn(response->body.size());
 
+  reserved = budget_.Correct(reserved, ImagePixels(response->body));
   Result<EncodedImage> encoded = Internal("not run");
-  {
-    cpu.acquire();
+  cpu_.Run([&] {
     start = std::chrono::steady_clock::now();
-    encoded = CompressToJpeg(response->body, options.codec);
+    encoded = CompressToJpeg(response->body, options_.codec);
     ObserveSince(m ? &m->compress_seconds() : nullptr, start);
-    cpu.release();
-  }
+  });
   response->body = std::string();  // free the download before the upload
-  if (!encoded.ok()) return Failure(task, options, false, encoded.status().message());
+  budget_.Release(std::exchange(reserved, 0));
+  if (!encoded.ok()) return Failure(task, options_, false, encoded.status().message());
 
   const std::string name =
       std::to_string(task.serial_no) + "_" + std::to_string(task.index) + ".jpg";
   start = std::chrono::steady_clock::now();
-  auto url = storage.Put(task.request_id, name, encoded->jpeg);
+  auto url = storage_.Put(task.request_id, name, encoded->jpeg);
   ObserveSince(m ? &m->upload_seconds() : nullptr, start);
   if (!url.ok()) {
-    return Failure(task, options, url.status().transient(), url.status().message(),
+    return Failure(task, options_, url.status().transient(), url.status().message(),
                    url.status().retry_after());
   }
   if (m) m->BytesOut(encoded->jpeg.size());
@@ -96,7 +104,8 @@ WorkerPool::WorkerPool(store::Store& store, queue::WorkQueue& queue, storage::Im
       storage_(storage),
       options_(std::move(options)),
       on_recorded_(std::move(on_recorded)),
-      cpu_(std::max(1, options_.cpu_threads)) {
+      cpu_(std::max(1, options_.cpu_threads)),
+      budget_(options_.pixel_budget) {
   options_.fetch.cancel = &cancel_;
 }
 
@@ -191,7 +200,7 @@ void WorkerPool::Run(const std::string& owner) {
     backoff = std::chrono::milliseconds(0);
     for (const auto& task : *tasks) {
       const logging::ScopedRequestId log_scope(task.request_id);
-      auto outcome = ProcessImage(task, storage_, options_, cpu_);
+      auto outcome = Process(task);
       if (cancel_ && !outcome.ok) {
         // Interrupted by shutdown, not failed: hand it back, due at once for the next run.
         outcome.error = "interrupted by shutdown";

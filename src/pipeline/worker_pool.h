@@ -1,8 +1,10 @@
 // The image pipeline: fetch → decode/encode → store → record, for images taken from the queue.
 //
-// `workers` threads each carry one image at a time, so downloads and uploads of many images
-// overlap; the CPU-bound compression of at most `cpu_threads` images runs at once. Memory is
-// bounded by workers x (largest download + its JPEG), whatever the size of the request.
+// `workers` I/O threads each carry one image at a time through its download and upload, which
+// all run on the process's one libcurl multi handle, so the network waits of many images
+// overlap. The compression itself runs on the CPU stage (`cpu_threads` threads, one per core by
+// default). What waits between the two is bounded by a pixel budget, so memory stays flat
+// whatever the size of a request.
 #ifndef IMGPROC_PIPELINE_WORKER_POOL_H_
 #define IMGPROC_PIPELINE_WORKER_POOL_H_
 
@@ -12,13 +14,13 @@
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <semaphore>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "metrics/service_metrics.h"
 #include "net/http_client.h"
+#include "pipeline/cpu_stage.h"
 #include "pipeline/image_codec.h"
 #include "queue/queue.h"
 #include "storage/storage.h"
@@ -29,8 +31,10 @@ namespace imgproc::pipeline {
 struct PipelineOptions {
   net::FetchOptions fetch;
   CodecLimits codec;
-  int workers = 16;
+  int workers = 64;
   int cpu_threads = 2;
+  // Pixels of the images between the start of their download and the end of their compression.
+  uint64_t pixel_budget = 100'000'000;
   int max_attempts = 5;
   std::chrono::milliseconds retry_base{1000};
   // How long a taken image stays with its worker without news. The pool extends its leases every
@@ -38,13 +42,6 @@ struct PipelineOptions {
   std::chrono::milliseconds lease{60'000};
   metrics::ServiceMetrics* metrics = nullptr;  // stage durations, bytes, outcomes; may be null
 };
-
-// Limits how many images are compressed at once.
-using CpuSlots = std::counting_semaphore<1024>;
-
-// Works one image and says what to record: its output URL, a final error, or a retry time.
-store::ImageOutcome ProcessImage(const store::ImageTask& task, storage::ImageStorage& storage,
-                                 const PipelineOptions& options, CpuSlots& cpu);
 
 class WorkerPool {
  public:
@@ -61,6 +58,8 @@ class WorkerPool {
 
  private:
   void Run(const std::string& owner);
+  // Works one image and says what to record: its output URL, a final error, or a retry time.
+  store::ImageOutcome Process(const store::ImageTask& task);
   void Heartbeat();
   // Records an outcome, retrying transient store errors (a database restarting) for up to a lease.
   // True when it was recorded (this worker still held the lease).
@@ -72,7 +71,8 @@ class WorkerPool {
   storage::ImageStorage& storage_;
   PipelineOptions options_;  // its fetch.cancel points at cancel_
   std::function<void()> on_recorded_;
-  CpuSlots cpu_;
+  CpuStage cpu_;
+  PixelBudget budget_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> cancel_{false};  // the shutdown grace period is over
   std::mutex mu_;

@@ -2,8 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -76,11 +79,26 @@ class HttpClientTest : public ::testing::Test {
                           file.content_type + "|" + file.content,
                       "application/octet-stream");
     });
+    // Holds every request until kGate of them are in the server at once (or 10 s have passed).
+    s.Get("/gate", [this](const httplib::Request&, httplib::Response& res) {
+      std::unique_lock<std::mutex> lock(gate_mu_);
+      peak_in_gate_ = std::max(peak_in_gate_, ++in_gate_);
+      gate_cv_.notify_all();
+      gate_cv_.wait_for(lock, std::chrono::seconds(10), [this] { return peak_in_gate_ >= kGate; });
+      --in_gate_;
+      res.set_content("through", "text/plain");
+    });
+    s.new_task_queue = [] { return new httplib::ThreadPool(32); };
     server_.Start();
     options_.allow_private = true;  // the fixture is on 127.0.0.1
   }
 
+  static constexpr int kGate = 12;
   FetchOptions options_;
+  std::mutex gate_mu_;
+  std::condition_variable gate_cv_;
+  int in_gate_ = 0;
+  int peak_in_gate_ = 0;
   std::atomic<size_t> streamed_{0};
   std::atomic<bool> stream_aborted_{false};
   std::atomic<bool> release_slow_{false};
@@ -280,6 +298,41 @@ TEST_F(HttpClientTest, ConcurrentRequestsFromManyThreads) {
   }
   for (auto& t : threads) t.join();
   EXPECT_EQ(good.load(), 40);
+}
+
+// All transfers share one multi handle: later requests to a host reuse the first one's connection.
+TEST_F(HttpClientTest, ReusesTheConnectionToAHost) {
+  FixtureServer server;
+  server.server().set_keep_alive_max_count(10);
+  server.server().set_keep_alive_timeout(1);  // the cost of stopping it, while we keep it open
+  server.server().Get("/port", [](const httplib::Request& req, httplib::Response& res) {
+    res.set_content(std::to_string(req.remote_port), "text/plain");
+  });
+  server.Start();
+  std::vector<std::string> ports;
+  for (int i = 0; i < 4; ++i) {
+    auto r = Get(server.Url("/port"), options_);
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    ports.push_back(r->body);
+  }
+  for (const auto& port : ports) EXPECT_EQ(port, ports[0]);
+}
+
+// One thread drives every transfer, yet they run at once rather than one after another: the
+// server sees all kGate requests together, which it waits for before answering any.
+TEST_F(HttpClientTest, RunsManyTransfersAtOnce) {
+  std::atomic<int> through{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kGate; ++i) {
+    threads.emplace_back([&] {
+      auto r = Get(server_.Url("/gate"), options_);
+      through += r.ok() && r->body == "through";
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(through.load(), kGate);
+  std::lock_guard<std::mutex> lock(gate_mu_);
+  EXPECT_EQ(peak_in_gate_, kGate);
 }
 
 }  // namespace

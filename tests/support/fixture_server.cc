@@ -13,6 +13,10 @@ FixtureServer::FixtureServer() {
     requests_.push_back({req.method, req.path, req.headers});
     return httplib::Server::HandlerResponse::Unhandled;
   });
+  // One request per connection unless a test asks for keep-alive: clients keep idle connections
+  // (libcurl's cache), and stopping a server waits for each of its kept-alive connections to time
+  // out.
+  server_.set_keep_alive_max_count(1);
 }
 
 FixtureServer::~FixtureServer() { Stop(); }

@@ -28,7 +28,8 @@ class FixtureServer {
   FixtureServer(const FixtureServer&) = delete;
   FixtureServer& operator=(const FixtureServer&) = delete;
 
-  // Register routes before Start().
+  // Register routes (and change httplib settings, e.g. to allow keep-alive, which is off by
+  // default) before Start().
   httplib::Server& server() { return server_; }
 
   // Binds to 127.0.0.1 on a free port and starts serving on a background thread.

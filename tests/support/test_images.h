@@ -32,19 +32,11 @@ enum class TestImage {
 std::string MakeImage(TestImage kind, int width, int height);
 
 // All kinds, for parameterised tests.
-inline constexpr std::array<TestImage, 13> kAllTestImages = {TestImage::kJpegRgb,
-                                                             TestImage::kJpegProgressive,
-                                                             TestImage::kJpeg444,
-                                                             TestImage::kJpegCmyk,
-                                                             TestImage::kJpegGray,
-                                                             TestImage::kJpegExifRotate6,
-                                                             TestImage::kPngRgb,
-                                                             TestImage::kPngRgba,
-                                                             TestImage::kPngPalette,
-                                                             TestImage::kPng16,
-                                                             TestImage::kGif,
-                                                             TestImage::kWebp,
-                                                             TestImage::kTiff};
+inline constexpr std::array<TestImage, 13> kAllTestImages = {
+    TestImage::kJpegRgb,    TestImage::kJpegProgressive, TestImage::kJpeg444, TestImage::kJpegCmyk,
+    TestImage::kJpegGray,   TestImage::kJpegExifRotate6, TestImage::kPngRgb,  TestImage::kPngRgba,
+    TestImage::kPngPalette, TestImage::kPng16,           TestImage::kGif,     TestImage::kWebp,
+    TestImage::kTiff};
 
 const char* TestImageName(TestImage kind);
 

@@ -1,0 +1,77 @@
+// The pipeline's CPU stage and the bound on what waits for it.
+//
+// I/O workers download and upload (their threads mostly wait on the network); they hand the
+// CPU-bound compression to CpuStage, whose fixed set of threads (one per core by default) does
+// all of it: exactly that many images are decoded at once, and their large buffers are reused
+// within those threads' allocator arenas instead of spreading over every worker's.
+#ifndef IMGPROC_PIPELINE_CPU_STAGE_H_
+#define IMGPROC_PIPELINE_CPU_STAGE_H_
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace imgproc::pipeline {
+
+// A fixed pool of threads running jobs in the order they were handed over.
+class CpuStage {
+ public:
+  explicit CpuStage(int threads);
+  ~CpuStage();  // runs what is queued, then joins
+
+  CpuStage(const CpuStage&) = delete;
+  CpuStage& operator=(const CpuStage&) = delete;
+
+  // Runs `job` on one of the stage's threads and returns once it has run.
+  void Run(const std::function<void()>& job);
+
+ private:
+  struct Job {
+    const std::function<void()>* work;
+    bool done = false;
+  };
+  void Loop();
+
+  std::mutex mu_;
+  std::condition_variable queued_;
+  std::condition_variable finished_;
+  std::deque<Job*> queue_;
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
+};
+
+// Bounds the pixels of images between the start of their download and the end of their
+// compression, so memory stays flat whatever the size of a request or its images.
+//
+// Before a download the size is unknown: a worker reserves an estimate (a running average of
+// recent images, starting high) and corrects it to the real pixel count once the header is in.
+// A reservation waits while the budget is spent, except when nothing at all is in flight, so an
+// image larger than the whole budget still goes through, alone.
+class PixelBudget {
+ public:
+  explicit PixelBudget(uint64_t limit);
+
+  // Blocks until the estimate fits; returns the pixels reserved.
+  uint64_t Reserve();
+  // Replaces a reservation by the image's actual pixel count (0 if unknown keeps the estimate);
+  // returns the new reservation.
+  uint64_t Correct(uint64_t reserved, uint64_t actual);
+  void Release(uint64_t reserved);
+
+  uint64_t in_flight() const;
+
+ private:
+  const uint64_t limit_;
+  mutable std::mutex mu_;
+  std::condition_variable room_;
+  uint64_t in_flight_ = 0;
+  uint64_t estimate_;
+};
+
+}  // namespace imgproc::pipeline
+
+#endif  // IMGPROC_PIPELINE_CPU_STAGE_H_

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages imgproc needs to build, run and test. Safe to run again.
+#   scripts/install-deps.sh           the packages to build, run and test
+#   scripts/install-deps.sh --bench   also those of the speed benchmark (scripts/bench.sh)
 set -euo pipefail
 
 packages=(
@@ -15,6 +17,11 @@ packages=(
 # used; Debian's packages (node 18, too old for the browser test) only when there is none.
 command -v node >/dev/null || packages+=(nodejs)
 command -v npm >/dev/null || packages+=(npm)
+# Optional: the speed benchmark's Python baseline (Pillow, requests), its plot (matplotlib) and
+# the status API load generator (wrk).
+if [ "${1:-}" = "--bench" ]; then
+  packages+=(python3-pil python3-requests python3-matplotlib wrk)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -256,6 +256,12 @@ Response Api::LoadError(const std::string& request_id, const imgproc::Status& st
 
 Response Api::RequestStatus(const std::string& request_id,
                             const std::optional<std::string>& caller) {
+  if (auto cached = finished_statuses_.Find(request_id)) {
+    if (caller && cached->owner != caller) return JsonError(404, "Request ID not found");
+    Response response;
+    response.body = cached->body;
+    return response;
+  }
   auto view = LoadRequest(request_id, caller);
   if (!view.ok()) return LoadError(request_id, view.status());
   json products = json::array();
@@ -283,7 +289,13 @@ Response Api::RequestStatus(const std::string& request_id,
     hook["last_status"] = view->webhook->last_status ? json(*view->webhook->last_status) : json();
     body["webhook"] = std::move(hook);
   }
-  return JsonResponse(200, body);
+  Response response = JsonResponse(200, body);
+  const bool webhook_settled =
+      !view->webhook || view->webhook->state == "delivered" || view->webhook->state == "failed";
+  if (view->status == store::RequestStatus::kCompleted && webhook_settled) {
+    finished_statuses_.Put(request_id, {view->owner, response.body});
+  }
+  return response;
 }
 
 Response Api::OutputCsv(const std::string& request_id, bool with_errors,

@@ -11,6 +11,7 @@
 #include <set>
 #include <string>
 
+#include "api/status_cache.h"
 #include "csv/product_csv.h"
 #include "metrics/service_metrics.h"
 #include "queue/queue.h"
@@ -86,6 +87,7 @@ class Api {
   store::Store& store_;
   const ApiOptions options_;
   std::function<void()> on_created_;
+  StatusCache finished_statuses_{64 * 1024 * 1024};
 };
 
 // A JSON error response: {"error": message}.

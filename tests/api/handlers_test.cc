@@ -126,6 +126,55 @@ TEST_F(ApiTest, AcceptedUploadReturnsUuidAndStatusShowsOriginalShape) {
   EXPECT_EQ(Get("/status/" + id).status, 200);
 }
 
+// Entries without "http" pass through, so such a request is completed as soon as it is stored.
+constexpr const char* kFinishedCsv =
+    "Serial Number,Product Name,Input Image Urls\n1,SKU1,not-a-url\n2,SKU2,also-not\n";
+
+TEST_F(ApiTest, FinishedStatusStaysTheSameWhenServedAgain) {
+  const std::string id = Body(Upload(kFinishedCsv))["request_id"];
+  const Response first = Get("/status/" + id + "/");
+  ASSERT_EQ(first.status, 200);
+  EXPECT_EQ(Body(first)["status"], "completed");
+  for (int i = 0; i < 3; ++i) {
+    const Response again = Get("/status/" + id + "/");
+    EXPECT_EQ(again.status, 200);
+    EXPECT_EQ(again.content_type, first.content_type);
+    EXPECT_EQ(again.body, first.body);
+  }
+}
+
+// A completed request whose webhook is still to be delivered keeps changing: never stale.
+TEST_F(ApiTest, StatusFollowsTheWebhookUntilItSettles) {
+  const std::string id = Body(Upload(kFinishedCsv, "https://hooks.example.com/done"))["request_id"];
+  EXPECT_EQ(Body(Get("/status/" + id + "/"))["webhook"]["state"], "pending");
+  auto jobs = store_->ClaimWebhooks(10, 60'000);
+  ASSERT_TRUE(jobs.ok());
+  ASSERT_EQ(jobs->size(), 1u);
+  ASSERT_TRUE(store_->RecordWebhook(id, false, 500, store::NowMillis() + 60'000).ok());
+  EXPECT_EQ(Body(Get("/status/" + id + "/"))["webhook"]["state"], "retrying");
+  ASSERT_TRUE(store_->RecordWebhook(id, true, 200, std::nullopt).ok());
+  EXPECT_EQ(Body(Get("/status/" + id + "/"))["webhook"]["state"], "delivered");
+  EXPECT_EQ(Body(Get("/status/" + id + "/"))["webhook"]["attempts"], 2);
+}
+
+TEST(StatusCacheTest, KeepsTheMostRecentlyUsedWithinItsBudget) {
+  StatusCache cache(4000);  // entries of up to 1000 bytes (a quarter)
+  const std::string body(900, 'x');
+  cache.Put("a", {std::nullopt, body});
+  cache.Put("b", {std::string("owner"), body});
+  cache.Put("c", {std::nullopt, body});
+  ASSERT_NE(cache.Find("a"), nullptr);  // now the most recently used
+  cache.Put("d", {std::nullopt, body});
+  cache.Put("e", {std::nullopt, body});  // over 4000 bytes: the least recently used (b) goes
+  EXPECT_EQ(cache.Find("b"), nullptr);
+  ASSERT_NE(cache.Find("a"), nullptr);
+  EXPECT_EQ(cache.Find("a")->body, body);
+  EXPECT_NE(cache.Find("e"), nullptr);
+  cache.Put("huge", {std::nullopt, std::string(2000, 'y')});  // over a quarter: not kept
+  EXPECT_EQ(cache.Find("huge"), nullptr);
+  EXPECT_NE(cache.Find("e"), nullptr);
+}
+
 TEST_F(ApiTest, UnknownOrMalformedIdIs404) {
   for (const char* path : {"/status/550e8400-e29b-41d4-a716-446655440000/", "/status/abc/",
                            "/status/../../etc/passwd/", "/status/'%20OR%201=1/"}) {
@@ -389,6 +438,14 @@ TEST_F(ApiKeysTest, AnotherKeysRequestIsNotFound) {
   ASSERT_EQ(mine.size(), 1u);
   EXPECT_EQ(mine[0]["request_id"], id);
   EXPECT_EQ(Body(As("key-b", {"GET", "/api/p/requests/", {}, {}, {}}))["requests"], json::array());
+  // Also once a finished request's status is kept in memory.
+  Request finished{"POST", "/api/p/upload/", {}, {}, {}};
+  finished.form["csv_file"] = {"products.csv", "text/csv", kFinishedCsv};
+  const std::string done_id = Body(As("key-a", finished))["request_id"];
+  const std::string done_path = "/status/" + done_id + "/";
+  EXPECT_EQ(Body(As("key-a", {"GET", done_path, {}, {}, {}}))["status"], "completed");
+  EXPECT_EQ(Body(As("key-a", {"GET", done_path, {}, {}, {}}))["status"], "completed");
+  EXPECT_EQ(As("key-b", {"GET", done_path, {}, {}, {}}).status, 404);
 }
 
 TEST(KeyDigest, IsHexSha256) {

@@ -1,0 +1,49 @@
+// Status bodies of finished requests, kept in memory.
+//
+// Once a request is completed and its webhook (if any) has settled, its status never changes,
+// yet clients keep polling it, and a large request's body takes a store query over every product
+// and a serialisation of hundreds of KiB. A finished body is kept here, least recently used
+// first out beyond a byte budget. Safe with several API processes: nothing cached can change.
+#ifndef IMGPROC_API_STATUS_CACHE_H_
+#define IMGPROC_API_STATUS_CACHE_H_
+
+#include <cstddef>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+namespace imgproc::api {
+
+class StatusCache {
+ public:
+  struct Entry {
+    std::optional<std::string> owner;  // the API key digest that created the request
+    std::string body;                  // the JSON status body
+  };
+
+  explicit StatusCache(size_t max_bytes) : max_bytes_(max_bytes) {}
+
+  // The entry for `request_id`, or null.
+  std::shared_ptr<const Entry> Find(const std::string& request_id);
+  void Put(const std::string& request_id, Entry entry);
+
+ private:
+  using Lru = std::list<std::string>;  // request ids, most recently used first
+  struct Slot {
+    std::shared_ptr<const Entry> entry;
+    Lru::iterator position;
+  };
+
+  const size_t max_bytes_;
+  std::mutex mu_;
+  Lru lru_;
+  std::unordered_map<std::string, Slot> slots_;
+  size_t bytes_ = 0;
+};
+
+}  // namespace imgproc::api
+
+#endif  // IMGPROC_API_STATUS_CACHE_H_

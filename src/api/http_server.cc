@@ -266,10 +266,10 @@ Request FromHttplib(const httplib::Request& req) {
   return out;
 }
 
-void ToHttplib(const Response& in, httplib::Response& res) {
+void ToHttplib(Response&& in, httplib::Response& res) {
   res.status = in.status;
   for (const auto& [name, value] : in.headers) res.set_header(name, value);
-  res.set_content(in.body, in.content_type);
+  res.set_content(std::move(in.body), in.content_type);
 }
 
 }  // namespace
@@ -288,7 +288,13 @@ HttpServer::HttpServer(Api& api, ServerOptions options)
   s.new_task_queue = [threads, max_connections] {
     return new GrowingThreadPool(threads, max_connections);
   };
-  s.set_keep_alive_max_count(100);
+  s.set_keep_alive_max_count(1000);
+  // Remembered to widen its accept queue in Bind(): httplib listens with a backlog of 5, and a
+  // SYN dropped from a full queue costs its client a second (the retransmission timeout).
+  s.set_socket_options([this](socket_t sock) {
+    httplib::default_socket_options(sock);
+    listen_socket_ = sock;
+  });
   s.set_keep_alive_timeout(2);
   s.set_read_timeout(10, 0);
   s.set_write_timeout(10, 0);
@@ -339,6 +345,10 @@ HttpServer::~HttpServer() { Stop(); }
 Status HttpServer::Bind() {
   if (!server_->bind_to_port(options_.bind, options_.port)) {
     return Internal("cannot listen on " + options_.bind + ":" + std::to_string(options_.port));
+  }
+  // listen() again on a listening socket only changes its backlog (capped by somaxconn).
+  if (listen_socket_ >= 0 && ::listen(listen_socket_, SOMAXCONN) != 0) {
+    spdlog::warn("cannot widen the accept queue: {}", std::strerror(errno));
   }
   return Status::Ok();
 }

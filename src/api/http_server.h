@@ -40,6 +40,7 @@ class HttpServer {
   Api& api_;
   const ServerOptions options_;
   std::unique_ptr<httplib::Server> server_;
+  int listen_socket_ = -1;
 };
 
 }  // namespace imgproc::api

@@ -118,7 +118,7 @@ int main(int argc, char** argv) {
       Run(binary, host, rows, per_row, {{"WORKERS", "1"}, {"CPU_THREADS", "1"}});
   Print("sequential (1 worker)", sequential);
   const RunResult concurrent = Run(binary, host, rows, per_row, {});
-  Print("default (16 workers)", concurrent);
+  Print("default settings", concurrent);
   const RunResult large = Run(binary, host, rows * 5, per_row, {});
   Print("default, 5x the rows", large);
   std::printf("speed-up default / sequential: %.2fx\n",

@@ -53,7 +53,8 @@ class ImgprocProcess {
   ~ImgprocProcess();  // SIGKILLs the process if it still runs
 
   // Starts the process and waits until it is ready: /healthz answers, or for a worker, its log
-  // says it runs (so LOG_LEVEL must be info or lower). Returns false (with the log in `log()`) if it exits or is not ready in 20 s.
+  // says it runs (so LOG_LEVEL must be info or lower). Returns false (with the log in `log()`) if
+  // it exits or is not ready in 20 s.
   bool Start();
   void Signal(int sig);
   // Waits for the process to exit; returns its exit status (or -1 on timeout).

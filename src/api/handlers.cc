@@ -4,11 +4,14 @@
 #include <openssl/rand.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <cctype>
 #include <ctime>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
+#include <string_view>
 
 #include "api/assets.h"
 #include "common/logging.h"
@@ -57,6 +60,30 @@ std::string FormatTime(store::Millis millis) {
 }
 
 }  // namespace
+
+bool AcceptsGzip(const Request& request) {
+  auto it = request.headers.find("accept-encoding");
+  if (it == request.headers.end()) return false;
+  std::string_view rest = it->second;
+  while (!rest.empty()) {
+    const size_t comma = std::min(rest.find(','), rest.size());
+    std::string_view item = rest.substr(0, comma);
+    rest.remove_prefix(std::min(comma + 1, rest.size()));
+    const size_t semicolon = std::min(item.find(';'), item.size());
+    std::string_view name = item.substr(0, semicolon);
+    std::string_view params = item.substr(semicolon);
+    while (!name.empty() && name.front() == ' ') name.remove_prefix(1);
+    while (!name.empty() && name.back() == ' ') name.remove_suffix(1);
+    std::string lower(name);
+    std::transform(lower.begin(), lower.end(), lower.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    const bool refused =
+        params.find("q=0") != std::string_view::npos &&
+        params.find_first_of("123456789", params.find("q=0")) == std::string_view::npos;
+    if ((lower == "gzip" || lower == "*") && !refused) return true;
+  }
+  return false;
+}
 
 Response JsonError(int status, const std::string& message) {
   return JsonResponse(status, {{"error", message}});
@@ -153,7 +180,10 @@ Response Api::Handle(const Request& request) {
   }
   if (upload) return Upload(request, *caller);
   if (list) return ListRequests(request, *caller);
-  if (status) return RequestStatus(SegmentAfter(path, "/status/").value_or(""), *caller);
+  if (status) {
+    return RequestStatus(SegmentAfter(path, "/status/").value_or(""), *caller,
+                         AcceptsGzip(request));
+  }
   if (csv_id) {
     auto it = request.query.find("errors");
     const bool with_errors =
@@ -254,12 +284,18 @@ Response Api::LoadError(const std::string& request_id, const imgproc::Status& st
   return JsonError(503, "Service unavailable: cannot read the request, try again");
 }
 
-Response Api::RequestStatus(const std::string& request_id,
-                            const std::optional<std::string>& caller) {
+Response Api::RequestStatus(const std::string& request_id, const std::optional<std::string>& caller,
+                            bool accepts_gzip) {
   if (auto cached = finished_statuses_.Find(request_id)) {
     if (caller && cached->owner != caller) return JsonError(404, "Request ID not found");
     Response response;
-    response.body = cached->body;
+    response.headers["Vary"] = "Accept-Encoding";
+    if (accepts_gzip && !cached->gzip_body.empty()) {
+      response.headers["Content-Encoding"] = "gzip";
+      response.body = cached->gzip_body;
+    } else {
+      response.body = cached->body;
+    }
     return response;
   }
   auto view = LoadRequest(request_id, caller);
@@ -293,7 +329,7 @@ Response Api::RequestStatus(const std::string& request_id,
   const bool webhook_settled =
       !view->webhook || view->webhook->state == "delivered" || view->webhook->state == "failed";
   if (view->status == store::RequestStatus::kCompleted && webhook_settled) {
-    finished_statuses_.Put(request_id, {view->owner, response.body});
+    finished_statuses_.Put(request_id, {view->owner, response.body, {}});
   }
   return response;
 }

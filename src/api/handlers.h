@@ -74,7 +74,9 @@ class Api {
   Result<store::RequestView> LoadRequest(const std::string& request_id,
                                          const std::optional<std::string>& caller);
   Response LoadError(const std::string& request_id, const imgproc::Status& status);
-  Response RequestStatus(const std::string& request_id, const std::optional<std::string>& caller);
+  // A finished request's status comes from memory, gzip-encoded when `accepts_gzip`.
+  Response RequestStatus(const std::string& request_id, const std::optional<std::string>& caller,
+                         bool accepts_gzip);
   Response OutputCsv(const std::string& request_id, bool with_errors,
                      const std::optional<std::string>& caller);
   Response Media(const std::string& relative, const std::optional<std::string>& caller);
@@ -95,6 +97,9 @@ Response JsonError(int status, const std::string& message);
 
 // The stored identity of an API key: hex SHA-256, so the store never holds keys.
 std::string KeyDigest(const std::string& key);
+
+// True when the request's Accept-Encoding lists gzip (or *) without q=0.
+bool AcceptsGzip(const Request& request);
 
 // A new random (version 4) UUID in its canonical lower-case form.
 std::string NewRequestId();

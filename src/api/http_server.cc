@@ -266,6 +266,19 @@ Request FromHttplib(const httplib::Request& req) {
   return out;
 }
 
+// httplib compresses text and JSON responses itself, choosing brotli at quality 11 whenever the
+// client offers it: 0.8 s of CPU for the status of 1,000 products (its gzip takes 5 ms), on every
+// poll. So httplib only ever sees gzip offered, and nothing at all when the API has encoded the
+// body already. Its Request object is its own non-const local, which the handlers see as const.
+void LimitTransportCompression(const httplib::Request& req, bool accepts_gzip,
+                               const Response& out) {
+  auto& headers = const_cast<httplib::Headers&>(req.headers);
+  headers.erase("Accept-Encoding");
+  if (accepts_gzip && !out.headers.contains("Content-Encoding")) {
+    headers.emplace("Accept-Encoding", "gzip");
+  }
+}
+
 void ToHttplib(Response&& in, httplib::Response& res) {
   res.status = in.status;
   for (const auto& [name, value] : in.headers) res.set_header(name, value);
@@ -301,7 +314,10 @@ HttpServer::HttpServer(Api& api, ServerOptions options)
   s.set_payload_max_length(options_.max_body_bytes);
 
   auto handle = [this](const httplib::Request& req, httplib::Response& res) {
-    ToHttplib(api_.Handle(FromHttplib(req)), res);
+    const Request in = FromHttplib(req);
+    Response out = api_.Handle(in);
+    LimitTransportCompression(req, AcceptsGzip(in), out);
+    ToHttplib(std::move(out), res);
   };
   const std::string any = R"(/.*)";
   s.Get(any, handle);

@@ -1,5 +1,7 @@
 #include "api/status_cache.h"
 
+#include <zlib.h>
+
 #include <utility>
 
 namespace imgproc::api {
@@ -12,9 +14,27 @@ std::shared_ptr<const StatusCache::Entry> StatusCache::Find(const std::string& r
   return it->second.entry;
 }
 
+std::string Gzip(std::string_view data) {
+  z_stream z{};
+  // windowBits 15 + 16: a gzip header and trailer instead of zlib's.
+  if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+    return {};
+  }
+  std::string out(deflateBound(&z, static_cast<uLong>(data.size())) + 32, '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  z.avail_in = static_cast<uInt>(data.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  const int rc = deflate(&z, Z_FINISH);
+  out.resize(z.total_out);
+  deflateEnd(&z);
+  return rc == Z_STREAM_END ? out : std::string();
+}
+
 void StatusCache::Put(const std::string& request_id, Entry entry) {
-  const size_t size = entry.body.size() + request_id.size();
-  if (size > max_bytes_ / 4) return;  // one huge body must not push out everything else
+  if (entry.body.size() + request_id.size() > max_bytes_ / 4) return;  // would push out the rest
+  entry.gzip_body = Gzip(entry.body);
+  const size_t size = entry.body.size() + entry.gzip_body.size() + request_id.size();
   auto shared = std::make_shared<const Entry>(std::move(entry));
   std::lock_guard<std::mutex> lock(mu_);
   if (slots_.contains(request_id)) return;  // cached by a concurrent poll: identical
@@ -23,7 +43,8 @@ void StatusCache::Put(const std::string& request_id, Entry entry) {
   bytes_ += size;
   while (bytes_ > max_bytes_ && !lru_.empty()) {
     auto last = slots_.find(lru_.back());
-    bytes_ -= last->second.entry->body.size() + last->first.size();
+    const Entry& evicted = *last->second.entry;
+    bytes_ -= evicted.body.size() + evicted.gzip_body.size() + last->first.size();
     slots_.erase(last);
     lru_.pop_back();
   }

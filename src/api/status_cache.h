@@ -13,6 +13,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 
 namespace imgproc::api {
@@ -22,12 +23,14 @@ class StatusCache {
   struct Entry {
     std::optional<std::string> owner;  // the API key digest that created the request
     std::string body;                  // the JSON status body
+    std::string gzip_body;             // the same, gzip-encoded (filled in by Put)
   };
 
   explicit StatusCache(size_t max_bytes) : max_bytes_(max_bytes) {}
 
   // The entry for `request_id`, or null.
   std::shared_ptr<const Entry> Find(const std::string& request_id);
+  // Keeps `entry`, with its body compressed once for the clients that accept gzip.
   void Put(const std::string& request_id, Entry entry);
 
  private:
@@ -43,6 +46,9 @@ class StatusCache {
   std::unordered_map<std::string, Slot> slots_;
   size_t bytes_ = 0;
 };
+
+// `data` in gzip format (RFC 1952); empty if zlib fails.
+std::string Gzip(std::string_view data);
 
 }  // namespace imgproc::api
 

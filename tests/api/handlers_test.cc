@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <filesystem>
 #include <fstream>
@@ -157,20 +158,65 @@ TEST_F(ApiTest, StatusFollowsTheWebhookUntilItSettles) {
   EXPECT_EQ(Body(Get("/status/" + id + "/"))["webhook"]["attempts"], 2);
 }
 
+// Decodes gzip (RFC 1952); empty on failure.
+std::string Gunzip(const std::string& data) {
+  z_stream z{};
+  if (inflateInit2(&z, 15 + 16) != Z_OK) return {};
+  std::string out(1 << 20, '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  z.avail_in = static_cast<uInt>(data.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  const int rc = inflate(&z, Z_FINISH);
+  out.resize(z.total_out);
+  inflateEnd(&z);
+  return rc == Z_STREAM_END ? out : std::string();
+}
+
+TEST_F(ApiTest, FinishedStatusIsGzipEncodedForClientsThatAcceptIt) {
+  const std::string id = Body(Upload(kFinishedCsv))["request_id"];
+  const std::string path = "/status/" + id + "/";
+  const Response plain = Get(path);  // also keeps the finished body
+  ASSERT_EQ(plain.status, 200);
+  EXPECT_FALSE(plain.headers.contains("Content-Encoding"));
+  Request gzip_request{"GET", path, {}, {}, {{"accept-encoding", "br, gzip;q=0.8"}}};
+  const Response gzipped = api_->Handle(gzip_request);
+  ASSERT_EQ(gzipped.status, 200);
+  EXPECT_EQ(gzipped.headers.at("Content-Encoding"), "gzip");
+  EXPECT_EQ(gzipped.headers.at("Vary"), "Accept-Encoding");
+  EXPECT_EQ(Gunzip(gzipped.body), plain.body);
+  Request refused{"GET", path, {}, {}, {{"accept-encoding", "gzip;q=0, br"}}};
+  EXPECT_EQ(api_->Handle(refused).body, plain.body);
+}
+
+TEST(AcceptsGzip, ReadsTheAcceptEncodingList) {
+  const auto accepts = [](const char* value) {
+    return AcceptsGzip({"GET", "/", {}, {}, {{"accept-encoding", value}}});
+  };
+  EXPECT_TRUE(accepts("gzip"));
+  EXPECT_TRUE(accepts("br, GZIP;q=0.5"));
+  EXPECT_TRUE(accepts("*"));
+  EXPECT_FALSE(accepts("br"));
+  EXPECT_FALSE(accepts("gzip;q=0"));
+  EXPECT_FALSE(accepts("identity, xgzip"));
+  EXPECT_FALSE(AcceptsGzip({"GET", "/", {}, {}, {}}));
+}
+
 TEST(StatusCacheTest, KeepsTheMostRecentlyUsedWithinItsBudget) {
   StatusCache cache(4000);  // entries of up to 1000 bytes (a quarter)
   const std::string body(900, 'x');
-  cache.Put("a", {std::nullopt, body});
-  cache.Put("b", {std::string("owner"), body});
-  cache.Put("c", {std::nullopt, body});
+  cache.Put("a", {std::nullopt, body, {}});
+  cache.Put("b", {std::string("owner"), body, {}});
+  cache.Put("c", {std::nullopt, body, {}});
   ASSERT_NE(cache.Find("a"), nullptr);  // now the most recently used
-  cache.Put("d", {std::nullopt, body});
-  cache.Put("e", {std::nullopt, body});  // over 4000 bytes: the least recently used (b) goes
+  cache.Put("d", {std::nullopt, body, {}});
+  cache.Put("e", {std::nullopt, body, {}});  // over 4000 bytes: the least recently used (b) goes
   EXPECT_EQ(cache.Find("b"), nullptr);
   ASSERT_NE(cache.Find("a"), nullptr);
   EXPECT_EQ(cache.Find("a")->body, body);
+  EXPECT_EQ(Gunzip(cache.Find("a")->gzip_body), body);
   EXPECT_NE(cache.Find("e"), nullptr);
-  cache.Put("huge", {std::nullopt, std::string(2000, 'y')});  // over a quarter: not kept
+  cache.Put("huge", {std::nullopt, std::string(2000, 'y'), {}});  // over a quarter: not kept
   EXPECT_EQ(cache.Find("huge"), nullptr);
   EXPECT_NE(cache.Find("e"), nullptr);
 }

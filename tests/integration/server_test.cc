@@ -441,6 +441,38 @@ TEST_F(ServerTest, ApiKeysOverHttp) {
   EXPECT_EQ(client.Get("/healthz")->status, 200);
 }
 
+// httplib would answer "br" with quality-11 brotli (seconds of CPU for a large status); imgproc
+// offers gzip only, from memory once a request is finished.
+TEST_F(ServerTest, ResponsesAreGzipEncodedNeverBrotli) {
+  StartServer(TestEnv({}));
+  std::string csv = "Serial Number,Product Name,Input Image Urls\n";
+  for (int i = 1; i <= 200; ++i) csv += std::to_string(i) + ",P" + std::to_string(i) + ",x\n";
+  const std::string id = Submit(csv);
+  ASSERT_EQ(server_->Status(id)["status"], "completed");
+  httplib::Client client("127.0.0.1", server_->port());
+  client.set_decompress(false);
+  const std::string path = "/status/" + id + "/";
+  auto plain = client.Get(path, {{"Accept-Encoding", "identity"}});
+  ASSERT_TRUE(plain);
+  EXPECT_FALSE(plain->has_header("Content-Encoding"));
+  EXPECT_EQ(json::parse(plain->body)["products"].size(), 200u);
+  for (const char* offered : {"br", "br, gzip, deflate"}) {
+    for (const std::string& target : {path, std::string("/"), std::string("/api/p/requests/")}) {
+      auto res = client.Get(target, {{"Accept-Encoding", offered}});
+      ASSERT_TRUE(res);
+      EXPECT_EQ(res->status, 200);
+      const bool gzip = std::string(offered).find("gzip") != std::string::npos;
+      EXPECT_EQ(res->get_header_value("Content-Encoding"), gzip ? "gzip" : "")
+          << offered << " " << target;
+    }
+  }
+  // What a decompressing client makes of the gzip body is the plain one.
+  httplib::Client decompressing("127.0.0.1", server_->port());
+  auto decoded = decompressing.Get(path, {{"Accept-Encoding", "gzip"}});
+  ASSERT_TRUE(decoded);
+  EXPECT_EQ(decoded->body, plain->body);
+}
+
 long PeakRssKib(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
   for (std::string line; std::getline(in, line);) {

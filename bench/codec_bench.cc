@@ -4,14 +4,12 @@
 // and PSNR for the pixel path and the JPEG fast path side by side.
 //
 //   build/release/bench/imgproc_codec_bench [--seconds 5] [--threads 0 (= cores)]
-#include <malloc.h>
 #include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <thread>
 #include <vector>
 
@@ -30,9 +28,6 @@ double ProcessCpuSeconds() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // The codec loop runs with imgproc's allocator setting (src/app/main.cc), so the two compare
-  // like for like; GLIBC_TUNABLES (any) keeps glibc's defaults, for the allocator study.
-  if (std::getenv("GLIBC_TUNABLES") == nullptr) mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
   CLI::App app("imgproc codec benchmark (CompressToJpeg on all cores, no network)");
   double seconds = 5;
   int threads = 0;

@@ -9,7 +9,6 @@
 //
 //   build/release/bench/imgproc_speed_bench --binary build/release/imgproc
 //       [--quick] [--json build/release/bench/speed.json] [--env WORKERS=64 ...]
-#include <malloc.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -503,9 +502,6 @@ double MeanBytes(const std::vector<CorpusImage>& images) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // The codec loop runs with imgproc's allocator setting (src/app/main.cc), so the two compare
-  // like for like; GLIBC_TUNABLES (any) keeps glibc's defaults, for the allocator study.
-  if (std::getenv("GLIBC_TUNABLES") == nullptr) mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
   CLI::App app("imgproc speed benchmark (issue 6): end to end, codec limit, Python baseline");
   Options o;
   app.add_option("--binary", o.binary, "imgproc binary")->capture_default_str();

@@ -1,10 +1,8 @@
 // imgproc: compresses the product images listed in CSV files (see README.md).
-#include <malloc.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
-#include <cstdlib>
 #include <thread>
 
 #include "app/process_command.h"
@@ -56,13 +54,6 @@ int Serve(const imgproc::config::Config& config, imgproc::app::Role role) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Big buffers (decoded images, DCT coefficients, downloads) are mapped for each image and
-  // unmapped when it is done, instead of glibc's default of moving its mmap threshold up to 32 MiB
-  // after the first such free and then keeping freed megabytes in its per-thread arenas. Measured
-  // (docs/speed.md): about half the peak memory for the same codec throughput at 0.5 and 2 MP, and
-  // up to 10% more CPU at 12 MP. GLIBC_TUNABLES still wins when set, for experiments.
-  if (std::getenv("GLIBC_TUNABLES") == nullptr) mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
-
   CLI::App app(
       "imgproc: compress the product images listed in a CSV to JPEG quality 50 and "
       "report the results through a status API, an output CSV and a webhook.",

@@ -36,8 +36,8 @@ bool IsYcbcr420(const jpeg_decompress_struct& src) {
          c[1].v_samp_factor == 1 && c[2].h_samp_factor == 1 && c[2].v_samp_factor == 1;
 }
 
-// Rescales every coefficient of component `ci` from the quantiser it was stored with to the one
-// it will be written with, rounding half away from zero. A multiplication by a precomputed ratio,
+// Rescales every coefficient of `component` from the quantiser it was stored with to the one it
+// will be written with, rounding half away from zero. A multiplication by a precomputed ratio,
 // not a division per coefficient: this loop runs over every coefficient of the image.
 void Rescale(jpeg_decompress_struct& src, jvirt_barray_ptr array, const JQUANT_TBL& from,
              const JQUANT_TBL& to, const jpeg_component_info& component) {

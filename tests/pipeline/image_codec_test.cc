@@ -448,6 +448,21 @@ TEST(JpegFastPathTest, LeavesWhatNeedsPixelWorkToTheDecoder) {
   }
 }
 
+// Its coefficients take 3 bytes a pixel at once; beyond 30 MP the streaming pixel path is used.
+TEST(JpegFastPathTest, LeavesVeryLargeImagesToTheStreamingDecoder) {
+  VipsImagePtr black =
+      Made([](VipsImage** out) { return vips_black(out, 6000, 5100, "bands", 3, nullptr); });
+  const std::string jpeg = Saved([&](void** buffer, size_t* length) {
+    return vips_jpegsave_buffer(black.get(), buffer, length, "Q", 90, "subsample_mode",
+                                VIPS_FOREIGN_SUBSAMPLE_ON, nullptr);
+  });
+  ASSERT_EQ(Inspect(jpeg).luma_sampling, std::make_pair(2, 2));
+  const EncodedImage out = Compress(jpeg);
+  EXPECT_FALSE(out.fast_path);
+  EXPECT_EQ(out.width, 6000);
+  EXPECT_EQ(out.height, 5100);
+}
+
 TEST(JpegFastPathTest, CanBeTurnedOff) {
   CodecLimits limits;
   limits.jpeg_fast_path = false;

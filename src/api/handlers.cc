@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 #include <ctime>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -64,23 +65,15 @@ std::string FormatTime(store::Millis millis) {
 bool AcceptsGzip(const Request& request) {
   auto it = request.headers.find("accept-encoding");
   if (it == request.headers.end()) return false;
-  std::string_view rest = it->second;
-  while (!rest.empty()) {
-    const size_t comma = std::min(rest.find(','), rest.size());
-    std::string_view item = rest.substr(0, comma);
-    rest.remove_prefix(std::min(comma + 1, rest.size()));
-    const size_t semicolon = std::min(item.find(';'), item.size());
-    std::string_view name = item.substr(0, semicolon);
-    std::string_view params = item.substr(semicolon);
-    while (!name.empty() && name.front() == ' ') name.remove_prefix(1);
-    while (!name.empty() && name.back() == ' ') name.remove_suffix(1);
-    std::string lower(name);
-    std::transform(lower.begin(), lower.end(), lower.begin(),
+  std::istringstream list(it->second);
+  for (std::string item; std::getline(list, item, ',');) {  // e.g. "gzip;q=0.8"
+    std::erase_if(item, [](unsigned char c) { return std::isspace(c); });
+    std::transform(item.begin(), item.end(), item.begin(),
                    [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    const bool refused =
-        params.find("q=0") != std::string_view::npos &&
-        params.find_first_of("123456789", params.find("q=0")) == std::string_view::npos;
-    if ((lower == "gzip" || lower == "*") && !refused) return true;
+    const std::string coding = item.substr(0, item.find(';'));
+    const size_t q = item.find(";q=");
+    const bool refused = q != std::string::npos && std::strtod(item.c_str() + q + 3, nullptr) == 0;
+    if ((coding == "gzip" || coding == "*") && !refused) return true;
   }
   return false;
 }

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <netinet/in.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -90,7 +91,6 @@ class MultiLoop {
   }
 
   void Run() {
-    std::vector<Pending*> added;
     while (true) {
       {
         std::lock_guard<std::mutex> lock(mu_);
@@ -274,7 +274,7 @@ Result<HttpResponse> PerformOnce(const std::string& url, const FetchOptions& opt
   // the first connection to say whether it multiplexes rather than opening another; plain http
   // is always HTTP/1.1, where waiting would only serialise the first requests.
   curl_easy_setopt(c, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_2TLS));
-  if (url.starts_with("https:") || url.starts_with("HTTPS:")) {
+  if (strncasecmp(url.c_str(), "https:", 6) == 0) {
     curl_easy_setopt(c, CURLOPT_PIPEWAIT, 1L);
   }
   curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, OpenSocket);

@@ -400,7 +400,9 @@ Status RedisQueue::Sweep(Connection& conn) {
   const store::Millis now = store::NowMillis();
   std::vector<std::optional<store::Millis>> passes;
   if (lost) {
-    passes.push_back(now);  // Redis lost everything it held: hand over everything due again
+    // Redis lost everything it held: hand over everything due again, including what was handed
+    // over within this very millisecond (the store compares handover times strictly).
+    passes.push_back(now + 1);
   } else {
     passes.push_back(std::nullopt);  // new requests, retries that became due
     // Nothing undelivered in the stream, yet images handed over long ago are not done: the

@@ -4,8 +4,6 @@
 // and PSNR for the pixel path and the JPEG fast path side by side.
 //
 //   build/release/bench/imgproc_codec_bench [--seconds 5] [--threads 0 (= cores)]
-#include <sys/resource.h>
-
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <chrono>
@@ -14,18 +12,8 @@
 #include <vector>
 
 #include "pipeline/image_codec.h"
+#include "process_stats.h"
 #include "test_images.h"
-
-namespace {
-
-double ProcessCpuSeconds() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
-         static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app("imgproc codec benchmark (CompressToJpeg on all cores, no network)");
@@ -68,7 +56,7 @@ int main(int argc, char** argv) {
         if (fast && !sample->fast_path) continue;  // the fast path does not take this input
         std::atomic<int> done{0};
         std::atomic<bool> failed{false};
-        const double cpu_before = ProcessCpuSeconds();
+        const double cpu_before = imgproc::testing::SelfCpuSeconds();
         const auto start = std::chrono::steady_clock::now();
         const auto until = start + std::chrono::duration<double>(seconds);
         std::vector<std::thread> pool;
@@ -84,7 +72,7 @@ int main(int argc, char** argv) {
         for (auto& t : pool) t.join();
         const double wall =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        const double cpu = ProcessCpuSeconds() - cpu_before;
+        const double cpu = imgproc::testing::SelfCpuSeconds() - cpu_before;
         std::printf("%-7s %-11s %-6s %8zu %8zu %10.1f %9.1f %9.2f %8d %s\n", size.name, input.name,
                     fast ? "fast" : "pixel", image.size() / 1024, sample->jpeg.size() / 1024,
                     done / wall, 1000 * cpu / done, imgproc::testing::Psnr(sample->jpeg, image),

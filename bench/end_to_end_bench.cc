@@ -12,18 +12,19 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <thread>
 
 #include "fixture_server.h"
 #include "pipeline/image_codec.h"
 #include "process_client.h"
+#include "process_stats.h"
 #include "test_images.h"
 
 namespace {
 
 using imgproc::testing::FixtureServer;
 using imgproc::testing::ImgprocProcess;
+using imgproc::testing::PeakRssKib;
 using imgproc::testing::TempDir;
 
 struct RunResult {
@@ -32,15 +33,6 @@ struct RunResult {
   long peak_rss_kib = 0;
   bool ok = false;
 };
-
-long PeakRssKib(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
-  }
-  return -1;
-}
 
 RunResult Run(const std::string& binary, FixtureServer& host, int rows, int per_row,
               std::map<std::string, std::string> env) {

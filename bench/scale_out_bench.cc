@@ -10,21 +10,21 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
-#include <iterator>
-#include <sstream>
 #include <thread>
 
 #include "fixture_server.h"
 #include "pipeline/image_codec.h"
 #include "process_client.h"
+#include "process_stats.h"
 #include "services.h"
 #include "test_images.h"
 
 namespace {
 
+using imgproc::testing::CpuSeconds;
 using imgproc::testing::FixtureServer;
 using imgproc::testing::ImgprocProcess;
 using imgproc::testing::TempDir;
@@ -36,20 +36,6 @@ struct RunResult {
   double cpu_seconds = 0;  // user + system of every imgproc process
   bool ok = false;
 };
-
-// User + system CPU seconds a process has used so far.
-double CpuSeconds(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const size_t close = stat.rfind(')');
-  if (close == std::string::npos) return 0;
-  std::istringstream fields(stat.substr(close + 2));
-  std::string skip;
-  for (int i = 3; i < 14; ++i) fields >> skip;  // fields 3..13
-  double utime = 0, stime = 0;
-  fields >> utime >> stime;
-  return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
 
 std::string Csv(FixtureServer& host, int rows, int per_row) {
   std::string csv = "S. No.,Product Name,Input Image Urls\n";
@@ -69,14 +55,14 @@ RunResult Run(ImgprocProcess& api, std::vector<std::unique_ptr<ImgprocProcess>>&
   std::vector<ImgprocProcess*> all = {&api};
   for (auto& w : workers) all.push_back(w.get());
   double cpu_before = 0;
-  for (auto* p : all) cpu_before += CpuSeconds(p->pid());
+  for (auto* p : all) cpu_before += std::max(0.0, CpuSeconds(p->pid()));
   const auto start = std::chrono::steady_clock::now();
   auto res = api.Upload(csv);
   if (!res || res->status != 202) return result;
   const std::string id = nlohmann::json::parse(res->body)["request_id"];
   auto status = api.WaitForCompletion(id, std::chrono::seconds(600));
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  for (auto* p : all) result.cpu_seconds += CpuSeconds(p->pid());
+  for (auto* p : all) result.cpu_seconds += std::max(0.0, CpuSeconds(p->pid()));
   result.cpu_seconds -= cpu_before;
   result.images = images;
   result.ok = status.is_object() && status["status"] == "completed" &&

@@ -10,8 +10,6 @@
 //   build/release/bench/imgproc_speed_bench --binary build/release/imgproc
 //       [--quick] [--json build/release/bench/speed.json] [--env WORKERS=64 ...]
 #include <signal.h>
-#include <sys/resource.h>
-#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -26,7 +24,6 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <regex>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -35,51 +32,23 @@
 #include "fixture_server.h"
 #include "pipeline/image_codec.h"
 #include "process_client.h"
+#include "process_stats.h"
 
 namespace {
 
 using imgproc::bench::CorpusImage;
 using imgproc::bench::SizeClass;
+using imgproc::testing::CpuSeconds;
 using imgproc::testing::FixtureServer;
 using imgproc::testing::ImgprocProcess;
+using imgproc::testing::PeakRssKib;
+using imgproc::testing::SelfCpuSeconds;
 using imgproc::testing::TempDir;
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
 double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-double SelfCpuSeconds() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
-         static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
-}
-
-// utime + stime of a process (all its threads) from /proc/<pid>/stat; -1 if unreadable.
-double ProcessCpuSeconds(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!std::getline(in, line)) return -1;
-  const size_t paren = line.rfind(')');  // the command name may contain spaces
-  if (paren == std::string::npos) return -1;
-  std::istringstream fields(line.substr(paren + 2));
-  std::vector<std::string> f;
-  for (std::string s; fields >> s;) f.push_back(s);
-  if (f.size() < 13) return -1;  // f[0] is field 3 (state): utime is field 14, stime 15
-  return static_cast<double>(std::stoll(f[11]) + std::stoll(f[12])) /
-         static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-
-// VmHWM (peak resident set) of a running process, in KiB; -1 if unreadable.
-long PeakRssKib(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
-  }
-  return -1;
 }
 
 // The 1-minute load average: other work on the machine skews every figure here.
@@ -259,7 +228,7 @@ json RunEndToEnd(const Options& options, const Servers& servers, const std::stri
     return r;
   }
   const double self_before = SelfCpuSeconds();
-  const double cpu_before = ProcessCpuSeconds(server.pid());
+  const double cpu_before = CpuSeconds(server.pid());
   const auto start = Clock::now();
   auto res = server.Upload(csv);
   if (!res || res->status != 202) {
@@ -280,7 +249,7 @@ json RunEndToEnd(const Options& options, const Servers& servers, const std::stri
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   const double seconds = SecondsSince(start);
-  const double cpu = ProcessCpuSeconds(server.pid()) - cpu_before;
+  const double cpu = CpuSeconds(server.pid()) - cpu_before;
   r["peak_rss_mib"] = PeakRssKib(server.pid()) / 1024.0;
   const bool completed = status.is_object() && status["status"] == "completed";
   const int done = completed ? status["progress"]["images_done"].get<int>() : 0;

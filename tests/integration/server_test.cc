@@ -16,6 +16,7 @@
 
 #include "fixture_server.h"
 #include "process_client.h"
+#include "process_stats.h"
 #include "test_hosts.h"
 #include "test_images.h"
 #include "webhook/webhook.h"
@@ -471,14 +472,6 @@ TEST_F(ServerTest, ResponsesAreGzipEncodedNeverBrotli) {
   auto decoded = decompressing.Get(path, {{"Accept-Encoding", "gzip"}});
   ASSERT_TRUE(decoded);
   EXPECT_EQ(decoded->body, plain->body);
-}
-
-long PeakRssKib(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
-  }
-  return -1;
 }
 
 TEST_F(ServerTest, AGigabyteDownloadIsCutAtTheLimit) {

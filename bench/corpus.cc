@@ -5,76 +5,38 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <mutex>
 #include <thread>
 #include <utility>
+
+#include "vips_image.h"
 
 namespace imgproc::bench {
 namespace {
 
-[[noreturn]] void Die(const char* what) {
-  std::fprintf(stderr, "corpus: %s failed: %s\n", what, vips_error_buffer());
-  std::abort();
-}
-
-void EnsureVips() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    if (VIPS_INIT("imgproc-bench") != 0) Die("vips_init");
-  });
-}
-
-// Owns one reference to a VipsImage.
-class Img {
- public:
-  explicit Img(VipsImage* image) : image_(image) {}
-  ~Img() {
-    if (image_ != nullptr) g_object_unref(image_);
-  }
-  Img(const Img&) = delete;
-  Img& operator=(const Img&) = delete;
-  Img(Img&& other) noexcept : image_(std::exchange(other.image_, nullptr)) {}
-  Img& operator=(Img&& other) noexcept {
-    std::swap(image_, other.image_);
-    return *this;
-  }
-
-  VipsImage* get() const { return image_; }
-
- private:
-  VipsImage* image_;
-};
-
-// Runs a libvips operation `op(&out)` that creates a new image; aborts on failure.
-template <typename Op>
-Img Run(const char* what, Op op) {
-  VipsImage* out = nullptr;
-  if (op(&out) != 0) Die(what);
-  return Img(out);
-}
-
-Img Add(const Img& a, const Img& b) {
-  return Run("add", [&](VipsImage** out) { return vips_add(a.get(), b.get(), out, nullptr); });
-}
-
-// in * a + b, as float.
-Img Linear(const Img& in, double a, double b) {
-  return Run("linear", [&](VipsImage** out) { return vips_linear1(in.get(), out, a, b, nullptr); });
-}
+using testing::Add;
+using testing::Band;
+using testing::Cast;
+using testing::Encode;
+using testing::Linear;
+using testing::Memory;
+using testing::RunVips;
+using testing::Tag;
+using testing::VipsFailed;
+using testing::VipsImg;
 
 // Sum of Perlin noise octaves of width x height: (cell size in pixels, amplitude) pairs.
-Img Octaves(int width, int height, const std::vector<std::pair<int, double>>& octaves, int seed) {
-  Img sum(nullptr);
+VipsImg Octaves(int width, int height, const std::vector<std::pair<int, double>>& octaves,
+                int seed) {
+  VipsImg sum(nullptr);
   for (size_t k = 0; k < octaves.size(); ++k) {
     const auto [cell, amplitude] = octaves[k];
-    Img layer = Linear(Run("perlin",
-                           [&](VipsImage** out) {
-                             return vips_perlin(out, width, height, "cell_size", std::max(cell, 2),
-                                                "seed", seed + static_cast<int>(k), nullptr);
-                           }),
-                       amplitude, 0);
+    VipsImg layer =
+        Linear(RunVips("perlin",
+                       [&](VipsImage** out) {
+                         return vips_perlin(out, width, height, "cell_size", std::max(cell, 2),
+                                            "seed", seed + static_cast<int>(k), nullptr);
+                       }),
+               amplitude, 0);
     sum = sum.get() == nullptr ? std::move(layer) : Add(sum, layer);
   }
   return sum;
@@ -82,7 +44,7 @@ Img Octaves(int width, int height, const std::vector<std::pair<int, double>>& oc
 
 // Sensor-like noise (standard deviation about 2.5, triangular distribution) with a fixed seed:
 // splitmix64 in a plain loop, ten times quicker than vips_gaussnoise at 12 MP.
-Img Noise(int width, int height, uint64_t seed) {
+VipsImg Noise(int width, int height, uint64_t seed) {
   std::vector<float> samples(static_cast<size_t>(width) * static_cast<size_t>(height));
   uint64_t state = seed;
   for (float& sample : samples) {
@@ -97,19 +59,19 @@ Img Noise(int width, int height, uint64_t seed) {
   }
   VipsImage* image = vips_image_new_from_memory_copy(samples.data(), samples.size() * sizeof(float),
                                                      width, height, 1, VIPS_FORMAT_FLOAT);
-  if (image == nullptr) Die("new_from_memory_copy");
-  return Img(image);
+  if (image == nullptr) VipsFailed("new_from_memory_copy");
+  return VipsImg(image);
 }
 
 // `in` scaled up `factor` times (bicubic) and cropped to width x height.
-Img Upscale(const Img& in, int factor, int width, int height) {
+VipsImg Upscale(const VipsImg& in, int factor, int width, int height) {
   if (factor == 1)
-    return Run("copy", [&](VipsImage** out) { return vips_copy(in.get(), out, nullptr); });
-  Img big = Run("resize", [&](VipsImage** out) {
+    return RunVips("copy", [&](VipsImage** out) { return vips_copy(in.get(), out, nullptr); });
+  VipsImg big = RunVips("resize", [&](VipsImage** out) {
     return vips_resize(in.get(), out, static_cast<double>(factor), "kernel", VIPS_KERNEL_LINEAR,
                        nullptr);
   });
-  return Run("extract_area", [&](VipsImage** out) {
+  return RunVips("extract_area", [&](VipsImage** out) {
     return vips_extract_area(big.get(), out, 0, 0, width, height, nullptr);
   });
 }
@@ -119,79 +81,60 @@ Img Upscale(const Img& in, int factor, int width, int height) {
 // textures (chroma carries less detail than luma in a photo), colour gradients and a little
 // sensor noise. The coarse layers are made at 1/factor of the size and scaled up (they are smooth
 // anyway): it keeps generating the 12 MP images quick.
-Img Photo(int width, int height, int index) {
+VipsImg Photo(int width, int height, int index) {
   const int seed = 1000 * (index + 1);
   const int factor = std::max(1, width / 640);
   const int small_width = width / factor + 2;
   const int small_height = height / factor + 2;
   const int cell = small_width;  // cells of the coarse layers relative to the picture
-  Img coarse_luma =
+  VipsImg coarse_luma =
       Octaves(small_width, small_height, {{cell / 5, 55}, {cell / 20, 28}, {cell / 80, 16}}, seed);
-  Img fine_luma = Octaves(width, height, {{6, 12}, {3, 7}}, seed + 10);
-  Img noise = Noise(width, height, static_cast<uint64_t>(seed));
-  Img grain = Add(fine_luma, noise);
-  Img xy = Run("xyz",
-               [&](VipsImage** out) { return vips_xyz(out, small_width, small_height, nullptr); });
-  Img x = Run("extract_band",
-              [&](VipsImage** out) { return vips_extract_band(xy.get(), out, 0, nullptr); });
-  Img y = Run("extract_band",
-              [&](VipsImage** out) { return vips_extract_band(xy.get(), out, 1, nullptr); });
+  VipsImg fine_luma = Octaves(width, height, {{6, 12}, {3, 7}}, seed + 10);
+  VipsImg noise = Noise(width, height, static_cast<uint64_t>(seed));
+  VipsImg grain = Add(fine_luma, noise);
+  VipsImg xy = RunVips(
+      "xyz", [&](VipsImage** out) { return vips_xyz(out, small_width, small_height, nullptr); });
+  VipsImg x = Band(xy, 0);
+  VipsImg y = Band(xy, 1);
   // Per channel: offset + luma texture + colour texture + a gradient (small), + grain (full size).
   const double gradient_x[] = {40, -20, 10};
   const double gradient_y[] = {-10, 30, -35};
   const double offset[] = {120, 115, 105};
-  std::vector<Img> channels;
+  std::vector<VipsImg> channels;
   for (int c = 0; c < 3; ++c) {
-    Img colour =
+    VipsImg colour =
         Octaves(small_width, small_height, {{cell / 4, 30}, {cell / 16, 10}}, seed + 100 * (c + 1));
-    Img gx = Linear(x, gradient_x[c] / small_width, offset[c]);
-    Img gy = Linear(y, gradient_y[c] / small_height, 0);
+    VipsImg gx = Linear(x, gradient_x[c] / small_width, offset[c]);
+    VipsImg gy = Linear(y, gradient_y[c] / small_height, 0);
     channels.push_back(Add(Add(coarse_luma, colour), Add(gx, gy)));
   }
   VipsImage* bands[] = {channels[0].get(), channels[1].get(), channels[2].get()};
-  Img smooth =
-      Run("bandjoin", [&](VipsImage** out) { return vips_bandjoin(bands, out, 3, nullptr); });
-  Img rgb = Add(Upscale(smooth, factor, width, height), grain);  // grain added to every band
-  Img uchar = Run("cast", [&](VipsImage** out) {
-    return vips_cast(rgb.get(), out, VIPS_FORMAT_UCHAR, nullptr);  // clips to 0..255
-  });
-  Img srgb = Run("copy", [&](VipsImage** out) {
-    return vips_copy(uchar.get(), out, "interpretation", VIPS_INTERPRETATION_sRGB, nullptr);
-  });
-  VipsImage* memory = vips_image_copy_memory(srgb.get());
-  if (memory == nullptr) Die("copy_memory");
-  return Img(memory);
+  VipsImg smooth =
+      RunVips("bandjoin", [&](VipsImage** out) { return vips_bandjoin(bands, out, 3, nullptr); });
+  VipsImg rgb = Add(Upscale(smooth, factor, width, height), grain);  // grain added to every band
+  // Casting clips to 0..255.
+  return Memory(Tag(Cast(rgb, VIPS_FORMAT_UCHAR), VIPS_INTERPRETATION_sRGB));
 }
 
-std::string TakeBuffer(void* buffer, size_t length) {
-  std::string bytes(static_cast<const char*>(buffer), length);
-  g_free(buffer);
-  return bytes;
-}
-
-std::string Jpeg(const Img& image, VipsForeignSubsample subsample) {
-  void* buffer = nullptr;
-  size_t length = 0;
+std::string Jpeg(const VipsImg& image, VipsForeignSubsample subsample) {
   // Q 90 like a camera. libvips' "auto" mode turns subsampling off at Q >= 90, so it is explicit.
-  if (vips_jpegsave_buffer(image.get(), &buffer, &length, "Q", 90, "subsample_mode", subsample,
-                           "strip", TRUE, nullptr) != 0) {
-    Die("jpegsave_buffer");
-  }
-  return TakeBuffer(buffer, length);
+  return Encode("jpegsave_buffer", [&](void** buffer, size_t* length) {
+    return vips_jpegsave_buffer(image.get(), buffer, length, "Q", 90, "subsample_mode", subsample,
+                                "strip", TRUE, nullptr);
+  });
 }
 
-std::string Png(const Img& image) {
-  void* buffer = nullptr;
-  size_t length = 0;
-  if (vips_pngsave_buffer(image.get(), &buffer, &length, nullptr) != 0) Die("pngsave_buffer");
-  return TakeBuffer(buffer, length);
+std::string Png(const VipsImg& image) {
+  return Encode("pngsave_buffer", [&](void** buffer, size_t* length) {
+    return vips_pngsave_buffer(image.get(), buffer, length, nullptr);
+  });
 }
 
 }  // namespace
 
 SizeClass MakeSizeClass(const std::string& label, const std::string& key, int width, int height,
                         int count, bool with_444, int threads) {
-  EnsureVips();
+  testing::EnsureVips();
   SizeClass size{label, key, width, height, {}, {}};
   size.images.resize(static_cast<size_t>(count));
   if (with_444) size.jpeg444.resize(static_cast<size_t>(count));
@@ -200,7 +143,7 @@ SizeClass MakeSizeClass(const std::string& label, const std::string& key, int wi
   for (int t = 0; t < std::max(1, threads); ++t) {
     pool.emplace_back([&] {
       for (int i = next++; i < count; i = next++) {
-        const Img photo = Photo(width, height, i);
+        const VipsImg photo = Photo(width, height, i);
         CorpusImage& image = size.images[static_cast<size_t>(i)];
         if (i % 8 == 7) {
           image = {key + "-" + std::to_string(i) + ".png", "image/png", Png(photo)};

@@ -5,166 +5,93 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <limits>
-#include <memory>
-#include <mutex>
 #include <random>
 #include <utility>
 #include <vector>
 
+#include "vips_image.h"
+
 namespace imgproc::testing {
 namespace {
 
-[[noreturn]] void Die(const char* what) {
-  std::fprintf(stderr, "test_images: %s failed: %s\n", what, vips_error_buffer());
-  std::abort();
-}
-
-// Tests may use these helpers before (or without) the codec's InitCodec().
-void EnsureVips() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    if (VIPS_INIT("imgproc-tests") != 0) Die("vips_init");
-  });
-}
-
-// Owns one reference to a VipsImage.
-class Img {
- public:
-  explicit Img(VipsImage* image) : image_(image) {}
-  ~Img() {
-    if (image_ != nullptr) g_object_unref(image_);
-  }
-  Img(const Img&) = delete;
-  Img& operator=(const Img&) = delete;
-  Img(Img&& other) noexcept : image_(std::exchange(other.image_, nullptr)) {}
-  Img& operator=(Img&&) = delete;
-
-  VipsImage* get() const { return image_; }
-
- private:
-  VipsImage* image_;
-};
-
-// Runs a libvips operation `op(&out)` that creates a new image; aborts on failure.
-template <typename Op>
-Img Run(const char* what, Op op) {
-  VipsImage* out = nullptr;
-  if (op(&out) != 0) Die(what);
-  return Img(out);
-}
-
-Img Band(const Img& in, int band) {
-  return Run("extract_band",
-             [&](VipsImage** out) { return vips_extract_band(in.get(), out, band, nullptr); });
-}
-
-// in * a + b, as float.
-Img Linear(const Img& in, double a, double b) {
-  return Run("linear", [&](VipsImage** out) { return vips_linear1(in.get(), out, a, b, nullptr); });
-}
-
-Img Cast(const Img& in, VipsBandFormat format) {
-  return Run("cast", [&](VipsImage** out) { return vips_cast(in.get(), out, format, nullptr); });
-}
-
-Img Tag(const Img& in, VipsInterpretation interpretation) {
-  return Run("copy", [&](VipsImage** out) {
-    return vips_copy(in.get(), out, "interpretation", interpretation, nullptr);
-  });
-}
-
-// A writable copy in memory, for drawing on.
-Img Memory(const Img& in) {
-  VipsImage* out = vips_image_copy_memory(in.get());
-  if (out == nullptr) Die("copy_memory");
-  return Img(out);
-}
-
-void FillRect(const Img& image, double value, int width, int height) {
+void FillRect(const VipsImg& image, double value, int width, int height) {
   std::vector<double> ink(static_cast<size_t>(vips_image_get_bands(image.get())), value);
   if (vips_draw_rect(image.get(), ink.data(), static_cast<int>(ink.size()), 0, 0, width, height,
                      "fill", TRUE, nullptr) != 0) {
-    Die("draw_rect");
+    VipsFailed("draw_rect");
   }
 }
 
 // Mild Gaussian noise with a fixed seed, so every call gives the same image.
-Img Noise(int width, int height) {
+VipsImg Noise(int width, int height) {
   std::mt19937 random(42);
   std::normal_distribution<float> normal(0.0F, 6.0F);
   std::vector<float> samples(static_cast<size_t>(width) * static_cast<size_t>(height));
   for (float& sample : samples) sample = normal(random);
   VipsImage* noise = vips_image_new_from_memory_copy(samples.data(), samples.size() * sizeof(float),
                                                      width, height, 1, VIPS_FORMAT_FLOAT);
-  if (noise == nullptr) Die("new_from_memory_copy");
-  return Img(noise);
+  if (noise == nullptr) VipsFailed("new_from_memory_copy");
+  return VipsImg(noise);
 }
 
 // A photo-like sRGB image: smooth colour gradients plus noise, with a dark rectangle over the
 // top-left quarter so that orientation changes are visible.
-Img Photo(int width, int height) {
-  Img xy = Run("xyz", [&](VipsImage** out) { return vips_xyz(out, width, height, nullptr); });
-  Img x = Band(xy, 0);
-  Img y = Band(xy, 1);
-  Img sum = Run("add", [&](VipsImage** out) { return vips_add(x.get(), y.get(), out, nullptr); });
-  Img r = Linear(x, 180.0 / width, 60);
-  Img g = Linear(y, 180.0 / height, 50);
-  Img b = Linear(sum, 120.0 / (width + height), 100);
+VipsImg Photo(int width, int height) {
+  VipsImg xy =
+      RunVips("xyz", [&](VipsImage** out) { return vips_xyz(out, width, height, nullptr); });
+  VipsImg x = Band(xy, 0);
+  VipsImg y = Band(xy, 1);
+  VipsImg sum = Add(x, y);
+  VipsImg r = Linear(x, 180.0 / width, 60);
+  VipsImg g = Linear(y, 180.0 / height, 50);
+  VipsImg b = Linear(sum, 120.0 / (width + height), 100);
   VipsImage* bands[] = {r.get(), g.get(), b.get()};
-  Img rgb = Run("bandjoin", [&](VipsImage** out) { return vips_bandjoin(bands, out, 3, nullptr); });
-  Img noise = Noise(width, height);
-  Img noisy =
-      Run("add", [&](VipsImage** out) { return vips_add(rgb.get(), noise.get(), out, nullptr); });
-  Img photo = Memory(Tag(Cast(noisy, VIPS_FORMAT_UCHAR), VIPS_INTERPRETATION_sRGB));
+  VipsImg rgb =
+      RunVips("bandjoin", [&](VipsImage** out) { return vips_bandjoin(bands, out, 3, nullptr); });
+  VipsImg noise = Noise(width, height);
+  VipsImg noisy = RunVips(
+      "add", [&](VipsImage** out) { return vips_add(rgb.get(), noise.get(), out, nullptr); });
+  VipsImg photo = Memory(Tag(Cast(noisy, VIPS_FORMAT_UCHAR), VIPS_INTERPRETATION_sRGB));
   FillRect(photo, 10, width / 4, height / 4);
   return photo;
 }
 
 // CMYK pixels through libvips' built-in CMYK profile, which is then dropped: the JPEG carries
 // no profile, like many CMYK files in the wild.
-Img Cmyk(const Img& photo) {
-  Img cmyk = Run("icc_transform", [&](VipsImage** out) {
+VipsImg Cmyk(const VipsImg& photo) {
+  VipsImg cmyk = RunVips("icc_transform", [&](VipsImage** out) {
     return vips_icc_transform(photo.get(), out, "cmyk", "input_profile", "srgb", nullptr);
   });
-  Img copy = Run("copy", [&](VipsImage** out) { return vips_copy(cmyk.get(), out, nullptr); });
+  VipsImg copy =
+      RunVips("copy", [&](VipsImage** out) { return vips_copy(cmyk.get(), out, nullptr); });
   vips_image_remove(copy.get(), VIPS_META_ICC_NAME);
   return Tag(copy, VIPS_INTERPRETATION_CMYK);
 }
 
 // The photo with an alpha band: the top-left quarter fully transparent, the rest opaque.
-Img WithAlpha(const Img& photo) {
+VipsImg WithAlpha(const VipsImg& photo) {
   const int width = vips_image_get_width(photo.get());
   const int height = vips_image_get_height(photo.get());
-  Img black =
-      Run("black", [&](VipsImage** out) { return vips_black(out, width, height, nullptr); });
-  Img alpha = Memory(Cast(Linear(black, 1, 255), VIPS_FORMAT_UCHAR));
+  VipsImg black =
+      RunVips("black", [&](VipsImage** out) { return vips_black(out, width, height, nullptr); });
+  VipsImg alpha = Memory(Cast(Linear(black, 1, 255), VIPS_FORMAT_UCHAR));
   FillRect(alpha, 0, width / 4, height / 4);
-  return Run("bandjoin2", [&](VipsImage** out) {
+  return RunVips("bandjoin2", [&](VipsImage** out) {
     return vips_bandjoin2(photo.get(), alpha.get(), out, nullptr);
   });
 }
 
-Img WithOrientation(const Img& photo, int orientation) {
-  Img copy = Run("copy", [&](VipsImage** out) { return vips_copy(photo.get(), out, nullptr); });
+VipsImg WithOrientation(const VipsImg& photo, int orientation) {
+  VipsImg copy =
+      RunVips("copy", [&](VipsImage** out) { return vips_copy(photo.get(), out, nullptr); });
   vips_image_set_int(copy.get(), VIPS_META_ORIENTATION, orientation);
   return copy;
 }
 
-// Runs a libvips saver `save(&buffer, &length)` and returns the bytes; aborts on failure.
-template <typename Save>
-std::string Encode(const char* what, Save save) {
-  void* buffer = nullptr;
-  size_t length = 0;
-  if (save(&buffer, &length) != 0) Die(what);
-  std::unique_ptr<void, decltype(&g_free)> owned(buffer, &g_free);
-  return std::string(static_cast<const char*>(buffer), length);
-}
-
 // Quality 90 with 4:2:0 chroma subsampling, as cameras and most of the web write them (libvips
 // itself would keep 4:4:4 at this quality), unless `full_chroma`.
-std::string Jpeg(const Img& image, bool interlace = false, bool full_chroma = false) {
+std::string Jpeg(const VipsImg& image, bool interlace = false, bool full_chroma = false) {
   return Encode("jpegsave", [&](void** buffer, size_t* length) {
     return vips_jpegsave_buffer(
         image.get(), buffer, length, "Q", 90, "interlace", interlace, "subsample_mode",
@@ -172,7 +99,7 @@ std::string Jpeg(const Img& image, bool interlace = false, bool full_chroma = fa
   });
 }
 
-std::string Png(const Img& image, bool palette = false) {
+std::string Png(const VipsImg& image, bool palette = false) {
   return Encode("pngsave", [&](void** buffer, size_t* length) {
     return vips_pngsave_buffer(image.get(), buffer, length, "palette", palette, nullptr);
   });
@@ -236,17 +163,17 @@ std::optional<std::array<double, 3>> TryMeanRgb(std::string_view image, int left
                                                 int width, int height) {
   VipsImage* out = vips_image_new_from_buffer(image.data(), image.size(), "", nullptr);
   if (out == nullptr) return std::nullopt;
-  const Img decoded(out);
+  const VipsImg decoded(out);
   if (vips_colourspace(decoded.get(), &out, VIPS_INTERPRETATION_sRGB, nullptr) != 0) {
     return std::nullopt;
   }
-  const Img rgb(out);
+  const VipsImg rgb(out);
   if (vips_extract_area(rgb.get(), &out, left, top, width, height, nullptr) != 0) {
     return std::nullopt;
   }
-  const Img area(out);
+  const VipsImg area(out);
   if (vips_stats(area.get(), &out, nullptr) != 0) return std::nullopt;
-  const Img stats(out);
+  const VipsImg stats(out);
   // Row 0 is for all bands together, row b + 1 for band b; column 4 is the mean.
   std::array<double, 3> mean{};
   for (int band = 0; band < 3; ++band) mean[band] = *VIPS_MATRIX(stats.get(), 4, band + 1);
@@ -254,25 +181,25 @@ std::optional<std::array<double, 3>> TryMeanRgb(std::string_view image, int left
 }
 
 // Decodes to 8-bit sRGB; null (with libvips' error set) on failure.
-std::optional<Img> DecodeSrgb(std::string_view image) {
+std::optional<VipsImg> DecodeSrgb(std::string_view image) {
   VipsImage* out = vips_image_new_from_buffer(image.data(), image.size(), "", nullptr);
   if (out == nullptr) return std::nullopt;
-  const Img decoded(out);
+  const VipsImg decoded(out);
   if (vips_colourspace(decoded.get(), &out, VIPS_INTERPRETATION_sRGB, nullptr) != 0) {
     return std::nullopt;
   }
-  return Img(out);
+  return VipsImg(out);
 }
 
 std::optional<double> TryPsnr(std::string_view a, std::string_view b) {
-  std::optional<Img> first = DecodeSrgb(a);
-  std::optional<Img> second = DecodeSrgb(b);
+  std::optional<VipsImg> first = DecodeSrgb(a);
+  std::optional<VipsImg> second = DecodeSrgb(b);
   if (!first || !second) return std::nullopt;
   VipsImage* out = nullptr;
   if (vips_subtract(first->get(), second->get(), &out, nullptr) != 0) return std::nullopt;
-  const Img difference(out);
+  const VipsImg difference(out);
   if (vips_multiply(difference.get(), difference.get(), &out, nullptr) != 0) return std::nullopt;
-  const Img squares(out);
+  const VipsImg squares(out);
   double mse = 0;
   if (vips_avg(squares.get(), &mse, nullptr) != 0) return std::nullopt;
   return mse == 0 ? 99.0 : 10 * std::log10(255.0 * 255.0 / mse);
@@ -322,7 +249,7 @@ const char* TestImageName(TestImage kind) {
 
 std::string MakeImage(TestImage kind, int width, int height) {
   EnsureVips();
-  const Img photo = Photo(width, height);
+  const VipsImg photo = Photo(width, height);
   switch (kind) {
     case TestImage::kJpegRgb:
       return Jpeg(photo);
@@ -333,7 +260,7 @@ std::string MakeImage(TestImage kind, int width, int height) {
     case TestImage::kJpegCmyk:
       return Jpeg(Cmyk(photo));
     case TestImage::kJpegGray:
-      return Jpeg(Run("colourspace", [&](VipsImage** out) {
+      return Jpeg(RunVips("colourspace", [&](VipsImage** out) {
         return vips_colourspace(photo.get(), out, VIPS_INTERPRETATION_B_W, nullptr);
       }));
     case TestImage::kJpegExifRotate6:
@@ -359,7 +286,7 @@ std::string MakeImage(TestImage kind, int width, int height) {
         return vips_tiffsave_buffer(photo.get(), buffer, length, nullptr);
       });
   }
-  Die("MakeImage: unknown kind");
+  VipsFailed("MakeImage: unknown kind");
 }
 
 std::optional<JpegInfo> InspectJpeg(std::string_view data) {

@@ -159,27 +159,6 @@ bool ReadQuantTables(std::string_view payload, JpegInfo& info) {
 // Markers that stand alone, without a length: TEM, RSTn, SOI.
 bool IsStandalone(unsigned marker) { return marker == 0x01 || (marker >= 0xD0 && marker <= 0xD8); }
 
-std::optional<std::array<double, 3>> TryMeanRgb(std::string_view image, int left, int top,
-                                                int width, int height) {
-  VipsImage* out = vips_image_new_from_buffer(image.data(), image.size(), "", nullptr);
-  if (out == nullptr) return std::nullopt;
-  const VipsImg decoded(out);
-  if (vips_colourspace(decoded.get(), &out, VIPS_INTERPRETATION_sRGB, nullptr) != 0) {
-    return std::nullopt;
-  }
-  const VipsImg rgb(out);
-  if (vips_extract_area(rgb.get(), &out, left, top, width, height, nullptr) != 0) {
-    return std::nullopt;
-  }
-  const VipsImg area(out);
-  if (vips_stats(area.get(), &out, nullptr) != 0) return std::nullopt;
-  const VipsImg stats(out);
-  // Row 0 is for all bands together, row b + 1 for band b; column 4 is the mean.
-  std::array<double, 3> mean{};
-  for (int band = 0; band < 3; ++band) mean[band] = *VIPS_MATRIX(stats.get(), 4, band + 1);
-  return mean;
-}
-
 // Decodes to 8-bit sRGB; null (with libvips' error set) on failure.
 std::optional<VipsImg> DecodeSrgb(std::string_view image) {
   VipsImage* out = vips_image_new_from_buffer(image.data(), image.size(), "", nullptr);
@@ -189,6 +168,23 @@ std::optional<VipsImg> DecodeSrgb(std::string_view image) {
     return std::nullopt;
   }
   return VipsImg(out);
+}
+
+std::optional<std::array<double, 3>> TryMeanRgb(std::string_view image, int left, int top,
+                                                int width, int height) {
+  std::optional<VipsImg> rgb = DecodeSrgb(image);
+  if (!rgb) return std::nullopt;
+  VipsImage* out = nullptr;
+  if (vips_extract_area(rgb->get(), &out, left, top, width, height, nullptr) != 0) {
+    return std::nullopt;
+  }
+  const VipsImg area(out);
+  if (vips_stats(area.get(), &out, nullptr) != 0) return std::nullopt;
+  const VipsImg stats(out);
+  // Row 0 is for all bands together, row b + 1 for band b; column 4 is the mean.
+  std::array<double, 3> mean{};
+  for (int band = 0; band < 3; ++band) mean[band] = *VIPS_MATRIX(stats.get(), 4, band + 1);
+  return mean;
 }
 
 std::optional<double> TryPsnr(std::string_view a, std::string_view b) {

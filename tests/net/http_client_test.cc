@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "eventually.h"
 #include "fixture_server.h"
 
 namespace imgproc::net {
@@ -104,14 +105,6 @@ class HttpClientTest : public ::testing::Test {
   std::atomic<bool> release_slow_{false};
   FixtureServer server_;  // last: destroyed (and stopped) before what its handlers use
 };
-
-bool WaitFor(const std::atomic<bool>& flag) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (!flag && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return flag;
-}
 
 TEST_F(HttpClientTest, GetReturnsStatusBodyAndLowerCaseHeaders) {
   auto r = Get(server_.Url("/hello"), options_);
@@ -221,7 +214,7 @@ TEST_F(HttpClientTest, SizeCapStopsAStreamWithoutContentLength) {
   EXPECT_EQ(r.status().code(), StatusCode::kPermanent);
   EXPECT_NE(r.status().message().find("larger than 100000 bytes"), std::string::npos);
   // The server saw the connection go away long before its 10 MiB were out.
-  ASSERT_TRUE(WaitFor(stream_aborted_));
+  ASSERT_TRUE(imgproc::testing::Eventually(stream_aborted_));
   EXPECT_LT(streamed_.load(), 4u * 1024 * 1024);
 }
 

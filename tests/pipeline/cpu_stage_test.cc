@@ -8,6 +8,8 @@
 #include <thread>
 #include <vector>
 
+#include "eventually.h"
+
 namespace imgproc::pipeline {
 namespace {
 
@@ -47,15 +49,6 @@ TEST(CpuStageTest, RunsEveryJobOnItsOwnThreadsOnly) {
   for (auto& t : callers) EXPECT_EQ(stage_threads.count(t.get_id()), 0u);
 }
 
-// Waits up to 5 s for `flag`.
-bool Eventually(const std::atomic<bool>& flag) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (!flag && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return flag;
-}
-
 TEST(PixelBudgetTest, WaitsWhileSpentAndAdaptsItsEstimate) {
   PixelBudget budget(10'000'000);
   const uint64_t first = budget.Reserve();
@@ -74,7 +67,7 @@ TEST(PixelBudgetTest, WaitsWhileSpentAndAdaptsItsEstimate) {
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   EXPECT_FALSE(third_reserved);  // the budget is spent
   budget.Release(second);
-  EXPECT_TRUE(Eventually(third_reserved));
+  EXPECT_TRUE(imgproc::testing::Eventually(third_reserved));
   third.join();
   budget.Release(small);
   EXPECT_EQ(budget.in_flight(), 0u);
@@ -92,7 +85,7 @@ TEST(PixelBudgetTest, LetsAnImageLargerThanTheBudgetThroughAlone) {
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   EXPECT_FALSE(next_reserved);
   budget.Release(huge);
-  EXPECT_TRUE(Eventually(next_reserved));
+  EXPECT_TRUE(imgproc::testing::Eventually(next_reserved));
   next.join();
 }
 

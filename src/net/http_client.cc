@@ -54,23 +54,32 @@ class MultiLoop {
 
   // Runs `easy` to completion (or failure) and returns libcurl's result for it.
   CURLcode Perform(CURL* easy) {
-    Pending pending{easy};
+    Pending pending;
+    pending.easy = easy;
     {
       std::lock_guard<std::mutex> lock(mu_);
       incoming_.push_back(&pending);
     }
     curl_multi_wakeup(multi_);
     std::unique_lock<std::mutex> lock(mu_);
-    done_.wait(lock, [&] { return pending.done; });
+    pending.finished.wait(lock, [&] { return pending.done; });
     return pending.result;
   }
 
  private:
   struct Pending {
-    CURL* easy;
+    CURL* easy = nullptr;
     CURLcode result = CURLE_OK;
-    bool done = false;
+    bool done = false;                 // guarded by mu_
+    std::condition_variable finished;  // only its own caller waits on it
   };
+
+  // Hands `p` its result and wakes its caller; mu_ held.
+  static void Finish(Pending* p, CURLcode result) {
+    p->result = result;
+    p->done = true;
+    p->finished.notify_one();
+  }
 
   MultiLoop() : multi_(curl_multi_init()) {
     // A bound per host, so one slow host cannot take every connection, and so no host gets
@@ -97,14 +106,10 @@ class MultiLoop {
         if (stop_) break;
         for (Pending* p : incoming_) {
           curl_easy_setopt(p->easy, CURLOPT_PRIVATE, p);
-          if (const CURLMcode rc = curl_multi_add_handle(multi_, p->easy); rc != CURLM_OK) {
-            p->result = CURLE_OUT_OF_MEMORY;
-            p->done = true;
-          }
+          if (curl_multi_add_handle(multi_, p->easy) != CURLM_OK) Finish(p, CURLE_OUT_OF_MEMORY);
         }
         incoming_.clear();
       }
-      done_.notify_all();  // for handles that could not be added
       int running = 0;
       curl_multi_perform(multi_, &running);
       int left = 0;
@@ -114,12 +119,8 @@ class MultiLoop {
         curl_easy_getinfo(message->easy_handle, CURLINFO_PRIVATE, &p);
         const CURLcode result = message->data.result;
         curl_multi_remove_handle(multi_, message->easy_handle);
-        {
-          std::lock_guard<std::mutex> lock(mu_);
-          p->result = result;
-          p->done = true;
-        }
-        done_.notify_all();
+        std::lock_guard<std::mutex> lock(mu_);
+        Finish(p, result);
       }
       curl_multi_poll(multi_, nullptr, 0, 1000, nullptr);
     }
@@ -130,7 +131,6 @@ class MultiLoop {
 
   CURLM* multi_;
   std::mutex mu_;
-  std::condition_variable done_;
   std::vector<Pending*> incoming_;
   bool stop_ = false;
   std::thread thread_;

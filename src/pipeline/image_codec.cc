@@ -107,6 +107,11 @@ Result<Image> Load(std::string_view data, VipsAccess access) {
   return Image(image);
 }
 
+uint64_t Pixels(const Image& image) {
+  return static_cast<uint64_t>(vips_image_get_width(image.get())) *
+         static_cast<uint64_t>(vips_image_get_height(image.get()));
+}
+
 // Refuses decompression bombs from the header alone, before any pixel memory is allocated.
 Status CheckSize(const Image& image, const CodecLimits& limits) {
   const auto width = static_cast<uint64_t>(vips_image_get_width(image.get()));
@@ -193,6 +198,17 @@ Result<std::string> EncodeJpeg(const Image& image, int quality) {
   return std::string(static_cast<const char*>(buffer), length);
 }
 
+// The result for `jpeg`, made from `image` (its dimensions are the output's).
+EncodedImage Encoded(std::string jpeg, std::string format, const Image& image, bool fast_path) {
+  EncodedImage result;
+  result.jpeg = std::move(jpeg);
+  result.source_format = std::move(format);
+  result.fast_path = fast_path;
+  result.width = vips_image_get_width(image.get());
+  result.height = vips_image_get_height(image.get());
+  return result;
+}
+
 Result<EncodedImage> Compress(std::string_view data, const CodecLimits& limits) {
   if (data.empty()) return Permanent("not an image (empty)");
   Result<std::string> format = DetectFormat(data);
@@ -203,19 +219,11 @@ Result<EncodedImage> Compress(std::string_view data, const CodecLimits& limits) 
   if (!image.ok()) return image.status();
   if (Status s = CheckSize(*image, limits); !s.ok()) return s;
   const int orientation = vips_image_get_orientation(image->get());
-  const uint64_t pixels = static_cast<uint64_t>(vips_image_get_width(image->get())) *
-                          static_cast<uint64_t>(vips_image_get_height(image->get()));
   if (limits.jpeg_fast_path && *format == "jpeg" && orientation == 1 &&
-      pixels <= kFastPathMaxPixels &&
+      Pixels(*image) <= kFastPathMaxPixels &&
       vips_image_get_typeof(image->get(), VIPS_META_ICC_NAME) == 0) {
     if (std::optional<std::string> jpeg = RequantizeJpeg(data, limits.jpeg_quality)) {
-      EncodedImage result;
-      result.jpeg = std::move(*jpeg);
-      result.source_format = std::move(*format);
-      result.fast_path = true;
-      result.width = vips_image_get_width(image->get());
-      result.height = vips_image_get_height(image->get());
-      return result;
+      return Encoded(std::move(*jpeg), std::move(*format), *image, /*fast_path=*/true);
     }
   }
   if (orientation != 1) {
@@ -229,13 +237,7 @@ Result<EncodedImage> Compress(std::string_view data, const CodecLimits& limits) 
   }
   Result<std::string> jpeg = EncodeJpeg(*image, limits.jpeg_quality);
   if (!jpeg.ok()) return jpeg.status();
-
-  EncodedImage result;
-  result.jpeg = std::move(*jpeg);
-  result.source_format = std::move(*format);
-  result.width = vips_image_get_width(image->get());
-  result.height = vips_image_get_height(image->get());
-  return result;
+  return Encoded(std::move(*jpeg), std::move(*format), *image, /*fast_path=*/false);
 }
 
 }  // namespace
@@ -267,9 +269,7 @@ Status InitCodec() {
 uint64_t ImagePixels(std::string_view data) {
   if (data.empty() || !DetectFormat(data).ok()) return 0;
   Result<Image> image = Load(data, VIPS_ACCESS_SEQUENTIAL);
-  if (!image.ok()) return 0;
-  return static_cast<uint64_t>(vips_image_get_width(image->get())) *
-         static_cast<uint64_t>(vips_image_get_height(image->get()));
+  return image.ok() ? Pixels(*image) : 0;
 }
 
 Result<EncodedImage> CompressToJpeg(std::string_view data, const CodecLimits& limits) {

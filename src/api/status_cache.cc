@@ -5,6 +5,14 @@
 #include <utility>
 
 namespace imgproc::api {
+namespace {
+
+// What an entry counts against the byte budget.
+size_t Footprint(const std::string& request_id, const StatusCache::Entry& entry) {
+  return request_id.size() + entry.body.size() + entry.gzip_body.size();
+}
+
+}  // namespace
 
 std::shared_ptr<const StatusCache::Entry> StatusCache::Find(const std::string& request_id) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -34,7 +42,7 @@ std::string Gzip(std::string_view data) {
 void StatusCache::Put(const std::string& request_id, Entry entry) {
   if (entry.body.size() + request_id.size() > max_bytes_ / 4) return;  // would push out the rest
   entry.gzip_body = Gzip(entry.body);
-  const size_t size = entry.body.size() + entry.gzip_body.size() + request_id.size();
+  const size_t size = Footprint(request_id, entry);
   auto shared = std::make_shared<const Entry>(std::move(entry));
   std::lock_guard<std::mutex> lock(mu_);
   if (slots_.contains(request_id)) return;  // cached by a concurrent poll: identical
@@ -43,8 +51,7 @@ void StatusCache::Put(const std::string& request_id, Entry entry) {
   bytes_ += size;
   while (bytes_ > max_bytes_ && !lru_.empty()) {
     auto last = slots_.find(lru_.back());
-    const Entry& evicted = *last->second.entry;
-    bytes_ -= evicted.body.size() + evicted.gzip_body.size() + last->first.size();
+    bytes_ -= Footprint(last->first, *last->second.entry);
     slots_.erase(last);
     lru_.pop_back();
   }

@@ -201,6 +201,12 @@ struct Options {
   int accept_rows = 10'000;
   double codec_seconds = 5;
   int timeout_s = 600;  // per scenario
+  // The scenarios to run (--only): codec, e2e, baseline, memory, status, accept; empty: all.
+  std::vector<std::string> only;
+
+  bool Runs(const std::string& scenario) const {
+    return only.empty() || std::find(only.begin(), only.end(), scenario) != only.end();
+  }
 };
 
 // The environment every imgproc run gets, plus --env overrides.
@@ -501,6 +507,10 @@ int main(int argc, char** argv) {
                     ->capture_default_str();
   app.add_option("--timeout", o.timeout_s, "seconds before a scenario gives up")
       ->capture_default_str();
+  app.add_option("--only", o.only, "run only these scenarios (comma-separated; ratios that need "
+                                   "another one are skipped)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"codec", "e2e", "baseline", "memory", "status", "accept"}));
   std::string corpus_dir;
   app.add_option("--write-corpus", corpus_dir, "write the corpus images to this folder and exit");
   CLI11_PARSE(app, argc, argv);
@@ -579,33 +589,38 @@ int main(int argc, char** argv) {
 
   // (b) The codec limit, with nothing else running.
   json& codec_results = results["codec"];
-  for (const SizeClass* size : {&small, &medium, &large}) {
-    codec_results[size->key] = RunCodec(size->images, cores, o.codec_seconds);
-    PrintCodec(("(b) codec " + size->label + " (7 JPEG : 1 PNG)").c_str(),
-               codec_results[size->key]);
+  if (o.Runs("codec")) {
+    for (const SizeClass* size : {&small, &medium, &large}) {
+      codec_results[size->key] = RunCodec(size->images, cores, o.codec_seconds);
+      PrintCodec(("(b) codec " + size->label + " (7 JPEG : 1 PNG)").c_str(),
+                 codec_results[size->key]);
+    }
+    codec_results["2mp_jpeg420"] = RunCodec(JpegsOnly(medium.images), cores, o.codec_seconds);
+    PrintCodec("(b) codec 2 MP, JPEG 4:2:0 only", codec_results["2mp_jpeg420"]);
+    codec_results["2mp_jpeg444"] = RunCodec(medium.jpeg444, cores, o.codec_seconds);
+    PrintCodec("(b) codec 2 MP, JPEG 4:4:4 only", codec_results["2mp_jpeg444"]);
   }
-  codec_results["2mp_jpeg420"] = RunCodec(JpegsOnly(medium.images), cores, o.codec_seconds);
-  PrintCodec("(b) codec 2 MP, JPEG 4:2:0 only", codec_results["2mp_jpeg420"]);
-  codec_results["2mp_jpeg444"] = RunCodec(medium.jpeg444, cores, o.codec_seconds);
-  PrintCodec("(b) codec 2 MP, JPEG 4:4:4 only", codec_results["2mp_jpeg444"]);
 
   Servers servers({&small, &medium, &large});
   const std::string csv = MakeCsv(servers, medium, o.rows, o.per_row);
   const int images = o.rows * o.per_row;
 
   // (a) End to end, without and with latency.
-  servers.SetLatency(0, 0);
-  results["e2e_no_latency"] = RunEndToEnd(o, servers, csv, images);
-  PrintRun("(a) imgproc 2 MP, no latency", results["e2e_no_latency"]);
-  servers.SetLatency(o.host_latency_ms, o.imgbb_latency_ms);
-  results["e2e_latency"] = RunEndToEnd(o, servers, csv, images);
-  const std::string latency_label = "(a) imgproc 2 MP, " + std::to_string(o.host_latency_ms) + "+" +
-                                    std::to_string(o.imgbb_latency_ms) + " ms";
-  PrintRun(latency_label.c_str(), results["e2e_latency"]);
+  if (o.Runs("e2e")) {
+    servers.SetLatency(0, 0);
+    results["e2e_no_latency"] = RunEndToEnd(o, servers, csv, images);
+    PrintRun("(a) imgproc 2 MP, no latency", results["e2e_no_latency"]);
+    servers.SetLatency(o.host_latency_ms, o.imgbb_latency_ms);
+    results["e2e_latency"] = RunEndToEnd(o, servers, csv, images);
+    const std::string latency_label = "(a) imgproc 2 MP, " + std::to_string(o.host_latency_ms) +
+                                      "+" + std::to_string(o.imgbb_latency_ms) + " ms";
+    PrintRun(latency_label.c_str(), results["e2e_latency"]);
+  }
 
   // (c) The original design's loop, same CSV, same latencies.
-  results["baseline"] = RunBaseline(o, servers, csv, o.baseline_rows);
-  {
+  if (o.Runs("baseline")) {
+    servers.SetLatency(o.host_latency_ms, o.imgbb_latency_ms);
+    results["baseline"] = RunBaseline(o, servers, csv, o.baseline_rows);
     const json& b = results["baseline"];
     if (Ok(b)) {
       std::printf("%-34s %5d images %7.2f s %8.2f images/s\n", "(c) Python baseline, same latency",
@@ -618,15 +633,17 @@ int main(int argc, char** argv) {
   }
 
   // (d) Peak memory on 12 MP photos.
-  servers.SetLatency(0, 0);
-  const int big_rows = std::max(1, o.big_images / o.per_row);
-  results["peak_rss_12mp"] =
-      RunEndToEnd(o, servers, MakeCsv(servers, large, big_rows, o.per_row), big_rows * o.per_row);
-  PrintRun("(d) imgproc 12 MP, no latency", results["peak_rss_12mp"]);
+  if (o.Runs("memory")) {
+    servers.SetLatency(0, 0);
+    const int big_rows = std::max(1, o.big_images / o.per_row);
+    results["peak_rss_12mp"] = RunEndToEnd(o, servers, MakeCsv(servers, large, big_rows, o.per_row),
+                                           big_rows * o.per_row);
+    PrintRun("(d) imgproc 12 MP, no latency", results["peak_rss_12mp"]);
+  }
 
   // (e) The status API under load.
-  results["status_load"] = RunStatusLoad(o, servers);
-  {
+  if (o.Runs("status")) {
+    results["status_load"] = RunStatusLoad(o, servers);
     const json& s = results["status_load"];
     if (Ok(s)) {
       std::printf("%-34s %5d products, %zu KiB body: %.0f requests/s, p50 %.2f ms, p99 %.2f ms\n",
@@ -645,8 +662,8 @@ int main(int argc, char** argv) {
   }
 
   // (f) Accepting a 10,000-row CSV.
-  results["accept"] = RunAccept(o, servers, medium);
-  {
+  if (o.Runs("accept")) {
+    results["accept"] = RunAccept(o, servers, medium);
     const json& a = results["accept"];
     if (Ok(a)) {
       std::printf("%-34s %d rows (%zu KiB): median %.3f s of 3\n", "(f) accept (POST to 202)",
@@ -667,32 +684,39 @@ int main(int argc, char** argv) {
     const char* what;
     double value;
     bool valid;  // every measurement it needs succeeded
+    bool ran;    // every scenario it needs was selected (--only)
     bool at_most;
     double target;
     const char* unit;
   };
   const Target targets[] = {
       {"overhead", "imgproc CPU/image (a, no latency) / codec CPU/image (b, 2 MP)",
-       Number(e0, "cpu_s_per_image") / Number(c2, "cpu_s_per_image"), Ok(e0) && Ok(c2), true, 1.25,
-       "x"},
+       Number(e0, "cpu_s_per_image") / Number(c2, "cpu_s_per_image"), Ok(e0) && Ok(c2),
+       o.Runs("e2e") && o.Runs("codec"), true, 1.25, "x"},
       {"network_hidden", "images/s (a, latency) / images/s (a, no latency)",
-       Number(el, "images_per_s") / Number(e0, "images_per_s"), Ok(el) && Ok(e0), false, 0.85, "x"},
+       Number(el, "images_per_s") / Number(e0, "images_per_s"), Ok(el) && Ok(e0), o.Runs("e2e"),
+       false, 0.85, "x"},
       {"speedup", "images/s (a, latency) / Python baseline images/s (c)",
-       Number(el, "images_per_s") / Number(base, "images_per_s"), Ok(el) && Ok(base), false, 20,
-       "x"},
+       Number(el, "images_per_s") / Number(base, "images_per_s"), Ok(el) && Ok(base),
+       o.Runs("e2e") && o.Runs("baseline"), false, 20, "x"},
       {"peak_rss_mib", "peak RSS, 12 MP request (d)",
-       Number(results["peak_rss_12mp"], "peak_rss_mib"), Ok(results["peak_rss_12mp"]), true, 300,
-       "MiB"},
+       Number(results["peak_rss_12mp"], "peak_rss_mib"), Ok(results["peak_rss_12mp"]),
+       o.Runs("memory"), true, 300, "MiB"},
       {"status_p99_ms", "status p99 under wrk -c50 (e)", Number(results["status_load"], "p99_ms"),
-       Ok(results["status_load"]), true, 5, "ms"},
+       Ok(results["status_load"]), o.Runs("status"), true, 5, "ms"},
       {"status_p99_gzip_ms", "the same, clients accepting gzip (e)",
-       Number(results["status_load"]["gzip"], "p99_ms"), Ok(results["status_load"]), true, 5, "ms"},
+       Number(results["status_load"]["gzip"], "p99_ms"), Ok(results["status_load"]),
+       o.Runs("status"), true, 5, "ms"},
       {"accept_10k_s", "accept a 10,000-row CSV, median (f)", Number(results["accept"], "median_s"),
-       Ok(results["accept"]), true, 1, "s"},
+       Ok(results["accept"]), o.Runs("accept"), true, 1, "s"},
   };
   std::printf("\n%-15s %-64s %9s %9s  %s\n", "ratio", "definition", "value", "target", "");
   json& ratios = results["ratios"];
   for (const Target& t : targets) {
+    if (!t.ran) {
+      std::printf("%-15s %-64s %9s\n", t.key, t.what, "skipped");
+      continue;
+    }
     const bool pass = t.valid && std::isfinite(t.value) &&
                       (t.at_most ? t.value <= t.target : t.value >= t.target);
     std::printf("%-15s %-64s %9.3f %s%7g%-3s %s\n", t.key, t.what, t.value,
@@ -703,9 +727,12 @@ int main(int argc, char** argv) {
         {"unit", t.unit},     {"pass", pass}};
   }
 
-  const bool all_ran = Ok(e0) && Ok(el) && Ok(base) && Ok(results["peak_rss_12mp"]) &&
-                       Ok(results["status_load"]) && Ok(results["accept"]) &&
-                       Ok(codec_results["0.5mp"]) && Ok(c2) && Ok(codec_results["12mp"]);
+  const bool all_ran =
+      (!o.Runs("e2e") || (Ok(e0) && Ok(el))) && (!o.Runs("baseline") || Ok(base)) &&
+      (!o.Runs("memory") || Ok(results["peak_rss_12mp"])) &&
+      (!o.Runs("status") || Ok(results["status_load"])) &&
+      (!o.Runs("accept") || Ok(results["accept"])) &&
+      (!o.Runs("codec") || (Ok(codec_results["0.5mp"]) && Ok(c2) && Ok(codec_results["12mp"])));
   results["all_ran"] = all_ran;
   results["load_average_at_end"] = LoadAverage();
   std::filesystem::path json_path(o.json_path);

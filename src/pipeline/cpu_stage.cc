@@ -26,11 +26,12 @@ CpuStage::~CpuStage() {
 }
 
 void CpuStage::Run(const std::function<void()>& job) {
-  Job entry{&job};
+  Job entry;
+  entry.work = &job;
   std::unique_lock<std::mutex> lock(mu_);
   queue_.push_back(&entry);
   queued_.notify_one();
-  finished_.wait(lock, [&] { return entry.done; });
+  entry.finished.wait(lock, [&] { return entry.done; });
 }
 
 void CpuStage::Loop() {
@@ -44,7 +45,7 @@ void CpuStage::Loop() {
     (*job->work)();
     lock.lock();
     job->done = true;
-    finished_.notify_all();
+    job->finished.notify_one();
   }
 }
 
@@ -53,9 +54,14 @@ PixelBudget::PixelBudget(uint64_t limit)
 
 uint64_t PixelBudget::Reserve() {
   std::unique_lock<std::mutex> lock(mu_);
-  room_.wait(lock, [this] { return in_flight_ == 0 || in_flight_ + estimate_ <= limit_; });
-  in_flight_ += estimate_;
-  return estimate_;
+  if (waiting_.empty() && Fits()) {
+    in_flight_ += estimate_;
+    return estimate_;
+  }
+  Waiter self;
+  waiting_.push_back(&self);
+  self.admitted.wait(lock, [&] { return self.reserved != 0; });
+  return self.reserved;
 }
 
 uint64_t PixelBudget::Correct(uint64_t reserved, uint64_t actual) {
@@ -64,16 +70,26 @@ uint64_t PixelBudget::Correct(uint64_t reserved, uint64_t actual) {
   in_flight_ = in_flight_ - reserved + actual;
   // Mostly the recent images: requests tend to hold images of one kind.
   estimate_ = std::max(kSmallestEstimate, (3 * estimate_ + actual) / 4);
-  if (actual < reserved) room_.notify_all();
+  Admit();
   return actual;
 }
 
 void PixelBudget::Release(uint64_t reserved) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    in_flight_ -= std::min(reserved, in_flight_);
+  std::lock_guard<std::mutex> lock(mu_);
+  in_flight_ -= std::min(reserved, in_flight_);
+  Admit();
+}
+
+bool PixelBudget::Fits() const { return in_flight_ == 0 || in_flight_ + estimate_ <= limit_; }
+
+void PixelBudget::Admit() {
+  while (!waiting_.empty() && Fits()) {
+    Waiter* next = waiting_.front();
+    waiting_.pop_front();
+    next->reserved = estimate_;  // never 0: the estimate has a floor
+    in_flight_ += estimate_;
+    next->admitted.notify_one();  // under mu_: `next` lives until its Reserve() has it back
   }
-  room_.notify_all();
 }
 
 uint64_t PixelBudget::in_flight() const {

@@ -30,15 +30,18 @@ class CpuStage {
   void Run(const std::function<void()>& job);
 
  private:
+  // Lives in the frame of the Run() call that waits for it.
   struct Job {
-    const std::function<void()>* work;
+    const std::function<void()>* work = nullptr;
     bool done = false;
+    // Its own, so that a finished job wakes only the worker waiting for it, not every worker
+    // with a job in the queue (dozens of them when downloads are quick).
+    std::condition_variable finished;
   };
   void Loop();
 
   std::mutex mu_;
   std::condition_variable queued_;
-  std::condition_variable finished_;
   std::deque<Job*> queue_;
   bool stop_ = false;
   std::vector<std::thread> threads_;
@@ -50,7 +53,8 @@ class CpuStage {
 // Before a download the size is unknown: a worker reserves an estimate (a running average of
 // recent images, starting high) and corrects it to the real pixel count once the header is in.
 // A reservation waits while the budget is spent, except when nothing at all is in flight, so an
-// image larger than the whole budget still goes through, alone.
+// image larger than the whole budget still goes through, alone. Waiting reservations are admitted
+// first come, first served, and only the ones admitted are woken.
 class PixelBudget {
  public:
   explicit PixelBudget(uint64_t limit);
@@ -65,9 +69,17 @@ class PixelBudget {
   uint64_t in_flight() const;
 
  private:
+  // A Reserve() call waiting for room, in its own frame.
+  struct Waiter {
+    uint64_t reserved = 0;  // set when admitted
+    std::condition_variable admitted;
+  };
+  bool Fits() const;  // mu_ held
+  void Admit();       // mu_ held: admits waiters in order while they fit
+
   const uint64_t limit_;
   mutable std::mutex mu_;
-  std::condition_variable room_;
+  std::deque<Waiter*> waiting_;
   uint64_t in_flight_ = 0;
   uint64_t estimate_;
 };

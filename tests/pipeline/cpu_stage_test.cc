@@ -73,6 +73,36 @@ TEST(PixelBudgetTest, WaitsWhileSpentAndAdaptsItsEstimate) {
   EXPECT_EQ(budget.in_flight(), 0u);
 }
 
+TEST(PixelBudgetTest, AdmitsWaitingReservationsInTheirOrder) {
+  PixelBudget budget(10'000'000);
+  const uint64_t first = budget.Reserve();  // the whole budget
+  std::atomic<int> admitted{0};
+  std::atomic<int> second_place{0};
+  std::atomic<int> third_place{0};
+  std::thread second([&] {
+    const uint64_t pixels = budget.Reserve();
+    second_place = ++admitted;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    budget.Release(pixels);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // second waits first
+  std::atomic<bool> third_done{false};
+  std::thread third([&] {
+    budget.Release(budget.Reserve());
+    third_place = ++admitted;
+    third_done = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(admitted, 0);
+  budget.Release(first);  // room for one of them
+  EXPECT_TRUE(imgproc::testing::Eventually(third_done));
+  second.join();
+  third.join();
+  EXPECT_EQ(second_place, 1);
+  EXPECT_EQ(third_place, 2);
+  EXPECT_EQ(budget.in_flight(), 0u);
+}
+
 TEST(PixelBudgetTest, LetsAnImageLargerThanTheBudgetThroughAlone) {
   PixelBudget budget(1'000'000);
   const uint64_t huge = budget.Correct(budget.Reserve(), 50'000'000);

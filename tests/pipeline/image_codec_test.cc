@@ -477,6 +477,32 @@ TEST(JpegFastPathTest, UsesTheConfiguredQuality) {
   EXPECT_EQ(Inspect(out.jpeg).luma_table, StandardLumaTable(80));
 }
 
+// The symbol counts gathered while rescaling give the tables libjpeg's own counting pass gives,
+// hence the same bytes: at every edge case of the MCU layout (sizes that are not multiples of
+// 8 or 16, where edge MCUs hold dummy blocks), for baseline and progressive input, at qualities
+// below and above the input's.
+TEST(JpegFastPathTest, CountsTheHuffmanSymbolsAsLibjpegDoes) {
+  using imgproc::pipeline::HuffmanTables;
+  using imgproc::pipeline::RequantizeJpeg;
+  const std::pair<int, int> sizes[] = {{1, 1},   {8, 8},   {9, 7},    {16, 16},
+                                       {17, 33}, {33, 17}, {250, 181}, {kWidth, kHeight}};
+  for (TestImage kind : {TestImage::kJpegRgb, TestImage::kJpegProgressive}) {
+    for (auto [width, height] : sizes) {
+      const std::string jpeg = MakeImage(kind, width, height);
+      for (int quality : {10, 50, 95}) {
+        SCOPED_TRACE(std::string(TestImageName(kind)) + " " + std::to_string(width) + "x" +
+                     std::to_string(height) + " Q" + std::to_string(quality));
+        const auto counted = RequantizeJpeg(jpeg, quality, HuffmanTables::kCountedWhileRescaling);
+        const auto two_pass = RequantizeJpeg(jpeg, quality, HuffmanTables::kLibjpegTwoPass);
+        ASSERT_TRUE(counted.has_value());
+        ASSERT_TRUE(two_pass.has_value());
+        EXPECT_EQ(*counted, *two_pass);
+        EXPECT_EQ(Inspect(*counted).luma_table, StandardLumaTable(quality));
+      }
+    }
+  }
+}
+
 TEST(JpegFastPathTest, GivesUpOnDamagedData) {
   const std::string jpeg = MakeImage(TestImage::kJpegRgb, kWidth, kHeight);
   EXPECT_EQ(imgproc::pipeline::RequantizeJpeg(jpeg.substr(0, jpeg.size() * 3 / 4), 50),

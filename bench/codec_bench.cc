@@ -1,7 +1,8 @@
 // The codec limit: the pipeline's CompressToJpeg on photo-like JPEGs of product-photo sizes
 // (about 0.5, 2 and 12 megapixels), in a tight loop on every core, with no network and no store.
 // What imgproc end to end can at best approach; reports images/s, CPU ms per image, output size
-// and PSNR for the pixel path and the JPEG fast path side by side.
+// and PSNR for the pixel path and the fast paths (JPEG in the DCT domain, PNG inflated by
+// libdeflate) side by side.
 //
 //   build/release/bench/imgproc_codec_bench [--seconds 5] [--threads 0 (= cores)]
 #include <CLI/CLI.hpp>
@@ -48,6 +49,7 @@ int main(int argc, char** argv) {
       for (bool fast : {false, true}) {
         imgproc::pipeline::CodecLimits limits;
         limits.jpeg_fast_path = fast;
+        limits.png_fast_path = fast;
         auto sample = imgproc::pipeline::CompressToJpeg(image, limits);
         if (!sample.ok()) {
           std::fprintf(stderr, "%s: %s\n", input.name, sample.status().message().c_str());

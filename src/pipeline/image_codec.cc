@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "pipeline/jpeg_requantize.h"
+#include "pipeline/png_inflate.h"
 
 namespace imgproc::pipeline {
 namespace {
@@ -24,6 +25,10 @@ constexpr uint64_t kMaxJpegSide = 65500;
 // The fast path holds all DCT coefficients of an image at once, 3 bytes a pixel for 4:2:0 (90 MB
 // here), where the pixel path streams a few rows: beyond this size the pixel path is used.
 constexpr uint64_t kFastPathMaxPixels = 30'000'000;
+
+// The PNG fast path holds the whole inflated image (3 bytes a pixel for RGB, 4 with alpha), where
+// libpng streams rows: beyond this, libpng inflates as it goes.
+constexpr size_t kPngFastPathMaxBytes = 32 << 20;
 
 // Owns one reference to a VipsImage.
 class Image {
@@ -218,6 +223,15 @@ Result<EncodedImage> Compress(std::string_view data, const CodecLimits& limits) 
   Result<Image> image = Load(data, VIPS_ACCESS_SEQUENTIAL);
   if (!image.ok()) return image.status();
   if (Status s = CheckSize(*image, limits); !s.ok()) return s;
+  std::string inflated;  // the rewritten PNG that `data` then points to
+  if (limits.png_fast_path && *format == "png") {
+    if (std::optional<std::string> png = InflatePng(data, kPngFastPathMaxBytes)) {
+      inflated = std::move(*png);
+      data = inflated;
+      image = Load(data, VIPS_ACCESS_SEQUENTIAL);
+      if (!image.ok()) return image.status();
+    }
+  }
   const int orientation = vips_image_get_orientation(image->get());
   if (limits.jpeg_fast_path && *format == "jpeg" && orientation == 1 &&
       Pixels(*image) <= kFastPathMaxPixels &&
@@ -237,7 +251,8 @@ Result<EncodedImage> Compress(std::string_view data, const CodecLimits& limits) 
   }
   Result<std::string> jpeg = EncodeJpeg(*image, limits.jpeg_quality);
   if (!jpeg.ok()) return jpeg.status();
-  return Encoded(std::move(*jpeg), std::move(*format), *image, /*fast_path=*/false);
+  return Encoded(std::move(*jpeg), std::move(*format), *image,
+                 /*fast_path=*/!inflated.empty());
 }
 
 }  // namespace

@@ -283,11 +283,12 @@ Response Api::RequestStatus(const std::string& request_id, const std::optional<s
     if (caller && cached->owner != caller) return JsonError(404, "Request ID not found");
     Response response;
     response.headers["Vary"] = "Accept-Encoding";
+    // Pointers into the entry that keep it alive, not copies.
     if (accepts_gzip && !cached->gzip_body.empty()) {
       response.headers["Content-Encoding"] = "gzip";
-      response.body = cached->gzip_body;
+      response.shared_body = std::shared_ptr<const std::string>(cached, &cached->gzip_body);
     } else {
-      response.body = cached->body;
+      response.shared_body = std::shared_ptr<const std::string>(cached, &cached->body);
     }
     return response;
   }

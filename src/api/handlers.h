@@ -7,9 +7,11 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 
 #include "api/status_cache.h"
 #include "csv/product_csv.h"
@@ -38,7 +40,12 @@ struct Response {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
+  // Set instead of `body` for bytes kept elsewhere (a finished status held in memory): the
+  // transport sends them from there, without a copy per response.
+  std::shared_ptr<const std::string> shared_body;
   std::map<std::string, std::string> headers;
+
+  std::string_view content() const { return shared_body ? *shared_body : body; }
 };
 
 struct ApiOptions {

@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <array>
@@ -99,6 +100,12 @@ bool WaitFor(int fd, short events, Clock::time_point until) {
 // request's head (request line and headers together; cpp-httplib bounds each line, not their
 // number) and a deadline for receiving it whole (cpp-httplib only times out each read). A client
 // over either gets a JSON 431 or 408 and the connection is closed.
+//
+// And fewer system calls: cpp-httplib polls before every read and write, and writes a response's
+// head and body separately, so with TCP_NODELAY the head goes out in a packet of its own. Here a
+// read or write is tried first and waits only when the socket is not ready, and small writes are
+// held back to go out with the next one (the head with the body, in one sendmsg), or before the
+// next read, or at the end of the response.
 class GuardedStream final : public httplib::Stream {
  public:
   struct Limits {
@@ -121,11 +128,10 @@ class GuardedStream final : public httplib::Stream {
   }
 
   bool is_readable() const override {
-    return begin_ != end_ || WaitFor(fd_, POLLIN, Clock::now() + limits_.read_timeout);
+    return begin_ != end_ || (Flush() && WaitFor(fd_, POLLIN, Clock::now() + limits_.read_timeout));
   }
-  bool is_writable() const override {
-    return !refused_ && WaitFor(fd_, POLLOUT, Clock::now() + limits_.write_timeout);
-  }
+  // Writes wait for the socket themselves (up to the write timeout without progress).
+  bool is_writable() const override { return !refused_; }
 
   ssize_t read(char* ptr, size_t size) override {
     if (refused_) return -1;
@@ -154,7 +160,21 @@ class GuardedStream final : public httplib::Stream {
 
   ssize_t write(const char* ptr, size_t size) override {
     if (refused_) return static_cast<ssize_t>(size);  // the refusal was the answer
-    return Send(ptr, size);
+    if (pending_.size() + size <= kHeldBackBytes) {
+      pending_.append(ptr, size);
+      return static_cast<ssize_t>(size);
+    }
+    if (!SendAll(pending_, std::string_view(ptr, size))) return -1;
+    pending_.clear();
+    return static_cast<ssize_t>(size);
+  }
+
+  // Sends what is held back; false if the client does not take it.
+  bool Flush() const {
+    if (pending_.empty()) return true;
+    const bool sent = SendAll(pending_, {});
+    pending_.clear();
+    return sent;
   }
 
   void get_remote_ip_and_port(std::string& ip, int& port) const override {
@@ -166,19 +186,26 @@ class GuardedStream final : public httplib::Stream {
   socket_t socket() const override { return fd_; }
 
  private:
-  // Reads more from the socket; before the head is complete, only until its deadline.
+  // Reads more from the socket; before the head is complete, only until its deadline. Sends what
+  // is held back first: the client may be waiting for it (a 100 Continue) before it sends more.
   bool Fill() {
+    if (!Flush()) return false;
     const auto read_until = Clock::now() + limits_.read_timeout;
     const bool deadline_binds = !head_done_ && head_deadline_ < read_until;
-    if (!WaitFor(fd_, POLLIN, deadline_binds ? head_deadline_ : read_until)) {
-      if (deadline_binds && head_bytes_ > 0) Refuse(408, "Request header not received in time");
-      return false;
+    while (true) {
+      const ssize_t n = recv(fd_, buffer_.data(), buffer_.size(), MSG_DONTWAIT);
+      if (n > 0) {
+        begin_ = 0;
+        end_ = static_cast<size_t>(n);
+        return true;
+      }
+      if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) return false;
+      if (errno == EINTR) continue;
+      if (!WaitFor(fd_, POLLIN, deadline_binds ? head_deadline_ : read_until)) {
+        if (deadline_binds && head_bytes_ > 0) Refuse(408, "Request header not received in time");
+        return false;
+      }
     }
-    const ssize_t n = recv(fd_, buffer_.data(), buffer_.size(), 0);
-    if (n <= 0) return false;
-    begin_ = 0;
-    end_ = static_cast<size_t>(n);
-    return true;
   }
 
   void Refuse(int status, const char* message) {
@@ -187,13 +214,36 @@ class GuardedStream final : public httplib::Stream {
         "HTTP/1.1 " + std::to_string(status) + " " + message +
         "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
         "\r\nConnection: close\r\n\r\n" + body;
-    Send(response.data(), response.size());
+    pending_.clear();  // nothing of a response has been written while its request was read
+    SendAll(response, {});
     refused_ = true;
   }
 
-  ssize_t Send(const char* ptr, size_t size) {
-    if (!WaitFor(fd_, POLLOUT, Clock::now() + limits_.write_timeout)) return -1;
-    return send(fd_, ptr, size, MSG_NOSIGNAL);
+  // Sends `first` then `second`, waiting for the socket when it is full; false when the client
+  // takes nothing for the write timeout, or the connection fails.
+  bool SendAll(std::string_view first, std::string_view second) const {
+    iovec parts[2] = {{const_cast<char*>(first.data()), first.size()},
+                      {const_cast<char*>(second.data()), second.size()}};
+    msghdr message{};
+    message.msg_iov = parts;
+    message.msg_iovlen = 2;
+    while (parts[0].iov_len + parts[1].iov_len > 0) {
+      const ssize_t n = sendmsg(fd_, &message, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) return false;
+        if (!WaitFor(fd_, POLLOUT, Clock::now() + limits_.write_timeout)) return false;
+        continue;
+      }
+      auto sent = static_cast<size_t>(n);
+      for (iovec& part : parts) {
+        const size_t taken = std::min(sent, part.iov_len);
+        part.iov_base = static_cast<char*>(part.iov_base) + taken;
+        part.iov_len -= taken;
+        sent -= taken;
+      }
+    }
+    return true;
   }
 
   void Address(int (*get)(int, sockaddr*, socklen_t*), std::string& ip, int& port) const {
@@ -213,8 +263,13 @@ class GuardedStream final : public httplib::Stream {
     ip = text;
   }
 
+  // Writes up to this size are held back (a response's head, a small body).
+  static constexpr size_t kHeldBackBytes = 16 * 1024;
+
   const int fd_;
   const Limits limits_;
+  // Written, not sent yet. Mutable: waiting to read (is_readable) sends it first.
+  mutable std::string pending_;
   std::array<char, 16 * 1024> buffer_{};
   size_t begin_ = 0;
   size_t end_ = 0;
@@ -240,6 +295,7 @@ class GuardedServer final : public httplib::Server {
          left > 0 && svr_sock_ != INVALID_SOCKET && stream.NextRequest(idle); --left) {
       bool closed = false;
       ok = process_request(stream, /*close_connection=*/left == 1, closed, nullptr);
+      ok = stream.Flush() && ok;
       if (!ok || closed) break;
     }
     shutdown(sock, SHUT_RDWR);
@@ -279,10 +335,29 @@ void LimitTransportCompression(const httplib::Request& req, bool accepts_gzip,
   }
 }
 
-void ToHttplib(Response&& in, httplib::Response& res) {
-  res.status = in.status;
+// Moves the body over (httplib's set_content copies it), or has httplib send a shared body from
+// where it is kept.
+void ToHttplib(const httplib::Request& req, Response&& in, httplib::Response& res) {
   for (const auto& [name, value] : in.headers) res.set_header(name, value);
-  res.set_content(std::move(in.body), in.content_type);
+  const bool shared = in.shared_body != nullptr && !in.shared_body->empty();
+  if (shared) {
+    // httplib would take any range a client names from the provider, past the end too: a shared
+    // body is sent whole. (Its Request is its own non-const local, as above.)
+    const_cast<httplib::Request&>(req).ranges.clear();
+  }
+  // httplib sends the requested byte ranges of a 200, but leaves the status to its handlers.
+  res.status = in.status == 200 && !req.ranges.empty() ? 206 : in.status;
+  if (shared) {
+    const size_t size = in.shared_body->size();
+    res.set_content_provider(
+        size, in.content_type,
+        [body = std::move(in.shared_body)](size_t offset, size_t length, httplib::DataSink& sink) {
+          return sink.write(body->data() + offset, length);
+        });
+    return;
+  }
+  res.body = std::move(in.body);
+  res.set_header("Content-Type", in.content_type);
 }
 
 }  // namespace
@@ -320,7 +395,7 @@ HttpServer::HttpServer(Api& api, ServerOptions options)
     const Request in = FromHttplib(req);
     Response out = api_.Handle(in);
     LimitTransportCompression(req, AcceptsGzip(in), out);
-    ToHttplib(std::move(out), res);
+    ToHttplib(req, std::move(out), res);
   };
   const std::string any = R"(/.*)";
   s.Get(any, handle);

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <sys/socket.h>
@@ -10,6 +11,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -164,6 +166,14 @@ TEST_F(ServerTest, OriginalExampleEveryFormatCompressedInOrder) {
   ASSERT_EQ(last.size(), 2u);
   EXPECT_EQ(last[0], "not-a-url.jpg");
   EXPECT_EQ(last[1], server_->BaseUrl() + "/media/" + id + "/4_1.jpg");
+  // A byte range of a stored image is a 206 with just those bytes.
+  auto whole = server_->Get(last[1]);
+  ASSERT_TRUE(whole);
+  httplib::Client media("127.0.0.1", server_->port());
+  auto part = media.Get(last[1].substr(server_->BaseUrl().size()), {{"Range", "bytes=2-5"}});
+  ASSERT_TRUE(part);
+  EXPECT_EQ(part->status, 206);
+  EXPECT_EQ(part->body, whole->body.substr(2, 4));
 
   // The webhook gets the original list of four-key product objects, once.
   ASSERT_TRUE(hook.WaitFor(1));
@@ -625,6 +635,111 @@ TEST_F(ServerTest, EndlessHeadersAreRefusedWithoutMemoryGrowth) {
   auto res = client.Get("/healthz", {{"X-Long", std::string(8000, 'b')}});
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 200);
+}
+
+// One HTTP/1.1 response read off `fd`: its head, and as many body bytes as its Content-Length
+// says (none after a HEAD).
+struct RawResponse {
+  std::string head;
+  std::string body;
+};
+RawResponse ReadResponse(int fd, std::string& buffered, bool head_only = false) {
+  RawResponse r;
+  char buf[65536];
+  const auto fill = [&] {
+    const ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n > 0) buffered.append(buf, static_cast<size_t>(n));
+    return n > 0;
+  };
+  size_t end;
+  while ((end = buffered.find("\r\n\r\n")) == std::string::npos) {
+    if (!fill()) return r;
+  }
+  r.head = buffered.substr(0, end + 4);
+  buffered.erase(0, end + 4);
+  std::smatch m;
+  const std::regex length_header("\r\nContent-Length: (\\d+)\r\n", std::regex::icase);
+  const size_t length = std::regex_search(r.head, m, length_header) ? std::stoul(m[1]) : 0;
+  if (head_only) return r;
+  while (buffered.size() < length && fill()) {
+  }
+  r.body = buffered.substr(0, length);
+  buffered.erase(0, std::min(length, buffered.size()));
+  return r;
+}
+
+// A finished status is sent from memory (a shared body, not a copy): complete responses one after
+// another on a keep-alive connection, for GET and HEAD. Byte ranges of it are not served (the
+// whole status is, as HTTP allows), however odd.
+TEST_F(ServerTest, FinishedStatusFromMemoryIsWholeOnAKeptAliveConnection) {
+  StartServer(TestEnv({}));
+  std::string csv = "Serial Number,Product Name,Input Image Urls\n";
+  for (int i = 1; i <= 300; ++i) csv += std::to_string(i) + ",P" + std::to_string(i) + ",x\n";
+  const std::string id = Submit(csv);
+  ASSERT_EQ(server_->Status(id)["status"], "completed");
+  const std::string path = "/status/" + id + "/";
+  httplib::Client client("127.0.0.1", server_->port());
+  const auto reference = client.Get(path);  // also keeps the finished body in memory
+  ASSERT_TRUE(reference);
+  ASSERT_GT(reference->body.size(), 30'000u);
+
+  const int fd = Connect(server_->port());
+  ASSERT_GE(fd, 0);
+  const std::string get = "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n";
+  const std::string head = "HEAD " + path + " HTTP/1.1\r\nHost: x\r\n\r\n";
+  const auto range = [&](const std::string& bytes) {
+    return "GET " + path + " HTTP/1.1\r\nHost: x\r\nRange: bytes=" + bytes + "\r\n\r\n";
+  };
+  // Pipelined, in one send.
+  const std::string requests =
+      get + get + head + range("10-19") + range("999999-") + range("0-99999999") + get;
+  ASSERT_EQ(send(fd, requests.data(), requests.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(requests.size()));
+  std::string buffered;
+  const std::string length = "Content-Length: " + std::to_string(reference->body.size()) + "\r\n";
+  for (int i = 0; i < 2; ++i) {
+    const RawResponse r = ReadResponse(fd, buffered);
+    EXPECT_EQ(r.head.rfind("HTTP/1.1 200 ", 0), 0u) << r.head;
+    EXPECT_NE(r.head.find(length), std::string::npos) << r.head;
+    EXPECT_EQ(r.body, reference->body);
+  }
+  const RawResponse h = ReadResponse(fd, buffered, /*head_only=*/true);
+  EXPECT_EQ(h.head.rfind("HTTP/1.1 200 ", 0), 0u) << h.head;
+  EXPECT_NE(h.head.find(length), std::string::npos) << h.head;
+  for (int i = 0; i < 3; ++i) {
+    const RawResponse whole = ReadResponse(fd, buffered);
+    EXPECT_EQ(whole.head.rfind("HTTP/1.1 200 ", 0), 0u) << whole.head;
+    EXPECT_EQ(whole.body, reference->body);
+  }
+  const RawResponse last = ReadResponse(fd, buffered);
+  EXPECT_EQ(last.body, reference->body);
+  close(fd);
+}
+
+// A client that asks before sending its body (curl does for large uploads) gets its 100 Continue
+// at once, not after a timeout: nothing written is held back while the server waits to read.
+TEST_F(ServerTest, ExpectContinueIsAnsweredBeforeTheBodyIsRead) {
+  StartServer(TestEnv({}));
+  const std::string csv = "Serial Number,Product Name,Input Image Urls\n1,P1,x\n";
+  const std::string body = "--b\r\nContent-Disposition: form-data; name=\"csv_file\"; "
+                           "filename=\"p.csv\"\r\nContent-Type: text/csv\r\n\r\n" +
+                           csv + "\r\n--b--\r\n";
+  const std::string head =
+      "POST /api/p/upload/ HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+      "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n";
+  const int fd = Connect(server_->port());
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(send(fd, head.data(), head.size(), MSG_NOSIGNAL), static_cast<ssize_t>(head.size()));
+  pollfd p{fd, POLLIN, 0};
+  ASSERT_EQ(poll(&p, 1, 2000), 1) << "no 100 Continue within 2 s";
+  std::string buffered;
+  const RawResponse go_on = ReadResponse(fd, buffered);
+  EXPECT_EQ(go_on.head.rfind("HTTP/1.1 100 Continue", 0), 0u) << go_on.head;
+  ASSERT_EQ(send(fd, body.data(), body.size(), MSG_NOSIGNAL), static_cast<ssize_t>(body.size()));
+  const RawResponse accepted = ReadResponse(fd, buffered);
+  close(fd);
+  EXPECT_EQ(accepted.head.rfind("HTTP/1.1 202 ", 0), 0u) << accepted.head << accepted.body;
 }
 
 TEST_F(ServerTest, DrippedHeadersGet408AtTheDeadline) {

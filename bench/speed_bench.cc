@@ -41,6 +41,7 @@ using imgproc::bench::SizeClass;
 using imgproc::testing::CpuSeconds;
 using imgproc::testing::FixtureServer;
 using imgproc::testing::ImgprocProcess;
+using imgproc::testing::MinorFaults;
 using imgproc::testing::PeakRssKib;
 using imgproc::testing::SelfCpuSeconds;
 using imgproc::testing::TempDir;
@@ -235,6 +236,7 @@ json RunEndToEnd(const Options& options, const Servers& servers, const std::stri
   }
   const double self_before = SelfCpuSeconds();
   const double cpu_before = CpuSeconds(server.pid());
+  const long faults_before = MinorFaults(server.pid());
   const auto start = Clock::now();
   auto res = server.Upload(csv);
   if (!res || res->status != 202) {
@@ -266,6 +268,8 @@ json RunEndToEnd(const Options& options, const Servers& servers, const std::stri
   r["images_per_s"] = done / seconds;
   r["cpu_s"] = cpu;
   r["cpu_s_per_image"] = done > 0 ? cpu / done : 0.0;
+  r["page_faults_per_image"] =
+      done > 0 ? static_cast<double>(MinorFaults(server.pid()) - faults_before) / done : 0.0;
   r["bench_process_cpu_s"] = SelfCpuSeconds() - self_before;  // image host + fake ImgBB + polls
   r["ok"] = completed && done == images && failed == 0;
   if (!completed) {
@@ -445,9 +449,11 @@ void PrintRun(const char* name, const json& r) {
     std::printf("%-34s FAILED: %s\n", name, r.value("error", std::string("?")).c_str());
   } else {
     std::printf(
-        "%-34s %5d images %7.2f s %8.2f images/s  CPU %6.1f ms/image  peak RSS %6.1f MiB%s\n", name,
-        r.value("images_done", 0), Number(r, "seconds"), Number(r, "images_per_s"),
+        "%-34s %5d images %7.2f s %8.2f images/s  CPU %6.1f ms/image  peak RSS %6.1f MiB  "
+        "%5.0f faults/image%s\n",
+        name, r.value("images_done", 0), Number(r, "seconds"), Number(r, "images_per_s"),
         1000 * Number(r, "cpu_s_per_image"), Number(r, "peak_rss_mib"),
+        Number(r, "page_faults_per_image"),
         Ok(r) ? "" : ("  FAILED: " + r.value("error", std::string("?"))).c_str());
   }
   std::fflush(stdout);
@@ -507,8 +513,9 @@ int main(int argc, char** argv) {
                     ->capture_default_str();
   app.add_option("--timeout", o.timeout_s, "seconds before a scenario gives up")
       ->capture_default_str();
-  app.add_option("--only", o.only, "run only these scenarios (comma-separated; ratios that need "
-                                   "another one are skipped)")
+  app.add_option("--only", o.only,
+                 "run only these scenarios (comma-separated; ratios that need "
+                 "another one are skipped)")
       ->delimiter(',')
       ->check(CLI::IsMember({"codec", "e2e", "baseline", "memory", "status", "accept"}));
   std::string corpus_dir;
@@ -616,6 +623,12 @@ int main(int argc, char** argv) {
                                       "+" + std::to_string(o.imgbb_latency_ms) + " ms";
     PrintRun(latency_label.c_str(), results["e2e_latency"]);
   }
+  // The machine's speed drifts over minutes: the codec limit again, right after (a), and the
+  // overhead ratio takes the mean of both.
+  if (o.Runs("codec") && o.Runs("e2e")) {
+    codec_results["2mp_after_e2e"] = RunCodec(medium.images, cores, o.codec_seconds);
+    PrintCodec("(b) codec 2 MP again, after (a)", codec_results["2mp_after_e2e"]);
+  }
 
   // (c) The original design's loop, same CSV, same latencies.
   if (o.Runs("baseline")) {
@@ -636,8 +649,8 @@ int main(int argc, char** argv) {
   if (o.Runs("memory")) {
     servers.SetLatency(0, 0);
     const int big_rows = std::max(1, o.big_images / o.per_row);
-    results["peak_rss_12mp"] = RunEndToEnd(o, servers, MakeCsv(servers, large, big_rows, o.per_row),
-                                           big_rows * o.per_row);
+    results["peak_rss_12mp"] =
+        RunEndToEnd(o, servers, MakeCsv(servers, large, big_rows, o.per_row), big_rows * o.per_row);
     PrintRun("(d) imgproc 12 MP, no latency", results["peak_rss_12mp"]);
   }
 
@@ -678,6 +691,7 @@ int main(int argc, char** argv) {
   const json& e0 = results["e2e_no_latency"];
   const json& el = results["e2e_latency"];
   const json& c2 = codec_results["2mp"];
+  const json& c2_after = codec_results["2mp_after_e2e"];
   const json& base = results["baseline"];
   struct Target {
     const char* key;
@@ -690,9 +704,10 @@ int main(int argc, char** argv) {
     const char* unit;
   };
   const Target targets[] = {
-      {"overhead", "imgproc CPU/image (a, no latency) / codec CPU/image (b, 2 MP)",
-       Number(e0, "cpu_s_per_image") / Number(c2, "cpu_s_per_image"), Ok(e0) && Ok(c2),
-       o.Runs("e2e") && o.Runs("codec"), true, 1.25, "x"},
+      {"overhead", "imgproc CPU/image (a, no latency) / codec CPU/image (b, 2 MP, mean)",
+       Number(e0, "cpu_s_per_image") /
+           ((Number(c2, "cpu_s_per_image") + Number(c2_after, "cpu_s_per_image")) / 2),
+       Ok(e0) && Ok(c2) && Ok(c2_after), o.Runs("e2e") && o.Runs("codec"), true, 1.25, "x"},
       {"network_hidden", "images/s (a, latency) / images/s (a, no latency)",
        Number(el, "images_per_s") / Number(e0, "images_per_s"), Ok(el) && Ok(e0), o.Runs("e2e"),
        false, 0.85, "x"},
@@ -732,7 +747,8 @@ int main(int argc, char** argv) {
       (!o.Runs("memory") || Ok(results["peak_rss_12mp"])) &&
       (!o.Runs("status") || Ok(results["status_load"])) &&
       (!o.Runs("accept") || Ok(results["accept"])) &&
-      (!o.Runs("codec") || (Ok(codec_results["0.5mp"]) && Ok(c2) && Ok(codec_results["12mp"])));
+      (!o.Runs("codec") || (Ok(codec_results["0.5mp"]) && Ok(c2) && Ok(codec_results["12mp"]))) &&
+      (!o.Runs("codec") || !o.Runs("e2e") || Ok(c2_after));
   results["all_ran"] = all_ran;
   results["load_average_at_end"] = LoadAverage();
   std::filesystem::path json_path(o.json_path);

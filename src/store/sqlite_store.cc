@@ -6,7 +6,9 @@
 #include <limits>
 #include <mutex>
 #include <set>
+#include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 
 namespace imgproc::store {
@@ -74,13 +76,57 @@ CREATE INDEX requests_owner_created ON requests(owner, created_at);
     "ALTER TABLE images ADD COLUMN enqueued_at INTEGER;",
 };
 
-// A prepared statement bound positionally; finalised on destruction.
+// The connection's prepared statements by their SQL, kept for its life: the same few dozen run for
+// every image, and preparing one (parsing and planning it) costs more than running it.
+class StatementCache {
+ public:
+  explicit StatementCache(sqlite3* db) : db_(db) {}
+  ~StatementCache() { Clear(); }
+  StatementCache(const StatementCache&) = delete;
+  StatementCache& operator=(const StatementCache&) = delete;
+
+  // A statement for `sql`, from the cache or newly prepared (null on failure, `rc` says why).
+  sqlite3_stmt* Take(const std::string& sql, int& rc) {
+    rc = SQLITE_OK;
+    if (auto it = idle_.find(sql); it != idle_.end()) {
+      sqlite3_stmt* stmt = it->second;
+      idle_.erase(it);
+      return stmt;
+    }
+    sqlite3_stmt* stmt = nullptr;
+    rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()),
+                            SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
+    return stmt;
+  }
+
+  // Resets `stmt` and keeps it for the next Take(); a second one for the same SQL (taken while
+  // the first was in use) is finalised.
+  void Give(const std::string& sql, sqlite3_stmt* stmt) {
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+    if (!idle_.emplace(sql, stmt).second) sqlite3_finalize(stmt);
+  }
+
+  void Clear() {
+    for (auto& [sql, stmt] : idle_) sqlite3_finalize(stmt);
+    idle_.clear();
+  }
+
+ private:
+  sqlite3* db_;
+  std::unordered_map<std::string, sqlite3_stmt*> idle_;
+};
+
+// A prepared statement bound positionally, from the connection's cache and back into it on
+// destruction.
 class Stmt {
  public:
-  Stmt(sqlite3* db, std::string_view sql) {
-    rc_ = sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &stmt_, nullptr);
+  Stmt(StatementCache& cache, std::string sql) : cache_(cache), sql_(std::move(sql)) {
+    stmt_ = cache_.Take(sql_, rc_);
   }
-  ~Stmt() { sqlite3_finalize(stmt_); }
+  ~Stmt() {
+    if (stmt_ != nullptr) cache_.Give(sql_, stmt_);
+  }
   Stmt(const Stmt&) = delete;
   Stmt& operator=(const Stmt&) = delete;
 
@@ -131,14 +177,19 @@ class Stmt {
   }
 
  private:
+  StatementCache& cache_;
+  const std::string sql_;
   sqlite3_stmt* stmt_ = nullptr;
   int rc_ = SQLITE_OK;
 };
 
 class SqliteStore final : public Store {
  public:
-  explicit SqliteStore(sqlite3* db) : db_(db) {}
-  ~SqliteStore() override { sqlite3_close_v2(db_); }
+  explicit SqliteStore(sqlite3* db) : db_(db), statements_(db) {}
+  ~SqliteStore() override {
+    statements_.Clear();
+    sqlite3_close_v2(db_);
+  }
 
   Status Migrate() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -146,7 +197,7 @@ class SqliteStore final : public Store {
         !s.ok()) {
       return s;
     }
-    Stmt q(db_, "SELECT COALESCE(MAX(version), 0) FROM schema_version");
+    Stmt q(statements_, "SELECT COALESCE(MAX(version), 0) FROM schema_version");
     if (!q.prepared() || !q.Step()) return Error("read schema version");
     const int64_t have = q.Int(0);
     q.Reset();
@@ -159,7 +210,7 @@ class SqliteStore final : public Store {
       Transaction tx(this);
       if (!tx.ok()) return tx.status();
       if (Status s = Exec(std::string(kMigrations[v])); !s.ok()) return s;
-      Stmt ins(db_, "INSERT INTO schema_version (version) VALUES (?)");
+      Stmt ins(statements_, "INSERT INTO schema_version (version) VALUES (?)");
       ins.Bind(1, v + 1).Step();
       if (!ins.ok()) return Error("record schema version");
       if (Status s = tx.Commit(); !s.ok()) return s;
@@ -179,7 +230,7 @@ class SqliteStore final : public Store {
     for (const auto& row : rows) {
       for (const auto& url : row.input_urls) total += url.find("http") != std::string::npos;
     }
-    Stmt req(db_,
+    Stmt req(statements_,
              "INSERT INTO requests (request_id, status, created_at, webhook_url, images_total, "
              "completed_at, webhook_state, webhook_next_at, owner) "
              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
@@ -196,10 +247,10 @@ class SqliteStore final : public Store {
         .Step();
     if (!req.ok()) return Error("insert request");
 
-    Stmt product(db_,
+    Stmt product(statements_,
                  "INSERT INTO product_entries (request_id, position, serial_no, product_name, "
                  "input_urls, output_urls, images_pending) VALUES (?, ?, ?, ?, ?, ?, ?)");
-    Stmt image(db_,
+    Stmt image(statements_,
                "INSERT INTO images (request_id, product_id, idx, url, due_at) "
                "VALUES (?, ?, ?, ?, ?)");
     for (size_t pos = 0; pos < rows.size(); ++pos) {
@@ -237,7 +288,7 @@ class SqliteStore final : public Store {
     std::lock_guard<std::mutex> lock(mu_);
     Transaction tx(this, /*write=*/false);  // one consistent snapshot
     if (!tx.ok()) return tx.status();
-    Stmt q(db_,
+    Stmt q(statements_,
            "SELECT status, created_at, webhook_url, images_total, images_done, images_failed, "
            "webhook_state, webhook_attempts, webhook_last_status, owner FROM requests "
            "WHERE request_id = ?");
@@ -263,7 +314,7 @@ class SqliteStore final : public Store {
                        q.IsNull(8) ? std::nullopt : std::optional<int>(static_cast<int>(q.Int(8)))};
     }
 
-    Stmt p(db_,
+    Stmt p(statements_,
            "SELECT id, serial_no, product_name, input_urls, output_urls FROM product_entries "
            "WHERE request_id = ? ORDER BY position");
     p.Bind(1, request_id);
@@ -275,7 +326,7 @@ class SqliteStore final : public Store {
     if (!p.ok()) return Error("read products");
 
     // Failed images, and images waiting to be retried after a transient failure.
-    Stmt e(db_,
+    Stmt e(statements_,
            "SELECT product_id, idx, url, error, attempts, state FROM images "
            "WHERE request_id = ? AND error IS NOT NULL AND state != 'done' "
            "ORDER BY product_id, idx");
@@ -292,7 +343,7 @@ class SqliteStore final : public Store {
     if (!e.ok()) return Error("read image errors");
 
     // Sizes of done images (not of those finished before migration 4, which has none).
-    Stmt z(db_,
+    Stmt z(statements_,
            "SELECT product_id, idx, input_bytes, output_bytes FROM images "
            "WHERE request_id = ? AND state = 'done' AND input_bytes IS NOT NULL "
            "ORDER BY product_id, idx");
@@ -313,7 +364,7 @@ class SqliteStore final : public Store {
     const Millis now = NowMillis();
     Transaction tx(this);
     if (!tx.ok()) return tx.status();
-    Stmt q(db_, std::string(kDueImageSelect) + " ORDER BY i.due_at, i.id LIMIT ?");
+    Stmt q(statements_, std::string(kDueImageSelect) + " ORDER BY i.due_at, i.id LIMIT ?");
     q.Bind(1, now).Bind(2, static_cast<int64_t>(max));
     std::vector<ImageTask> tasks;
     while (q.Step()) tasks.push_back(TaskFrom(q));
@@ -330,7 +381,7 @@ class SqliteStore final : public Store {
     const Millis now = NowMillis();
     Transaction tx(this);
     if (!tx.ok()) return tx.status();
-    Stmt q(db_, std::string(kDueImageSelect) + " AND i.id = ?");
+    Stmt q(statements_, std::string(kDueImageSelect) + " AND i.id = ?");
     std::vector<ImageTask> tasks;
     for (int64_t id : std::set<int64_t>(image_ids.begin(), image_ids.end())) {
       q.Bind(1, now).Bind(2, id);
@@ -345,7 +396,7 @@ class SqliteStore final : public Store {
 
   Result<int> ExtendLeases(const std::string& owner_prefix, Millis lease_ms) override {
     std::lock_guard<std::mutex> lock(mu_);
-    Stmt u(db_,
+    Stmt u(statements_,
            "UPDATE images SET due_at = ? WHERE state = 'leased' "
            "AND substr(lease_owner, 1, length(?)) = ?");
     u.Bind(1, NowMillis() + lease_ms).Bind(2, owner_prefix).Bind(3, owner_prefix).Step();
@@ -359,7 +410,7 @@ class SqliteStore final : public Store {
     const Millis now = NowMillis();
     Transaction tx(this);
     if (!tx.ok()) return tx.status();
-    Stmt q(db_,
+    Stmt q(statements_,
            "SELECT request_id, product_id FROM images "
            "WHERE id = ? AND state = 'leased' AND lease_owner = ?");
     q.Bind(1, image_id).Bind(2, owner);
@@ -372,7 +423,7 @@ class SqliteStore final : public Store {
     q.Reset();
 
     if (!outcome.ok && outcome.retry_at) {
-      Stmt retry(db_,
+      Stmt retry(statements_,
                  "UPDATE images SET state = 'queued', lease_owner = NULL, due_at = ?, error = ?, "
                  "enqueued_at = NULL WHERE id = ?");
       retry.Bind(1, *outcome.retry_at).Bind(2, outcome.error).Bind(3, image_id).Step();
@@ -381,7 +432,7 @@ class SqliteStore final : public Store {
       return true;
     }
 
-    Stmt fin(db_,
+    Stmt fin(statements_,
              "UPDATE images SET state = ?, lease_owner = NULL, output_url = ?, error = ?, "
              "input_bytes = ?, output_bytes = ? WHERE id = ?");
     const auto if_ok = [&](int64_t v) { return outcome.ok ? std::optional(v) : std::nullopt; };
@@ -394,7 +445,7 @@ class SqliteStore final : public Store {
         .Step();
     if (!fin.ok()) return Error("finish image");
 
-    Stmt dec(db_,
+    Stmt dec(statements_,
              "UPDATE product_entries SET images_pending = images_pending - 1 WHERE id = ? "
              "RETURNING images_pending, input_urls");
     dec.Bind(1, product_id);
@@ -406,19 +457,20 @@ class SqliteStore final : public Store {
       if (Status s = FinishProduct(product_id, input_urls); !s.ok()) return s;
     }
 
-    Stmt count(db_, outcome.ok
-                        ? "UPDATE requests SET images_done = images_done + 1 WHERE request_id = ? "
-                          "RETURNING images_done + images_failed, images_total, webhook_url"
-                        : "UPDATE requests SET images_failed = images_failed + 1 "
-                          "WHERE request_id = ? "
-                          "RETURNING images_done + images_failed, images_total, webhook_url");
+    Stmt count(statements_,
+               outcome.ok
+                   ? "UPDATE requests SET images_done = images_done + 1 WHERE request_id = ? "
+                     "RETURNING images_done + images_failed, images_total, webhook_url"
+                   : "UPDATE requests SET images_failed = images_failed + 1 "
+                     "WHERE request_id = ? "
+                     "RETURNING images_done + images_failed, images_total, webhook_url");
     count.Bind(1, request_id);
     if (!count.Step()) return Error("update request");
     const bool complete = count.Int(0) >= count.Int(1);
     const bool has_webhook = !count.IsNull(2);
     count.Step();
     if (complete) {
-      Stmt done(db_,
+      Stmt done(statements_,
                 "UPDATE requests SET status = 'completed', completed_at = ?, webhook_state = ?, "
                 "webhook_next_at = ? WHERE request_id = ? AND status != 'completed'");
       done.Bind(1, now)
@@ -437,13 +489,13 @@ class SqliteStore final : public Store {
     const Millis now = NowMillis();
     Transaction tx(this);
     if (!tx.ok()) return tx.status();
-    Stmt images(db_,
+    Stmt images(statements_,
                 "UPDATE images SET state = 'queued', lease_owner = NULL, due_at = ?, "
                 "enqueued_at = NULL WHERE state = 'leased'");
     images.Bind(1, now).Step();
     if (!images.ok()) return Error("release image leases");
     const int released = sqlite3_changes(db_);
-    Stmt hooks(db_,
+    Stmt hooks(statements_,
                "UPDATE requests SET webhook_next_at = ?, webhook_state = CASE "
                "WHEN webhook_attempts = 0 THEN 'pending' ELSE 'retrying' END "
                "WHERE webhook_state = 'sending'");
@@ -459,7 +511,7 @@ class SqliteStore final : public Store {
     const Millis now = NowMillis();
     Transaction tx(this);
     if (!tx.ok()) return tx.status();
-    Stmt q(db_,
+    Stmt q(statements_,
            "SELECT id FROM images WHERE state IN ('queued', 'leased') AND due_at <= ? "
            "AND (enqueued_at IS NULL OR enqueued_at < ?) ORDER BY due_at, id LIMIT ?");
     q.Bind(1, now)
@@ -468,7 +520,7 @@ class SqliteStore final : public Store {
     std::vector<int64_t> ids;
     while (q.Step()) ids.push_back(q.Int(0));
     if (!q.ok()) return Error("images to enqueue");
-    Stmt u(db_, "UPDATE images SET enqueued_at = ? WHERE id = ?");
+    Stmt u(statements_, "UPDATE images SET enqueued_at = ? WHERE id = ?");
     for (int64_t id : ids) {
       u.Bind(1, now).Bind(2, id).Step();
       if (!u.ok()) return Error("mark enqueued");
@@ -480,7 +532,7 @@ class SqliteStore final : public Store {
 
   Result<std::optional<Millis>> NextImageDue() override {
     std::lock_guard<std::mutex> lock(mu_);
-    Stmt q(db_, "SELECT MIN(due_at) FROM images WHERE state IN ('queued', 'leased')");
+    Stmt q(statements_, "SELECT MIN(due_at) FROM images WHERE state IN ('queued', 'leased')");
     if (!q.Step()) return Error("next image due");
     if (q.IsNull(0)) return std::optional<Millis>();
     return std::optional<Millis>(q.Int(0));
@@ -491,7 +543,7 @@ class SqliteStore final : public Store {
     const Millis now = NowMillis();
     Transaction tx(this);
     if (!tx.ok()) return tx.status();
-    Stmt q(db_,
+    Stmt q(statements_,
            "SELECT request_id, webhook_url, webhook_attempts FROM requests "
            "WHERE webhook_state IN ('pending', 'retrying', 'sending') AND webhook_next_at <= ? "
            "ORDER BY webhook_next_at LIMIT ?");
@@ -499,7 +551,7 @@ class SqliteStore final : public Store {
     std::vector<WebhookJob> jobs;
     while (q.Step()) jobs.push_back({q.Text(0), q.Text(1), static_cast<int>(q.Int(2))});
     if (!q.ok()) return Error("claim webhooks");
-    Stmt lease(db_,
+    Stmt lease(statements_,
                "UPDATE requests SET webhook_state = 'sending', webhook_next_at = ? "
                "WHERE request_id = ?");
     for (const auto& job : jobs) {
@@ -515,7 +567,7 @@ class SqliteStore final : public Store {
                        std::optional<int> http_status, std::optional<Millis> retry_at) override {
     std::lock_guard<std::mutex> lock(mu_);
     const char* state = delivered ? "delivered" : retry_at ? "retrying" : "failed";
-    Stmt u(db_,
+    Stmt u(statements_,
            "UPDATE requests SET webhook_state = ?, webhook_attempts = webhook_attempts + 1, "
            "webhook_last_status = ?, webhook_next_at = ? WHERE request_id = ?");
     u.Bind(1, state)
@@ -529,12 +581,12 @@ class SqliteStore final : public Store {
   Result<std::vector<RequestSummary>> ListRequests(const std::optional<std::string>& owner,
                                                    int limit) override {
     std::lock_guard<std::mutex> lock(mu_);
-    Stmt q(db_, owner ? "SELECT request_id, status, created_at, images_total, images_done, "
-                        "images_failed FROM requests WHERE owner = ? "
-                        "ORDER BY created_at DESC, request_id DESC LIMIT ?"
-                      : "SELECT request_id, status, created_at, images_total, images_done, "
-                        "images_failed FROM requests "
-                        "ORDER BY created_at DESC, request_id DESC LIMIT ?");
+    Stmt q(statements_, owner ? "SELECT request_id, status, created_at, images_total, images_done, "
+                                "images_failed FROM requests WHERE owner = ? "
+                                "ORDER BY created_at DESC, request_id DESC LIMIT ?"
+                              : "SELECT request_id, status, created_at, images_total, images_done, "
+                                "images_failed FROM requests "
+                                "ORDER BY created_at DESC, request_id DESC LIMIT ?");
     if (owner) {
       q.Bind(1, *owner).Bind(2, static_cast<int64_t>(limit));
     } else {
@@ -551,7 +603,7 @@ class SqliteStore final : public Store {
 
   Result<int64_t> CountUnfinishedImages() override {
     std::lock_guard<std::mutex> lock(mu_);
-    Stmt q(db_, "SELECT COUNT(*) FROM images WHERE state IN ('queued', 'leased')");
+    Stmt q(statements_, "SELECT COUNT(*) FROM images WHERE state IN ('queued', 'leased')");
     if (!q.Step()) return Error("count unfinished images");
     return q.Int(0);
   }
@@ -561,16 +613,16 @@ class SqliteStore final : public Store {
   class Transaction {
    public:
     explicit Transaction(SqliteStore* store, bool write = true) : store_(store) {
-      status_ = store_->Exec(write ? "BEGIN IMMEDIATE" : "BEGIN");
+      status_ = store_->Run(write ? "BEGIN IMMEDIATE" : "BEGIN");
     }
     ~Transaction() {
-      if (status_.ok() && !committed_) store_->Exec("ROLLBACK");
+      if (status_.ok() && !committed_) store_->Run("ROLLBACK");
     }
     bool ok() const { return status_.ok(); }
     const Status& status() const { return status_; }
     Status Commit() {
       committed_ = true;
-      return store_->Exec("COMMIT");
+      return store_->Run("COMMIT");
     }
 
    private:
@@ -594,10 +646,10 @@ class SqliteStore final : public Store {
 
   // Leases `tasks` to `owner` until `until`, counting an attempt, and marks their requests started.
   Status Lease(const std::vector<ImageTask>& tasks, const std::string& owner, Millis until) {
-    Stmt lease(db_,
+    Stmt lease(statements_,
                "UPDATE images SET state = 'leased', lease_owner = ?, due_at = ?, "
                "attempts = attempts + 1 WHERE id = ?");
-    Stmt start(db_,
+    Stmt start(statements_,
                "UPDATE requests SET status = 'processing' "
                "WHERE request_id = ? AND status = 'pending'");
     for (const auto& task : tasks) {
@@ -615,16 +667,27 @@ class SqliteStore final : public Store {
   // per input entry in input order (pass-through entries unchanged, failed images empty).
   Status FinishProduct(int64_t product_id, const std::string& input_urls) {
     std::vector<std::string> outputs = SplitUrlEntries(input_urls);
-    Stmt q(db_, "SELECT idx, output_url FROM images WHERE product_id = ?");
+    Stmt q(statements_, "SELECT idx, output_url FROM images WHERE product_id = ?");
     q.Bind(1, product_id);
     while (q.Step()) {
       const auto idx = static_cast<size_t>(q.Int(0));
       if (idx < outputs.size()) outputs[idx] = q.Text(1);
     }
     if (!q.ok()) return Error("read product images");
-    Stmt u(db_, "UPDATE product_entries SET output_urls = ? WHERE id = ?");
+    Stmt u(statements_, "UPDATE product_entries SET output_urls = ? WHERE id = ?");
     u.Bind(1, csv::JoinUrls(outputs)).Bind(2, product_id).Step();
     return u.ok() ? Status::Ok() : Error("write output urls");
+  }
+
+  // One statement without results, through the statement cache (BEGIN, COMMIT, ROLLBACK).
+  Status Run(const char* sql) {
+    Stmt statement(statements_, sql);
+    const bool prepared = statement.prepared();
+    if (prepared) statement.Step();
+    if (!prepared || !statement.ok()) {
+      return Internal("sqlite: " + std::string(sqlite3_errmsg(db_)) + " in: " + sql);
+    }
+    return Status::Ok();
   }
 
   Status Exec(const std::string& sql) {
@@ -644,6 +707,7 @@ class SqliteStore final : public Store {
 
   std::mutex mu_;
   sqlite3* db_;
+  StatementCache statements_;  // used under mu_
 };
 
 }  // namespace

@@ -9,6 +9,10 @@ namespace imgproc::testing {
 // User + system CPU seconds of a process (all its threads) from /proc/<pid>/stat; -1 if unreadable.
 double CpuSeconds(pid_t pid);
 
+// Minor page faults of a process so far (all its threads; first touches of memory, mostly), from
+// /proc/<pid>/stat; -1 if unreadable.
+long MinorFaults(pid_t pid);
+
 // User + system CPU seconds of this process so far.
 double SelfCpuSeconds();
 

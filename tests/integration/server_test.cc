@@ -63,6 +63,15 @@ class ServerTest : public ::testing::Test {
     EXPECT_EQ(res->status, 202) << res->body;
     return json::parse(res->body, nullptr, false).value("request_id", "");
   }
+  // A request of `products` entries without "http", so completed as soon as it is stored.
+  std::string SubmitPassThrough(int products) {
+    std::string csv = "Serial Number,Product Name,Input Image Urls\n";
+    for (int i = 1; i <= products; ++i)
+      csv += std::to_string(i) + ",P" + std::to_string(i) + ",x\n";
+    const std::string id = Submit(csv);
+    EXPECT_EQ(server_->Status(id)["status"], "completed");
+    return id;
+  }
 
   // A CSV with one image per row: the host's p0.jpg ... p<n-1>.jpg.
   std::string OneImagePerRow(int n) {
@@ -456,10 +465,7 @@ TEST_F(ServerTest, ApiKeysOverHttp) {
 // offers gzip only, from memory once a request is finished.
 TEST_F(ServerTest, ResponsesAreGzipEncodedNeverBrotli) {
   StartServer(TestEnv({}));
-  std::string csv = "Serial Number,Product Name,Input Image Urls\n";
-  for (int i = 1; i <= 200; ++i) csv += std::to_string(i) + ",P" + std::to_string(i) + ",x\n";
-  const std::string id = Submit(csv);
-  ASSERT_EQ(server_->Status(id)["status"], "completed");
+  const std::string id = SubmitPassThrough(200);
   httplib::Client client("127.0.0.1", server_->port());
   client.set_decompress(false);
   const std::string path = "/status/" + id + "/";
@@ -673,10 +679,7 @@ RawResponse ReadResponse(int fd, std::string& buffered, bool head_only = false) 
 // whole status is, as HTTP allows), however odd.
 TEST_F(ServerTest, FinishedStatusFromMemoryIsWholeOnAKeptAliveConnection) {
   StartServer(TestEnv({}));
-  std::string csv = "Serial Number,Product Name,Input Image Urls\n";
-  for (int i = 1; i <= 300; ++i) csv += std::to_string(i) + ",P" + std::to_string(i) + ",x\n";
-  const std::string id = Submit(csv);
-  ASSERT_EQ(server_->Status(id)["status"], "completed");
+  const std::string id = SubmitPassThrough(300);
   const std::string path = "/status/" + id + "/";
   httplib::Client client("127.0.0.1", server_->port());
   const auto reference = client.Get(path);  // also keeps the finished body in memory
@@ -721,9 +724,10 @@ TEST_F(ServerTest, FinishedStatusFromMemoryIsWholeOnAKeptAliveConnection) {
 TEST_F(ServerTest, ExpectContinueIsAnsweredBeforeTheBodyIsRead) {
   StartServer(TestEnv({}));
   const std::string csv = "Serial Number,Product Name,Input Image Urls\n1,P1,x\n";
-  const std::string body = "--b\r\nContent-Disposition: form-data; name=\"csv_file\"; "
-                           "filename=\"p.csv\"\r\nContent-Type: text/csv\r\n\r\n" +
-                           csv + "\r\n--b--\r\n";
+  const std::string body =
+      "--b\r\nContent-Disposition: form-data; name=\"csv_file\"; "
+      "filename=\"p.csv\"\r\nContent-Type: text/csv\r\n\r\n" +
+      csv + "\r\n--b--\r\n";
   const std::string head =
       "POST /api/p/upload/ HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
       "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: " +

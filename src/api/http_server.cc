@@ -199,8 +199,9 @@ class GuardedStream final : public httplib::Stream {
         end_ = static_cast<size_t>(n);
         return true;
       }
-      if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) return false;
+      if (n == 0) return false;
       if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) return false;
       if (!WaitFor(fd_, POLLIN, deadline_binds ? head_deadline_ : read_until)) {
         if (deadline_binds && head_bytes_ > 0) Refuse(408, "Request header not received in time");
         return false;
@@ -214,7 +215,6 @@ class GuardedStream final : public httplib::Stream {
         "HTTP/1.1 " + std::to_string(status) + " " + message +
         "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
         "\r\nConnection: close\r\n\r\n" + body;
-    pending_.clear();  // nothing of a response has been written while its request was read
     SendAll(response, {});
     refused_ = true;
   }

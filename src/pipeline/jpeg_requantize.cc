@@ -49,10 +49,10 @@ bool IsYcbcr420(const jpeg_decompress_struct& src) {
 }
 
 // Position k of the zigzag order holds coefficient kZigzag[k] of a block in natural order.
-constexpr int kZigzag[DCTSIZE2] = {
-    0,  1,  8,  16, 9,  2,  3,  10, 17, 24, 32, 25, 18, 11, 4,  5,  12, 19, 26, 33, 40, 48,
-    41, 34, 27, 20, 13, 6,  7,  14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23,
-    30, 37, 44, 51, 58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63};
+constexpr int kZigzag[DCTSIZE2] = {0,  1,  8,  16, 9,  2,  3,  10, 17, 24, 32, 25, 18, 11, 4,  5,
+                                   12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6,  7,  14, 21, 28,
+                                   35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51,
+                                   58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63};
 
 // The inverse: the zigzag position of each coefficient in natural order.
 constexpr auto kZigzagPosition = [] {
@@ -148,8 +148,8 @@ uint64_t RescaleBlock(JCOEF* coef, const Rescaling& r) {
 #else
   for (int k = 0; k < DCTSIZE2; ++k) {
     const float scaled = static_cast<float>(coef[k]) * r.ratio[k];
-    coef[k] = static_cast<JCOEF>(
-        std::clamp(scaled + (scaled >= 0 ? 0.5f : -0.5f), -32768.0f, 32767.0f));
+    coef[k] =
+        static_cast<JCOEF>(std::clamp(scaled + (scaled >= 0 ? 0.5f : -0.5f), -32768.0f, 32767.0f));
     zero |= static_cast<uint64_t>(coef[k] == 0) << k;
   }
 #endif

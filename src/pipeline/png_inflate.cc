@@ -116,8 +116,8 @@ std::optional<std::string> InflatePng(std::string_view png, size_t max_bytes) {
   // it was inflated to, and before every later block's data, so the blocks slide forward into
   // place one by one, in a single buffer.
   size_t from = total - suffix - 4 - kAdlerBytes - filtered;
-  const std::unique_ptr<libdeflate_decompressor, decltype(&libdeflate_free_decompressor)>
-      inflater(libdeflate_alloc_decompressor(), &libdeflate_free_decompressor);
+  const std::unique_ptr<libdeflate_decompressor, decltype(&libdeflate_free_decompressor)> inflater(
+      libdeflate_alloc_decompressor(), &libdeflate_free_decompressor);
   if (inflater == nullptr) return std::nullopt;
   size_t stream_used = 0;
   size_t inflated = 0;

@@ -484,7 +484,7 @@ TEST(JpegFastPathTest, UsesTheConfiguredQuality) {
 TEST(JpegFastPathTest, CountsTheHuffmanSymbolsAsLibjpegDoes) {
   using imgproc::pipeline::HuffmanTables;
   using imgproc::pipeline::RequantizeJpeg;
-  const std::pair<int, int> sizes[] = {{1, 1},   {8, 8},   {9, 7},    {16, 16},
+  const std::pair<int, int> sizes[] = {{1, 1},   {8, 8},   {9, 7},     {16, 16},
                                        {17, 33}, {33, 17}, {250, 181}, {kWidth, kHeight}};
   for (TestImage kind : {TestImage::kJpegRgb, TestImage::kJpegProgressive}) {
     for (auto [width, height] : sizes) {

@@ -207,11 +207,9 @@ TEST(InflatePngTest, GivesUpOnAnythingNotExactlyRight) {
   std::string bad_crc = png;
   bad_crc[bad_crc.find("IDAT") + 10] ^= 0x10;  // data changed, CRC not
   EXPECT_EQ(InflatePng(bad_crc, kNoLimit), std::nullopt) << "CRC";
-  EXPECT_EQ(InflatePng(with([&](auto& c) { c[first].data[20] ^= 0x55; }), kNoLimit),
-            std::nullopt)
+  EXPECT_EQ(InflatePng(with([&](auto& c) { c[first].data[20] ^= 0x55; }), kNoLimit), std::nullopt)
       << "damaged stream, correct CRC";
-  EXPECT_EQ(InflatePng(with([&](auto& c) { c[last].data += "junk"; }), kNoLimit),
-            std::nullopt)
+  EXPECT_EQ(InflatePng(with([&](auto& c) { c[last].data += "junk"; }), kNoLimit), std::nullopt)
       << "data after the stream";
   // A taller header: the stream ends early.
   EXPECT_EQ(InflatePng(with([](auto& c) { c[0].data[7] += 1; }), kNoLimit), std::nullopt)

@@ -336,6 +336,28 @@ json RunBaseline(const Options& options, const Servers& servers, const std::stri
   return r;
 }
 
+double Number(const json& j, const char* key) {
+  return j.is_object() && j.contains(key) && j[key].is_number() ? j[key].get<double>() : NAN;
+}
+
+bool Ok(const json& j) { return j.is_object() && j.value("ok", false); }
+
+// The run of median `key`, with every run's `key` beside it (as "runs_<key>"); the first failed
+// run if any.
+json MedianRun(std::vector<json> runs, const std::string& key) {
+  json all = json::array();
+  for (const json& r : runs) all.push_back(Number(r, key.c_str()));
+  for (const json& r : runs) {
+    if (!Ok(r)) return r;
+  }
+  std::sort(runs.begin(), runs.end(), [&](const json& a, const json& b) {
+    return Number(a, key.c_str()) < Number(b, key.c_str());
+  });
+  json median = runs[runs.size() / 2];
+  median["runs_" + key] = all;
+  return median;
+}
+
 // A parsed duration of wrk ("850.00us", "1.20ms", "2.00s") in milliseconds.
 double WrkMillis(const std::string& value, const std::string& unit) {
   const double v = std::stod(value);
@@ -374,22 +396,14 @@ json RunWrk(const std::string& url, int seconds, const std::string& header) {
   return r;
 }
 
-// RunWrk `runs` times: the run of median p99, with every run's p99 beside it; the first failed run
-// if any.
+// RunWrk `runs` times (stopping at a failed run): the run of median p99 (MedianRun).
 json RunWrkMedian(const std::string& url, int seconds, const std::string& header, int runs) {
   std::vector<json> all;
-  json p99s = json::array();
   for (int i = 0; i < runs; ++i) {
     all.push_back(RunWrk(url, seconds, header));
-    if (!all.back()["ok"].get<bool>()) return all.back();
-    p99s.push_back(all.back()["p99_ms"]);
+    if (!Ok(all.back())) break;
   }
-  std::sort(all.begin(), all.end(), [](const json& a, const json& b) {
-    return a["p99_ms"].get<double>() < b["p99_ms"].get<double>();
-  });
-  json median = all[all.size() / 2];
-  median["runs_p99_ms"] = p99s;
-  return median;
+  return MedianRun(std::move(all), "p99_ms");
 }
 
 // The status of a request of `products` pass-through products (no "http": completed at once)
@@ -456,27 +470,6 @@ json RunAccept(const Options& options, const Servers& servers, const SizeClass& 
   r["median_s"] = times[times.size() / 2];
   r["ok"] = true;
   return r;
-}
-
-double Number(const json& j, const char* key) {
-  return j.is_object() && j.contains(key) && j[key].is_number() ? j[key].get<double>() : NAN;
-}
-
-bool Ok(const json& j) { return j.is_object() && j.value("ok", false); }
-
-// The run of median images/s, with every run's images/s beside it; the first failed run if any.
-json MedianRun(std::vector<json> runs) {
-  json all = json::array();
-  for (const json& r : runs) all.push_back(Number(r, "images_per_s"));
-  for (const json& r : runs) {
-    if (!Ok(r)) return r;
-  }
-  std::sort(runs.begin(), runs.end(), [](const json& a, const json& b) {
-    return Number(a, "images_per_s") < Number(b, "images_per_s");
-  });
-  json median = runs[runs.size() / 2];
-  median["runs_images_per_s"] = all;
-  return median;
 }
 
 void PrintRun(const char* name, const json& r) {
@@ -672,9 +665,9 @@ int main(int argc, char** argv) {
       latency.push_back(RunEndToEnd(o, servers, csv, images));
       PrintRun(("    run " + std::to_string(i + 1) + ", latency").c_str(), latency.back());
     }
-    results["e2e_no_latency"] = MedianRun(plain);
+    results["e2e_no_latency"] = MedianRun(plain, "images_per_s");
     PrintRun("(a) imgproc 2 MP, no latency", results["e2e_no_latency"]);
-    results["e2e_latency"] = MedianRun(latency);
+    results["e2e_latency"] = MedianRun(latency, "images_per_s");
     PrintRun(latency_label.c_str(), results["e2e_latency"]);
   }
   // The machine's speed drifts over minutes: the codec limit again, right after (a), and the

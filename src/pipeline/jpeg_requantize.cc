@@ -308,7 +308,7 @@ std::optional<std::string> RequantizeJpeg(std::string_view jpeg, int quality,
   Destination out;
   // Quality 50 output is usually a fraction of the input; the buffer doubles when it is not.
   out.capacity = std::max<size_t>(jpeg.size() / 2, 64 * 1024);
-  // 8 KiB, so not on the stack.
+  // 16 KiB, so not on the stack.
   std::unique_ptr<SymbolCounts> counts;
   if (tables == HuffmanTables::kCountedWhileRescaling) counts = std::make_unique<SymbolCounts>();
   const bool ok = Run(reinterpret_cast<const unsigned char*>(jpeg.data()), jpeg.size(), quality,

@@ -20,6 +20,8 @@
 #include <thread>
 #include <vector>
 
+#include "common/thread_name.h"
+
 namespace imgproc::api {
 namespace {
 
@@ -57,6 +59,7 @@ class GrowingThreadPool final : public httplib::TaskQueue {
  private:
   void Spawn() {  // mu_ held
     threads_.emplace_back([this] {
+      NameThisThread("imgproc-http");
       while (true) {
         std::function<void()> fn;
         {

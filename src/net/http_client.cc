@@ -4,10 +4,15 @@
 #include <curl/curl.h>
 #include <netinet/in.h>
 #include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
+#include <cerrno>
 #include <charconv>
 #include <condition_variable>
 #include <functional>
@@ -16,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/thread_name.h"
 #include "net/address.h"
 
 namespace imgproc::net {
@@ -45,6 +51,10 @@ SlistPtr HeaderList(const std::vector<std::string>& lines) {
 // Every transfer of the process runs on one libcurl multi handle, driven by one thread: many
 // transfers in flight at once, connections (and HTTP/2 streams, where a server offers them) reused
 // per host, one DNS cache. Callers hand over a configured easy handle and wait for its result.
+//
+// The thread drives libcurl with its socket interface over an epoll set: each wake-up hands
+// libcurl only the sockets that are ready, where curl_multi_perform() would walk every transfer
+// and curl_multi_poll() every socket (dozens of each when the hosts are slow).
 class MultiLoop {
  public:
   static MultiLoop& Get() {
@@ -52,15 +62,18 @@ class MultiLoop {
     return loop;
   }
 
-  // Runs `easy` to completion (or failure) and returns libcurl's result for it.
-  CURLcode Perform(CURL* easy) {
+  // Runs `easy` to completion (or failure) and returns libcurl's result for it. When `cancel` is
+  // set and becomes true, the transfer is aborted within a second (CURLE_ABORTED_BY_CALLBACK).
+  CURLcode Perform(CURL* easy, const std::atomic<bool>* cancel) {
+    if (!thread_.joinable()) return CURLE_OUT_OF_MEMORY;  // no epoll set or eventfd (no fds left)
     Pending pending;
     pending.easy = easy;
+    pending.cancel = cancel;
     {
       std::lock_guard<std::mutex> lock(mu_);
       incoming_.push_back(&pending);
     }
-    curl_multi_wakeup(multi_);
+    Wake();
     std::unique_lock<std::mutex> lock(mu_);
     pending.finished.wait(lock, [&] { return pending.done; });
     return pending.result;
@@ -69,6 +82,7 @@ class MultiLoop {
  private:
   struct Pending {
     CURL* easy = nullptr;
+    const std::atomic<bool>* cancel = nullptr;
     CURLcode result = CURLE_OK;
     bool done = false;                 // guarded by mu_
     std::condition_variable finished;  // only its own caller waits on it
@@ -81,12 +95,24 @@ class MultiLoop {
     p->finished.notify_one();
   }
 
-  MultiLoop() : multi_(curl_multi_init()) {
+  MultiLoop()
+      : multi_(curl_multi_init()),
+        epoll_(epoll_create1(EPOLL_CLOEXEC)),
+        wake_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
     // A bound per host, so one slow host cannot take every connection, and so no host gets
     // more than this many from us at once.
     curl_multi_setopt(multi_, CURLMOPT_MAX_HOST_CONNECTIONS, kMaxHostConnections);
     curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS, kMaxCachedConnections);
-    thread_ = std::thread([this] { Run(); });
+    curl_multi_setopt(multi_, CURLMOPT_SOCKETFUNCTION, &MultiLoop::OnSocket);
+    curl_multi_setopt(multi_, CURLMOPT_SOCKETDATA, this);
+    curl_multi_setopt(multi_, CURLMOPT_TIMERFUNCTION, &MultiLoop::OnTimer);
+    curl_multi_setopt(multi_, CURLMOPT_TIMERDATA, this);
+    epoll_event event{};
+    event.events = EPOLLIN;
+    event.data.fd = wake_;
+    if (epoll_ >= 0 && wake_ >= 0 && epoll_ctl(epoll_, EPOLL_CTL_ADD, wake_, &event) == 0) {
+      thread_ = std::thread([this] { Run(); });
+    }
   }
 
   ~MultiLoop() {
@@ -94,45 +120,145 @@ class MultiLoop {
       std::lock_guard<std::mutex> lock(mu_);
       stop_ = true;
     }
-    curl_multi_wakeup(multi_);
-    thread_.join();
+    if (thread_.joinable()) {
+      Wake();
+      thread_.join();
+    }
     curl_multi_cleanup(multi_);
+    if (wake_ >= 0) close(wake_);
+    if (epoll_ >= 0) close(epoll_);
+  }
+
+  void Wake() {
+    const uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = write(wake_, &one, sizeof one);  // a full counter is awake anyway
+  }
+
+  // libcurl says which events of socket `s` it waits for now.
+  static int OnSocket(CURL* /*easy*/, curl_socket_t s, int what, void* user, void* /*socketp*/) {
+    auto* self = static_cast<MultiLoop*>(user);
+    if (what == CURL_POLL_REMOVE) {
+      epoll_ctl(self->epoll_, EPOLL_CTL_DEL, s, nullptr);  // fails harmlessly if already closed
+      return 0;
+    }
+    epoll_event event{};
+    event.events =
+        ((what & CURL_POLL_IN) ? EPOLLIN : 0u) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u);
+    event.data.fd = s;
+    // A closed socket leaves the set by itself, so a new one with its number may be "known".
+    if (epoll_ctl(self->epoll_, EPOLL_CTL_MOD, s, &event) != 0 && errno == ENOENT) {
+      epoll_ctl(self->epoll_, EPOLL_CTL_ADD, s, &event);
+    }
+    return 0;
+  }
+
+  // libcurl asks to be called back after `timeout_ms` (-1: no timer wanted).
+  static int OnTimer(CURLM* /*multi*/, long timeout_ms, void* user) {
+    auto* self = static_cast<MultiLoop*>(user);
+    self->timer_due_ =
+        timeout_ms < 0 ? std::chrono::steady_clock::time_point::max()
+                       : std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    return 0;
+  }
+
+  // Adds the transfers handed over since the last turn, and aborts the cancelled ones.
+  void TakeIncoming() {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (Pending* p : incoming_) {
+      curl_easy_setopt(p->easy, CURLOPT_PRIVATE, p);
+      if (curl_multi_add_handle(multi_, p->easy) != CURLM_OK) {
+        Finish(p, CURLE_OUT_OF_MEMORY);
+      } else {
+        active_.push_back(p);
+      }
+    }
+    incoming_.clear();
+    const auto now = std::chrono::steady_clock::now();
+    if (now < next_cancel_check_) return;
+    next_cancel_check_ = now + kCancelCheckPeriod;
+    for (size_t i = 0; i < active_.size();) {
+      Pending* p = active_[i];
+      if (p->cancel != nullptr && p->cancel->load()) {
+        curl_multi_remove_handle(multi_, p->easy);
+        active_[i] = active_.back();
+        active_.pop_back();
+        Finish(p, CURLE_ABORTED_BY_CALLBACK);
+      } else {
+        ++i;
+      }
+    }
+  }
+
+  // Hands finished transfers back to their callers.
+  void ReapFinished() {
+    int left = 0;
+    while (CURLMsg* message = curl_multi_info_read(multi_, &left)) {
+      if (message->msg != CURLMSG_DONE) continue;
+      Pending* p = nullptr;
+      curl_easy_getinfo(message->easy_handle, CURLINFO_PRIVATE, &p);
+      const CURLcode result = message->data.result;
+      curl_multi_remove_handle(multi_, message->easy_handle);
+      std::lock_guard<std::mutex> lock(mu_);
+      active_.erase(std::find(active_.begin(), active_.end(), p));
+      Finish(p, result);
+    }
   }
 
   void Run() {
+    NameThisThread("imgproc-curl");
+    std::array<epoll_event, 64> events;
+    int running = 0;
     while (true) {
       {
         std::lock_guard<std::mutex> lock(mu_);
         if (stop_) break;
-        for (Pending* p : incoming_) {
-          curl_easy_setopt(p->easy, CURLOPT_PRIVATE, p);
-          if (curl_multi_add_handle(multi_, p->easy) != CURLM_OK) Finish(p, CURLE_OUT_OF_MEMORY);
+      }
+      TakeIncoming();  // may ask for a timer of 0: handled below in this same turn
+      const auto now = std::chrono::steady_clock::now();
+      int wait_ms = static_cast<int>(kCancelCheckPeriod.count());
+      if (timer_due_ <= now) {
+        wait_ms = 0;
+      } else if (timer_due_ - now < kCancelCheckPeriod) {
+        // Rounded up: waking before the timer is due would only spin.
+        wait_ms = static_cast<int>(
+            std::chrono::ceil<std::chrono::milliseconds>(timer_due_ - now).count());
+      }
+      const int ready = epoll_wait(epoll_, events.data(), static_cast<int>(events.size()), wait_ms);
+      for (int i = 0; i < ready; ++i) {
+        const int fd = events[i].data.fd;
+        if (fd == wake_) {
+          uint64_t count;
+          [[maybe_unused]] ssize_t n = read(wake_, &count, sizeof count);
+          continue;
         }
-        incoming_.clear();
+        int mask = 0;
+        if (events[i].events & EPOLLIN) mask |= CURL_CSELECT_IN;
+        if (events[i].events & EPOLLOUT) mask |= CURL_CSELECT_OUT;
+        if (events[i].events & (EPOLLERR | EPOLLHUP)) mask |= CURL_CSELECT_ERR;
+        curl_multi_socket_action(multi_, fd, mask, &running);
       }
-      int running = 0;
-      curl_multi_perform(multi_, &running);
-      int left = 0;
-      while (CURLMsg* message = curl_multi_info_read(multi_, &left)) {
-        if (message->msg != CURLMSG_DONE) continue;
-        Pending* p = nullptr;
-        curl_easy_getinfo(message->easy_handle, CURLINFO_PRIVATE, &p);
-        const CURLcode result = message->data.result;
-        curl_multi_remove_handle(multi_, message->easy_handle);
-        std::lock_guard<std::mutex> lock(mu_);
-        Finish(p, result);
+      if (timer_due_ <= std::chrono::steady_clock::now()) {
+        timer_due_ = std::chrono::steady_clock::time_point::max();  // libcurl sets the next one
+        curl_multi_socket_action(multi_, CURL_SOCKET_TIMEOUT, 0, &running);
       }
-      curl_multi_poll(multi_, nullptr, 0, 1000, nullptr);
+      ReapFinished();
     }
   }
 
   static constexpr long kMaxHostConnections = 32;
   static constexpr long kMaxCachedConnections = 256;
+  static constexpr std::chrono::milliseconds kCancelCheckPeriod{1000};
 
   CURLM* multi_;
+  const int epoll_;
+  const int wake_;  // an eventfd: Perform() and the destructor wake the loop with it
+  // Only the loop's thread touches these (libcurl calls OnTimer from within the loop's calls).
+  std::chrono::steady_clock::time_point timer_due_ = std::chrono::steady_clock::time_point::max();
+  std::chrono::steady_clock::time_point next_cancel_check_;
   std::mutex mu_;
-  std::vector<Pending*> incoming_;
-  bool stop_ = false;
+  std::vector<Pending*> incoming_;  // guarded by mu_
+  std::vector<Pending*> active_;    // guarded by mu_: added to the multi handle, not finished
+  bool stop_ = false;               // guarded by mu_
   std::thread thread_;
 };
 
@@ -283,19 +409,9 @@ Result<HttpResponse> PerformOnce(const std::string& url, const FetchOptions& opt
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
   curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, WriteHeader);
   curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
-  if (options.cancel != nullptr) {
-    // libcurl calls this at least once a second during a transfer; non-zero aborts it.
-    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(
-        c, CURLOPT_XFERINFOFUNCTION,
-        +[](void* flag, curl_off_t, curl_off_t, curl_off_t, curl_off_t) -> int {
-          return static_cast<const std::atomic<bool>*>(flag)->load() ? 1 : 0;
-        });
-    curl_easy_setopt(c, CURLOPT_XFERINFODATA, options.cancel);
-  }
   customise(c);
 
-  const CURLcode rc = MultiLoop::Get().Perform(c);
+  const CURLcode rc = MultiLoop::Get().Perform(c, options.cancel);
   if (!t.refused_ip.empty() && rc != CURLE_OK) {
     return Permanent("destination not allowed: " + t.refused_ip + " is not a public address");
   }

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "common/thread_name.h"
+
 namespace imgproc::pipeline {
 namespace {
 
@@ -35,6 +37,7 @@ void CpuStage::Run(const std::function<void()>& job) {
 }
 
 void CpuStage::Loop() {
+  NameThisThread("imgproc-cpu");
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
     queued_.wait(lock, [this] { return stop_ || !queue_.empty(); });

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "common/logging.h"
+#include "common/thread_name.h"
 
 namespace imgproc::pipeline {
 namespace {
@@ -116,9 +117,13 @@ void WorkerPool::Start() {
   // that holds the image.
   process_ = std::to_string(getpid()) + "-" + std::to_string(std::random_device{}());
   running_ = options_.workers;
-  heartbeat_ = std::thread([this] { Heartbeat(); });
+  heartbeat_ = std::thread([this] {
+    NameThisThread("imgproc-lease");
+    Heartbeat();
+  });
   for (int i = 0; i < options_.workers; ++i) {
     threads_.emplace_back([this, owner = process_ + "/" + std::to_string(i)] {
+      NameThisThread("imgproc-io");
       Run(owner);
       std::lock_guard<std::mutex> lock(mu_);
       if (--running_ == 0) all_done_.notify_all();

@@ -8,6 +8,8 @@
 #include <map>
 #include <string_view>
 
+#include "common/thread_name.h"
+
 namespace imgproc::queue {
 namespace {
 
@@ -223,7 +225,10 @@ Result<std::unique_ptr<RedisQueue>> RedisQueue::Open(store::Store& store,
   if (!conn.ok()) return conn.status();
   if (auto pong = (*conn)->Command({"PING"}); !pong.ok()) return pong.status();
   queue->Give(std::move(*conn));
-  queue->sweeper_ = std::thread([q = queue.get()] { q->SweepLoop(); });
+  queue->sweeper_ = std::thread([q = queue.get()] {
+    NameThisThread("imgproc-sweep");
+    q->SweepLoop();
+  });
   return queue;
 }
 

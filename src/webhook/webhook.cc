@@ -11,6 +11,7 @@
 
 #include "common/logging.h"
 #include "common/product_json.h"
+#include "common/thread_name.h"
 
 namespace imgproc::webhook {
 namespace {
@@ -95,7 +96,10 @@ Sender::Sender(store::Store& store, SenderOptions options)
 Sender::~Sender() { Stop(); }
 
 void Sender::Start() {
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] {
+    NameThisThread("imgproc-webhook");
+    Run();
+  });
 }
 
 void Sender::Stop() {

@@ -119,9 +119,10 @@ class GuardedStream final : public httplib::Stream {
   };
   GuardedStream(int fd, Limits limits) : fd_(fd), limits_(limits) {}
 
-  // Waits up to `idle` for the next request to start; false when the client stays silent.
+  // Waits up to `idle` for the next request to start; false when the client stays silent, or the
+  // connection is to end.
   bool NextRequest(std::chrono::milliseconds idle) {
-    if (refused_) return false;
+    if (refused_ || close_after_response_) return false;
     if (begin_ == end_ && !WaitFor(fd_, POLLIN, Clock::now() + idle)) return false;
     head_bytes_ = 0;
     tail_ = 0;
@@ -129,6 +130,9 @@ class GuardedStream final : public httplib::Stream {
     head_deadline_ = Clock::now() + limits_.head_timeout;
     return true;
   }
+
+  // The connection ends after the response being made.
+  void CloseAfterResponse() { close_after_response_ = true; }
 
   bool is_readable() const override {
     return begin_ != end_ || (Flush() && WaitFor(fd_, POLLIN, Clock::now() + limits_.read_timeout));
@@ -180,11 +184,17 @@ class GuardedStream final : public httplib::Stream {
     return sent;
   }
 
+  // httplib asks for both on every request; a connection's addresses never change, so they are
+  // looked up once (two system calls fewer per request on a kept-alive connection).
   void get_remote_ip_and_port(std::string& ip, int& port) const override {
-    Address(getpeername, ip, port);
+    if (!remote_.known) remote_ = Address(getpeername);
+    ip = remote_.ip;
+    port = remote_.port;
   }
   void get_local_ip_and_port(std::string& ip, int& port) const override {
-    Address(getsockname, ip, port);
+    if (!local_.known) local_ = Address(getsockname);
+    ip = local_.ip;
+    port = local_.port;
   }
   socket_t socket() const override { return fd_; }
 
@@ -249,27 +259,37 @@ class GuardedStream final : public httplib::Stream {
     return true;
   }
 
-  void Address(int (*get)(int, sockaddr*, socklen_t*), std::string& ip, int& port) const {
+  struct Endpoint {
+    bool known = false;
+    std::string ip;
+    int port = 0;
+  };
+  Endpoint Address(int (*get)(int, sockaddr*, socklen_t*)) const {
+    Endpoint out;
+    out.known = true;  // a failure (the peer gone already) is not asked again either
     sockaddr_storage addr{};
     socklen_t len = sizeof addr;
-    if (get(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return;
+    if (get(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return out;
     char text[INET6_ADDRSTRLEN] = {};
     if (addr.ss_family == AF_INET) {
       const auto* a = reinterpret_cast<const sockaddr_in*>(&addr);
       inet_ntop(AF_INET, &a->sin_addr, text, sizeof text);
-      port = ntohs(a->sin_port);
+      out.port = ntohs(a->sin_port);
     } else if (addr.ss_family == AF_INET6) {
       const auto* a = reinterpret_cast<const sockaddr_in6*>(&addr);
       inet_ntop(AF_INET6, &a->sin6_addr, text, sizeof text);
-      port = ntohs(a->sin6_port);
+      out.port = ntohs(a->sin6_port);
     }
-    ip = text;
+    out.ip = text;
+    return out;
   }
 
   // Writes up to this size are held back (a response's head, a small body).
   static constexpr size_t kHeldBackBytes = 16 * 1024;
 
   const int fd_;
+  mutable Endpoint remote_;
+  mutable Endpoint local_;
   const Limits limits_;
   // Written, not sent yet. Mutable: waiting to read (is_readable) sends it first.
   mutable std::string pending_;
@@ -280,8 +300,12 @@ class GuardedStream final : public httplib::Stream {
   uint32_t tail_ = 0;  // the last four head bytes
   bool head_done_ = false;
   bool refused_ = false;
+  bool close_after_response_ = false;
   Clock::time_point head_deadline_;
 };
+
+// The connection the calling thread is serving, so that a handler can have it closed.
+thread_local GuardedStream* serving = nullptr;
 
 // cpp-httplib's server, serving each connection through a GuardedStream: the same keep-alive loop
 // as cpp-httplib's own, around its (protected) request processing.
@@ -292,6 +316,7 @@ class GuardedServer final : public httplib::Server {
  private:
   bool process_and_close_socket(socket_t sock) override {
     GuardedStream stream(sock, limits_);
+    serving = &stream;
     bool ok = false;
     const auto idle = std::chrono::seconds(keep_alive_timeout_sec_);
     for (size_t left = keep_alive_max_count_;
@@ -301,6 +326,7 @@ class GuardedServer final : public httplib::Server {
       ok = stream.Flush() && ok;
       if (!ok || closed) break;
     }
+    serving = nullptr;
     shutdown(sock, SHUT_RDWR);
     close(sock);
     return ok;
@@ -400,6 +426,32 @@ HttpServer::HttpServer(Api& api, ServerOptions options)
     LimitTransportCompression(req, AcceptsGzip(in), out);
     ToHttplib(req, std::move(out), res);
   };
+  // Before httplib's routing, which reads the body of a POST, PUT, PATCH or DELETE only.
+  s.set_pre_routing_handler([this, handle](const httplib::Request& req, httplib::Response& res) {
+    using httplib::Server;
+    const std::string& m = req.method;
+    if (m == "POST" || m == "PUT" || m == "PATCH" || m == "DELETE") {
+      return Server::HandlerResponse::Unhandled;
+    }
+    if (req.has_header("Transfer-Encoding") ||
+        (req.has_header("Content-Length") && req.get_header_value("Content-Length") != "0")) {
+      // httplib would leave the body unread, to be taken for the next request on the connection
+      // (request smuggling, behind a proxy that forwards the body): refused, connection closed.
+      api_.CountTransportRejection(req.path, 400);
+      auto& headers = const_cast<httplib::Headers&>(req.headers);  // its own local, as above
+      headers.erase("Connection");
+      headers.emplace("Connection", "close");  // so httplib answers with Connection: close
+      if (serving != nullptr) serving->CloseAfterResponse();
+      res.status = 400;
+      res.set_content(JsonError(400, m + " requests cannot have a body").body, "application/json");
+      return Server::HandlerResponse::Handled;
+    }
+    // GETs and HEADs skip the routing: it matches every handler's std::regex against the path,
+    // 10% of the CPU of a cached status request.
+    if (m != "GET" && m != "HEAD") return Server::HandlerResponse::Unhandled;
+    handle(req, res);
+    return Server::HandlerResponse::Handled;
+  });
   const std::string any = R"(/.*)";
   s.Get(any, handle);
   s.Post(any, handle);

@@ -719,6 +719,48 @@ TEST_F(ServerTest, FinishedStatusFromMemoryIsWholeOnAKeptAliveConnection) {
   close(fd);
 }
 
+// httplib reads the body of a POST, PUT, PATCH or DELETE only. Left unread, a GET's body would be
+// taken for the next request on the connection (request smuggling, behind a proxy that forwards
+// it): such a request is refused and its connection closed, with a length or chunked.
+TEST_F(ServerTest, AGetWithABodyIsRefusedAndItsConnectionClosed) {
+  StartServer(TestEnv({}));
+  const std::string smuggled = "GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n";
+  const std::string with_length =
+      "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(smuggled.size()) +
+      "\r\n\r\n" + smuggled;
+  const std::string chunked =
+      "GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" +
+      std::to_string(smuggled.size()) + "\r\n" + smuggled + "\r\n0\r\n\r\n";
+  for (const std::string& request : {with_length, chunked}) {
+    const int fd = Connect(server_->port());
+    ASSERT_GE(fd, 0);
+    const std::string requests = request + "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    ASSERT_EQ(send(fd, requests.data(), requests.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(requests.size()));
+    const std::string answer = ReadAll(fd);  // until the server closes
+    close(fd);
+    EXPECT_EQ(answer.rfind("HTTP/1.1 400 ", 0), 0u) << answer;
+    EXPECT_NE(answer.find("Connection: close\r\n"), std::string::npos) << answer;
+    EXPECT_NE(answer.find(R"({"error":"GET requests cannot have a body"})"), std::string::npos)
+        << answer;
+    EXPECT_EQ(answer.find("HTTP/1.1", 1), std::string::npos) << "more than one answer: " << answer;
+  }
+  // An empty body is no body: the connection goes on.
+  const int fd = Connect(server_->port());
+  ASSERT_GE(fd, 0);
+  const std::string requests =
+      "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+      "HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_EQ(send(fd, requests.data(), requests.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(requests.size()));
+  std::string buffered;
+  for (int i = 0; i < 3; ++i) {
+    const RawResponse r = ReadResponse(fd, buffered, /*head_only=*/i == 1);
+    EXPECT_EQ(r.head.rfind("HTTP/1.1 200 ", 0), 0u) << "response " << i << ": " << r.head;
+  }
+  close(fd);
+}
+
 // A client that asks before sending its body (curl does for large uploads) gets its 100 Continue
 // at once, not after a timeout: nothing written is held back while the server waits to read.
 TEST_F(ServerTest, ExpectContinueIsAnsweredBeforeTheBodyIsRead) {

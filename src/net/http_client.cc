@@ -199,7 +199,9 @@ class MultiLoop {
       const CURLcode result = message->data.result;
       curl_multi_remove_handle(multi_, message->easy_handle);
       std::lock_guard<std::mutex> lock(mu_);
-      active_.erase(std::find(active_.begin(), active_.end(), p));
+      if (auto it = std::find(active_.begin(), active_.end(), p); it != active_.end()) {
+        active_.erase(it);
+      }
       Finish(p, result);
     }
   }

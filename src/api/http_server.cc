@@ -123,7 +123,7 @@ class GuardedStream final : public httplib::Stream {
   // connection is to end.
   bool NextRequest(std::chrono::milliseconds idle) {
     if (refused_ || close_after_response_) return false;
-    if (begin_ == end_ && !WaitFor(fd_, POLLIN, Clock::now() + idle)) return false;
+    if (begin_ == end_ && !ReceiveWithin(idle)) return false;
     head_bytes_ = 0;
     tail_ = 0;
     head_done_ = false;
@@ -222,6 +222,28 @@ class GuardedStream final : public httplib::Stream {
     }
   }
 
+  // One blocking recv, bounded by the socket's receive timeout, instead of a poll and a recv: on
+  // a kept-alive connection this wait comes once per request.
+  bool ReceiveWithin(std::chrono::milliseconds idle) {
+    if (receive_timeout_ != idle) {
+      const auto us = std::chrono::duration_cast<std::chrono::microseconds>(idle).count();
+      const timeval tv{static_cast<time_t>(us / 1'000'000),
+                       static_cast<suseconds_t>(us % 1'000'000)};
+      if (setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0) return false;
+      receive_timeout_ = idle;
+    }
+    while (true) {
+      const ssize_t n = recv(fd_, buffer_.data(), buffer_.size(), 0);
+      if (n > 0) {
+        begin_ = 0;
+        end_ = static_cast<size_t>(n);
+        return true;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      return false;  // closed, failed, or silent for `idle` (EAGAIN)
+    }
+  }
+
   void Refuse(int status, const char* message) {
     const std::string body = JsonError(status, message).body;
     const std::string response =
@@ -302,6 +324,7 @@ class GuardedStream final : public httplib::Stream {
   bool refused_ = false;
   bool close_after_response_ = false;
   Clock::time_point head_deadline_;
+  std::chrono::milliseconds receive_timeout_{-1};  // SO_RCVTIMEO, once set
 };
 
 // The connection the calling thread is serving, so that a handler can have it closed.

@@ -60,6 +60,22 @@ std::string FormatTime(store::Millis millis) {
   return text;
 }
 
+// A status response sending `body`, or `gzip_body` when the client accepts gzip and it is not
+// empty, from where `keeper` keeps it: pointers into the kept entry that keep it alive, not copies.
+template <typename Kept>
+Response SharedStatus(const std::shared_ptr<const Kept>& keeper, const std::string& body,
+                      const std::string& gzip_body, bool accepts_gzip) {
+  Response response;
+  response.headers["Vary"] = "Accept-Encoding";
+  if (accepts_gzip && !gzip_body.empty()) {
+    response.headers["Content-Encoding"] = "gzip";
+    response.shared_body = std::shared_ptr<const std::string>(keeper, &gzip_body);
+  } else {
+    response.shared_body = std::shared_ptr<const std::string>(keeper, &body);
+  }
+  return response;
+}
+
 }  // namespace
 
 bool AcceptsGzip(const Request& request) {
@@ -281,19 +297,57 @@ Response Api::RequestStatus(const std::string& request_id, const std::optional<s
                             bool accepts_gzip) {
   if (auto cached = finished_statuses_.Find(request_id)) {
     if (caller && cached->owner != caller) return JsonError(404, "Request ID not found");
-    Response response;
-    response.headers["Vary"] = "Accept-Encoding";
-    // Pointers into the entry that keep it alive, not copies.
-    if (accepts_gzip && !cached->gzip_body.empty()) {
-      response.headers["Content-Encoding"] = "gzip";
-      response.shared_body = std::shared_ptr<const std::string>(cached, &cached->gzip_body);
-    } else {
-      response.shared_body = std::shared_ptr<const std::string>(cached, &cached->body);
-    }
-    return response;
+    return SharedStatus(cached, cached->body, cached->gzip_body, accepts_gzip);
   }
-  auto view = LoadRequest(request_id, caller);
-  if (!view.ok()) return LoadError(request_id, view.status());
+  const auto built = BuildStatusOnce(request_id);
+  if (!built->loaded) return built->response;
+  if (caller && built->owner != caller) return JsonError(404, "Request ID not found");
+  if (accepts_gzip) {
+    std::call_once(built->gzip_once, [&] { built->gzip_body = Gzip(built->response.body); });
+  }
+  return SharedStatus(built, built->response.body, built->gzip_body, accepts_gzip);
+}
+
+std::shared_ptr<const Api::BuiltStatus> Api::BuildStatusOnce(const std::string& request_id) {
+  std::promise<std::shared_ptr<const BuiltStatus>> promise;
+  std::shared_future<std::shared_ptr<const BuiltStatus>> under_way;
+  {
+    std::lock_guard<std::mutex> lock(building_mu_);
+    auto [it, first] = building_.try_emplace(request_id);
+    if (first) {
+      it->second = promise.get_future().share();
+    } else {
+      under_way = it->second;
+    }
+  }
+  if (under_way.valid()) return under_way.get();
+  // Out of the map before the result is handed out: a caller arriving later starts a new build,
+  // so no one gets a status older than its own request.
+  auto done = [&] {
+    std::lock_guard<std::mutex> lock(building_mu_);
+    building_.erase(request_id);
+  };
+  try {
+    auto built = std::make_shared<BuiltStatus>();
+    BuildStatus(request_id, *built);
+    done();
+    promise.set_value(built);
+    return built;
+  } catch (...) {
+    done();
+    promise.set_exception(std::current_exception());
+    throw;
+  }
+}
+
+void Api::BuildStatus(const std::string& request_id, BuiltStatus& built) {
+  auto view = LoadRequest(request_id, std::nullopt);
+  if (!view.ok()) {
+    built.response = LoadError(request_id, view.status());
+    return;
+  }
+  built.loaded = true;
+  built.owner = view->owner;
   json products = json::array();
   for (const auto& p : view->products) {
     json product = ProductJson(p, /*with_errors=*/true);
@@ -325,7 +379,7 @@ Response Api::RequestStatus(const std::string& request_id, const std::optional<s
   if (view->status == store::RequestStatus::kCompleted && webhook_settled) {
     finished_statuses_.Put(request_id, {view->owner, response.body, {}});
   }
-  return response;
+  built.response = std::move(response);
 }
 
 Response Api::OutputCsv(const std::string& request_id, bool with_errors,

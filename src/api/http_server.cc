@@ -108,7 +108,7 @@ bool WaitFor(int fd, short events, Clock::time_point until) {
 // head and body separately, so with TCP_NODELAY the head goes out in a packet of its own. Here a
 // read or write is tried first and waits only when the socket is not ready, and small writes are
 // held back to go out with the next one (the head with the body, in one sendmsg), or before the
-// next read, or at the end of the response.
+// next read, or at the end of the response. The wait for the next request is one blocking recv.
 class GuardedStream final : public httplib::Stream {
  public:
   struct Limits {

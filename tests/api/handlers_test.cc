@@ -5,9 +5,15 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <thread>
+#include <vector>
 
 #include "store/store.h"
 
@@ -188,6 +194,128 @@ TEST_F(ApiTest, FinishedStatusIsGzipEncodedForClientsThatAcceptIt) {
   EXPECT_EQ(Gunzip(std::string(gzipped.content())), plain.content());
   Request refused{"GET", path, {}, {}, {{"accept-encoding", "gzip;q=0, br"}}};
   EXPECT_EQ(api_->Handle(refused).content(), plain.content());
+}
+
+// A real store whose GetRequest counts its calls and, while held, waits to be released.
+class HeldStore final : public store::Store {
+ public:
+  explicit HeldStore(store::Store& inner) : inner_(inner) {}
+
+  void Hold() {
+    std::lock_guard<std::mutex> lock(mu_);
+    held_ = true;
+  }
+  void Release() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      held_ = false;
+    }
+    released_.notify_all();
+  }
+  int reads() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return reads_;
+  }
+
+  Result<store::RequestView> GetRequest(const std::string& request_id) override {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      ++reads_;
+      released_.wait(lock, [this] { return !held_; });
+    }
+    return inner_.GetRequest(request_id);
+  }
+  Status CreateRequest(const std::string& request_id, const std::optional<std::string>& webhook_url,
+                       const std::vector<csv::ProductRow>& rows,
+                       const std::optional<std::string>& owner) override {
+    return inner_.CreateRequest(request_id, webhook_url, rows, owner);
+  }
+  Result<std::vector<store::ImageTask>> ClaimImages(const std::string& owner, int max,
+                                                    store::Millis lease_ms) override {
+    return inner_.ClaimImages(owner, max, lease_ms);
+  }
+  Result<std::vector<store::ImageTask>> ClaimImagesById(const std::vector<int64_t>& image_ids,
+                                                        const std::string& owner,
+                                                        store::Millis lease_ms) override {
+    return inner_.ClaimImagesById(image_ids, owner, lease_ms);
+  }
+  Result<int> ExtendLeases(const std::string& owner_prefix, store::Millis lease_ms) override {
+    return inner_.ExtendLeases(owner_prefix, lease_ms);
+  }
+  Result<bool> RecordImage(int64_t image_id, const std::string& owner,
+                           const store::ImageOutcome& outcome) override {
+    return inner_.RecordImage(image_id, owner, outcome);
+  }
+  Result<int> ReleaseLeases() override { return inner_.ReleaseLeases(); }
+  Result<std::vector<int64_t>> TakeImagesToEnqueue(std::optional<store::Millis> enqueued_before,
+                                                   int max) override {
+    return inner_.TakeImagesToEnqueue(enqueued_before, max);
+  }
+  Result<std::optional<store::Millis>> NextImageDue() override { return inner_.NextImageDue(); }
+  Result<std::vector<store::WebhookJob>> ClaimWebhooks(int max, store::Millis lease_ms) override {
+    return inner_.ClaimWebhooks(max, lease_ms);
+  }
+  Status RecordWebhook(const std::string& request_id, bool delivered,
+                       std::optional<int> http_status,
+                       std::optional<store::Millis> retry_at) override {
+    return inner_.RecordWebhook(request_id, delivered, http_status, retry_at);
+  }
+  Result<std::vector<store::RequestSummary>> ListRequests(const std::optional<std::string>& owner,
+                                                          int limit) override {
+    return inner_.ListRequests(owner, limit);
+  }
+  Result<int64_t> CountUnfinishedImages() override { return inner_.CountUnfinishedImages(); }
+
+ private:
+  store::Store& inner_;
+  std::mutex mu_;
+  std::condition_variable released_;
+  bool held_ = false;
+  int reads_ = 0;
+};
+
+// An unfinished request's status is read afresh for each poll, but polls that arrive together
+// share one read: 50 clients on a large request would otherwise each read and serialise it.
+TEST_F(ApiTest, PollsOfAnUnfinishedRequestArrivingTogetherShareOneRead) {
+  const std::string id = Body(Upload(kOriginalCsv))["request_id"];
+  HeldStore held(*store_);
+  Api api(held, ApiOptions{}, [] {});
+  const Request poll{"GET", "/status/" + id + "/", {}, {}, {}};
+  const Request gzip_poll{"GET", "/status/" + id + "/", {}, {}, {{"accept-encoding", "gzip"}}};
+  held.Hold();
+  constexpr int kPollers = 8;  // the odd ones accept gzip
+  std::atomic<int> started{0};
+  std::vector<Response> responses(kPollers);
+  std::vector<std::thread> pollers;
+  for (int i = 0; i < kPollers; ++i) {
+    pollers.emplace_back([&, i] {
+      ++started;
+      responses[i] = api.Handle(i % 2 == 1 ? gzip_poll : poll);
+    });
+  }
+  while (started < kPollers) std::this_thread::yield();
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // all of them inside Handle
+  held.Release();
+  for (auto& t : pollers) t.join();
+  EXPECT_EQ(held.reads(), 1);
+  const json plain = Body(responses[0]);
+  EXPECT_EQ(plain["request_id"], id);
+  EXPECT_EQ(plain["status"], "pending");
+  for (int i = 0; i < kPollers; ++i) {
+    const Response& r = responses[i];
+    ASSERT_EQ(r.status, 200);
+    if (i % 2 == 1) {  // compressed once, for all of them
+      EXPECT_EQ(r.headers.at("Content-Encoding"), "gzip");
+      EXPECT_EQ(r.content().data(), responses[1].content().data());
+      EXPECT_EQ(Gunzip(std::string(r.content())), responses[0].content());
+    } else {
+      EXPECT_FALSE(r.headers.contains("Content-Encoding"));
+      EXPECT_EQ(r.content(), responses[0].content());
+    }
+  }
+  // Once the shared read is over, the next poll reads again: nothing unfinished is kept.
+  EXPECT_EQ(api.Handle(poll).status, 200);
+  EXPECT_EQ(held.reads(), 2);
 }
 
 TEST(AcceptsGzip, ReadsTheAcceptEncodingList) {

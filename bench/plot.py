@@ -94,6 +94,19 @@ def main():
         f"(e) status of {w['status_products']} products: "
         f"{number(status, 'requests_per_s'):.0f} req/s"
     )
+    for name, load in (("plain", status), ("gzip", status.get("gzip", {}))):
+        floor = load.get("floor", {}) if isinstance(load, dict) else {}
+        if floor:
+            lines.append(
+                f"    {name}: p99 {number(load, 'p99_ms'):.2f} ms; a server that only sends "
+                f"the same bytes: {number(floor, 'p99_ms'):.2f} ms"
+            )
+    unfinished = r.get("status_unfinished_load", {})
+    if number(unfinished, "requests_per_s"):
+        lines.append(
+            f"    one in progress: {number(unfinished, 'requests_per_s'):.0f} req/s, "
+            f"p99 {number(unfinished, 'p99_ms'):.2f} ms"
+        )
     text.text(0, 1, "\n".join(lines), va="top", family="monospace", fontsize=7.5,
               transform=text.transAxes)
     fig.tight_layout()

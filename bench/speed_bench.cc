@@ -9,9 +9,7 @@
 //
 //   build/release/bench/imgproc_speed_bench --binary build/release/imgproc
 //       [--quick] [--json build/release/bench/speed.json] [--env WORKERS=64 ...]
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -481,19 +479,13 @@ json RunStatusLoad(const Options& options, const Servers& servers) {
 // the store and serialises the request again, shared only by the polls that arrive together.
 json RunUnfinishedStatusLoad(const Options& options, const Servers& servers) {
   json r = {{"ok", false}, {"products", options.status_products}};
-  const int silent = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  if (silent < 0 || bind(silent, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      listen(silent, SOMAXCONN) != 0 ||
-      getsockname(silent, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    if (silent >= 0) close(silent);
+  int silent_port = 0;
+  const int silent = imgproc::bench::ListenOnLoopback(silent_port);
+  if (silent < 0) {
     r["error"] = "cannot listen for the silent host";
     return r;
   }
-  const std::string host = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  const std::string host = "http://127.0.0.1:" + std::to_string(silent_port);
   TempDir dir("speed-status-unfinished");
   auto env = ImgprocEnv(options, servers);
   env["FETCH_TIMEOUT_MS"] = "600000";  // the downloads outlast the load

@@ -321,8 +321,8 @@ std::shared_ptr<const Api::BuiltStatus> Api::BuildStatusOnce(const std::string& 
     }
   }
   if (under_way.valid()) return under_way.get();
-  // Out of the map before the result is handed out: a caller arriving later starts a new build,
-  // so no one gets a status older than its own request.
+  // Out of the map before the result is handed out: a caller arriving after the build starts a
+  // new one, so a poll's status is never older than the build under way when it arrived.
   auto done = [&] {
     std::lock_guard<std::mutex> lock(building_mu_);
     building_.erase(request_id);

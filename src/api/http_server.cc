@@ -226,7 +226,9 @@ class GuardedStream final : public httplib::Stream {
   // a kept-alive connection this wait comes once per request.
   bool ReceiveWithin(std::chrono::milliseconds idle) {
     if (receive_timeout_ != idle) {
-      const auto us = std::chrono::duration_cast<std::chrono::microseconds>(idle).count();
+      // At least 1 ms: a zero SO_RCVTIMEO waits forever.
+      const auto us = std::max<int64_t>(
+          1000, std::chrono::duration_cast<std::chrono::microseconds>(idle).count());
       const timeval tv{static_cast<time_t>(us / 1'000'000),
                        static_cast<suseconds_t>(us % 1'000'000)};
       if (setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0) return false;

@@ -2,13 +2,13 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
-#include <cstring>
+
+#include "process_client.h"
 
 namespace imgproc::bench {
 namespace {
@@ -37,25 +37,8 @@ FloorServer::~FloorServer() {
   if (listener_ >= 0) close(listener_);
 }
 
-int ListenOnLoopback(int& port) {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      listen(fd, SOMAXCONN) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    close(fd);
-    return -1;
-  }
-  port = ntohs(addr.sin_port);
-  return fd;
-}
-
 bool FloorServer::Start() {
-  listener_ = ListenOnLoopback(port_);
+  listener_ = testing::ListenOnLoopback(port_);
   if (listener_ < 0) return false;
   acceptor_ = std::thread([this] { Accept(); });
   return true;

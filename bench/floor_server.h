@@ -37,9 +37,6 @@ class FloorServer {
   bool stopping_ = false;
 };
 
-// A socket listening on 127.0.0.1 at a free port, whose number goes to `port`; -1 on failure.
-int ListenOnLoopback(int& port);
-
 // GET `path` from 127.0.0.1:`port` (with `header` unless empty) and return the whole response,
 // head and body, as sent; nullopt unless it is framed by Content-Length.
 std::optional<std::string> FetchRawResponse(int port, const std::string& path,

@@ -480,7 +480,7 @@ json RunStatusLoad(const Options& options, const Servers& servers) {
 json RunUnfinishedStatusLoad(const Options& options, const Servers& servers) {
   json r = {{"ok", false}, {"products", options.status_products}};
   int silent_port = 0;
-  const int silent = imgproc::bench::ListenOnLoopback(silent_port);
+  const int silent = imgproc::testing::ListenOnLoopback(silent_port);
   if (silent < 0) {
     r["error"] = "cannot listen for the silent host";
     return r;

@@ -17,6 +17,8 @@ namespace imgproc::testing {
 
 // A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
 int FreePort();
+// A socket listening on 127.0.0.1 at a free port, whose number goes to `port`; -1 on failure.
+int ListenOnLoopback(int& port);
 
 // A fresh, empty folder under the system temp dir, removed by the destructor.
 class TempDir {

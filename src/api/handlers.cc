@@ -378,6 +378,10 @@ void Api::BuildStatus(const std::string& request_id, BuiltStatus& built) {
       !view->webhook || view->webhook->state == "delivered" || view->webhook->state == "failed";
   if (view->status == store::RequestStatus::kCompleted && webhook_settled) {
     finished_statuses_.Put(request_id, {view->owner, response.body, {}});
+    // Put encoded it: the callers sharing this build take that encoding instead of making another.
+    if (auto kept = finished_statuses_.Find(request_id)) {
+      std::call_once(built.gzip_once, [&] { built.gzip_body = kept->gzip_body; });
+    }
   }
   built.response = std::move(response);
 }

@@ -194,6 +194,13 @@ TEST_F(ApiTest, FinishedStatusIsGzipEncodedForClientsThatAcceptIt) {
   EXPECT_EQ(Gunzip(std::string(gzipped.content())), plain.content());
   Request refused{"GET", path, {}, {}, {{"accept-encoding", "gzip;q=0, br"}}};
   EXPECT_EQ(api_->Handle(refused).content(), plain.content());
+  // The first poll of another finished request asks for gzip: the build that keeps it serves it.
+  const std::string other = Body(Upload(kFinishedCsv))["request_id"];
+  Request first_gzip{"GET", "/status/" + other + "/", {}, {}, {{"accept-encoding", "gzip"}}};
+  const Response first = api_->Handle(first_gzip);
+  ASSERT_EQ(first.status, 200);
+  EXPECT_EQ(first.headers.at("Content-Encoding"), "gzip");
+  EXPECT_EQ(Gunzip(std::string(first.content())), Get("/status/" + other + "/").content());
 }
 
 // A real store whose GetRequest counts its calls and, while held, waits to be released.

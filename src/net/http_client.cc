@@ -161,9 +161,11 @@ class MultiLoop {
     return 0;
   }
 
-  // Adds the transfers handed over since the last turn, and aborts the cancelled ones.
-  void TakeIncoming() {
+  // Adds the transfers handed over since the last turn, and aborts the cancelled ones; false once
+  // the loop is to stop.
+  bool TakeIncoming() {
     std::lock_guard<std::mutex> lock(mu_);
+    if (stop_) return false;
     for (Pending* p : incoming_) {
       curl_easy_setopt(p->easy, CURLOPT_PRIVATE, p);
       if (curl_multi_add_handle(multi_, p->easy) != CURLM_OK) {
@@ -174,7 +176,7 @@ class MultiLoop {
     }
     incoming_.clear();
     const auto now = std::chrono::steady_clock::now();
-    if (now < next_cancel_check_) return;
+    if (now < next_cancel_check_) return true;
     next_cancel_check_ = now + kCancelCheckPeriod;
     for (size_t i = 0; i < active_.size();) {
       Pending* p = active_[i];
@@ -187,6 +189,7 @@ class MultiLoop {
         ++i;
       }
     }
+    return true;
   }
 
   // Hands finished transfers back to their callers.
@@ -210,12 +213,8 @@ class MultiLoop {
     NameThisThread("imgproc-curl");
     std::array<epoll_event, 64> events;
     int running = 0;
-    while (true) {
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        if (stop_) break;
-      }
-      TakeIncoming();  // may ask for a timer of 0: handled below in this same turn
+    // TakeIncoming may ask for a timer of 0: handled below in the same turn.
+    while (TakeIncoming()) {
       const auto now = std::chrono::steady_clock::now();
       int wait_ms = static_cast<int>(kCancelCheckPeriod.count());
       if (timer_due_ <= now) {

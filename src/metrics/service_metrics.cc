@@ -8,6 +8,9 @@ constexpr char kUploadsRejectedHelp[] = "Uploads refused, by reason (4xx answers
 constexpr char kImages[] = "imgproc_images_total";
 constexpr char kImagesHelp[] =
     "Image outcomes recorded: done, failed for good, or retried after a transient failure";
+constexpr char kHeld[] = "imgproc_downloads_held_total";
+constexpr char kHeldHelp[] =
+    "Downloads held at the image's header until its pixels fitted the budget, by outcome";
 constexpr char kStage[] = "imgproc_stage_duration_seconds";
 constexpr char kStageHelp[] = "Time spent per image in each pipeline stage";
 constexpr char kWebhooks[] = "imgproc_webhook_deliveries_total";
@@ -31,6 +34,8 @@ ServiceMetrics::ServiceMetrics()
       images_done_(registry_.GetCounter(kImages, kImagesHelp, {{"outcome", "done"}})),
       images_failed_(registry_.GetCounter(kImages, kImagesHelp, {{"outcome", "failed"}})),
       images_retried_(registry_.GetCounter(kImages, kImagesHelp, {{"outcome", "retried"}})),
+      held_resumed_(registry_.GetCounter(kHeld, kHeldHelp, {{"outcome", "resumed"}})),
+      held_abandoned_(registry_.GetCounter(kHeld, kHeldHelp, {{"outcome", "abandoned"}})),
       bytes_in_(registry_.GetCounter("imgproc_image_bytes_in_total",
                                      "Bytes of images downloaded (successful downloads)")),
       bytes_out_(registry_.GetCounter("imgproc_image_bytes_out_total",

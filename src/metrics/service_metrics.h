@@ -33,6 +33,9 @@ class ServiceMetrics {
   void ImageDone() { images_done_.Inc(); }
   void ImageFailed() { images_failed_.Inc(); }
   void ImageRetried() { images_retried_.Inc(); }
+  // A download held at the image's header until its pixels fitted the budget: resumed, or
+  // abandoned after waiting half its timeout (and made again once there was room).
+  void DownloadHeld(bool resumed) { (resumed ? held_resumed_ : held_abandoned_).Inc(); }
   void BytesIn(uint64_t n) { bytes_in_.Inc(n); }
   void BytesOut(uint64_t n) { bytes_out_.Inc(n); }
   Histogram& download_seconds() { return download_; }
@@ -51,6 +54,8 @@ class ServiceMetrics {
   Counter& images_done_;
   Counter& images_failed_;
   Counter& images_retried_;
+  Counter& held_resumed_;
+  Counter& held_abandoned_;
   Counter& bytes_in_;
   Counter& bytes_out_;
   Histogram& download_;

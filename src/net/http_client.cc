@@ -64,7 +64,10 @@ class MultiLoop {
 
   // Runs `easy` to completion (or failure) and returns libcurl's result for it. When `cancel` is
   // set and becomes true, the transfer is aborted within a second (CURLE_ABORTED_BY_CALLBACK).
-  CURLcode Perform(CURL* easy, const std::atomic<bool>* cancel) {
+  // When one of its callbacks has paused it with Hold(), `on_hold` runs on this thread: true
+  // resumes the transfer, false aborts it (CURLE_ABORTED_BY_CALLBACK).
+  CURLcode Perform(CURL* easy, const std::atomic<bool>* cancel,
+                   const std::function<bool()>* on_hold) {
     if (!thread_.joinable()) return CURLE_OUT_OF_MEMORY;  // no epoll set or eventfd (no fds left)
     Pending pending;
     pending.easy = easy;
@@ -75,8 +78,27 @@ class MultiLoop {
     }
     Wake();
     std::unique_lock<std::mutex> lock(mu_);
-    pending.finished.wait(lock, [&] { return pending.done; });
-    return pending.result;
+    while (true) {
+      pending.finished.wait(lock, [&] { return pending.done || pending.held; });
+      if (pending.done) return pending.result;
+      pending.held = false;
+      lock.unlock();
+      const bool go_on = on_hold == nullptr || (*on_hold)();
+      lock.lock();
+      if (pending.done) return pending.result;  // failed or timed out meanwhile
+      decided_.push_back({&pending, go_on});
+      Wake();
+    }
+  }
+
+  // From a write callback of `easy`, on the loop's thread, which then returns
+  // CURL_WRITEFUNC_PAUSE: hands the decision to the transfer's caller.
+  void Hold(CURL* easy) {
+    Pending* p = nullptr;
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, &p);
+    std::lock_guard<std::mutex> lock(mu_);
+    p->held = true;
+    p->finished.notify_one();
   }
 
  private:
@@ -85,6 +107,7 @@ class MultiLoop {
     const std::atomic<bool>* cancel = nullptr;
     CURLcode result = CURLE_OK;
     bool done = false;                 // guarded by mu_
+    bool held = false;                 // guarded by mu_: paused, its caller to decide
     std::condition_variable finished;  // only its own caller waits on it
   };
 
@@ -161,8 +184,9 @@ class MultiLoop {
     return 0;
   }
 
-  // Adds the transfers handed over since the last turn, and aborts the cancelled ones; false once
-  // the loop is to stop.
+  // Adds the transfers handed over since the last turn, aborts the cancelled ones and the held
+  // ones their callers let go, and lists the held ones to resume in resuming_; false once the loop
+  // is to stop.
   bool TakeIncoming() {
     std::lock_guard<std::mutex> lock(mu_);
     if (stop_) return false;
@@ -175,6 +199,19 @@ class MultiLoop {
       }
     }
     incoming_.clear();
+    for (const auto& [p, go_on] : decided_) {
+      // Only the loop finishes transfers, and a finished one may be gone already.
+      const auto it = std::find(active_.begin(), active_.end(), p);
+      if (it == active_.end()) continue;
+      if (go_on) {
+        resuming_.push_back(p->easy);
+      } else {
+        curl_multi_remove_handle(multi_, p->easy);
+        active_.erase(it);
+        Finish(p, CURLE_ABORTED_BY_CALLBACK);
+      }
+    }
+    decided_.clear();
     const auto now = std::chrono::steady_clock::now();
     if (now < next_cancel_check_) return true;
     next_cancel_check_ = now + kCancelCheckPeriod;
@@ -215,6 +252,9 @@ class MultiLoop {
     int running = 0;
     // TakeIncoming may ask for a timer of 0: handled below in the same turn.
     while (TakeIncoming()) {
+      // Outside mu_: libcurl delivers the held data again from within curl_easy_pause.
+      for (CURL* easy : resuming_) curl_easy_pause(easy, CURLPAUSE_CONT);
+      resuming_.clear();
       const auto now = std::chrono::steady_clock::now();
       int wait_ms = static_cast<int>(kCancelCheckPeriod.count());
       if (timer_due_ <= now) {
@@ -259,16 +299,24 @@ class MultiLoop {
   std::mutex mu_;
   std::vector<Pending*> incoming_;  // guarded by mu_
   std::vector<Pending*> active_;    // guarded by mu_: added to the multi handle, not finished
-  bool stop_ = false;               // guarded by mu_
+  std::vector<std::pair<Pending*, bool>> decided_;  // guarded by mu_: held ones, go on or not
+  std::vector<CURL*> resuming_;                     // the loop's own: to resume this turn
+  bool stop_ = false;                               // guarded by mu_
   std::thread thread_;
 };
 
 // State shared with libcurl's callbacks during one transfer.
 struct Transfer {
+  CURL* easy = nullptr;
   const FetchOptions* options = nullptr;
+  const HeadGate* gate = nullptr;  // may be null
   HttpResponse response;
   bool too_large = false;
-  std::string refused_ip;  // set when a destination was refused by the SSRF policy
+  bool abandoned = false;        // the gate's wait let it go
+  bool gate_passed = false;      // no gate, or it has let the body through
+  size_t next_look = 16 * 1024;  // body size at which the gate looks again
+  uint64_t content_length = 0;   // as announced; 0 when not
+  std::string refused_ip;        // set when a destination was refused by the SSRF policy
 };
 
 std::string IpText(const sockaddr* addr) {
@@ -294,6 +342,27 @@ curl_socket_t OpenSocket(void* user, curlsocktype purpose, curl_sockaddr* addres
   return socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
 }
 
+// Whether the body received so far may go on now: asks the gate when it has grown enough, and
+// when the gate holds it, hands the decision to the caller.
+bool PassGate(Transfer* t) {
+  std::string& body = t->response.body;
+  if (body.size() < t->next_look) return true;
+  long code = 0;
+  curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &code);
+  const HeadVerdict verdict = code < 200 || code >= 300 ? HeadVerdict::kGoOn : t->gate->admit(body);
+  if (verdict == HeadVerdict::kUndecided && body.size() < t->gate->max_bytes) {
+    t->next_look = body.size() * 2;
+    return true;
+  }
+  t->gate_passed = true;
+  if (t->content_length > body.size()) {
+    body.reserve(static_cast<size_t>(t->content_length));  // what WriteHeader left to the gate
+  }
+  if (verdict != HeadVerdict::kHold) return true;
+  MultiLoop::Get().Hold(t->easy);
+  return false;
+}
+
 size_t WriteBody(char* data, size_t size, size_t count, void* user) {
   auto* t = static_cast<Transfer*>(user);
   const size_t n = size * count;
@@ -304,6 +373,11 @@ size_t WriteBody(char* data, size_t size, size_t count, void* user) {
     return 0;  // makes libcurl abort with CURLE_WRITE_ERROR
   }
   t->response.body.append(data, n);
+  if (!t->gate_passed && !PassGate(t)) {
+    // Given back: libcurl keeps this data and delivers it again when the transfer resumes.
+    t->response.body.resize(t->response.body.size() - n);
+    return CURL_WRITEFUNC_PAUSE;
+  }
   return n;
 }
 
@@ -332,7 +406,9 @@ size_t WriteHeader(char* data, size_t size, size_t count, void* user) {
     std::from_chars(value.data(), value.data() + value.size(), length);
     constexpr uint64_t kMaxReserve = 16 * 1024 * 1024;
     if (length <= t->options->max_body_bytes) {
-      t->response.body.reserve(static_cast<size_t>(std::min(length, kMaxReserve)));
+      t->content_length = std::min(length, kMaxReserve);
+      // Not yet for a gated body: it may be held at its head.
+      if (t->gate_passed) t->response.body.reserve(static_cast<size_t>(t->content_length));
     }
   }
   t->response.headers[name] = std::string(value.substr(0, 1024));
@@ -376,14 +452,17 @@ Status CheckDestination(const std::string& url, const FetchOptions& options) {
 
 // One request, no redirects followed; `next_url` receives the redirect target of a 3xx.
 Result<HttpResponse> PerformOnce(const std::string& url, const FetchOptions& options,
-                                 std::chrono::milliseconds timeout,
+                                 const HeadGate* gate, std::chrono::milliseconds timeout,
                                  const std::function<void(CURL*)>& customise,
                                  std::string* next_url) {
   CurlPtr curl(curl_easy_init());
   if (!curl) return Transient("cannot create an HTTP client");
   CURL* c = curl.get();
   Transfer t;
+  t.easy = c;
   t.options = &options;
+  t.gate = gate;
+  t.gate_passed = gate == nullptr;
   char error[CURL_ERROR_SIZE] = "";
 
   curl_easy_setopt(c, CURLOPT_URL, url.c_str());
@@ -412,7 +491,12 @@ Result<HttpResponse> PerformOnce(const std::string& url, const FetchOptions& opt
   curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
   customise(c);
 
-  const CURLcode rc = MultiLoop::Get().Perform(c, options.cancel);
+  const std::function<bool()> on_hold = [&] {
+    t.abandoned = !gate->wait();
+    return !t.abandoned;
+  };
+  const CURLcode rc = MultiLoop::Get().Perform(c, options.cancel, gate ? &on_hold : nullptr);
+  if (t.abandoned) return Transient("abandoned: held at the start of the body");
   if (!t.refused_ip.empty() && rc != CURLE_OK) {
     return Permanent("destination not allowed: " + t.refused_ip + " is not a public address");
   }
@@ -442,7 +526,7 @@ Result<HttpResponse> PerformOnce(const std::string& url, const FetchOptions& opt
 // A request with its redirects (when `follow`), every hop checked before it is made, all within
 // the one total timeout.
 Result<HttpResponse> Perform(const std::string& url, const FetchOptions& options, bool follow,
-                             const std::function<void(CURL*)>& customise) {
+                             const HeadGate* gate, const std::function<void(CURL*)>& customise) {
   InitHttpClient();  // cheap after the first call; curl_easy_init would do it racily
   using Clock = std::chrono::steady_clock;
   const auto deadline = Clock::now() + options.total_timeout;
@@ -453,7 +537,7 @@ Result<HttpResponse> Perform(const std::string& url, const FetchOptions& options
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     if (left.count() <= 0) return Transient("Timeout was reached");
     std::string next;
-    auto response = PerformOnce(current, options, left, customise, &next);
+    auto response = PerformOnce(current, options, gate, left, customise, &next);
     if (!response.ok() || !follow || next.empty() || response->status < 300 ||
         response->status >= 400) {
       return response;
@@ -473,8 +557,9 @@ void InitHttpClient() {
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
-Result<HttpResponse> Get(const std::string& url, const FetchOptions& options) {
-  return Perform(url, options, /*follow=*/true,
+Result<HttpResponse> Get(const std::string& url, const FetchOptions& options,
+                         const HeadGate* gate) {
+  return Perform(url, options, /*follow=*/true, gate,
                  [](CURL* c) { curl_easy_setopt(c, CURLOPT_HTTPGET, 1L); });
 }
 
@@ -486,7 +571,7 @@ Result<HttpResponse> Post(const std::string& url, const std::string& content_typ
   lines.insert(lines.end(), headers.begin(), headers.end());
   SlistPtr list = HeaderList(lines);
   if (!list) return Internal("out of memory");
-  return Perform(url, options, /*follow=*/false, [&](CURL* c) {
+  return Perform(url, options, /*follow=*/false, /*gate=*/nullptr, [&](CURL* c) {
     curl_easy_setopt(c, CURLOPT_POST, 1L);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
     curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
@@ -499,7 +584,7 @@ Result<HttpResponse> PostForm(const std::string& url, const std::vector<FormPart
   SlistPtr list = HeaderList({"Expect:"});
   if (!list) return Internal("out of memory");
   MimePtr mime;  // outlives the easy handle, as libcurl requires
-  return Perform(url, options, /*follow=*/false, [&](CURL* c) {
+  return Perform(url, options, /*follow=*/false, /*gate=*/nullptr, [&](CURL* c) {
     mime.reset(curl_mime_init(c));
     for (const auto& part : parts) {
       curl_mimepart* p = curl_mime_addpart(mime.get());

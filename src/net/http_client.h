@@ -15,8 +15,10 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/result.h"
@@ -52,13 +54,30 @@ struct FormPart {
   std::string content_type;
 };
 
+// Lets a download be held back once the start of its body is in, for a caller that can only tell
+// from the content whether it has room for the rest (an image's header gives its pixel count).
+// While held, the transfer is paused: libcurl stops reading the socket, so TCP holds the rest back
+// at the server and what waits here is only the head.
+enum class HeadVerdict { kUndecided, kGoOn, kHold };
+struct HeadGate {
+  // `admit` sees the head of a 2xx body each time it has doubled from 16 KiB, until it decides;
+  // once this much is in (or the body is complete) the download goes on regardless.
+  size_t max_bytes = 256 * 1024;
+  // On the transfer thread, which serves every transfer: must not block.
+  std::function<HeadVerdict(std::string_view head)> admit;
+  // After kHold, on the calling thread, while the transfer is paused: may block. True lets the
+  // download go on; false abandons it (Get then returns kTransient "abandoned: ...").
+  std::function<bool()> wait;
+};
+
 // Must be called once per process before any other function here.
 void InitHttpClient();
 
 // GET `url`. A transport failure (refused destination, DNS, connect, timeout, size cap) is a
 // non-OK Status: kPermanent for refused destinations, bad URLs and the size cap, kTransient for
 // timeouts and connection errors. Any HTTP status, 4xx and 5xx included, is an OK result.
-Result<HttpResponse> Get(const std::string& url, const FetchOptions& options);
+Result<HttpResponse> Get(const std::string& url, const FetchOptions& options,
+                         const HeadGate* gate = nullptr);
 
 // POST a body with the given content type and extra headers ("Name: value").
 Result<HttpResponse> Post(const std::string& url, const std::string& content_type,

@@ -7,9 +7,9 @@
 namespace imgproc::pipeline {
 namespace {
 
-// Until images have been seen, assume a large product photo: the first burst of downloads is
-// then small rather than dozens of 12 MP images at once.
-constexpr uint64_t kFirstEstimate = 12'000'000;
+// Until images have been seen, assume a product photo of a few megapixels. A guess too low costs
+// little: a larger image's download is held at its header until its real size fits.
+constexpr uint64_t kFirstEstimate = 3'000'000;
 constexpr uint64_t kSmallestEstimate = 100'000;
 
 }  // namespace
@@ -57,7 +57,7 @@ PixelBudget::PixelBudget(uint64_t limit)
 
 uint64_t PixelBudget::Reserve() {
   std::unique_lock<std::mutex> lock(mu_);
-  if (waiting_.empty() && Fits()) {
+  if (resizing_.empty() && waiting_.empty() && Fits(estimate_)) {
     in_flight_ += estimate_;
     return estimate_;
   }
@@ -67,12 +67,44 @@ uint64_t PixelBudget::Reserve() {
   return self.reserved;
 }
 
+bool PixelBudget::TryResize(uint64_t& reserved, uint64_t actual) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Learn(actual);
+  const uint64_t others = in_flight_ - std::min(reserved, in_flight_);
+  if (actual > reserved && !(resizing_.empty() && (others == 0 || others + actual <= limit_))) {
+    return false;
+  }
+  in_flight_ = others + actual;
+  reserved = actual;
+  Admit();
+  return true;
+}
+
+bool PixelBudget::Resize(uint64_t& reserved, uint64_t actual, Clock::time_point deadline) {
+  std::unique_lock<std::mutex> lock(mu_);
+  in_flight_ -= std::min(reserved, in_flight_);
+  reserved = 0;
+  Waiter self;
+  self.wanted = std::max<uint64_t>(actual, 1);
+  resizing_.push_back(&self);
+  Admit();
+  const auto admitted = [&] { return self.reserved != 0; };
+  if (deadline == Clock::time_point::max()) {
+    self.admitted.wait(lock, admitted);
+  } else if (!self.admitted.wait_until(lock, deadline, admitted)) {
+    resizing_.erase(std::find(resizing_.begin(), resizing_.end(), &self));
+    Admit();  // new reservations may go again
+    return false;
+  }
+  reserved = self.reserved;
+  return true;
+}
+
 uint64_t PixelBudget::Correct(uint64_t reserved, uint64_t actual) {
   if (actual == 0) return reserved;
   std::lock_guard<std::mutex> lock(mu_);
-  in_flight_ = in_flight_ - reserved + actual;
-  // Mostly the recent images: requests tend to hold images of one kind.
-  estimate_ = std::max(kSmallestEstimate, (3 * estimate_ + actual) / 4);
+  Learn(actual);
+  in_flight_ = in_flight_ - std::min(reserved, in_flight_) + actual;
   Admit();
   return actual;
 }
@@ -83,10 +115,25 @@ void PixelBudget::Release(uint64_t reserved) {
   Admit();
 }
 
-bool PixelBudget::Fits() const { return in_flight_ == 0 || in_flight_ + estimate_ <= limit_; }
+bool PixelBudget::Fits(uint64_t pixels) const {
+  return in_flight_ == 0 || in_flight_ + pixels <= limit_;
+}
+
+void PixelBudget::Learn(uint64_t actual) {
+  // Mostly the recent images: requests tend to hold images of one kind.
+  estimate_ = std::max(kSmallestEstimate, (3 * estimate_ + actual) / 4);
+}
 
 void PixelBudget::Admit() {
-  while (!waiting_.empty() && Fits()) {
+  while (!resizing_.empty() && Fits(resizing_.front()->wanted)) {
+    Waiter* next = resizing_.front();
+    resizing_.pop_front();
+    next->reserved = next->wanted;
+    in_flight_ += next->wanted;
+    next->admitted.notify_one();  // under mu_: `next` lives until its Resize() has it back
+  }
+  if (!resizing_.empty()) return;  // downloads under way come before new ones
+  while (!waiting_.empty() && Fits(estimate_)) {
     Waiter* next = waiting_.front();
     waiting_.pop_front();
     next->reserved = estimate_;  // never 0: the estimate has a floor

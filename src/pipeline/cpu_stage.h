@@ -7,6 +7,7 @@
 #ifndef IMGPROC_PIPELINE_CPU_STAGE_H_
 #define IMGPROC_PIPELINE_CPU_STAGE_H_
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -51,34 +52,46 @@ class CpuStage {
 // compression, so memory stays flat whatever the size of a request or its images.
 //
 // Before a download the size is unknown: a worker reserves an estimate (a running average of
-// recent images, starting high) and corrects it to the real pixel count once the header is in.
-// A reservation waits while the budget is spent, except when nothing at all is in flight, so an
-// image larger than the whole budget still goes through, alone. Waiting reservations are admitted
-// first come, first served, and only the ones admitted are woken.
+// recent images) and replaces it by the real pixel count once the image's header is in, while
+// the rest of the download is held back until that fits (TryResize, then Resize). A reservation
+// waits while the budget is spent, except when nothing at all is in flight, so an image larger
+// than the whole budget still goes through, alone. Waiting reservations are admitted first come,
+// first served, those waiting to resize before new ones, and only the ones admitted are woken.
 class PixelBudget {
  public:
+  using Clock = std::chrono::steady_clock;
+
   explicit PixelBudget(uint64_t limit);
 
   // Blocks until the estimate fits; returns the pixels reserved.
   uint64_t Reserve();
-  // Replaces a reservation by the image's actual pixel count (0 if unknown keeps the estimate);
-  // returns the new reservation.
+  // Replaces `reserved` by an image's pixel count `actual` if that is no more, or fits now and
+  // no one is waiting to resize; never waits. True when replaced.
+  bool TryResize(uint64_t& reserved, uint64_t actual);
+  // The same, but waits for room until `deadline` (Clock::time_point::max(): no limit), having
+  // given `reserved` up meanwhile. False, with `reserved` 0, when the deadline came first.
+  bool Resize(uint64_t& reserved, uint64_t actual, Clock::time_point deadline);
+  // Replaces a reservation by the image's pixel count now, room or not (0 if unknown keeps the
+  // estimate); returns the new reservation.
   uint64_t Correct(uint64_t reserved, uint64_t actual);
   void Release(uint64_t reserved);
 
   uint64_t in_flight() const;
 
  private:
-  // A Reserve() call waiting for room, in its own frame.
+  // A Reserve() or Resize() call waiting for room, in its own frame.
   struct Waiter {
+    uint64_t wanted = 0;    // 0: the estimate at admission
     uint64_t reserved = 0;  // set when admitted
     std::condition_variable admitted;
   };
-  bool Fits() const;  // mu_ held
-  void Admit();       // mu_ held: admits waiters in order while they fit
+  bool Fits(uint64_t pixels) const;  // mu_ held
+  void Learn(uint64_t actual);       // mu_ held: the estimate follows the images seen
+  void Admit();                      // mu_ held: admits waiters in order while they fit
 
   const uint64_t limit_;
   mutable std::mutex mu_;
+  std::deque<Waiter*> resizing_;  // served first: their downloads have started
   std::deque<Waiter*> waiting_;
   uint64_t in_flight_ = 0;
   uint64_t estimate_;

@@ -48,8 +48,29 @@ store::ImageOutcome WorkerPool::Process(const store::ImageTask& task) {
     ~Release() { budget.Release(pixels); }
   } release{budget_, reserved};
 
+  // The real size replaces the estimate as soon as the image's header is in; the rest of the
+  // download waits for it to fit. Held longer than half the download's timeout, the download is
+  // abandoned, waits for room with no connection open, and is made again.
   auto start = std::chrono::steady_clock::now();
-  auto response = net::Get(task.url, options_.fetch);
+  uint64_t head_pixels = 0;
+  bool abandoned = false;
+  net::HeadGate gate;
+  gate.admit = [&](std::string_view head) {
+    head_pixels = ImagePixels(head);
+    if (head_pixels == 0) return net::HeadVerdict::kUndecided;
+    return budget_.TryResize(reserved, head_pixels) ? net::HeadVerdict::kGoOn
+                                                    : net::HeadVerdict::kHold;
+  };
+  gate.wait = [&, hold_until = start + options_.fetch.total_timeout / 2] {
+    abandoned = !budget_.Resize(reserved, head_pixels, hold_until);
+    if (m) m->DownloadHeld(!abandoned);
+    return !abandoned;
+  };
+  auto response = net::Get(task.url, options_.fetch, &gate);
+  if (abandoned) {
+    budget_.Resize(reserved, head_pixels, PixelBudget::Clock::time_point::max());
+    response = net::Get(task.url, options_.fetch);
+  }
   ObserveSince(m ? &m->download_seconds() : nullptr, start);
   if (!response.ok()) {
     return Failure(task, options_, response.status().transient(),
@@ -69,7 +90,7 @@ store::ImageOutcome WorkerPool::Process(const store::ImageTask& task) {
   const auto input_bytes = static_cast<int64_t>(response->body.size());
   if (m) m->BytesIn(response->body.size());
 
-  reserved = budget_.Correct(reserved, ImagePixels(response->body));
+  if (head_pixels == 0) reserved = budget_.Correct(reserved, ImagePixels(response->body));
   Result<EncodedImage> encoded = Internal("not run");
   cpu_.Run([&] {
     start = std::chrono::steady_clock::now();

@@ -866,6 +866,63 @@ TEST_F(ServerTest, HttpErrorsAreJson) {
   EXPECT_EQ(server_->Wait(), 0);
 }
 
+// Tiny images teach the pixel budget a tiny estimate, so the large ones after them all start
+// downloading at once; each is held at its header until its real size fits. The first of them
+// sends its header before the others (20 against 50 ms) and the rest 300 ms later, so those held
+// behind it past half their timeout (200 of 400 ms) are dropped and downloaded again. Nothing
+// fails meanwhile.
+TEST_F(ServerTest, LargeImagesAfterSmallOnesAreHeldAtTheirHeaderUntilTheyFit) {
+  constexpr int kTiny = 16;
+  constexpr int kLarge = 12;
+  const auto name = [&](int i) { return (i < kTiny ? "t" : "l") + std::to_string(i) + ".jpg"; };
+  const std::string tiny = MakeImage(TestImage::kJpegRgb, 32, 32);
+  const std::string large = MakeImage(TestImage::kJpegRgb, 1200, 900);
+  for (int i = 0; i < kTiny + kLarge; ++i) host_.Add(name(i), i < kTiny ? tiny : large);
+  host_.set_latency_ms(50);
+  host_.Start();
+  std::string csv = "Serial Number,Product Name,Input Image Urls\n";
+  for (int i = 0; i < kTiny + kLarge; ++i) {
+    csv += std::to_string(i + 1) + ",P," + host_.Url((i == kTiny ? "/slow/" : "/img/") + name(i)) +
+           "\n";
+  }
+  // One 1.08 MP image fits at a time.
+  StartServer(TestEnv({{"PIXEL_BUDGET", "1200000"},
+                       {"CPU_THREADS", "1"},
+                       {"FETCH_TIMEOUT_MS", "400"},
+                       {"LOG_LEVEL", "info"}}));
+  const std::string id = Submit(csv);
+  ASSERT_FALSE(id.empty());
+  const json status = server_->WaitForCompletion(id, 60s);
+  ASSERT_EQ(status["status"], "completed") << server_->log();
+  EXPECT_EQ(status["progress"]["images_done"], kTiny + kLarge) << status.dump();
+  EXPECT_EQ(status["progress"]["images_failed"], 0);
+  for (const auto& p : status["products"]) {
+    auto res = server_->Get(p["Output Image Urls"].get<std::string>());
+    ASSERT_TRUE(res);
+    const auto info = InspectJpeg(res->body);
+    ASSERT_TRUE(info.has_value());
+    EXPECT_EQ(info->width, p["Serial Number"].get<int>() <= kTiny ? 32 : 1200);
+  }
+
+  httplib::Client client("127.0.0.1", server_->port());
+  auto metrics = client.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  const auto counter = [&](const std::string& outcome) {
+    const std::string key = "imgproc_downloads_held_total{outcome=\"" + outcome + "\"} ";
+    const size_t at = metrics->body.find(key);
+    return at == std::string::npos ? -1 : std::stoi(metrics->body.substr(at + key.size()));
+  };
+  EXPECT_GE(counter("resumed"), 1) << metrics->body;
+  EXPECT_GE(counter("abandoned"), 1) << metrics->body;
+  // An abandoned download is made again: more requests than images, for the large ones only.
+  for (int i = 0; i < kTiny; ++i) EXPECT_EQ(host_.Count("/img/" + name(i)), 1u);
+  size_t large_requests = 0;
+  for (int i = kTiny; i < kTiny + kLarge; ++i) {
+    large_requests += host_.Count("/img/" + name(i)) + host_.Count("/slow/" + name(i));
+  }
+  EXPECT_EQ(large_requests, static_cast<size_t>(kLarge + counter("abandoned")));
+}
+
 TEST_F(ServerTest, MetricsReadinessAndJsonLogsOverHttp) {
   host_.Add("p0.jpg", MakeImage(TestImage::kJpegRgb, 200, 100));
   host_.Add("p1.jpg", MakeImage(TestImage::kPngRgb, 210, 110));

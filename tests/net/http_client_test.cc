@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <ctime>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -55,6 +56,26 @@ class HttpClientTest : public ::testing::Test {
                                          return true;
                                        });
     });
+    // 64 MiB with Content-Length, the byte at offset i being i % 251; counts what it sent.
+    s.Get("/large", [this](const httplib::Request&, httplib::Response& res) {
+      res.set_content_provider(kLarge, "application/octet-stream",
+                               [this](size_t offset, size_t length, httplib::DataSink& sink) {
+                                 std::string chunk(std::min<size_t>(length, 64 * 1024), '\0');
+                                 for (size_t i = 0; i < chunk.size(); ++i) {
+                                   chunk[i] = static_cast<char>((offset + i) % 251);
+                                 }
+                                 if (!sink.write(chunk.data(), chunk.size())) {
+                                   large_aborted_ = true;
+                                   return false;
+                                 }
+                                 large_sent_ += chunk.size();
+                                 return true;
+                               });
+    });
+    s.Get("/large-404", [](const httplib::Request&, httplib::Response& res) {
+      res.status = 404;
+      res.set_content(std::string(1024 * 1024, 'n'), "text/plain");
+    });
     // Answers only once the test has given up (or after 2 s), so teardown does not wait long.
     s.Get("/slow", [this](const httplib::Request&, httplib::Response& res) {
       const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(2);
@@ -95,6 +116,9 @@ class HttpClientTest : public ::testing::Test {
   }
 
   static constexpr int kGate = 12;
+  static constexpr size_t kLarge = 64 * 1024 * 1024;
+  std::atomic<size_t> large_sent_{0};
+  std::atomic<bool> large_aborted_{false};
   FetchOptions options_;
   std::mutex gate_mu_;
   std::condition_variable gate_cv_;
@@ -326,6 +350,98 @@ TEST_F(HttpClientTest, RunsManyTransfersAtOnce) {
   EXPECT_EQ(through.load(), kGate);
   std::lock_guard<std::mutex> lock(gate_mu_);
   EXPECT_EQ(peak_in_gate_, kGate);
+}
+
+bool IsLargeBody(const std::string& body) {
+  if (body.size() != 64u * 1024 * 1024) return false;
+  for (size_t i = 0; i < body.size(); i += 4093) {
+    if (body[i] != static_cast<char>(i % 251)) return false;
+  }
+  return true;
+}
+
+double CpuSecondsOfThisProcess() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
+
+TEST_F(HttpClientTest, AGateSeesTheHeadOfTheBodyAndLetsItGoOn) {
+  options_.max_body_bytes = kLarge;
+  std::vector<size_t> looks;
+  HeadGate gate;
+  gate.admit = [&](std::string_view head) {
+    looks.push_back(head.size());
+    // The head is the start of the body, whatever size it has grown to.
+    EXPECT_EQ(head[1000], static_cast<char>(1000 % 251));
+    return looks.size() < 3 ? HeadVerdict::kUndecided : HeadVerdict::kGoOn;
+  };
+  gate.wait = [] {
+    ADD_FAILURE() << "not held";
+    return true;
+  };
+  auto r = Get(server_.Url("/large"), options_, &gate);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_TRUE(IsLargeBody(r->body));
+  ASSERT_EQ(looks.size(), 3u);
+  EXPECT_GE(looks[0], 16u * 1024);
+  EXPECT_GE(looks[1], 2 * looks[0]);  // asked again each time the head has doubled
+  EXPECT_GE(looks[2], 2 * looks[1]);
+}
+
+TEST_F(HttpClientTest, AHeldDownloadWaitsWithoutReadingOnAndThenCompletes) {
+  options_.max_body_bytes = kLarge;
+  int looks = 0;
+  size_t sent_while_held = 0;
+  double cpu_while_held = 0;
+  HeadGate gate;
+  gate.admit = [&](std::string_view) {
+    ++looks;
+    return HeadVerdict::kHold;
+  };
+  gate.wait = [&] {
+    const double before = CpuSecondsOfThisProcess();
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    cpu_while_held = CpuSecondsOfThisProcess() - before;
+    sent_while_held = large_sent_;
+    return true;
+  };
+  auto r = Get(server_.Url("/large"), options_, &gate);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_TRUE(IsLargeBody(r->body));  // the data given back at the pause came again, in order
+  EXPECT_EQ(looks, 1);
+  // TCP held the rest back: the server got out what the sockets' buffers take, not 64 MiB.
+  EXPECT_LT(sent_while_held, kLarge / 2);
+  // Neither the transfer thread nor anything else spun meanwhile.
+  EXPECT_LT(cpu_while_held, 0.1);
+}
+
+TEST_F(HttpClientTest, AHeldDownloadLetGoIsAbandoned) {
+  options_.max_body_bytes = kLarge;
+  HeadGate gate;
+  gate.admit = [](std::string_view) { return HeadVerdict::kHold; };
+  gate.wait = [] { return false; };
+  auto r = Get(server_.Url("/large"), options_, &gate);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kTransient);
+  EXPECT_NE(r.status().message().find("abandoned"), std::string::npos);
+  EXPECT_TRUE(imgproc::testing::Eventually(large_aborted_));  // the connection was closed
+  // The transfer thread goes on serving others.
+  auto next = Get(server_.Url("/hello"), options_);
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(next->body, "hello");
+}
+
+TEST_F(HttpClientTest, AGateIsNotAskedAboutErrorPages) {
+  HeadGate gate;
+  gate.admit = [](std::string_view) {
+    ADD_FAILURE() << "asked about a 404";
+    return HeadVerdict::kHold;
+  };
+  auto r = Get(server_.Url("/large-404"), options_, &gate);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 404);
+  EXPECT_EQ(r->body.size(), 1024u * 1024);
 }
 
 }  // namespace

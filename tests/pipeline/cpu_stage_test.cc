@@ -50,14 +50,14 @@ TEST(CpuStageTest, RunsEveryJobOnItsOwnThreadsOnly) {
 }
 
 TEST(PixelBudgetTest, WaitsWhileSpentAndAdaptsItsEstimate) {
-  PixelBudget budget(10'000'000);
+  PixelBudget budget(3'000'000);
   const uint64_t first = budget.Reserve();
-  EXPECT_EQ(first, 10'000'000u);  // nothing seen yet: a large photo, capped by the budget
-  const uint64_t small = budget.Correct(first, 2'000'000);
-  EXPECT_EQ(budget.in_flight(), 2'000'000u);
-  const uint64_t second = budget.Reserve();  // estimate (3 x 10 MP + 2 MP) / 4 = 8 MP fits
-  EXPECT_EQ(second, 8'000'000u);
-  EXPECT_EQ(budget.in_flight(), 10'000'000u);
+  EXPECT_EQ(first, 3'000'000u);  // nothing seen yet: a photo of a few megapixels
+  const uint64_t small = budget.Correct(first, 600'000);
+  EXPECT_EQ(budget.in_flight(), 600'000u);
+  const uint64_t second = budget.Reserve();  // estimate (3 x 3 MP + 0.6 MP) / 4 = 2.4 MP fits
+  EXPECT_EQ(second, 2'400'000u);
+  EXPECT_EQ(budget.in_flight(), 3'000'000u);
 
   std::atomic<bool> third_reserved{false};
   std::thread third([&] {
@@ -74,7 +74,7 @@ TEST(PixelBudgetTest, WaitsWhileSpentAndAdaptsItsEstimate) {
 }
 
 TEST(PixelBudgetTest, AdmitsWaitingReservationsInTheirOrder) {
-  PixelBudget budget(10'000'000);
+  PixelBudget budget(3'000'000);
   const uint64_t first = budget.Reserve();  // the whole budget
   std::atomic<int> admitted{0};
   std::atomic<int> second_place{0};
@@ -117,6 +117,81 @@ TEST(PixelBudgetTest, LetsAnImageLargerThanTheBudgetThroughAlone) {
   budget.Release(huge);
   EXPECT_TRUE(imgproc::testing::Eventually(next_reserved));
   next.join();
+}
+
+TEST(PixelBudgetTest, ResizesAtOnceOnlyWhatFits) {
+  PixelBudget budget(10'000'000);
+  uint64_t a = budget.Reserve();  // 3 MP each
+  uint64_t b = budget.Reserve();
+  EXPECT_TRUE(budget.TryResize(a, 1'000'000));  // smaller: always
+  EXPECT_EQ(a, 1'000'000u);
+  EXPECT_EQ(budget.in_flight(), 4'000'000u);
+  EXPECT_TRUE(budget.TryResize(b, 9'000'000));  // 1 + 9 fits exactly
+  EXPECT_EQ(budget.in_flight(), 10'000'000u);
+  uint64_t c = 1;                                // as if reserved before the others grew
+  EXPECT_FALSE(budget.TryResize(c, 2'000'000));  // no room: left as it was
+  EXPECT_EQ(c, 1u);
+  budget.Release(a);
+  budget.Release(b);
+  EXPECT_EQ(budget.in_flight(), 0u);
+}
+
+TEST(PixelBudgetTest, DownloadsWaitingToResizeComeBeforeNewOnes) {
+  PixelBudget budget(10'000'000);
+  uint64_t held = budget.Reserve();  // 3 MP each
+  uint64_t growing = budget.Reserve();
+  ASSERT_TRUE(budget.TryResize(held, 5'000'000));
+  ASSERT_FALSE(budget.TryResize(growing, 6'000'000));  // 5 + 6 MP would not fit
+  std::atomic<int> order{0};
+  std::atomic<int> resized_place{0};
+  std::atomic<int> new_place{0};
+  std::thread resizer([&] {
+    EXPECT_TRUE(budget.Resize(growing, 6'000'000, PixelBudget::Clock::time_point::max()));
+    resized_place = ++order;
+    budget.Release(growing);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(budget.in_flight(), 5'000'000u);  // it gave its 3 MP up while it waits
+  std::thread newcomer([&] {
+    // Its estimate (4.1 MP) would fit beside the 5 MP, but it waits its turn; and then for the
+    // resized one to finish, as 6 + 4.1 MP do not fit.
+    budget.Release(budget.Reserve());
+    new_place = ++order;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(order, 0);
+  budget.Release(held);
+  resizer.join();
+  newcomer.join();
+  EXPECT_EQ(resized_place, 1);
+  EXPECT_EQ(new_place, 2);
+  EXPECT_EQ(budget.in_flight(), 0u);
+}
+
+TEST(PixelBudgetTest, GivesUpResizingAtTheDeadlineAndLetsOthersOn) {
+  PixelBudget budget(10'000'000);
+  uint64_t held = budget.Reserve();
+  uint64_t growing = budget.Reserve();
+  ASSERT_TRUE(budget.TryResize(held, 5'000'000));
+  const auto start = PixelBudget::Clock::now();
+  std::thread resizer([&] {
+    EXPECT_FALSE(budget.Resize(growing, 6'000'000, start + std::chrono::milliseconds(200)));
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::atomic<bool> newcomer_in{false};
+  std::thread newcomer([&] {
+    budget.Release(budget.Reserve());  // 3.5 MP: fits beside the 5 once no one waits to resize
+    newcomer_in = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_FALSE(newcomer_in);
+  resizer.join();
+  EXPECT_GE(PixelBudget::Clock::now() - start, std::chrono::milliseconds(200));
+  EXPECT_EQ(growing, 0u);
+  EXPECT_TRUE(imgproc::testing::Eventually(newcomer_in));  // without `held` released
+  newcomer.join();
+  budget.Release(held);
+  EXPECT_EQ(budget.in_flight(), 0u);
 }
 
 }  // namespace

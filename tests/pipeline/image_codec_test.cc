@@ -228,6 +228,20 @@ TEST_P(EveryFormatTest, RefusesTheFirstHalfOfTheFile) {
   EXPECT_FALSE(out.status().message().empty());
 }
 
+// What the download gate relies on: the pixel count from the start of a file, never a wrong one.
+TEST_P(EveryFormatTest, CountsPixelsFromTheHeadOrNotAtAll) {
+  const std::string image = MakeImage(GetParam(), 1200, 900);
+  ASSERT_GT(image.size(), 64u * 1024);
+  const uint64_t whole = ImagePixels(image);
+  EXPECT_EQ(whole, 1200u * 900);
+  const uint64_t head = ImagePixels(std::string_view(image).substr(0, 16 * 1024));
+  EXPECT_TRUE(head == whole || head == 0) << head;
+  if (GetParam() != TestImage::kGif && GetParam() != TestImage::kTiff &&
+      GetParam() != TestImage::kWebp) {
+    EXPECT_EQ(head, whole);  // the formats of product photos
+  }
+}
+
 TEST(CompressToJpegTest, RefusesAnimationsWithTooManyFrames) {
   const std::string gif = AnimatedGif(6);
   CodecLimits limits;

@@ -33,6 +33,19 @@ class ImageHost {
       // Deliberately wrong Content-Type: the format must be recognised from the bytes.
       res.set_content(it->second, "application/octet-stream");
     });
+    // An image whose first 32 KiB come after 20 ms and the rest only 300 ms later.
+    s.Get(R"(/slow/([A-Za-z0-9_.]+))", [this](const httplib::Request& req, httplib::Response& res) {
+      const std::string& image = images_.at(req.matches[1]);
+      res.set_content_provider(image.size(), "application/octet-stream",
+                               [&image](size_t offset, size_t length, httplib::DataSink& sink) {
+                                 constexpr size_t kHead = 32 * 1024;
+                                 if (offset == 0) std::this_thread::sleep_for(20ms);
+                                 if (offset == kHead) std::this_thread::sleep_for(300ms);
+                                 const size_t n =
+                                     offset < kHead ? std::min(length, kHead - offset) : length;
+                                 return sink.write(image.data() + offset, n);
+                               });
+    });
     s.Get("/page.html", [](const httplib::Request&, httplib::Response& res) {
       res.set_content("<!doctype html><html><body>Not an image</body></html>", "text/html");
     });

@@ -281,10 +281,14 @@ Status InitCodec() {
   return status;
 }
 
-uint64_t ImagePixels(std::string_view data) {
-  if (data.empty() || !DetectFormat(data).ok()) return 0;
+ImageHeader ReadHeader(std::string_view data, const CodecLimits& limits) {
+  ImageHeader header;
+  if (data.empty() || !DetectFormat(data).ok()) return header;
   Result<Image> image = Load(data, VIPS_ACCESS_SEQUENTIAL);
-  return image.ok() ? Pixels(*image) : 0;
+  if (!image.ok()) return header;
+  header.pixels = Pixels(*image);
+  header.refusal = CheckSize(*image, limits);
+  return header;
 }
 
 Result<EncodedImage> CompressToJpeg(std::string_view data, const CodecLimits& limits) {

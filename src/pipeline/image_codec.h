@@ -40,9 +40,14 @@ struct EncodedImage {
 // own pool provides the parallelism). Returns an error if libvips cannot start.
 Status InitCodec();
 
-// width * height from the image's header alone (0 when it cannot be read: CompressToJpeg then
-// says why). Cheap: no pixel is decoded.
-uint64_t ImagePixels(std::string_view data);
+// What an image's header alone says, from the whole file or only its start. Cheap: no pixel is
+// decoded.
+struct ImageHeader {
+  uint64_t pixels =
+      0;           // width * height; 0 when the header cannot be read (CompressToJpeg says why)
+  Status refusal;  // not OK when CompressToJpeg will refuse the image for its size
+};
+ImageHeader ReadHeader(std::string_view data, const CodecLimits& limits);
 
 // Decodes `data` and encodes it as JPEG. Errors are kPermanent with a message for the user,
 // e.g. "not an image", "image too large: 20000x20000 pixels", "truncated or corrupt image".

@@ -52,21 +52,27 @@ store::ImageOutcome WorkerPool::Process(const store::ImageTask& task) {
   // download waits for it to fit. Held longer than half the download's timeout, the download is
   // abandoned, waits for room with no connection open, and is made again.
   auto start = std::chrono::steady_clock::now();
+  // An image the codec would refuse for its size is refused at its header, not downloaded.
   uint64_t head_pixels = 0;
+  Status refusal;
   bool abandoned = false;
   net::HeadGate gate;
   gate.admit = [&](std::string_view head) {
-    head_pixels = ImagePixels(head);
+    ImageHeader header = ReadHeader(head, options_.codec);
+    head_pixels = header.pixels;
+    refusal = std::move(header.refusal);
     if (head_pixels == 0) return net::HeadVerdict::kUndecided;
-    return budget_.TryResize(reserved, head_pixels) ? net::HeadVerdict::kGoOn
-                                                    : net::HeadVerdict::kHold;
+    if (!refusal.ok() || !budget_.TryResize(reserved, head_pixels)) return net::HeadVerdict::kHold;
+    return net::HeadVerdict::kGoOn;
   };
   gate.wait = [&, hold_until = start + options_.fetch.total_timeout / 2] {
+    if (!refusal.ok()) return false;
     abandoned = !budget_.Resize(reserved, head_pixels, hold_until);
     if (m) m->DownloadHeld(!abandoned);
     return !abandoned;
   };
   auto response = net::Get(task.url, options_.fetch, &gate);
+  if (!refusal.ok()) return Failure(task, options_, false, refusal.message());
   if (abandoned) {
     budget_.Resize(reserved, head_pixels, PixelBudget::Clock::time_point::max());
     response = net::Get(task.url, options_.fetch);
@@ -90,7 +96,9 @@ store::ImageOutcome WorkerPool::Process(const store::ImageTask& task) {
   const auto input_bytes = static_cast<int64_t>(response->body.size());
   if (m) m->BytesIn(response->body.size());
 
-  if (head_pixels == 0) reserved = budget_.Correct(reserved, ImagePixels(response->body));
+  if (head_pixels == 0) {
+    reserved = budget_.Correct(reserved, ReadHeader(response->body, options_.codec).pixels);
+  }
   Result<EncodedImage> encoded = Internal("not run");
   cpu_.Run([&] {
     start = std::chrono::steady_clock::now();

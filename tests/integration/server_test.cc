@@ -923,6 +923,24 @@ TEST_F(ServerTest, LargeImagesAfterSmallOnesAreHeldAtTheirHeaderUntilTheyFit) {
   EXPECT_EQ(large_requests, static_cast<size_t>(kLarge + counter("abandoned")));
 }
 
+// Refused for its size as soon as its header is in: the rest is never fetched.
+TEST_F(ServerTest, AnImageOverThePixelLimitIsRefusedAtItsHeader) {
+  const std::string large = MakeImage(TestImage::kJpegRgb, 1200, 900);
+  host_.Add("large.jpg", large);
+  host_.Start();
+  StartServer(TestEnv({{"MAX_IMAGE_PIXELS", "500000"}}));
+  const std::string id = Submit("Serial Number,Product Name,Input Image Urls\n1,P," +
+                                host_.Url("/slow/large.jpg") + "\n");
+  ASSERT_FALSE(id.empty());
+  const json status = server_->WaitForCompletion(id);
+  ASSERT_EQ(status["status"], "completed") << server_->log();
+  EXPECT_EQ(status["products"][0]["Image Errors"][0]["error"],
+            "image too large: 1200x900 pixels (limit 500000)");
+  EXPECT_EQ(status["products"][0]["Image Errors"][0]["attempts"], 1);  // final, not retried
+  EXPECT_EQ(host_.Count("/slow/large.jpg"), 1u);
+  EXPECT_LT(host_.slow_sent(), large.size());
+}
+
 TEST_F(ServerTest, MetricsReadinessAndJsonLogsOverHttp) {
   host_.Add("p0.jpg", MakeImage(TestImage::kJpegRgb, 200, 100));
   host_.Add("p1.jpg", MakeImage(TestImage::kPngRgb, 210, 110));

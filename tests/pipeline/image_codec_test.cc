@@ -232,9 +232,9 @@ TEST_P(EveryFormatTest, RefusesTheFirstHalfOfTheFile) {
 TEST_P(EveryFormatTest, CountsPixelsFromTheHeadOrNotAtAll) {
   const std::string image = MakeImage(GetParam(), 1200, 900);
   ASSERT_GT(image.size(), 64u * 1024);
-  const uint64_t whole = ImagePixels(image);
+  const uint64_t whole = ReadHeader(image, {}).pixels;
   EXPECT_EQ(whole, 1200u * 900);
-  const uint64_t head = ImagePixels(std::string_view(image).substr(0, 16 * 1024));
+  const uint64_t head = ReadHeader(std::string_view(image).substr(0, 16 * 1024), {}).pixels;
   EXPECT_TRUE(head == whole || head == 0) << head;
   if (GetParam() != TestImage::kGif && GetParam() != TestImage::kTiff &&
       GetParam() != TestImage::kWebp) {
@@ -560,8 +560,13 @@ TEST(CompressToJpegTest, RefusesATruncatedPng) {
 TEST(CompressToJpegTest, RefusesImagesOverThePixelLimit) {
   CodecLimits limits;
   limits.max_pixels = 10'000;
-  ExpectRefused(MakeImage(TestImage::kPngRgb, kWidth, kHeight),
-                "image too large: 333x222 pixels (limit 10000)", limits);
+  const std::string image = MakeImage(TestImage::kPngRgb, kWidth, kHeight);
+  ExpectRefused(image, "image too large: 333x222 pixels (limit 10000)", limits);
+  // The same refusal from the header alone, as the download gate sees it.
+  const ImageHeader header = ReadHeader(std::string_view(image).substr(0, 1024), limits);
+  EXPECT_EQ(header.pixels, 333u * 222);
+  EXPECT_EQ(header.refusal.message(), "image too large: 333x222 pixels (limit 10000)");
+  EXPECT_TRUE(ReadHeader(image, {}).refusal.ok());
 }
 
 // Refused from the header alone: decoding 20000x20000 would need 400 MB or more. (Memory is

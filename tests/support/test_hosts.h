@@ -33,18 +33,21 @@ class ImageHost {
       // Deliberately wrong Content-Type: the format must be recognised from the bytes.
       res.set_content(it->second, "application/octet-stream");
     });
-    // An image whose first 32 KiB come after 20 ms and the rest only 300 ms later.
+    // An image whose first 32 KiB come after 20 ms and the rest only 300 ms later; counts what it
+    // sent.
     s.Get(R"(/slow/([A-Za-z0-9_.]+))", [this](const httplib::Request& req, httplib::Response& res) {
       const std::string& image = images_.at(req.matches[1]);
-      res.set_content_provider(image.size(), "application/octet-stream",
-                               [&image](size_t offset, size_t length, httplib::DataSink& sink) {
-                                 constexpr size_t kHead = 32 * 1024;
-                                 if (offset == 0) std::this_thread::sleep_for(20ms);
-                                 if (offset == kHead) std::this_thread::sleep_for(300ms);
-                                 const size_t n =
-                                     offset < kHead ? std::min(length, kHead - offset) : length;
-                                 return sink.write(image.data() + offset, n);
-                               });
+      res.set_content_provider(
+          image.size(), "application/octet-stream",
+          [this, &image](size_t offset, size_t length, httplib::DataSink& sink) {
+            constexpr size_t kHead = 32 * 1024;
+            if (offset == 0) std::this_thread::sleep_for(20ms);
+            if (offset == kHead) std::this_thread::sleep_for(300ms);
+            const size_t n = offset < kHead ? std::min(length, kHead - offset) : length;
+            if (!sink.write(image.data() + offset, n)) return false;
+            slow_sent_ += n;
+            return true;
+          });
     });
     s.Get("/page.html", [](const httplib::Request&, httplib::Response& res) {
       res.set_content("<!doctype html><html><body>Not an image</body></html>", "text/html");
@@ -89,6 +92,7 @@ class ImageHost {
   void set_latency_ms(int ms) { latency_ms_ = ms; }
   void set_flaky_failures(int n) { flaky_failures_left_ = n; }
   size_t huge_sent() const { return huge_sent_; }
+  size_t slow_sent() const { return slow_sent_; }
 
  private:
   FixtureServer server_;
@@ -96,6 +100,7 @@ class ImageHost {
   std::atomic<int> latency_ms_{0};
   std::atomic<int> flaky_failures_left_{0};
   std::atomic<size_t> huge_sent_{0};
+  std::atomic<size_t> slow_sent_{0};
 };
 
 inline constexpr char kWebhookSecret[] = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";

@@ -43,9 +43,10 @@ Status InitCodec();
 // What an image's header alone says, from the whole file or only its start. Cheap: no pixel is
 // decoded.
 struct ImageHeader {
-  uint64_t pixels =
-      0;           // width * height; 0 when the header cannot be read (CompressToJpeg says why)
-  Status refusal;  // not OK when CompressToJpeg will refuse the image for its size
+  // width * height; 0 when the header cannot be read (CompressToJpeg then says why).
+  uint64_t pixels = 0;
+  // Not OK when CompressToJpeg will refuse the image for its size.
+  Status refusal;
 };
 ImageHeader ReadHeader(std::string_view data, const CodecLimits& limits);
 

@@ -50,9 +50,9 @@ store::ImageOutcome WorkerPool::Process(const store::ImageTask& task) {
 
   // The real size replaces the estimate as soon as the image's header is in; the rest of the
   // download waits for it to fit. Held longer than half the download's timeout, the download is
-  // abandoned, waits for room with no connection open, and is made again.
+  // abandoned, waits for room with no connection open, and is made again. An image the codec
+  // would refuse for its size is refused at its header, its rest never downloaded.
   auto start = std::chrono::steady_clock::now();
-  // An image the codec would refuse for its size is refused at its header, not downloaded.
   uint64_t head_pixels = 0;
   Status refusal;
   bool abandoned = false;

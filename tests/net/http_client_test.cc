@@ -6,13 +6,13 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <ctime>
 #include <mutex>
 #include <thread>
 #include <vector>
 
 #include "eventually.h"
 #include "fixture_server.h"
+#include "process_stats.h"
 
 namespace imgproc::net {
 namespace {
@@ -360,12 +360,6 @@ bool IsLargeBody(const std::string& body) {
   return true;
 }
 
-double CpuSecondsOfThisProcess() {
-  timespec ts{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
-}
-
 TEST_F(HttpClientTest, AGateSeesTheHeadOfTheBodyAndLetsItGoOn) {
   options_.max_body_bytes = kLarge;
   std::vector<size_t> looks;
@@ -400,9 +394,9 @@ TEST_F(HttpClientTest, AHeldDownloadWaitsWithoutReadingOnAndThenCompletes) {
     return HeadVerdict::kHold;
   };
   gate.wait = [&] {
-    const double before = CpuSecondsOfThisProcess();
+    const double before = imgproc::testing::SelfCpuSeconds();
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
-    cpu_while_held = CpuSecondsOfThisProcess() - before;
+    cpu_while_held = imgproc::testing::SelfCpuSeconds() - before;
     sent_while_held = large_sent_;
     return true;
   };

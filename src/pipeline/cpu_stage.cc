@@ -70,11 +70,13 @@ uint64_t PixelBudget::Reserve() {
 bool PixelBudget::TryResize(uint64_t& reserved, uint64_t actual) {
   std::lock_guard<std::mutex> lock(mu_);
   Learn(actual);
-  const uint64_t others = in_flight_ - std::min(reserved, in_flight_);
-  if (actual > reserved && !(resizing_.empty() && (others == 0 || others + actual <= limit_))) {
+  const uint64_t held = std::min(reserved, in_flight_);
+  in_flight_ -= held;
+  if (actual > reserved && !(resizing_.empty() && Fits(actual))) {
+    in_flight_ += held;
     return false;
   }
-  in_flight_ = others + actual;
+  in_flight_ += actual;
   reserved = actual;
   Admit();
   return true;
@@ -125,20 +127,17 @@ void PixelBudget::Learn(uint64_t actual) {
 }
 
 void PixelBudget::Admit() {
-  while (!resizing_.empty() && Fits(resizing_.front()->wanted)) {
-    Waiter* next = resizing_.front();
-    resizing_.pop_front();
-    next->reserved = next->wanted;
-    in_flight_ += next->wanted;
-    next->admitted.notify_one();  // under mu_: `next` lives until its Resize() has it back
-  }
-  if (!resizing_.empty()) return;  // downloads under way come before new ones
-  while (!waiting_.empty() && Fits(estimate_)) {
-    Waiter* next = waiting_.front();
-    waiting_.pop_front();
-    next->reserved = estimate_;  // never 0: the estimate has a floor
-    in_flight_ += estimate_;
-    next->admitted.notify_one();  // under mu_: `next` lives until its Reserve() has it back
+  while (true) {
+    // Downloads under way, waiting to resize, come before new ones.
+    std::deque<Waiter*>& queue = resizing_.empty() ? waiting_ : resizing_;
+    if (queue.empty()) return;
+    Waiter* next = queue.front();
+    const uint64_t pixels = next->wanted != 0 ? next->wanted : estimate_;  // never 0: a floor
+    if (!Fits(pixels)) return;
+    queue.pop_front();
+    next->reserved = pixels;
+    in_flight_ += pixels;
+    next->admitted.notify_one();  // under mu_: `next` lives until its call has it back
   }
 }
 

@@ -18,6 +18,7 @@
 #include <functional>
 #include <mutex>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include "common/thread_name.h"
@@ -338,6 +339,18 @@ class GuardedServer final : public httplib::Server {
  public:
   explicit GuardedServer(GuardedStream::Limits limits) : limits_(limits) {}
 
+  // httplib's stop, and the kept-alive connections waiting for their next request are ended
+  // (their recv returns at once): else each would hold the shutdown up to the keep-alive timeout.
+  // Requests being served are finished.
+  void StopServing() {
+    {
+      std::lock_guard<std::mutex> lock(awaiting_mu_);
+      stopping_ = true;
+      for (const int sock : awaiting_) shutdown(sock, SHUT_RD);
+    }
+    stop();
+  }
+
  private:
   bool process_and_close_socket(socket_t sock) override {
     GuardedStream stream(sock, limits_);
@@ -345,7 +358,7 @@ class GuardedServer final : public httplib::Server {
     bool ok = false;
     const auto idle = std::chrono::seconds(keep_alive_timeout_sec_);
     for (size_t left = keep_alive_max_count_;
-         left > 0 && svr_sock_ != INVALID_SOCKET && stream.NextRequest(idle); --left) {
+         left > 0 && svr_sock_ != INVALID_SOCKET && AwaitRequest(stream, sock, idle); --left) {
       bool closed = false;
       ok = process_request(stream, /*close_connection=*/left == 1, closed, nullptr);
       ok = stream.Flush() && ok;
@@ -357,7 +370,23 @@ class GuardedServer final : public httplib::Server {
     return ok;
   }
 
+  // Waits for the connection's next request, as one of the connections Stop() can end.
+  bool AwaitRequest(GuardedStream& stream, int sock, std::chrono::milliseconds idle) {
+    {
+      std::lock_guard<std::mutex> lock(awaiting_mu_);
+      if (stopping_) return false;
+      awaiting_.insert(sock);
+    }
+    const bool next = stream.NextRequest(idle);
+    std::lock_guard<std::mutex> lock(awaiting_mu_);
+    awaiting_.erase(sock);
+    return next;
+  }
+
   const GuardedStream::Limits limits_;
+  std::mutex awaiting_mu_;
+  std::unordered_set<int> awaiting_;  // sockets waiting for their next request
+  bool stopping_ = false;
 };
 
 Request FromHttplib(const httplib::Request& req) {
@@ -528,6 +557,6 @@ Status HttpServer::Bind() {
 
 void HttpServer::Serve() { server_->listen_after_bind(); }
 
-void HttpServer::Stop() { server_->stop(); }
+void HttpServer::Stop() { static_cast<GuardedServer&>(*server_).StopServing(); }
 
 }  // namespace imgproc::api

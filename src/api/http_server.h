@@ -39,7 +39,7 @@ class HttpServer {
  private:
   Api& api_;
   const ServerOptions options_;
-  std::unique_ptr<httplib::Server> server_;
+  std::unique_ptr<httplib::Server> server_;  // a GuardedServer (http_server.cc)
   int listen_socket_ = -1;
 };
 

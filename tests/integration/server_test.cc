@@ -674,6 +674,24 @@ RawResponse ReadResponse(int fd, std::string& buffered, bool head_only = false) 
   return r;
 }
 
+// SIGTERM with a client keeping its connection open between requests: that connection is closed
+// at once, not waited out to the keep-alive timeout (2 s).
+TEST_F(ServerTest, SigtermClosesIdleKeptAliveConnectionsAtOnce) {
+  StartServer(TestEnv({}));
+  const int fd = Connect(server_->port());
+  ASSERT_GE(fd, 0);
+  const std::string get = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_EQ(send(fd, get.data(), get.size(), MSG_NOSIGNAL), static_cast<ssize_t>(get.size()));
+  std::string buffered;
+  const RawResponse r = ReadResponse(fd, buffered);
+  ASSERT_EQ(r.head.rfind("HTTP/1.1 200 ", 0), 0u) << r.head;
+
+  server_->Signal(SIGTERM);
+  EXPECT_EQ(server_->Wait(std::chrono::seconds(1)), 0) << server_->log();
+  EXPECT_EQ(ReadAll(fd), "");  // closed by the server, without a word
+  close(fd);
+}
+
 // A finished status is sent from memory (a shared body, not a copy): complete responses one after
 // another on a keep-alive connection, for GET and HEAD. Byte ranges of it are not served (the
 // whole status is, as HTTP allows), however odd.

@@ -185,8 +185,15 @@ void WorkerPool::Heartbeat() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!all_done_.wait_for(lock, period, [this] { return running_ == 0; })) {
     lock.unlock();
-    auto extended = store_.ExtendLeases(process_ + "/", options_.lease.count());
-    if (!extended.ok()) spdlog::warn("cannot extend leases: {}", extended.status().message());
+    std::vector<int64_t> held;
+    {
+      std::lock_guard<std::mutex> held_lock(held_mu_);
+      held.assign(held_.begin(), held_.end());
+    }
+    if (!held.empty()) {
+      auto extended = store_.ExtendLeases(process_ + "/", held, options_.lease.count());
+      if (!extended.ok()) spdlog::warn("cannot extend leases: {}", extended.status().message());
+    }
     lock.lock();
   }
 }
@@ -232,6 +239,10 @@ void WorkerPool::Run(const std::string& owner) {
       continue;
     }
     backoff = std::chrono::milliseconds(0);
+    {
+      std::lock_guard<std::mutex> lock(held_mu_);
+      for (const auto& task : *tasks) held_.insert(task.image_id);
+    }
     for (const auto& task : *tasks) {
       const logging::ScopedRequestId log_scope(task.request_id);
       auto outcome = Process(task);
@@ -248,7 +259,12 @@ void WorkerPool::Run(const std::string& owner) {
                      task.index, task.attempts, outcome.error,
                      outcome.retry_at ? " (will retry)" : "");
       }
-      if (Record(task, owner, outcome) && options_.metrics != nullptr) {
+      const bool recorded = Record(task, owner, outcome);
+      {
+        std::lock_guard<std::mutex> lock(held_mu_);
+        held_.erase(held_.find(task.image_id));
+      }
+      if (recorded && options_.metrics != nullptr) {
         if (outcome.ok) {
           options_.metrics->ImageDone();
         } else if (outcome.retry_at) {

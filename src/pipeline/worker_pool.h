@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -77,8 +78,10 @@ class WorkerPool {
   std::atomic<bool> cancel_{false};  // the shutdown grace period is over
   std::mutex mu_;
   std::condition_variable all_done_;
-  int running_ = 0;      // threads still in Run()
-  std::string process_;  // every lease owner of this pool starts with it
+  int running_ = 0;  // threads still in Run()
+  std::mutex held_mu_;
+  std::multiset<int64_t> held_;  // the images taken and not yet recorded: the leases to extend
+  std::string process_;          // every lease owner of this pool starts with it
   std::vector<std::thread> threads_;
   std::thread heartbeat_;
 };

@@ -492,13 +492,14 @@ class PostgresStore final : public Store {
     return TasksFrom(r->get());
   }
 
-  Result<int> ExtendLeases(const std::string& owner_prefix, Millis lease_ms) override {
+  Result<int> ExtendLeases(const std::string& owner_prefix, const std::vector<int64_t>& image_ids,
+                           Millis lease_ms) override {
     auto session = Borrow();
     if (!session.ok()) return session.status();
     auto r = session->Exec(
-        "UPDATE images SET due_at = $1 WHERE state = 'leased' "
+        "UPDATE images SET due_at = $1 WHERE id = ANY($3::bigint[]) AND state = 'leased' "
         "AND left(lease_owner, length($2)) = $2",
-        Params().Add(NowMillis() + lease_ms).Add(owner_prefix));
+        Params().Add(NowMillis() + lease_ms).Add(owner_prefix).AddIds(image_ids));
     if (!r.ok()) return r.status();
     return std::atoi(PQcmdTuples(r->get()));
   }

@@ -394,14 +394,24 @@ class SqliteStore final : public Store {
     return tasks;
   }
 
-  Result<int> ExtendLeases(const std::string& owner_prefix, Millis lease_ms) override {
+  Result<int> ExtendLeases(const std::string& owner_prefix, const std::vector<int64_t>& image_ids,
+                           Millis lease_ms) override {
     std::lock_guard<std::mutex> lock(mu_);
+    Transaction tx(this);
+    if (!tx.ok()) return tx.status();
     Stmt u(statements_,
-           "UPDATE images SET due_at = ? WHERE state = 'leased' "
+           "UPDATE images SET due_at = ? WHERE id = ? AND state = 'leased' "
            "AND substr(lease_owner, 1, length(?)) = ?");
-    u.Bind(1, NowMillis() + lease_ms).Bind(2, owner_prefix).Bind(3, owner_prefix).Step();
-    if (!u.ok()) return Error("extend leases");
-    return sqlite3_changes(db_);
+    const Millis due = NowMillis() + lease_ms;
+    int extended = 0;
+    for (int64_t id : std::set<int64_t>(image_ids.begin(), image_ids.end())) {
+      u.Bind(1, due).Bind(2, id).Bind(3, owner_prefix).Bind(4, owner_prefix).Step();
+      if (!u.ok()) return Error("extend leases");
+      extended += sqlite3_changes(db_);
+      u.Reset();
+    }
+    if (Status s = tx.Commit(); !s.ok()) return s;
+    return extended;
   }
 
   Result<bool> RecordImage(int64_t image_id, const std::string& owner,

@@ -135,9 +135,12 @@ class Store {
                                                          const std::string& owner,
                                                          Millis lease_ms) = 0;
 
-  // Extends to now + lease_ms every lease held by an owner whose name starts with `owner_prefix`
-  // (one worker process), so a slow image is not taken over while its worker is alive.
-  virtual Result<int> ExtendLeases(const std::string& owner_prefix, Millis lease_ms) = 0;
+  // Extends to now + lease_ms the leases of `image_ids` still held by an owner whose name starts
+  // with `owner_prefix` (one worker process): the images it is working on, so that a slow one is
+  // not taken over while its worker is alive. Only the images named: a claim whose answer was lost
+  // (the connection broke after its commit) is held by nobody who knows it, and must run out.
+  virtual Result<int> ExtendLeases(const std::string& owner_prefix,
+                                   const std::vector<int64_t>& image_ids, Millis lease_ms) = 0;
 
   // Records a worker's outcome. Ignored (returns OK with false) unless `owner` still holds the
   // lease, so a slow worker cannot overwrite a result. When the last image of the request becomes

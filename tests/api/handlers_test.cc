@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "forwarding_store.h"
 #include "store/store.h"
 
 namespace imgproc::api {
@@ -204,9 +205,9 @@ TEST_F(ApiTest, FinishedStatusIsGzipEncodedForClientsThatAcceptIt) {
 }
 
 // A real store whose GetRequest counts its calls and, while held, waits to be released.
-class HeldStore final : public store::Store {
+class HeldStore final : public testing::ForwardingStore {
  public:
-  explicit HeldStore(store::Store& inner) : inner_(inner) {}
+  explicit HeldStore(store::Store& inner) : ForwardingStore(inner) {}
 
   void Hold() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -230,51 +231,10 @@ class HeldStore final : public store::Store {
       ++reads_;
       released_.wait(lock, [this] { return !held_; });
     }
-    return inner_.GetRequest(request_id);
+    return ForwardingStore::GetRequest(request_id);
   }
-  Status CreateRequest(const std::string& request_id, const std::optional<std::string>& webhook_url,
-                       const std::vector<csv::ProductRow>& rows,
-                       const std::optional<std::string>& owner) override {
-    return inner_.CreateRequest(request_id, webhook_url, rows, owner);
-  }
-  Result<std::vector<store::ImageTask>> ClaimImages(const std::string& owner, int max,
-                                                    store::Millis lease_ms) override {
-    return inner_.ClaimImages(owner, max, lease_ms);
-  }
-  Result<std::vector<store::ImageTask>> ClaimImagesById(const std::vector<int64_t>& image_ids,
-                                                        const std::string& owner,
-                                                        store::Millis lease_ms) override {
-    return inner_.ClaimImagesById(image_ids, owner, lease_ms);
-  }
-  Result<int> ExtendLeases(const std::string& owner_prefix, store::Millis lease_ms) override {
-    return inner_.ExtendLeases(owner_prefix, lease_ms);
-  }
-  Result<bool> RecordImage(int64_t image_id, const std::string& owner,
-                           const store::ImageOutcome& outcome) override {
-    return inner_.RecordImage(image_id, owner, outcome);
-  }
-  Result<int> ReleaseLeases() override { return inner_.ReleaseLeases(); }
-  Result<std::vector<int64_t>> TakeImagesToEnqueue(std::optional<store::Millis> enqueued_before,
-                                                   int max) override {
-    return inner_.TakeImagesToEnqueue(enqueued_before, max);
-  }
-  Result<std::optional<store::Millis>> NextImageDue() override { return inner_.NextImageDue(); }
-  Result<std::vector<store::WebhookJob>> ClaimWebhooks(int max, store::Millis lease_ms) override {
-    return inner_.ClaimWebhooks(max, lease_ms);
-  }
-  Status RecordWebhook(const std::string& request_id, bool delivered,
-                       std::optional<int> http_status,
-                       std::optional<store::Millis> retry_at) override {
-    return inner_.RecordWebhook(request_id, delivered, http_status, retry_at);
-  }
-  Result<std::vector<store::RequestSummary>> ListRequests(const std::optional<std::string>& owner,
-                                                          int limit) override {
-    return inner_.ListRequests(owner, limit);
-  }
-  Result<int64_t> CountUnfinishedImages() override { return inner_.CountUnfinishedImages(); }
 
  private:
-  store::Store& inner_;
   std::mutex mu_;
   std::condition_variable released_;
   bool held_ = false;

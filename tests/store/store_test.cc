@@ -381,21 +381,27 @@ TEST_P(StoreTest, BrokerClaimsOnlyDueImagesById) {
 
 TEST_P(StoreTest, ExtendedLeasesAreNotTakenOver) {
   ASSERT_TRUE(store_
-                  ->CreateRequest("r1", std::nullopt, {Row(1, "P", {"http://a/0", "http://a/1"})},
-                                  /*owner=*/std::nullopt)
+                  ->CreateRequest("r1", std::nullopt,
+                                  {Row(1, "P", {"http://a/0", "http://a/1", "http://a/2"})},
+                                  std::nullopt)
                   .ok());
-  // Process p1's lease has run out, but p1 is alive and says so in time.
-  ASSERT_EQ(store_->ClaimImages("p1/0", 1, /*lease_ms=*/-1)->size(), 1u);
-  EXPECT_EQ(*store_->ExtendLeases("p1/", 60'000), 1);
-  // p2 went silent: its image is taken over, p1's is not.
+  // Process p1's leases have run out, but p1 is alive and says so in time for the image it works
+  // on. The other one it never heard of (the claim's answer was lost): that lease is not extended.
+  auto p1 = store_->ClaimImages("p1/0", 2, /*lease_ms=*/-1);
+  ASSERT_EQ(p1->size(), 2u);
+  const ImageTask& working = (*p1)[0].index == 0 ? (*p1)[0] : (*p1)[1];
+  EXPECT_EQ(*store_->ExtendLeases("p1/", {working.image_id}, 60'000), 1);
+  EXPECT_EQ(*store_->ExtendLeases("p9/", {working.image_id}, 60'000), 0);  // not p9's
+  // p2 went silent: its images are taken over with p1's unknown one, p1's known one is not.
   auto p2 = store_->ClaimImages("p2/0", 10, /*lease_ms=*/-1);
-  ASSERT_EQ(p2->size(), 1u);
-  EXPECT_EQ((*p2)[0].index, 1);
-  EXPECT_EQ(*store_->ExtendLeases("p9/", 60'000), 0);
+  ASSERT_EQ(p2->size(), 2u);
+  EXPECT_EQ(*store_->ExtendLeases("p2/", {}, 60'000), 0);
   auto taken = store_->ClaimImages("p3/0", 10, 60'000);
-  ASSERT_EQ(taken->size(), 1u);
-  EXPECT_EQ((*taken)[0].index, 1);
-  EXPECT_EQ((*taken)[0].attempts, 2);
+  ASSERT_EQ(taken->size(), 2u);
+  std::set<int> indexes;
+  for (const ImageTask& t : *taken) indexes.insert(t.index);
+  EXPECT_EQ(indexes, (std::set<int>{1, 2}));
+  for (const ImageTask& t : *taken) EXPECT_EQ(t.attempts, t.index == 1 ? 3 : 2);
 }
 
 // Several processes (each its own store, so its own connections) claim and record at once:

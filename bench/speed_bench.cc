@@ -89,7 +89,8 @@ class Servers {
       for (const CorpusImage& image : size->jpeg444) images_[image.name] = &image;
     }
     for (FixtureServer* s : {&host_, &imgbb_}) {
-      // Latency must not serialise requests: many threads, connections kept alive.
+      // Latency must not serialise requests: many threads, connections kept alive (a
+      // FixtureServer's idle connections wait without polling: they cost no CPU).
       s->server().new_task_queue = [] { return new httplib::ThreadPool(256); };
       s->server().set_keep_alive_max_count(1'000'000);
       s->server().set_keep_alive_timeout(30);

@@ -7,10 +7,13 @@
 #include <httplib.h>
 
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "api/guarded_server.h"
 
 namespace imgproc::testing {
 
@@ -29,8 +32,9 @@ class FixtureServer {
   FixtureServer& operator=(const FixtureServer&) = delete;
 
   // Register routes (and change httplib settings, e.g. to allow keep-alive, which is off by
-  // default) before Start().
-  httplib::Server& server() { return server_; }
+  // default) before Start(). It is imgproc's own GuardedServer: kept-alive connections wait
+  // without polling and are ended at once by Stop().
+  httplib::Server& server() { return *server_; }
 
   // Binds to 127.0.0.1 on a free port and starts serving on a background thread.
   void Start();
@@ -43,7 +47,7 @@ class FixtureServer {
   size_t CountRequests(const std::string& path) const;
 
  private:
-  httplib::Server server_;
+  std::unique_ptr<api::GuardedServer> server_;
   std::thread thread_;
   int port_ = 0;
   mutable std::mutex mu_;

@@ -73,7 +73,7 @@ def main():
 
     text.axis("off")
     lines = ["issue 6 targets"]
-    order = ["overhead", "network_hidden", "speedup", "peak_rss_mib", "peak_rss_mixed_mib",
+    order = ["overhead", "network_hidden", "speedup", "peak_rss_mb", "peak_rss_mixed_mb",
              "status_p99_ms", "accept_10k_s"]
     for key in order + [k for k in r["ratios"] if k not in order]:
         if key not in r["ratios"]:

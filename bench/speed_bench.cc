@@ -51,6 +51,8 @@ using imgproc::testing::TempDir;
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
+constexpr double kMbPerMib = 1.048576;  // a MiB is 2^20 bytes, a MB 10^6
+
 double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
@@ -905,12 +907,13 @@ int main(int argc, char** argv) {
       {"speedup", "images/s (a, latency) / Python baseline images/s (c)",
        Number(el, "images_per_s") / Number(base, "images_per_s"), Ok(el) && Ok(base),
        o.Runs("e2e") && o.Runs("baseline"), false, 20, "x"},
-      {"peak_rss_mib", "peak RSS, 12 MP request (d)",
-       Number(results["peak_rss_12mp"], "peak_rss_mib"), Ok(results["peak_rss_12mp"]),
-       o.Runs("memory"), true, 300, "MiB"},
-      {"peak_rss_mixed_mib", "peak RSS, 0.5 MP then 12 MP with latency (d)",
-       Number(results["peak_rss_after_small"], "peak_rss_mib"), Ok(results["peak_rss_after_small"]),
-       o.Runs("memory"), true, 300, "MiB"},
+      // The limit is 300 MB (10^6 bytes), 286.1 MiB.
+      {"peak_rss_mb", "peak RSS, 12 MP request (d)",
+       Number(results["peak_rss_12mp"], "peak_rss_mib") * kMbPerMib, Ok(results["peak_rss_12mp"]),
+       o.Runs("memory"), true, 300, "MB"},
+      {"peak_rss_mixed_mb", "peak RSS, 0.5 MP then 12 MP with latency (d)",
+       Number(results["peak_rss_after_small"], "peak_rss_mib") * kMbPerMib,
+       Ok(results["peak_rss_after_small"]), o.Runs("memory"), true, 300, "MB"},
       {"status_p99_ms", "status p99 under wrk -c50 (e)", Number(results["status_load"], "p99_ms"),
        Ok(results["status_load"]), o.Runs("status"), true, 5, "ms"},
       {"status_p99_gzip_ms", "the same, clients accepting gzip (e)",

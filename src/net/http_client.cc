@@ -355,9 +355,6 @@ bool PassGate(Transfer* t) {
     return true;
   }
   t->gate_passed = true;
-  if (t->content_length > body.size()) {
-    body.reserve(static_cast<size_t>(t->content_length));  // what WriteHeader left to the gate
-  }
   if (verdict != HeadVerdict::kHold) return true;
   MultiLoop::Get().Hold(t->easy);
   return false;
@@ -368,14 +365,20 @@ size_t WriteBody(char* data, size_t size, size_t count, void* user) {
   const size_t n = size * count;
   // Enforced here because curl 7.88 does not stop a download without Content-Length at
   // CURLOPT_MAXFILESIZE.
-  if (t->response.body.size() + n > t->options->max_body_bytes) {
+  std::string& body = t->response.body;
+  if (body.size() + n > t->options->max_body_bytes) {
     t->too_large = true;
     return 0;  // makes libcurl abort with CURLE_WRITE_ERROR
   }
-  t->response.body.append(data, n);
+  // One allocation for the body instead of a doubling series of copies, once past the gate: a
+  // download held at its head holds no more than the head.
+  if (t->gate_passed && body.capacity() < t->content_length) {
+    body.reserve(static_cast<size_t>(t->content_length));
+  }
+  body.append(data, n);
   if (!t->gate_passed && !PassGate(t)) {
     // Given back: libcurl keeps this data and delivers it again when the transfer resumes.
-    t->response.body.resize(t->response.body.size() - n);
+    body.resize(body.size() - n);
     return CURL_WRITEFUNC_PAUSE;
   }
   return n;
@@ -387,6 +390,7 @@ size_t WriteHeader(char* data, size_t size, size_t count, void* user) {
   std::string_view line(data, n);
   if (line.rfind("HTTP/", 0) == 0) {
     t->response.headers.clear();  // a new response of a redirect chain starts
+    t->content_length = 0;
     return n;
   }
   const size_t colon = line.find(':');
@@ -400,16 +404,11 @@ size_t WriteHeader(char* data, size_t size, size_t count, void* user) {
     value.remove_suffix(1);
   }
   if (name == "content-length") {
-    // One allocation for the body instead of a doubling series of copies; capped, because the
-    // length is only the server's word.
+    // Reserved for the body (WriteBody); capped, because the length is only the server's word.
     uint64_t length = 0;
     std::from_chars(value.data(), value.data() + value.size(), length);
     constexpr uint64_t kMaxReserve = 16 * 1024 * 1024;
-    if (length <= t->options->max_body_bytes) {
-      t->content_length = std::min(length, kMaxReserve);
-      // Not yet for a gated body: it may be held at its head.
-      if (t->gate_passed) t->response.body.reserve(static_cast<size_t>(t->content_length));
-    }
+    if (length <= t->options->max_body_bytes) t->content_length = std::min(length, kMaxReserve);
   }
   t->response.headers[name] = std::string(value.substr(0, 1024));
   return n;

@@ -248,6 +248,6 @@ Status HttpServer::Bind() {
 
 void HttpServer::Serve() { server_->listen_after_bind(); }
 
-void HttpServer::Stop() { static_cast<GuardedServer&>(*server_).StopServing(); }
+void HttpServer::Stop() { server_->StopServing(); }
 
 }  // namespace imgproc::api

@@ -9,11 +9,9 @@
 #include "api/handlers.h"
 #include "common/result.h"
 
-namespace httplib {
-class Server;
-}
-
 namespace imgproc::api {
+
+class GuardedServer;
 
 struct ServerOptions {
   std::string bind = "127.0.0.1";
@@ -39,7 +37,7 @@ class HttpServer {
  private:
   Api& api_;
   const ServerOptions options_;
-  std::unique_ptr<httplib::Server> server_;  // a GuardedServer (http_server.cc)
+  std::unique_ptr<GuardedServer> server_;
   int listen_socket_ = -1;
 };
 

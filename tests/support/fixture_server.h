@@ -7,7 +7,6 @@
 #include <httplib.h>
 
 #include <functional>
-#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -34,7 +33,7 @@ class FixtureServer {
   // Register routes (and change httplib settings, e.g. to allow keep-alive, which is off by
   // default) before Start(). It is imgproc's own GuardedServer: kept-alive connections wait
   // without polling and are ended at once by Stop().
-  httplib::Server& server() { return *server_; }
+  httplib::Server& server() { return server_; }
 
   // Binds to 127.0.0.1 on a free port and starts serving on a background thread.
   void Start();
@@ -47,7 +46,7 @@ class FixtureServer {
   size_t CountRequests(const std::string& path) const;
 
  private:
-  std::unique_ptr<api::GuardedServer> server_;
+  api::GuardedServer server_;
   std::thread thread_;
   int port_ = 0;
   mutable std::mutex mu_;

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <limits>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <string>
@@ -183,12 +184,188 @@ class Stmt {
   int rc_ = SQLITE_OK;
 };
 
+// The connection the API's reads go through: WAL lets it read while the store's own connection
+// writes. With one connection a status poll waited behind the pipeline's writes, which take that
+// connection back to back (a fresh 400-image request's claims and results kept polls waiting
+// 13-90 ms for its mutex).
+class RequestReader {
+ public:
+  // Reads through `db`, a connection of its own on the store's file (owned from here on).
+  explicit RequestReader(sqlite3* db)
+      : own_(std::make_unique<Connection>(db)),
+        mu_(own_->mu),
+        db_(db),
+        statements_(own_->statements) {}
+  // Reads through the store's one connection, under its mutex: an in-memory database exists only
+  // in the connection that made it.
+  RequestReader(std::mutex& mu, sqlite3* db, StatementCache& statements)
+      : mu_(mu), db_(db), statements_(statements) {}
+  RequestReader(const RequestReader&) = delete;
+  RequestReader& operator=(const RequestReader&) = delete;
+
+  Result<RequestView> GetRequest(const std::string& request_id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    Snapshot snapshot(statements_);
+    if (!snapshot.ok()) return Error("begin");
+    Stmt q(statements_,
+           "SELECT status, created_at, webhook_url, images_total, images_done, images_failed, "
+           "webhook_state, webhook_attempts, webhook_last_status, owner FROM requests "
+           "WHERE request_id = ?");
+    q.Bind(1, request_id);
+    if (!q.Step()) {
+      if (!q.ok()) return Error("read request");
+      return NotFound("Request ID not found");
+    }
+    RequestView view;
+    view.request_id = request_id;
+    view.status = ParseRequestStatus(q.Text(0));
+    view.created_at = q.Int(1);
+    view.webhook_url = q.OptText(2);
+    view.images_total = static_cast<int>(q.Int(3));
+    view.images_done = static_cast<int>(q.Int(4));
+    view.images_failed = static_cast<int>(q.Int(5));
+    view.owner = q.OptText(9);
+    if (!q.IsNull(6)) {
+      std::string state = q.Text(6);
+      if (state == "sending") state = q.Int(7) == 0 ? "pending" : "retrying";
+      view.webhook =
+          WebhookState{state, static_cast<int>(q.Int(7)),
+                       q.IsNull(8) ? std::nullopt : std::optional<int>(static_cast<int>(q.Int(8)))};
+    }
+
+    Stmt p(statements_,
+           "SELECT id, serial_no, product_name, input_urls, output_urls FROM product_entries "
+           "WHERE request_id = ? ORDER BY position");
+    p.Bind(1, request_id);
+    std::vector<int64_t> product_ids;
+    while (p.Step()) {
+      product_ids.push_back(p.Int(0));
+      view.products.push_back({p.Int(1), p.Text(2), p.Text(3), p.OptText(4), {}, {}, {}});
+    }
+    if (!p.ok()) return Error("read products");
+
+    // Failed images, and images waiting to be retried after a transient failure.
+    Stmt e(statements_,
+           "SELECT product_id, idx, url, error, attempts, state FROM images "
+           "WHERE request_id = ? AND error IS NOT NULL AND state != 'done' "
+           "ORDER BY product_id, idx");
+    e.Bind(1, request_id);
+    size_t cursor = 0;
+    while (e.Step()) {
+      while (cursor < product_ids.size() && product_ids[cursor] != e.Int(0)) ++cursor;
+      if (cursor == product_ids.size()) break;
+      auto& product = view.products[cursor];
+      (e.Text(5) == "failed" ? product.image_errors : product.image_retries)
+          .push_back(
+              {static_cast<int>(e.Int(1)), e.Text(2), e.Text(3), static_cast<int>(e.Int(4))});
+    }
+    if (!e.ok()) return Error("read image errors");
+
+    // Sizes of done images (not of those finished before migration 4, which has none).
+    Stmt z(statements_,
+           "SELECT product_id, idx, input_bytes, output_bytes FROM images "
+           "WHERE request_id = ? AND state = 'done' AND input_bytes IS NOT NULL "
+           "ORDER BY product_id, idx");
+    z.Bind(1, request_id);
+    cursor = 0;
+    while (z.Step()) {
+      while (cursor < product_ids.size() && product_ids[cursor] != z.Int(0)) ++cursor;
+      if (cursor == product_ids.size()) break;
+      view.products[cursor].image_sizes.push_back({static_cast<int>(z.Int(1)), z.Int(2), z.Int(3)});
+    }
+    if (!z.ok()) return Error("read image sizes");
+    return view;
+  }
+
+  Result<std::vector<RequestSummary>> ListRequests(const std::optional<std::string>& owner,
+                                                   int limit) {
+    std::lock_guard<std::mutex> lock(mu_);
+    Stmt q(statements_, owner ? "SELECT request_id, status, created_at, images_total, images_done, "
+                                "images_failed FROM requests WHERE owner = ? "
+                                "ORDER BY created_at DESC, request_id DESC LIMIT ?"
+                              : "SELECT request_id, status, created_at, images_total, images_done, "
+                                "images_failed FROM requests "
+                                "ORDER BY created_at DESC, request_id DESC LIMIT ?");
+    if (owner) {
+      q.Bind(1, *owner).Bind(2, static_cast<int64_t>(limit));
+    } else {
+      q.Bind(1, static_cast<int64_t>(limit));
+    }
+    std::vector<RequestSummary> out;
+    while (q.Step()) {
+      out.push_back({q.Text(0), ParseRequestStatus(q.Text(1)), q.Int(2), static_cast<int>(q.Int(3)),
+                     static_cast<int>(q.Int(4)), static_cast<int>(q.Int(5))});
+    }
+    if (!q.ok()) return Error("list requests");
+    return out;
+  }
+
+ private:
+  // A read transaction: every query in it sees the same committed state.
+  class Snapshot {
+   public:
+    explicit Snapshot(StatementCache& statements) : statements_(statements) {
+      Stmt begin(statements_, "BEGIN");
+      begin.Step();
+      ok_ = begin.ok();
+    }
+    ~Snapshot() {
+      if (ok_) Stmt(statements_, "ROLLBACK").Step();
+    }
+    bool ok() const { return ok_; }
+
+   private:
+    StatementCache& statements_;
+    bool ok_ = false;
+  };
+
+  Status Error(const std::string& what) const {
+    return Internal("sqlite: " + what + ": " + sqlite3_errmsg(db_));
+  }
+
+  struct Connection {
+    explicit Connection(sqlite3* db) : db(db), statements(db) {}
+    ~Connection() {
+      statements.Clear();
+      sqlite3_close_v2(db);
+    }
+    std::mutex mu;
+    sqlite3* db;
+    StatementCache statements;
+  };
+
+  const std::unique_ptr<Connection> own_;  // null when reading through the store's connection
+  std::mutex& mu_;
+  sqlite3* const db_;
+  StatementCache& statements_;  // used under mu_
+};
+
 class SqliteStore final : public Store {
  public:
   explicit SqliteStore(sqlite3* db) : db_(db), statements_(db) {}
   ~SqliteStore() override {
+    reader_.reset();
     statements_.Clear();
     sqlite3_close_v2(db_);
+  }
+
+  // Opens the connection for reads, on the file `db_` has migrated.
+  Status OpenReader(const std::string& path) {
+    if (path.empty() || path == ":memory:") {  // a database private to `db_`
+      reader_ = std::make_unique<RequestReader>(mu_, db_, statements_);
+      return Status::Ok();
+    }
+    sqlite3* db = nullptr;
+    const int rc =
+        sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX, nullptr);
+    if (rc != SQLITE_OK) {
+      const std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
+      sqlite3_close_v2(db);
+      return Internal("cannot open database '" + path + "' for reading: " + msg);
+    }
+    sqlite3_busy_timeout(db, 5000);
+    reader_ = std::make_unique<RequestReader>(db);
+    return Status::Ok();
   }
 
   Status Migrate() {
@@ -285,77 +462,7 @@ class SqliteStore final : public Store {
   }
 
   Result<RequestView> GetRequest(const std::string& request_id) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    Transaction tx(this, /*write=*/false);  // one consistent snapshot
-    if (!tx.ok()) return tx.status();
-    Stmt q(statements_,
-           "SELECT status, created_at, webhook_url, images_total, images_done, images_failed, "
-           "webhook_state, webhook_attempts, webhook_last_status, owner FROM requests "
-           "WHERE request_id = ?");
-    q.Bind(1, request_id);
-    if (!q.Step()) {
-      if (!q.ok()) return Error("read request");
-      return NotFound("Request ID not found");
-    }
-    RequestView view;
-    view.request_id = request_id;
-    view.status = ParseRequestStatus(q.Text(0));
-    view.created_at = q.Int(1);
-    view.webhook_url = q.OptText(2);
-    view.images_total = static_cast<int>(q.Int(3));
-    view.images_done = static_cast<int>(q.Int(4));
-    view.images_failed = static_cast<int>(q.Int(5));
-    view.owner = q.OptText(9);
-    if (!q.IsNull(6)) {
-      std::string state = q.Text(6);
-      if (state == "sending") state = q.Int(7) == 0 ? "pending" : "retrying";
-      view.webhook =
-          WebhookState{state, static_cast<int>(q.Int(7)),
-                       q.IsNull(8) ? std::nullopt : std::optional<int>(static_cast<int>(q.Int(8)))};
-    }
-
-    Stmt p(statements_,
-           "SELECT id, serial_no, product_name, input_urls, output_urls FROM product_entries "
-           "WHERE request_id = ? ORDER BY position");
-    p.Bind(1, request_id);
-    std::vector<int64_t> product_ids;
-    while (p.Step()) {
-      product_ids.push_back(p.Int(0));
-      view.products.push_back({p.Int(1), p.Text(2), p.Text(3), p.OptText(4), {}, {}, {}});
-    }
-    if (!p.ok()) return Error("read products");
-
-    // Failed images, and images waiting to be retried after a transient failure.
-    Stmt e(statements_,
-           "SELECT product_id, idx, url, error, attempts, state FROM images "
-           "WHERE request_id = ? AND error IS NOT NULL AND state != 'done' "
-           "ORDER BY product_id, idx");
-    e.Bind(1, request_id);
-    size_t cursor = 0;
-    while (e.Step()) {
-      while (cursor < product_ids.size() && product_ids[cursor] != e.Int(0)) ++cursor;
-      if (cursor == product_ids.size()) break;
-      auto& product = view.products[cursor];
-      (e.Text(5) == "failed" ? product.image_errors : product.image_retries)
-          .push_back(
-              {static_cast<int>(e.Int(1)), e.Text(2), e.Text(3), static_cast<int>(e.Int(4))});
-    }
-    if (!e.ok()) return Error("read image errors");
-
-    // Sizes of done images (not of those finished before migration 4, which has none).
-    Stmt z(statements_,
-           "SELECT product_id, idx, input_bytes, output_bytes FROM images "
-           "WHERE request_id = ? AND state = 'done' AND input_bytes IS NOT NULL "
-           "ORDER BY product_id, idx");
-    z.Bind(1, request_id);
-    cursor = 0;
-    while (z.Step()) {
-      while (cursor < product_ids.size() && product_ids[cursor] != z.Int(0)) ++cursor;
-      if (cursor == product_ids.size()) break;
-      view.products[cursor].image_sizes.push_back({static_cast<int>(z.Int(1)), z.Int(2), z.Int(3)});
-    }
-    if (!z.ok()) return Error("read image sizes");
-    return view;
+    return reader_->GetRequest(request_id);
   }
 
   Result<std::vector<ImageTask>> ClaimImages(const std::string& owner, int max,
@@ -590,25 +697,7 @@ class SqliteStore final : public Store {
 
   Result<std::vector<RequestSummary>> ListRequests(const std::optional<std::string>& owner,
                                                    int limit) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    Stmt q(statements_, owner ? "SELECT request_id, status, created_at, images_total, images_done, "
-                                "images_failed FROM requests WHERE owner = ? "
-                                "ORDER BY created_at DESC, request_id DESC LIMIT ?"
-                              : "SELECT request_id, status, created_at, images_total, images_done, "
-                                "images_failed FROM requests "
-                                "ORDER BY created_at DESC, request_id DESC LIMIT ?");
-    if (owner) {
-      q.Bind(1, *owner).Bind(2, static_cast<int64_t>(limit));
-    } else {
-      q.Bind(1, static_cast<int64_t>(limit));
-    }
-    std::vector<RequestSummary> out;
-    while (q.Step()) {
-      out.push_back({q.Text(0), ParseRequestStatus(q.Text(1)), q.Int(2), static_cast<int>(q.Int(3)),
-                     static_cast<int>(q.Int(4)), static_cast<int>(q.Int(5))});
-    }
-    if (!q.ok()) return Error("list requests");
-    return out;
+    return reader_->ListRequests(owner, limit);
   }
 
   Result<int64_t> CountUnfinishedImages() override {
@@ -718,6 +807,7 @@ class SqliteStore final : public Store {
   std::mutex mu_;
   sqlite3* db_;
   StatementCache statements_;  // used under mu_
+  std::unique_ptr<RequestReader> reader_;
 };
 
 }  // namespace
@@ -743,6 +833,7 @@ Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
     }
   }
   if (Status s = store->Migrate(); !s.ok()) return s;
+  if (Status s = store->OpenReader(path); !s.ok()) return s;
   return std::unique_ptr<Store>(std::move(store));
 }
 

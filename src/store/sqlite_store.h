@@ -1,5 +1,7 @@
-// The embedded store: one SQLite file in WAL mode, one connection guarded by a mutex. Durable
-// against a killed process (every change is a committed transaction before it is acknowledged).
+// The embedded store: one SQLite file in WAL mode, one connection for the pipeline's writes and
+// one for the API's reads, each guarded by a mutex (a status poll never waits behind a write).
+// Durable against a killed process (every change is a committed transaction before it is
+// acknowledged).
 #ifndef IMGPROC_STORE_SQLITE_STORE_H_
 #define IMGPROC_STORE_SQLITE_STORE_H_
 

@@ -4,7 +4,9 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
+#include <future>
 #include <memory>
 #include <set>
 #include <thread>
@@ -342,6 +344,31 @@ TEST_P(StoreTest, VersionThreeDatabaseIsMigratedKeepingItsRows) {
   EXPECT_EQ(store_->ListRequests(std::nullopt, 5)->size(), 1u);
 }
 
+TEST_P(StoreTest, ReadsDoNotWaitForAWriteUnderWay) {
+  if (GetParam() != "sqlite") GTEST_SKIP() << "SQLite's connections";
+  ASSERT_TRUE(
+      store_->CreateRequest("r", std::nullopt, {Row(1, "P", {"http://a/0"})}, std::nullopt).ok());
+  // Another connection holds the file's write lock, so the store's next write waits for it (up to
+  // its busy timeout, 5 s) in the middle of its transaction.
+  sqlite3* other = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ / "db" / "imgproc.db").c_str(), &other), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  std::thread writer([&] { EXPECT_TRUE(store_->ClaimImages("w", 1, 60'000).ok()); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the write is waiting by now
+
+  auto read = std::async(std::launch::async, [&] {
+    auto view = store_->GetRequest("r");
+    auto list = store_->ListRequests(std::nullopt, 5);
+    return view.ok() && view->products.size() == 1 && list.ok() && list->size() == 1;
+  });
+  const bool answered = read.wait_for(std::chrono::seconds(2)) == std::future_status::ready;
+  EXPECT_EQ(sqlite3_exec(other, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(other);
+  writer.join();
+  EXPECT_TRUE(answered) << "the reads waited for the write under way";
+  EXPECT_TRUE(read.get());
+}
+
 TEST_P(StoreTest, BrokerClaimsOnlyDueImagesById) {
   ASSERT_TRUE(store_
                   ->CreateRequest("r1", std::nullopt,
@@ -464,6 +491,17 @@ TEST_P(StoreTest, ConcurrentWorkersDoEveryImageOnce) {
             "http://out/50/0,http://out/50/1,x,http://out/50/3");
   auto hooks = store_->ClaimWebhooks(10, 60'000);
   EXPECT_EQ(hooks->size(), 1u);  // one completion, one webhook
+}
+
+TEST(OpenStoreTest, InMemoryDatabaseReadsWhatItWrote) {
+  auto store = OpenStore("sqlite://:memory:");
+  ASSERT_TRUE(store.ok()) << store.status().message();
+  ASSERT_TRUE(
+      (*store)->CreateRequest("r", std::nullopt, {Row(1, "P", {"x.jpg"})}, std::nullopt).ok());
+  auto view = (*store)->GetRequest("r");
+  ASSERT_TRUE(view.ok()) << view.status().message();
+  EXPECT_EQ(view->status, RequestStatus::kCompleted);
+  EXPECT_EQ((*store)->ListRequests(std::nullopt, 5)->size(), 1u);
 }
 
 TEST(OpenStoreTest, UnsupportedDatabaseUrlsAreRefused) {

@@ -268,9 +268,13 @@ json RunEndToEnd(const Options& options, const Servers& servers, const std::stri
   client.set_keep_alive(true);
   client.set_read_timeout(30, 0);
   json status;
+  std::vector<double> poll_ms;  // each poll's latency while the images are being processed
   const auto deadline = start + std::chrono::seconds(options.timeout_s);
   while (Clock::now() < deadline) {
-    if (auto s = client.Get("/status/" + id + "/"); s && s->status == 200) {
+    const auto asked = Clock::now();
+    auto s = client.Get("/status/" + id + "/");
+    poll_ms.push_back(SecondsSince(asked) * 1000);
+    if (s && s->status == 200) {
       status = json::parse(s->body, nullptr, false);
       if (status.is_object() && status["status"] == "completed") break;
     }
@@ -291,6 +295,10 @@ json RunEndToEnd(const Options& options, const Servers& servers, const std::stri
   r["page_faults_per_image"] =
       done > 0 ? static_cast<double>(MinorFaults(server.pid()) - faults_before) / done : 0.0;
   r["bench_process_cpu_s"] = SelfCpuSeconds() - self_before;  // image host + fake ImgBB + polls
+  std::sort(poll_ms.begin(), poll_ms.end());
+  r["polls"] = poll_ms.size();
+  r["poll_ms_p50"] = poll_ms.empty() ? 0.0 : poll_ms[poll_ms.size() / 2];
+  r["poll_ms_max"] = poll_ms.empty() ? 0.0 : poll_ms.back();
   r["ok"] = completed && done == images && failed == 0;
   if (!completed) {
     r["error"] = "not completed after " + std::to_string(options.timeout_s) + " s";
@@ -568,10 +576,10 @@ void PrintRun(const char* name, const json& r) {
   } else {
     std::printf(
         "%-34s %5d images %7.2f s %8.2f images/s  CPU %6.1f ms/image  peak RSS %6.1f MiB  "
-        "%5.0f faults/image%s\n",
+        "%5.0f faults/image  status poll p50 %.1f max %.1f ms%s\n",
         name, r.value("images_done", 0), Number(r, "seconds"), Number(r, "images_per_s"),
         1000 * Number(r, "cpu_s_per_image"), Number(r, "peak_rss_mib"),
-        Number(r, "page_faults_per_image"),
+        Number(r, "page_faults_per_image"), Number(r, "poll_ms_p50"), Number(r, "poll_ms_max"),
         Ok(r) ? "" : ("  FAILED: " + r.value("error", std::string("?"))).c_str());
   }
   std::fflush(stdout);

@@ -708,11 +708,11 @@ class SqliteStore final : public Store {
   }
 
  private:
-  // BEGIN IMMEDIATE (or DEFERRED for reads) ... COMMIT, rolled back unless committed.
+  // BEGIN IMMEDIATE ... COMMIT, rolled back unless committed.
   class Transaction {
    public:
-    explicit Transaction(SqliteStore* store, bool write = true) : store_(store) {
-      status_ = store_->Run(write ? "BEGIN IMMEDIATE" : "BEGIN");
+    explicit Transaction(SqliteStore* store) : store_(store) {
+      status_ = store_->Run("BEGIN IMMEDIATE");
     }
     ~Transaction() {
       if (status_.ok() && !committed_) store_->Run("ROLLBACK");

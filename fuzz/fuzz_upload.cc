@@ -49,8 +49,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (body.is_discarded()) __builtin_trap();
   if (response.status == 202) {
     const std::string id = body["request_id"];
-    if (api.Handle({"GET", "/status/" + id + "/", {}, {}, {}}).status != 200) __builtin_trap();
-    if (api.Handle({"GET", "/api/p/requests/" + id + "/output.csv", {}, {}, {}}).status != 200) {
+    if (api.Handle({"GET", "/status/" + id + "/", {}, {}, {}, {}, {}}).status != 200)
+      __builtin_trap();
+    if (api.Handle({"GET", "/api/p/requests/" + id + "/output.csv", {}, {}, {}, {}, {}}).status !=
+        200) {
       __builtin_trap();
     }
   } else if (!body["error"].is_string()) {

@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config clang-format
   libvips-dev libjpeg62-turbo-dev libdeflate-dev zlib1g-dev libjemalloc-dev libcurl4-openssl-dev libcpp-httplib-dev nlohmann-json3-dev libsqlite3-dev
-  libcsv-dev libspdlog-dev libfmt-dev libcli11-dev libssl-dev
+  libboost-dev libcsv-dev libspdlog-dev libfmt-dev libcli11-dev libssl-dev
   libpq-dev libhiredis-dev postgresql-15 redis-server
   libgtest-dev libgmock-dev clang libclang-rt-14-dev
   curl python3 sqlite3

@@ -181,12 +181,7 @@ Response Api::Handle(const Request& request) {
   if (upload ? request.method != "POST" : !get) return JsonError(405, "Method not allowed");
 
   auto caller = Caller(request);
-  if (!caller.ok()) {
-    if (upload) Rejected(metrics::RejectReason::kUnauthorized);
-    Response r = JsonError(401, caller.status().message());
-    r.headers["WWW-Authenticate"] = "Bearer";
-    return r;
-  }
+  if (!caller.ok()) return Unauthorized(caller.status(), upload);
   if (upload) return Upload(request, *caller);
   if (list) return ListRequests(request, *caller);
   if (status) {
@@ -202,14 +197,35 @@ Response Api::Handle(const Request& request) {
   return Media(path.substr(7), *caller);
 }
 
+std::optional<Response> Api::Admit(const Request& head) {
+  const bool upload = head.path == "/api/p/upload/" || head.path == "/api/p/upload";
+  // Only the upload reads its body: anything else is answered from its head.
+  if (!upload || head.method != "POST") return Handle(head);
+  if (auto caller = Caller(head); !caller.ok()) return Unauthorized(caller.status(), upload);
+  return std::nullopt;
+}
+
+Response Api::Unauthorized(const imgproc::Status& why, bool upload) {
+  if (upload) Rejected(metrics::RejectReason::kUnauthorized);
+  Response r = JsonError(401, why.message());
+  r.headers["WWW-Authenticate"] = "Bearer";
+  return r;
+}
+
 Result<std::optional<std::string>> Api::Caller(const Request& request) const {
   if (options_.api_key_digests.empty()) return std::optional<std::string>();
-  constexpr std::string_view kBearer = "Bearer ";
+  // "Bearer <key>", the scheme in any case (RFC 7235), one or more spaces before the key.
   const auto it = request.headers.find("authorization");
-  if (it == request.headers.end() || it->second.rfind(kBearer, 0) != 0) {
+  const std::string_view value = it == request.headers.end() ? "" : std::string_view(it->second);
+  const size_t space = value.find(' ');
+  const size_t key_start = value.find_first_not_of(' ', space);
+  if (space != 6 || key_start == std::string_view::npos ||
+      !std::equal(value.begin(), value.begin() + 6, "bearer", [](char a, char b) {
+        return std::tolower(static_cast<unsigned char>(a)) == b;
+      })) {
     return InvalidArgument("Unauthorized: send Authorization: Bearer <API key>");
   }
-  std::string digest = KeyDigest(it->second.substr(kBearer.size()));
+  std::string digest = KeyDigest(std::string(value.substr(key_start)));
   if (options_.api_key_digests.count(digest) == 0) {
     return InvalidArgument("Unauthorized: unknown API key");
   }
@@ -230,7 +246,9 @@ Response Api::Upload(const Request& request, const std::optional<std::string>& o
   const auto file = request.form.find("csv_file");
   if (file == request.form.end()) {
     Rejected(metrics::RejectReason::kNoFile);
-    return JsonError(400, "No CSV file provided");
+    if (request.form_problem.empty()) return JsonError(400, "No CSV file provided");
+    return JsonResponse(400, {{"error", "No CSV file provided"},
+                              {"details", "multipart body: " + request.form_problem}});
   }
   const std::string& data = file->second.content;
   if (data.size() > options_.csv_limits.max_bytes) {
@@ -266,13 +284,26 @@ Response Api::Upload(const Request& request, const std::optional<std::string>& o
 
   const std::string id = NewRequestId();
   const logging::ScopedRequestId log_scope(id);
-  if (auto s = store_.CreateRequest(id, webhook_url, parsed.rows, owner); !s.ok()) {
+  size_t images = 0;
+  for (const auto& row : parsed.rows) images += row.input_urls.size();
+  const size_t products = parsed.rows.size();
+  store::NewRequest stored{id,
+                           webhook_url,
+                           owner,
+                           owner ? *owner : "ip:" + request.remote_address,
+                           options_.max_client_images,
+                           std::move(parsed.rows)};
+  if (auto s = store_.CreateRequest(stored); !s.ok()) {
+    if (s.code() == StatusCode::kResourceExhausted) {
+      Rejected(metrics::RejectReason::kTooManyQueued);
+      Response r = JsonError(429, s.message());
+      r.headers["Retry-After"] = "60";
+      return r;
+    }
     spdlog::error("upload: cannot store request: {}", s.message());
     return JsonError(503, "Service unavailable: cannot store the request, try again");
   }
-  size_t images = 0;
-  for (const auto& row : parsed.rows) images += row.input_urls.size();
-  spdlog::info("request {}: accepted {} products, {} URL entries", id, parsed.rows.size(), images);
+  spdlog::info("request {}: accepted {} products, {} URL entries", id, products, images);
   if (options_.metrics != nullptr) options_.metrics->UploadAccepted();
   if (on_created_) on_created_();
   return JsonResponse(202, {{"request_id", id}});
@@ -429,6 +460,7 @@ Response Api::Media(const std::string& relative, const std::optional<std::string
   r.body = content.str();
   r.headers["Cache-Control"] = "public, max-age=31536000, immutable";
   r.headers["X-Content-Type-Options"] = "nosniff";
+  r.ranges = true;
   return r;
 }
 

@@ -1,6 +1,5 @@
-// The HTTP API as plain functions of plain values: no HTTP library types here, so the transport
-// (cpp-httplib today) can be replaced without touching the API logic, and every handler can be
-// tested without a socket.
+// The HTTP API as plain functions of plain values: no HTTP library types here, so every handler
+// can be tested without a socket (the transport, http_connection.h, turns bytes into these).
 #ifndef IMGPROC_API_HANDLERS_H_
 #define IMGPROC_API_HANDLERS_H_
 
@@ -16,20 +15,13 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "api/multipart.h"
 #include "api/status_cache.h"
 #include "csv/product_csv.h"
 #include "metrics/service_metrics.h"
-#include "queue/queue.h"
 #include "store/store.h"
 
 namespace imgproc::api {
-
-// One uploaded part of a multipart/form-data body.
-struct FormFile {
-  std::string filename;
-  std::string content_type;
-  std::string content;
-};
 
 struct Request {
   std::string method;  // "GET", "POST", ...
@@ -37,6 +29,8 @@ struct Request {
   std::map<std::string, std::string> query;
   std::map<std::string, FormFile> form;        // multipart parts by name (first one wins)
   std::map<std::string, std::string> headers;  // lower-case names
+  std::string remote_address;                  // the client's IP address, as text
+  std::string form_problem;  // why a multipart body could not be read into `form`, if it could not
 };
 
 struct Response {
@@ -47,6 +41,9 @@ struct Response {
   // transport sends them from there, without a copy per response.
   std::shared_ptr<const std::string> shared_body;
   std::map<std::string, std::string> headers;
+  // The transport may answer a request for one byte range of it with a 206 (a stored image);
+  // other responses are always sent whole.
+  bool ranges = false;
 
   std::string_view content() const { return shared_body ? *shared_body : body; }
 };
@@ -57,6 +54,8 @@ struct ApiOptions {
   std::filesystem::path media_dir;
   // KeyDigest() of every accepted API key. Empty: no authentication (the zero-setup default).
   std::set<std::string> api_key_digests;
+  // Unfinished images one client (API key, or address without keys) may have queued; 0: no limit.
+  int64_t max_client_images = 0;
   // Served at /metrics and updated for uploads; null: /metrics is empty and nothing is counted.
   metrics::ServiceMetrics* metrics = nullptr;
   // Checks that the broker (Redis) answers, for /readyz; empty when the store is the queue.
@@ -70,6 +69,11 @@ class Api {
 
   Response Handle(const Request& request);
 
+  // Once a request's head is in, before its body is read: the response to send without reading
+  // the body (an unknown route, a wrong method, a missing or unknown API key), or nullopt to read
+  // it and call Handle(). Anyone can send a body; only a caller the API accepts gets it read.
+  std::optional<Response> Admit(const Request& head);
+
   // The transport refused an upload before it reached Handle() (body over the limit: 413).
   void CountTransportRejection(const std::string& path, int status);
 
@@ -77,6 +81,8 @@ class Api {
   // The caller's identity for the per-request access check: the digest of its API key, nullopt
   // when API keys are off, or an error response (401) when they are on and the key is not valid.
   Result<std::optional<std::string>> Caller(const Request& request) const;
+  // The 401 for a caller without a valid key (counted as a refused upload when it was one).
+  Response Unauthorized(const imgproc::Status& why, bool upload);
   Response Upload(const Request& request, const std::optional<std::string>& owner);
   // The request named by an id from a URL (NotFound unless it is a known UUID), and the response
   // for a failure to load it.

@@ -1,38 +1,61 @@
 #include "api/http_server.h"
 
-#include <httplib.h>
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
-#include <cctype>
-#include <chrono>
+#include <cerrno>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <functional>
-#include <mutex>
 #include <thread>
 #include <vector>
 
-#include "api/guarded_server.h"
 #include "common/thread_name.h"
 
 namespace imgproc::api {
 namespace {
 
-// cpp-httplib's connection pool, made to grow: `min` threads from the start, one more whenever a
-// connection arrives and none is idle, up to `max`. A connection holds its thread for as long as
-// the client keeps it (a slow client dripping its headers, an idle keep-alive), so a fixed pool of
-// HTTP_THREADS is starved by that many slow clients; this one only by `max` of them. Threads stay
-// once started: idle ones cost a parked stack, and a burst is likely to come back.
-class GrowingThreadPool final : public httplib::TaskQueue {
+using Clock = std::chrono::steady_clock;
+
+// The client's address as text; an IPv4 client on an IPv6 socket as its IPv4 address.
+std::string PeerText(const sockaddr_storage& addr) {
+  char text[INET6_ADDRSTRLEN] = "?";
+  if (addr.ss_family == AF_INET) {
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&addr)->sin_addr, text, sizeof text);
+  } else if (addr.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&addr);
+    if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr)) {
+      inet_ntop(AF_INET, &a->sin6_addr.s6_addr[12], text, sizeof text);
+    } else {
+      inet_ntop(AF_INET6, &a->sin6_addr, text, sizeof text);
+    }
+  }
+  return text;
+}
+
+}  // namespace
+
+// Threads for connections: `min` from the start, one more whenever a connection arrives and none
+// is idle, up to `max`. A connection holds its thread for as long as the client keeps it (a slow
+// client dripping its headers, an idle keep-alive), so a fixed pool of HTTP_THREADS is starved by
+// that many slow clients; this one only by `max` of them. Threads stay once started: idle ones
+// cost a parked stack, and a burst is likely to come back.
+class HttpServer::ThreadPool {
  public:
-  GrowingThreadPool(size_t min, size_t max) : max_(std::max(min, max)) {
+  ThreadPool(size_t min, size_t max) : max_(std::max(min, max)) {
     std::lock_guard<std::mutex> lock(mu_);
     for (size_t i = 0; i < min; ++i) Spawn();
   }
 
-  void enqueue(std::function<void()> fn) override {
+  void Enqueue(std::function<void()> fn) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       jobs_.push_back(std::move(fn));
@@ -42,13 +65,14 @@ class GrowingThreadPool final : public httplib::TaskQueue {
   }
 
   // Runs what is queued, then joins every thread.
-  void shutdown() override {
+  void Shutdown() {
     {
       std::lock_guard<std::mutex> lock(mu_);
       shutdown_ = true;
     }
     cv_.notify_all();
     for (auto& t : threads_) t.join();
+    threads_.clear();
   }
 
  private:
@@ -80,174 +104,162 @@ class GrowingThreadPool final : public httplib::TaskQueue {
   bool shutdown_ = false;
 };
 
-Request FromHttplib(const httplib::Request& req) {
-  Request out;
-  out.method = req.method;
-  out.path = req.path;
-  for (const auto& [key, value] : req.params) out.query.emplace(key, value);
-  for (const auto& [name, value] : req.headers) {
-    std::string lower = name;
-    for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    out.headers.emplace(std::move(lower), value);
-  }
-  for (const auto& [name, part] : req.files) {
-    out.form.emplace(name, FormFile{part.filename, part.content_type, part.content});
-  }
-  return out;
+HttpServer::HttpServer(Api& api, ServerOptions options) : api_(api), options_(std::move(options)) {}
+
+HttpServer::~HttpServer() {
+  Stop();
+  if (pool_) pool_->Shutdown();
+  if (listen_fd_ >= 0) close(listen_fd_);
+  if (wake_fd_ >= 0) close(wake_fd_);
 }
-
-// httplib compresses text and JSON responses itself, choosing brotli at quality 11 whenever the
-// client offers it: 0.8 s of CPU for the status of 1,000 products (its gzip takes 5 ms), on every
-// poll. So httplib only ever sees gzip offered, and nothing at all when the API has encoded the
-// body already. Its Request object is its own non-const local, which the handlers see as const.
-void LimitTransportCompression(const httplib::Request& req, bool accepts_gzip,
-                               const Response& out) {
-  auto& headers = const_cast<httplib::Headers&>(req.headers);
-  headers.erase("Accept-Encoding");
-  if (accepts_gzip && !out.headers.contains("Content-Encoding")) {
-    headers.emplace("Accept-Encoding", "gzip");
-  }
-}
-
-// Moves the body over (httplib's set_content copies it), or has httplib send a shared body from
-// where it is kept.
-void ToHttplib(const httplib::Request& req, Response&& in, httplib::Response& res) {
-  for (const auto& [name, value] : in.headers) res.set_header(name, value);
-  const bool shared = in.shared_body != nullptr && !in.shared_body->empty();
-  if (shared) {
-    // httplib would take any range a client names from the provider, past the end too: a shared
-    // body is sent whole. (Its Request is its own non-const local, as above.)
-    const_cast<httplib::Request&>(req).ranges.clear();
-  }
-  // httplib sends the requested byte ranges of a 200, but leaves the status to its handlers.
-  res.status = in.status == 200 && !req.ranges.empty() ? 206 : in.status;
-  if (shared) {
-    const size_t size = in.shared_body->size();
-    res.set_content_provider(
-        size, in.content_type,
-        [body = std::move(in.shared_body)](size_t offset, size_t length, httplib::DataSink& sink) {
-          return sink.write(body->data() + offset, length);
-        });
-    return;
-  }
-  res.body = std::move(in.body);
-  res.set_header("Content-Type", in.content_type);
-}
-
-}  // namespace
-
-HttpServer::HttpServer(Api& api, ServerOptions options)
-    : api_(api),
-      options_(std::move(options)),
-      server_(std::make_unique<GuardedServer>(
-          GuardedServer::Limits{options_.max_header_bytes, options_.header_timeout,
-                                std::chrono::seconds(10), std::chrono::seconds(10)})) {
-  auto& s = *server_;
-  // A connection holds a pool thread, hence a pool that grows (above), and short keep-alive and
-  // read timeouts: an idle client gives its thread back quickly.
-  const size_t threads = static_cast<size_t>(std::max(2, options_.threads));
-  const size_t max_connections = static_cast<size_t>(std::max(2, options_.max_connections));
-  s.new_task_queue = [threads, max_connections] {
-    return new GrowingThreadPool(threads, max_connections);
-  };
-  s.set_keep_alive_max_count(1000);
-  // httplib writes the head and the body of a response separately; with Nagle's algorithm the
-  // body then waits for the client's delayed ACK of the head, 40 ms per small response.
-  s.set_tcp_nodelay(true);
-  // Remembered to widen its accept queue in Bind(): httplib listens with a backlog of 5, and a
-  // SYN dropped from a full queue costs its client a second (the retransmission timeout).
-  s.set_socket_options([this](socket_t sock) {
-    httplib::default_socket_options(sock);
-    listen_socket_ = sock;
-  });
-  s.set_keep_alive_timeout(2);
-  s.set_read_timeout(10, 0);
-  s.set_write_timeout(10, 0);
-  s.set_payload_max_length(options_.max_body_bytes);
-
-  auto handle = [this](const httplib::Request& req, httplib::Response& res) {
-    const Request in = FromHttplib(req);
-    Response out = api_.Handle(in);
-    LimitTransportCompression(req, AcceptsGzip(in), out);
-    ToHttplib(req, std::move(out), res);
-  };
-  // Before httplib's routing, which reads the body of a POST, PUT, PATCH or DELETE only.
-  s.set_pre_routing_handler([this, handle](const httplib::Request& req, httplib::Response& res) {
-    using httplib::Server;
-    const std::string& m = req.method;
-    if (m == "POST" || m == "PUT" || m == "PATCH" || m == "DELETE") {
-      return Server::HandlerResponse::Unhandled;
-    }
-    if (req.has_header("Transfer-Encoding") ||
-        (req.has_header("Content-Length") && req.get_header_value("Content-Length") != "0")) {
-      // httplib would leave the body unread, to be taken for the next request on the connection
-      // (request smuggling, behind a proxy that forwards the body): refused, connection closed.
-      api_.CountTransportRejection(req.path, 400);
-      auto& headers = const_cast<httplib::Headers&>(req.headers);  // its own local, as above
-      headers.erase("Connection");
-      headers.emplace("Connection", "close");  // so httplib answers with Connection: close
-      GuardedServer::CloseConnectionAfterResponse();
-      res.status = 400;
-      res.set_content(JsonError(400, m + " requests cannot have a body").body, "application/json");
-      return Server::HandlerResponse::Handled;
-    }
-    // GETs and HEADs skip the routing: it matches every handler's std::regex against the path,
-    // 10% of the CPU of a cached status request.
-    if (m != "GET" && m != "HEAD") return Server::HandlerResponse::Unhandled;
-    handle(req, res);
-    return Server::HandlerResponse::Handled;
-  });
-  const std::string any = R"(/.*)";  // GETs and HEADs never get here (above)
-  s.Post(any, handle);
-  s.Put(any, handle);
-  s.Delete(any, handle);
-  s.Patch(any, handle);
-  s.Options(any, handle);
-
-  // httplib answers some errors itself (413 too large, 400 unparsable, 404 unknown method):
-  // give those a JSON body too.
-  s.set_error_handler(httplib::Server::HandlerWithResponse(
-      [this](const httplib::Request& req, httplib::Response& res) {
-        if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-        api_.CountTransportRejection(req.path, res.status);
-        const std::string message = res.status == 413   ? "Request body is too large"
-                                    : res.status == 404 ? "Not found"
-                                    : res.status == 405 ? "Method not allowed"
-                                    : res.status == 414 ? "Request URI too long"
-                                                        : "Bad request";
-        res.set_content(JsonError(res.status, message).body, "application/json");
-        return httplib::Server::HandlerResponse::Handled;
-      }));
-  s.set_exception_handler(
-      [](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
-        std::string what = "unknown";
-        try {
-          if (ep) std::rethrow_exception(ep);
-        } catch (const std::exception& e) {
-          what = e.what();
-        } catch (...) {
-        }
-        spdlog::error("{} {}: unhandled exception: {}", req.method, req.path, what);
-        res.status = 500;
-        res.set_content(R"({"error": "Internal server error"})", "application/json");
-      });
-}
-
-HttpServer::~HttpServer() { Stop(); }
 
 Status HttpServer::Bind() {
-  if (!server_->bind_to_port(options_.bind, options_.port)) {
-    return Internal("cannot listen on " + options_.bind + ":" + std::to_string(options_.port));
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  const std::string port = std::to_string(options_.port);
+  const std::string where = options_.bind + ":" + port;
+  if (int rc = getaddrinfo(options_.bind.c_str(), port.c_str(), &hints, &found); rc != 0) {
+    return Internal("cannot listen on " + where + ": " + gai_strerror(rc));
   }
-  // listen() again on a listening socket only changes its backlog (capped by somaxconn).
-  if (listen_socket_ >= 0 && ::listen(listen_socket_, SOMAXCONN) != 0) {
-    spdlog::warn("cannot widen the accept queue: {}", std::strerror(errno));
+  std::string error = "no address";
+  for (addrinfo* a = found; a != nullptr && listen_fd_ < 0; a = a->ai_next) {
+    const int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) continue;
+    const int yes = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    // A SYN dropped from a full accept queue costs its client a second (the retransmission
+    // timeout): the widest queue the kernel allows.
+    if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, SOMAXCONN) == 0) {
+      listen_fd_ = fd;
+    } else {
+      error = std::strerror(errno);
+      close(fd);
+    }
   }
+  freeaddrinfo(found);
+  if (listen_fd_ < 0) return Internal("cannot listen on " + where + ": " + error);
+  wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake_fd_ < 0) return Internal(std::string("eventfd: ") + std::strerror(errno));
   return Status::Ok();
 }
 
-void HttpServer::Serve() { server_->listen_after_bind(); }
+void HttpServer::Serve() {
+  if (listen_fd_ < 0) return;
+  pool_ = std::make_unique<ThreadPool>(static_cast<size_t>(std::max(1, options_.threads)),
+                                       static_cast<size_t>(std::max(1, options_.max_connections)));
+  Accept();
+  pool_->Shutdown();
+}
 
-void HttpServer::Stop() { server_->StopServing(); }
+void HttpServer::Stop() {
+  idle_.Stop();
+  if (wake_fd_ >= 0) {
+    const uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = write(wake_fd_, &one, sizeof one);
+  }
+}
+
+void HttpServer::Accept() {
+  // Refused connections being closed: their 503 is sent and their write side shut; what the
+  // client still sends is read and dropped until it closes, or for a second. Closing at once with
+  // its request unread would reset the connection, which can destroy the 503 before the client
+  // reads it. At most kMaxClosing at a time (beyond that they are closed at once).
+  constexpr size_t kMaxClosing = 256;
+  struct Closing {
+    int fd;
+    Clock::time_point until;
+  };
+  std::vector<Closing> closing;
+  std::vector<pollfd> fds;
+  while (!idle_.stopping()) {
+    fds.assign({{listen_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}});
+    int timeout = -1;
+    const auto now = Clock::now();
+    for (const Closing& c : closing) {
+      fds.push_back({c.fd, POLLIN, 0});
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(c.until - now).count();
+      timeout = timeout < 0 ? static_cast<int>(std::max<int64_t>(0, left))
+                            : std::min(timeout, static_cast<int>(std::max<int64_t>(0, left)));
+    }
+    if (poll(fds.data(), fds.size(), timeout) < 0) {
+      if (errno == EINTR) continue;
+      spdlog::error("http: poll: {}", std::strerror(errno));
+      break;
+    }
+    if (fds[1].revents != 0) break;
+    // The refused connections: drained, and closed at their end or deadline.
+    for (size_t i = closing.size(); i-- > 0;) {
+      bool done = Clock::now() >= closing[i].until;
+      if (!done && fds[2 + i].revents != 0) {
+        char sink[16 * 1024];
+        const ssize_t n = recv(closing[i].fd, sink, sizeof sink, MSG_DONTWAIT);
+        done = n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR);
+      }
+      if (done) {
+        close(closing[i].fd);
+        closing[i] = closing.back();
+        closing.pop_back();
+      }
+    }
+    if (fds[0].revents == 0) continue;
+    sockaddr_storage addr{};
+    socklen_t len = sizeof addr;
+    const int fd = accept4(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len, SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        // Out of descriptors or memory: the connection waits in the queue; try again shortly
+        // instead of spinning on it.
+        spdlog::warn("http: accept: {}", std::strerror(errno));
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+      continue;
+    }
+    // A response's head and body go out in one sendmsg, but a small response must not wait for
+    // the client's delayed ACK of the previous one (40 ms with Nagle's algorithm).
+    const int yes = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes);
+    std::string peer = PeerText(addr);
+    if (!Admit(peer)) {
+      const std::string body = JsonError(503, "Too many connections from your address").body;
+      const std::string response =
+          "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+          "Content-Length: " +
+          std::to_string(body.size()) + "\r\nRetry-After: 1\r\nConnection: close\r\n\r\n" + body;
+      [[maybe_unused]] ssize_t n =
+          send(fd, response.data(), response.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      shutdown(fd, SHUT_WR);
+      if (closing.size() < kMaxClosing) {
+        closing.push_back({fd, Clock::now() + std::chrono::seconds(1)});
+      } else {
+        close(fd);
+      }
+      continue;
+    }
+    pool_->Enqueue([this, fd, peer = std::move(peer)] {
+      ServeConnection(fd, peer, api_, options_.limits, idle_);
+      Release(peer);
+    });
+  }
+  for (const Closing& c : closing) close(c.fd);
+}
+
+bool HttpServer::Admit(const std::string& peer) {
+  std::lock_guard<std::mutex> lock(clients_mu_);
+  int& held = clients_[peer];
+  if (options_.max_connections_per_client > 0 && held >= options_.max_connections_per_client) {
+    if (held == 0) clients_.erase(peer);
+    return false;
+  }
+  ++held;
+  return true;
+}
+
+void HttpServer::Release(const std::string& peer) {
+  std::lock_guard<std::mutex> lock(clients_mu_);
+  if (auto it = clients_.find(peer); it != clients_.end() && --it->second <= 0) clients_.erase(it);
+}
 
 }  // namespace imgproc::api

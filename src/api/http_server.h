@@ -1,26 +1,29 @@
-// The HTTP transport: cpp-httplib, translating its requests into api::Request values and back.
+// The HTTP server: accepts connections on one address and serves each on a thread of its own
+// (http_connection.h), handing every request to the Api as plain values.
 #ifndef IMGPROC_API_HTTP_SERVER_H_
 #define IMGPROC_API_HTTP_SERVER_H_
 
 #include <chrono>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "api/handlers.h"
+#include "api/http_connection.h"
 #include "common/result.h"
 
 namespace imgproc::api {
 
-class GuardedServer;
-
 struct ServerOptions {
-  std::string bind = "127.0.0.1";
-  int port = 8000;
-  int threads = 16;           // connection threads kept ready
-  int max_connections = 256;  // connections served at once (threads started on demand)
-  size_t max_body_bytes = 11 * 1024 * 1024;  // the CSV limit plus multipart overhead
-  size_t max_header_bytes = 32 * 1024;       // request line and headers together (431 above)
-  std::chrono::milliseconds header_timeout{10'000};  // to receive them whole (408 after)
+  std::string bind;
+  int port = 0;
+  int threads = 0;          // connection threads kept ready
+  int max_connections = 0;  // connections served at once (threads started on demand)
+  // Connections one client address may hold at once (0: no limit); more are refused at once with
+  // a 503, so that one client's slow connections cannot take every thread from the others.
+  int max_connections_per_client = 0;
+  ConnectionLimits limits;
 };
 
 class HttpServer {
@@ -32,13 +35,25 @@ class HttpServer {
   Status Bind();
   // Serves until Stop() is called (from another thread or a signal watcher).
   void Serve();
+  // Stops accepting, ends the connections waiting for their next request at once, and lets the
+  // requests being served finish; Serve() returns once they have.
   void Stop();
 
  private:
+  class ThreadPool;
+  void Accept();
+  // Counts a new connection of `peer`; false when it already holds its share.
+  bool Admit(const std::string& peer);
+  void Release(const std::string& peer);
+
   Api& api_;
   const ServerOptions options_;
-  std::unique_ptr<GuardedServer> server_;
-  int listen_socket_ = -1;
+  IdleConnections idle_;
+  int listen_fd_ = -1;
+  int wake_fd_ = -1;  // an eventfd: Stop() wakes the accept loop with it
+  std::unique_ptr<ThreadPool> pool_;
+  std::mutex clients_mu_;
+  std::map<std::string, int> clients_;  // connections held per client address
 };
 
 }  // namespace imgproc::api

@@ -228,7 +228,8 @@ int RunProcess(const config::Config& config_in, const ProcessOptions& options) {
     return 2;
   }
   const std::string id = api::NewRequestId();
-  if (Status s = (*store)->CreateRequest(id, std::nullopt, parsed.rows, std::nullopt); !s.ok()) {
+  if (Status s = (*store)->CreateRequest({id, std::nullopt, std::nullopt, "", 0, parsed.rows});
+      !s.ok()) {
     std::fprintf(stderr, "error: %s\n", s.message().c_str());
     return 2;
   }
@@ -287,7 +288,7 @@ int RunProcess(const config::Config& config_in, const ProcessOptions& options) {
 
   // The output CSV, exactly as the API serves it.
   api::Api api(**store, api::ApiOptions{}, nullptr);
-  api::Request get{"GET", "/api/p/requests/" + id + "/output.csv", {}, {}, {}};
+  api::Request get{"GET", "/api/p/requests/" + id + "/output.csv", {}, {}, {}, {}, {}};
   if (options.errors_column) get.query["errors"] = "1";
   const api::Response csv = api.Handle(get);
   if (csv.status != 200) {

@@ -38,6 +38,7 @@ pipeline::PipelineOptions PipelineOptionsFrom(const config::Config& config) {
   pipe.workers = config.workers;
   pipe.cpu_threads = config.cpu_threads;
   pipe.pixel_budget = config.pixel_budget;
+  pipe.download_budget_bytes = config.download_budget_bytes;
   pipe.codec.jpeg_fast_path = config.jpeg_fast_path;
   pipe.max_attempts = config.max_attempts;
   pipe.retry_base = std::chrono::milliseconds(config.retry_base_ms);
@@ -124,6 +125,7 @@ Result<std::unique_ptr<Service>> Service::Create(const config::Config& config, R
   api_options.csv_limits.max_rows = static_cast<size_t>(config.max_rows);
   api_options.csv_limits.max_urls_per_row = static_cast<size_t>(config.max_urls_per_row);
   api_options.csv_limits.max_url_length = static_cast<size_t>(config.max_url_length);
+  api_options.max_client_images = config.max_queued_images_per_client;
   if (config.storage == "local") api_options.media_dir = media_dir;
   for (const auto& key : config.api_keys) api_options.api_key_digests.insert(api::KeyDigest(key));
   api_options.metrics = svc->metrics_.get();
@@ -137,11 +139,14 @@ Result<std::unique_ptr<Service>> Service::Create(const config::Config& config, R
   server.port = config.port;
   server.threads = config.http_threads;
   server.max_connections = config.max_connections;
-  server.max_header_bytes = config.max_header_bytes;
-  server.header_timeout = std::chrono::milliseconds(config.header_timeout_ms);
+  server.max_connections_per_client = config.max_connections_per_client;
+  server.limits.max_header_bytes = config.max_header_bytes;
+  server.limits.header_timeout = std::chrono::milliseconds(config.header_timeout_ms);
+  server.limits.body_timeout = std::chrono::milliseconds(config.body_timeout_ms);
+  server.limits.body_min_rate = static_cast<uint64_t>(config.body_min_rate);
   // Room for the multipart framing and the webhook_url field around the largest CSV; a larger
   // CSV part inside a body that fits still gets the API's own 413.
-  server.max_body_bytes = config.max_csv_bytes + 64 * 1024;
+  server.limits.max_body_bytes = config.max_csv_bytes + 64 * 1024;
   svc->server_ = std::make_unique<api::HttpServer>(*svc->api_, server);
   return svc;
 }

@@ -17,8 +17,9 @@ enum class StatusCode {
   kOk = 0,
   kInvalidArgument,  // the caller's input is wrong; retrying will not help
   kNotFound,
-  kPermanent,  // the remote side failed in a way that retrying will not fix
-  kTransient,  // may succeed if retried later (timeouts, 5xx, 429, rate limits)
+  kPermanent,          // the remote side failed in a way that retrying will not fix
+  kTransient,          // may succeed if retried later (timeouts, 5xx, 429, rate limits)
+  kResourceExhausted,  // the caller is over a quota of ours (HTTP 429)
   kInternal,
 };
 
@@ -58,6 +59,9 @@ inline Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move
 inline Status Permanent(std::string m) { return {StatusCode::kPermanent, std::move(m)}; }
 inline Status Transient(std::string m) { return {StatusCode::kTransient, std::move(m)}; }
 inline Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+inline Status ResourceExhausted(std::string m) {
+  return {StatusCode::kResourceExhausted, std::move(m)};
+}
 
 template <typename T>
 class Result {

@@ -56,18 +56,30 @@ void AddFlags(CLI::App& app, Config& c) {
   opt("--cpu-threads", c.cpu_threads, "CPU_THREADS", "images compressed at once (0 = cores)");
   opt("--pixel-budget", c.pixel_budget, "PIXEL_BUDGET",
       "pixels of the images between download and the end of compression (bounds memory)");
+  opt("--download-budget-bytes", c.download_budget_bytes, "DOWNLOAD_BUDGET_BYTES",
+      "bytes of download bodies in memory at once (the oldest download may exceed it by one)");
   opt("--http-threads", c.http_threads, "HTTP_THREADS",
       "threads serving HTTP connections, ready from the start");
   opt("--max-connections", c.max_connections, "MAX_CONNECTIONS",
       "HTTP connections served at once (a slow client holds one); threads are added on demand");
+  opt("--max-connections-per-client", c.max_connections_per_client, "MAX_CONNECTIONS_PER_CLIENT",
+      "HTTP connections one client address may hold at once (503 above; 0 = no limit)");
   opt("--max-header-bytes", c.max_header_bytes, "MAX_HEADER_BYTES",
       "largest HTTP request line + headers (431 above)");
   opt("--header-timeout-ms", c.header_timeout_ms, "HEADER_TIMEOUT_MS",
       "time a client has to send its request line and headers (408 after)");
+  opt("--body-timeout-ms", c.body_timeout_ms, "BODY_TIMEOUT_MS",
+      "time a client has to send a request body (408 after), extended by BODY_MIN_RATE");
+  opt("--body-min-rate", c.body_min_rate, "BODY_MIN_RATE",
+      "bytes per second of a request body that extend BODY_TIMEOUT_MS by a second each");
   opt("--max-csv-bytes", c.max_csv_bytes, "MAX_CSV_BYTES", "largest accepted CSV file");
   opt("--max-rows", c.max_rows, "MAX_ROWS", "most data rows in a CSV");
   opt("--max-urls-per-row", c.max_urls_per_row, "MAX_URLS_PER_ROW", "most URL entries per row");
   opt("--max-url-length", c.max_url_length, "MAX_URL_LENGTH", "longest URL entry");
+  opt("--max-queued-images-per-client", c.max_queued_images_per_client,
+      "MAX_QUEUED_IMAGES_PER_CLIENT",
+      "unfinished images one client (API key, or address without keys) may have queued; an "
+      "upload past it gets a 429 (0 = no limit)");
   opt("--max-download-bytes", c.max_download_bytes, "MAX_DOWNLOAD_BYTES",
       "largest image download (aborted mid-stream)");
   opt("--max-image-pixels", c.max_image_pixels, "MAX_IMAGE_PIXELS",
@@ -135,8 +147,18 @@ Status Finalize(Config& c) {
   }
   if (c.max_animation_frames < 1) return InvalidArgument("MAX_ANIMATION_FRAMES must be >= 1");
   if (c.pixel_budget < 1) return InvalidArgument("PIXEL_BUDGET must be >= 1");
-  if (c.max_header_bytes < 1024 || c.header_timeout_ms < 100) {
-    return InvalidArgument("MAX_HEADER_BYTES must be >= 1024 and HEADER_TIMEOUT_MS >= 100");
+  if (c.download_budget_bytes < 1024 * 1024) {
+    return InvalidArgument("DOWNLOAD_BUDGET_BYTES must be >= 1048576");
+  }
+  if (c.max_header_bytes < 1024 || c.max_header_bytes > (1u << 20) || c.header_timeout_ms < 100) {
+    return InvalidArgument("MAX_HEADER_BYTES must be 1024..1048576 and HEADER_TIMEOUT_MS >= 100");
+  }
+  if (c.max_queued_images_per_client < 0) {
+    return InvalidArgument("MAX_QUEUED_IMAGES_PER_CLIENT must be >= 0");
+  }
+  if (c.max_connections_per_client < 0 || c.body_timeout_ms < 100 || c.body_min_rate < 1) {
+    return InvalidArgument(
+        "MAX_CONNECTIONS_PER_CLIENT must be >= 0, BODY_TIMEOUT_MS >= 100 and BODY_MIN_RATE >= 1");
   }
   if (c.lease_ms < 100 || c.queue_sweep_ms < 10) {
     return InvalidArgument("LEASE_MS must be >= 100 and QUEUE_SWEEP_MS >= 10");

@@ -39,15 +39,21 @@ struct Config {
   uint64_t pixel_budget = 100'000'000;  // pixels between download start and compression end
   int http_threads = 16;                // threads serving HTTP connections, ready from the start
   int max_connections = 256;
+  int max_connections_per_client = 64;    // per client address; 0: no limit
   uint64_t max_header_bytes = 32 * 1024;  // an HTTP request's line and headers together
   int header_timeout_ms = 10000;          // to receive them whole
+  int body_timeout_ms = 20000;            // to receive a request body, extended by...
+  int body_min_rate = 500;                // ...a second per this many bytes received
 
   // Limits.
   uint64_t max_csv_bytes = 10 * 1024 * 1024;
   int max_rows = 10000;
   int max_urls_per_row = 50;
   int max_url_length = 2048;
+  int64_t max_queued_images_per_client = 500'000;  // unfinished images per API key or address
   uint64_t max_download_bytes = 50 * 1024 * 1024;
+  // Download bodies in memory at once (the oldest download may go over it by one body).
+  uint64_t download_budget_bytes = 256 * 1024 * 1024;
   uint64_t max_image_pixels = 100'000'000;
   int max_animation_frames = 1000;
   bool jpeg_fast_path = true;  // DCT-domain re-quantisation of 4:2:0 JPEGs

@@ -31,6 +31,8 @@ ServiceMetrics::ServiceMetrics()
           registry_.GetCounter(kUploadsRejected, kUploadsRejectedHelp, {{"reason", "too_large"}})),
       rejected_unauthorized_(registry_.GetCounter(kUploadsRejected, kUploadsRejectedHelp,
                                                   {{"reason", "unauthorized"}})),
+      rejected_too_many_queued_(registry_.GetCounter(kUploadsRejected, kUploadsRejectedHelp,
+                                                     {{"reason", "too_many_queued"}})),
       images_done_(registry_.GetCounter(kImages, kImagesHelp, {{"outcome", "done"}})),
       images_failed_(registry_.GetCounter(kImages, kImagesHelp, {{"outcome", "failed"}})),
       images_retried_(registry_.GetCounter(kImages, kImagesHelp, {{"outcome", "retried"}})),
@@ -67,6 +69,8 @@ void ServiceMetrics::UploadRejected(RejectReason reason) {
       return rejected_too_large_.Inc();
     case RejectReason::kUnauthorized:
       return rejected_unauthorized_.Inc();
+    case RejectReason::kTooManyQueued:
+      return rejected_too_many_queued_.Inc();
   }
 }
 

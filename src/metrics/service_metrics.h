@@ -12,7 +12,14 @@
 namespace imgproc::metrics {
 
 // Why an upload was refused (a label of imgproc_uploads_rejected_total).
-enum class RejectReason { kNoFile, kInvalidCsv, kInvalidWebhook, kTooLarge, kUnauthorized };
+enum class RejectReason {
+  kNoFile,
+  kInvalidCsv,
+  kInvalidWebhook,
+  kTooLarge,
+  kUnauthorized,
+  kTooManyQueued,
+};
 
 // A webhook delivery attempt's result (a label of imgproc_webhook_deliveries_total).
 enum class DeliveryOutcome { kDelivered, kRetrying, kFailed };
@@ -51,6 +58,7 @@ class ServiceMetrics {
   Counter& rejected_invalid_webhook_;
   Counter& rejected_too_large_;
   Counter& rejected_unauthorized_;
+  Counter& rejected_too_many_queued_;
   Counter& images_done_;
   Counter& images_failed_;
   Counter& images_retried_;

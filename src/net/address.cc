@@ -3,11 +3,14 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <algorithm>
 #include <array>
 #include <cassert>
 #include <cctype>
 #include <cstdint>
+#include <cstring>
 #include <initializer_list>
+#include <optional>
 #include <string>
 
 namespace imgproc::net {
@@ -82,7 +85,45 @@ bool IsPublicV6(const uint8_t* a) {
   return true;
 }
 
+// The canonical text of an IP literal (brackets already removed, lower case); nullopt for a name.
+std::optional<std::string> CanonicalIp(const std::string& text) {
+  char buf[INET6_ADDRSTRLEN] = "";
+  // IPv4 in every form inet_aton takes (a.b.c.d, a.b.c, a.b, a; decimal, octal or hex parts),
+  // which are the forms curl's URL parser also reads as IPv4 and connects to. Only digits, hex
+  // letters, 'x' and dots, so no name (nor inet_aton's tolerance of trailing blanks) gets in.
+  if (!text.empty() && text.find_first_not_of("0123456789abcdefx.") == std::string::npos) {
+    in_addr v4{};
+    if (inet_aton(text.c_str(), &v4) != 0 && inet_ntop(AF_INET, &v4, buf, sizeof buf)) return buf;
+  }
+  // An IPv6 zone id ("fe80::1%eth0") names the local interface, not another destination.
+  const std::string v6_text = text.substr(0, text.find('%'));
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, v6_text.c_str(), &v6) != 1) return std::nullopt;
+  if (HasPrefix(v6.s6_addr, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF}, 96)) {
+    // ::ffff:a.b.c.d is a.b.c.d on a dual-stack socket: the same destination, so the same name.
+    in_addr v4{};
+    std::memcpy(&v4, v6.s6_addr + 12, sizeof v4);
+    if (inet_ntop(AF_INET, &v4, buf, sizeof buf)) return buf;
+    return std::nullopt;
+  }
+  if (inet_ntop(AF_INET6, &v6, buf, sizeof buf)) return buf;
+  return std::nullopt;
+}
+
 }  // namespace
+
+std::string NormalizeHost(std::string_view host) {
+  std::string h(host);
+  std::transform(h.begin(), h.end(), h.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+  // The root label: "example.com." and "example.com" are one host to DNS, and to curl.
+  if (h.size() > 1 && h.back() == '.') h.pop_back();
+  if (auto ip = CanonicalIp(h)) return std::move(*ip);
+  return h;
+}
+
+bool IsIpLiteral(std::string_view host) { return CanonicalIp(NormalizeHost(host)).has_value(); }
 
 bool IsPublicAddress(const sockaddr* addr, socklen_t len) {
   if (addr == nullptr) return false;

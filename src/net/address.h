@@ -19,6 +19,17 @@ bool IsPublicAddress(const sockaddr* addr, socklen_t len);
 // Same, for a textual IP address. Returns false for anything that is not an IP literal.
 bool IsPublicAddress(std::string_view ip);
 
+// The one spelling of a host under which the host allow and deny lists compare it, so that no
+// other way of writing the same destination gets past them: lower case; "[...]" brackets and an
+// IPv6 zone id dropped; an IP literal printed canonically (IPv4 also from the forms curl's URL
+// parser accepts: 127.1, 0x7f.0.0.1, 2130706433), an IPv4-mapped IPv6 address (::ffff:a.b.c.d)
+// as the IPv4 address it reaches; and one trailing dot dropped ("example.com." is the host
+// "example.com"). A "*.example.com" pattern keeps its star.
+std::string NormalizeHost(std::string_view host);
+
+// True when `host`, read as NormalizeHost reads it, is an IP address rather than a name.
+bool IsIpLiteral(std::string_view host);
+
 // True when `url` is an absolute http:// or https:// URL with a non-empty host (no spaces,
 // no control characters). Does not resolve anything.
 bool IsHttpUrl(std::string_view url);

@@ -19,6 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "common/thread_name.h"
@@ -309,14 +310,19 @@ class MultiLoop {
 struct Transfer {
   CURL* easy = nullptr;
   const FetchOptions* options = nullptr;
-  const HeadGate* gate = nullptr;  // may be null
+  const HeadGate* gate = nullptr;       // may be null
+  std::vector<std::string> denied_ips;  // the deny list's IP addresses, normalised
   HttpResponse response;
   bool too_large = false;
   bool abandoned = false;        // the gate's wait let it go
   bool gate_passed = false;      // no gate, or it has let the body through
   size_t next_look = 16 * 1024;  // body size at which the gate looks again
   uint64_t content_length = 0;   // as announced; 0 when not
-  std::string refused_ip;        // set when a destination was refused by the SSRF policy
+  // Held for room in options->body_budget (else, when held, by the gate): the body's size wanted.
+  bool budget_held = false;
+  uint64_t budget_wanted = 0;
+  bool budget_gave_up = false;  // no room came before the deadline (or it was cancelled)
+  std::string refusal;          // why the SSRF policy or the deny list refused an address
 };
 
 std::string IpText(const sockaddr* addr) {
@@ -329,17 +335,44 @@ std::string IpText(const sockaddr* addr) {
   return buf;
 }
 
-// Runs for every connection libcurl opens (every address tried, every redirect hop), after DNS:
-// the one place where the address actually connected can be vetted.
+// Why the transfer may not talk to `ip` (the address connected, as text), or empty when it may.
+std::string AddressRefusal(const Transfer& t, const std::string& ip) {
+  if (!t.options->allow_private && !IsPublicAddress(ip)) {
+    return "destination not allowed: " + ip + " is not a public address";
+  }
+  if (!t.denied_ips.empty()) {
+    const std::string normal = NormalizeHost(ip);
+    if (std::find(t.denied_ips.begin(), t.denied_ips.end(), normal) != t.denied_ips.end()) {
+      return "destination not allowed: " + normal + " is denied";
+    }
+  }
+  return "";
+}
+
+// Runs for every connection libcurl opens (every address tried, every redirect hop), after DNS,
+// so that a refused address is never even connected to.
 curl_socket_t OpenSocket(void* user, curlsocktype purpose, curl_sockaddr* address) {
   auto* t = static_cast<Transfer*>(user);
   if (purpose != CURLSOCKTYPE_IPCXN) return CURL_SOCKET_BAD;
-  if (!t->options->allow_private &&
-      !IsPublicAddress(&address->addr, static_cast<socklen_t>(address->addrlen))) {
-    t->refused_ip = IpText(&address->addr);
+  // An address of another family is "?", which is not public and matches no denied address.
+  if (std::string refusal = AddressRefusal(*t, IpText(&address->addr)); !refusal.empty()) {
+    t->refusal = std::move(refusal);
     return CURL_SOCKET_BAD;
   }
   return socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+}
+
+// Runs before every request is sent, on a new connection or one taken from the cache, which is
+// shared by every transfer of the process whatever its policy: the ImgBB client (operator
+// configured, private allowed) may have opened it. So the address is vetted here for this
+// transfer, whoever connected.
+int BeforeRequest(void* user, char* primary_ip, char* /*local_ip*/, int /*primary_port*/,
+                  int /*local_port*/) {
+  auto* t = static_cast<Transfer*>(user);
+  std::string refusal = AddressRefusal(*t, primary_ip != nullptr ? primary_ip : "");
+  if (refusal.empty()) return CURL_PREREQFUNC_OK;
+  t->refusal = std::move(refusal);
+  return CURL_PREREQFUNC_ABORT;  // the transfer ends with CURLE_ABORTED_BY_CALLBACK, unsent
 }
 
 // Whether the body received so far may go on now: asks the gate when it has grown enough, and
@@ -360,6 +393,22 @@ bool PassGate(Transfer* t) {
   return false;
 }
 
+// Whether the body may grow to `size` bytes: takes what its share of the budget lacks, or holds
+// the transfer for its caller to wait for room. The announced length is asked for at once, so the
+// body is reserved in one allocation (WriteBody) and counted whole.
+bool HasRoom(Transfer* t, size_t size) {
+  DownloadBudget* budget = t->options->body_budget;
+  // A head that the gate may still hold is not counted (see FetchOptions::body_budget).
+  if (budget == nullptr || !t->gate_passed) return true;
+  const uint64_t wanted = std::max<uint64_t>(size, t->content_length);
+  DownloadBudget::Share& share = t->response.body_share;
+  if (share.bytes() >= wanted || budget->TryGrow(share, wanted)) return true;
+  t->budget_held = true;
+  t->budget_wanted = wanted;
+  MultiLoop::Get().Hold(t->easy);
+  return false;
+}
+
 size_t WriteBody(char* data, size_t size, size_t count, void* user) {
   auto* t = static_cast<Transfer*>(user);
   const size_t n = size * count;
@@ -370,6 +419,8 @@ size_t WriteBody(char* data, size_t size, size_t count, void* user) {
     t->too_large = true;
     return 0;  // makes libcurl abort with CURLE_WRITE_ERROR
   }
+  // Not taken: libcurl keeps this data and delivers it again when the transfer resumes.
+  if (!HasRoom(t, body.size() + n)) return CURL_WRITEFUNC_PAUSE;
   // One allocation for the body instead of a doubling series of copies, once past the gate: a
   // download held at its head holds no more than the head.
   if (t->gate_passed && body.capacity() < t->content_length) {
@@ -423,7 +474,10 @@ bool HostMatches(const std::string& host, const std::string& pattern) {
   return host == pattern;
 }
 
-// The checks made on every URL before it is requested, redirect targets included.
+// The checks made on every URL before it is requested, redirect targets included. Both sides are
+// normalised (NormalizeHost): "[::ffff:127.0.0.1]" must not get past a denied "127.0.0.1", nor
+// "example.com." past "example.com". The patterns are few; normalising them per hop costs nothing
+// next to a request, and holds whoever filled in the options.
 Status CheckDestination(const std::string& url, const FetchOptions& options) {
   if (!IsHttpUrl(url)) return Permanent("invalid URL (only absolute http and https URLs)");
   if (options.allow_hosts.empty() && options.deny_hosts.empty()) return Status::Ok();
@@ -433,17 +487,16 @@ Status CheckDestination(const std::string& url, const FetchOptions& options) {
       curl_url_get(parsed.get(), CURLUPART_HOST, &raw_host, 0) != CURLUE_OK) {
     return Permanent("invalid URL");
   }
-  std::string host = raw_host;
+  const std::string host = NormalizeHost(raw_host);
   curl_free(raw_host);
-  std::transform(host.begin(), host.end(), host.begin(),
-                 [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
-  for (const auto& pattern : options.deny_hosts) {
-    if (HostMatches(host, pattern))
-      return Permanent("destination not allowed: " + host + " is denied");
+  const auto matches = [&](const std::string& pattern) {
+    return HostMatches(host, NormalizeHost(pattern));
+  };
+  if (std::any_of(options.deny_hosts.begin(), options.deny_hosts.end(), matches)) {
+    return Permanent("destination not allowed: " + host + " is denied");
   }
   if (!options.allow_hosts.empty() &&
-      std::none_of(options.allow_hosts.begin(), options.allow_hosts.end(),
-                   [&](const std::string& p) { return HostMatches(host, p); })) {
+      std::none_of(options.allow_hosts.begin(), options.allow_hosts.end(), matches)) {
     return Permanent("destination not allowed: " + host + " is not an allowed host");
   }
   return Status::Ok();
@@ -462,6 +515,10 @@ Result<HttpResponse> PerformOnce(const std::string& url, const FetchOptions& opt
   t.options = &options;
   t.gate = gate;
   t.gate_passed = gate == nullptr;
+  for (const auto& pattern : options.deny_hosts) {
+    if (IsIpLiteral(pattern)) t.denied_ips.push_back(NormalizeHost(pattern));
+  }
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
   char error[CURL_ERROR_SIZE] = "";
 
   curl_easy_setopt(c, CURLOPT_URL, url.c_str());
@@ -484,21 +541,32 @@ Result<HttpResponse> PerformOnce(const std::string& url, const FetchOptions& opt
   }
   curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, OpenSocket);
   curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, &t);
+  curl_easy_setopt(c, CURLOPT_PREREQFUNCTION, BeforeRequest);  // libcurl >= 7.80
+  curl_easy_setopt(c, CURLOPT_PREREQDATA, &t);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, WriteBody);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
   curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, WriteHeader);
   curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
   customise(c);
 
+  // Held either for room in the budget or by the gate; the callback that paused it says which.
   const std::function<bool()> on_hold = [&] {
+    if (t.budget_held) {
+      t.budget_held = false;
+      t.budget_gave_up = !options.body_budget->Grow(t.response.body_share, t.budget_wanted,
+                                                    deadline, options.cancel);
+      return !t.budget_gave_up;
+    }
     t.abandoned = !gate->wait();
     return !t.abandoned;
   };
-  const CURLcode rc = MultiLoop::Get().Perform(c, options.cancel, gate ? &on_hold : nullptr);
+  const CURLcode rc = MultiLoop::Get().Perform(c, options.cancel, &on_hold);
   if (t.abandoned) return Transient("abandoned: held at the start of the body");
-  if (!t.refused_ip.empty() && rc != CURLE_OK) {
-    return Permanent("destination not allowed: " + t.refused_ip + " is not a public address");
+  if (t.budget_gave_up) {
+    if (options.cancel != nullptr && options.cancel->load()) return Transient("cancelled");
+    return Transient("Timeout was reached: no room for the body in the download budget");
   }
+  if (!t.refusal.empty() && rc != CURLE_OK) return Permanent(t.refusal);
   if (t.too_large || rc == CURLE_FILESIZE_EXCEEDED) {
     return Permanent("response larger than " + std::to_string(options.max_body_bytes) + " bytes");
   }
@@ -549,7 +617,116 @@ Result<HttpResponse> Perform(const std::string& url, const FetchOptions& options
   }
 }
 
+// How often a Grow() waiting for room looks at its cancel flag (shutdown), which has no way to
+// wake it.
+constexpr std::chrono::milliseconds kBudgetCancelCheckPeriod{200};
+
 }  // namespace
+
+DownloadBudget::Share::Share(Share&& other) noexcept
+    : budget_(std::exchange(other.budget_, nullptr)),
+      turn_(std::exchange(other.turn_, 0)),
+      bytes_(std::exchange(other.bytes_, 0)) {}
+
+DownloadBudget::Share& DownloadBudget::Share::operator=(Share&& other) noexcept {
+  if (this != &other) {
+    Release();
+    budget_ = std::exchange(other.budget_, nullptr);
+    turn_ = std::exchange(other.turn_, 0);
+    bytes_ = std::exchange(other.bytes_, 0);
+  }
+  return *this;
+}
+
+void DownloadBudget::Share::Release() {
+  if (budget_ != nullptr) budget_->Leave(*this);
+}
+
+DownloadBudget::DownloadBudget(uint64_t limit, uint64_t step)
+    : limit_(limit), step_(std::max<uint64_t>(step, 1)) {}
+
+bool DownloadBudget::TryGrow(Share& share, uint64_t bytes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const uint64_t missing = Missing(share, bytes);
+  if (missing == 0) return true;
+  if (!Oldest(share) && !(waiting_.empty() && in_use_ + missing <= limit_)) return false;
+  Give(share, missing);
+  return true;
+}
+
+bool DownloadBudget::Grow(Share& share, uint64_t bytes, Clock::time_point deadline,
+                          const std::atomic<bool>* cancel) {
+  std::unique_lock<std::mutex> lock(mu_);
+  const uint64_t missing = Missing(share, bytes);
+  if (missing == 0) return true;
+  Waiter self;
+  self.share = &share;
+  self.missing = missing;
+  waiting_[share.turn_] = &self;
+  Admit();  // room may have come since a TryGrow refused, or this share may be the oldest now
+  while (!self.granted) {
+    const auto now = Clock::now();
+    if (now >= deadline || (cancel != nullptr && cancel->load())) {
+      waiting_.erase(share.turn_);
+      Admit();  // those behind it may fit
+      return false;
+    }
+    self.turn.wait_until(
+        lock, cancel == nullptr ? deadline : std::min(deadline, now + kBudgetCancelCheckPeriod));
+  }
+  return true;
+}
+
+uint64_t DownloadBudget::in_use() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return in_use_;
+}
+
+size_t DownloadBudget::waiting() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return waiting_.size();
+}
+
+uint64_t DownloadBudget::Missing(Share& share, uint64_t bytes) {
+  if (share.budget_ == nullptr) {
+    share.budget_ = this;
+    share.turn_ = next_turn_++;
+    lined_up_.insert(share.turn_);
+  }
+  if (bytes <= share.bytes_) return 0;
+  const uint64_t missing = bytes - share.bytes_;
+  return (missing + step_ - 1) / step_ * step_;
+}
+
+bool DownloadBudget::Oldest(const Share& share) const {
+  return !lined_up_.empty() && *lined_up_.begin() == share.turn_;
+}
+
+void DownloadBudget::Give(Share& share, uint64_t missing) {
+  in_use_ += missing;
+  share.bytes_ += missing;
+}
+
+void DownloadBudget::Admit() {
+  while (!waiting_.empty()) {
+    Waiter* next = waiting_.begin()->second;  // the oldest waiting
+    if (!Oldest(*next->share) && in_use_ + next->missing > limit_) return;
+    Give(*next->share, next->missing);
+    next->granted = true;
+    waiting_.erase(waiting_.begin());
+    next->turn.notify_one();  // under mu_: `next` lives until its Grow() has seen it
+  }
+}
+
+void DownloadBudget::Leave(Share& share) {
+  std::lock_guard<std::mutex> lock(mu_);
+  in_use_ -= std::min(share.bytes_, in_use_);
+  lined_up_.erase(share.turn_);
+  share.budget_ = nullptr;
+  share.turn_ = 0;
+  share.bytes_ = 0;
+  Admit();  // the next one may be the oldest now, or fit
+}
 
 void InitHttpClient() {
   static std::once_flag once;

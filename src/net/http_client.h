@@ -6,17 +6,24 @@
 //
 // Every request goes through the same guard: only http/https, the host allow/deny lists, at most
 // `max_redirects` hops (GET only; each hop checked before it is requested), and unless
-// `allow_private` every address actually connected (after DNS) must be public (checked in
-// libcurl's open-socket callback, so DNS tricks cannot get around it). Bodies are capped while
-// streaming, whatever Content-Length says; one total timeout covers all hops.
+// `allow_private` every address actually connected (after DNS) must be public. The address is
+// checked twice: in libcurl's open-socket callback, so a refused address is never even connected
+// to, and again just before each request is sent on its connection (CURLOPT_PREREQFUNCTION), so a
+// connection that another transfer with another policy opened and left in the shared cache (the
+// operator's ImgBB endpoint, say) cannot carry a request this transfer's policy refuses. DNS tricks
+// cannot get around either. Bodies are capped while streaming, whatever Content-Length says, and
+// may count against a DownloadBudget shared by every download; one total timeout covers all hops.
 #ifndef IMGPROC_NET_HTTP_CLIENT_H_
 #define IMGPROC_NET_HTTP_CLIENT_H_
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,18 +32,105 @@
 
 namespace imgproc::net {
 
+// Bounds the bytes of download bodies held in memory at once, across every download that shares
+// it, whatever each body claims to be (a valid image header followed by tens of MiB of ancillary
+// data has few pixels, so PIXEL_BUDGET alone does not bound it).
+//
+// A download's Share grows in steps as its body grows. TryGrow never waits: it runs on the
+// transfer thread, which serves every transfer; when it refuses, the transfer is paused (TCP holds
+// the rest at the server) and its calling thread waits in Grow. A Share is given back when it is
+// destroyed or Released, which the owner of the body does once it has freed the body. It lives
+// here rather than in the pipeline because the client itself takes the grants and pauses the
+// transfers; the pipeline only owns one and frees its bodies.
+//
+// No download can wait for ever: the oldest Share (the first to ask, of those not yet released)
+// always gets what it asks for, even over the limit, so it can finish, be freed and let the next
+// one be the oldest. Every other grant must fit, so the bytes held never exceed the limit plus
+// what the oldest holds (at most one body: its size cap). Waiting Shares are served oldest first,
+// and a Share that does not wait gets nothing while others wait.
+class DownloadBudget {
+ public:
+  using Clock = std::chrono::steady_clock;
+  static constexpr uint64_t kStep = 1024 * 1024;
+
+  class Share {
+   public:
+    Share() = default;
+    Share(Share&& other) noexcept;
+    Share& operator=(Share&& other) noexcept;
+    ~Share() { Release(); }
+
+    uint64_t bytes() const { return bytes_; }
+    // Gives the bytes back (and the Share's place in line); it may then ask again, as a new one.
+    void Release();
+
+   private:
+    friend class DownloadBudget;
+    DownloadBudget* budget_ = nullptr;  // set from its first request until released
+    uint64_t turn_ = 0;                 // its place in line: lower is older
+    uint64_t bytes_ = 0;
+  };
+
+  explicit DownloadBudget(uint64_t limit, uint64_t step = kStep);
+  DownloadBudget(const DownloadBudget&) = delete;
+  DownloadBudget& operator=(const DownloadBudget&) = delete;
+
+  // Grows `share` to at least `bytes` (the missing part rounded up to the step) if it may now: it
+  // is the oldest, or nobody waits and the missing part fits. Never waits.
+  bool TryGrow(Share& share, uint64_t bytes);
+  // The same, but waits for its turn until `deadline`, or until `*cancel` becomes true (looked at
+  // a few times a second). False when it gave up; `share` then holds what it held before.
+  bool Grow(Share& share, uint64_t bytes, Clock::time_point deadline,
+            const std::atomic<bool>* cancel = nullptr);
+
+  uint64_t limit() const { return limit_; }
+  uint64_t in_use() const;
+  size_t waiting() const;  // Grow() calls waiting for their turn
+
+ private:
+  // A Grow() call waiting for its turn, in its own frame.
+  struct Waiter {
+    Share* share = nullptr;
+    uint64_t missing = 0;
+    bool granted = false;
+    std::condition_variable turn;
+  };
+  uint64_t Missing(Share& share, uint64_t bytes);  // mu_ held; puts a new share in line
+  bool Oldest(const Share& share) const;           // mu_ held
+  void Give(Share& share, uint64_t missing);       // mu_ held
+  void Admit();                                    // mu_ held: grants the waiting, in turn
+  void Leave(Share& share);
+
+  const uint64_t limit_;
+  const uint64_t step_;
+  mutable std::mutex mu_;
+  uint64_t in_use_ = 0;
+  uint64_t next_turn_ = 1;
+  std::set<uint64_t> lined_up_;          // turns of the Shares not released: begin() is the oldest
+  std::map<uint64_t, Waiter*> waiting_;  // by turn
+};
+
 struct FetchOptions {
   bool allow_private = false;
   std::chrono::milliseconds connect_timeout{5000};
   std::chrono::milliseconds total_timeout{30000};
   int max_redirects = 5;
   uint64_t max_body_bytes = 50 * 1024 * 1024;
-  // Host names (lower case; "*.example.com" matches its subdomains). A denied host is refused;
-  // with an allow list, so is every host not on it. Checked on every redirect hop.
+  // Host names or IP addresses ("*.example.com" matches its subdomains), compared with the URL's
+  // host both as NormalizeHost (net/address.h) writes them, so case, a trailing dot, brackets and
+  // the spellings of one IP address make no difference. A denied host is refused; with an allow
+  // list, so is every host not on it. Checked on every redirect hop. A denied IP address is also
+  // refused as the address connected to, whatever name led there.
   std::vector<std::string> allow_hosts;
   std::vector<std::string> deny_hosts;
   // When set and it becomes true, a transfer in progress is aborted (kTransient "cancelled").
   const std::atomic<bool>* cancel = nullptr;
+  // When set, every response body counts against it as it grows (HttpResponse::body_share), and
+  // the transfer is paused while there is no room: until the total timeout, then kTransient. A
+  // head that a HeadGate may still hold is counted only once the gate lets it go on (it is at
+  // most HeadGate::max_bytes): so a download held for something else is never the oldest Share,
+  // which must always be free to go on.
+  DownloadBudget* body_budget = nullptr;
 };
 
 struct HttpResponse {
@@ -44,6 +138,9 @@ struct HttpResponse {
   std::string body;
   std::map<std::string, std::string> headers;  // lower-case names, last value wins
   std::string effective_url;
+  // The body's bytes in FetchOptions::body_budget (empty without one): release it, or destroy the
+  // response, once the body is freed.
+  DownloadBudget::Share body_share;
 };
 
 // One part of a multipart/form-data body.

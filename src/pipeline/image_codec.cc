@@ -4,7 +4,9 @@
 #include <vips/vips.h>
 
 #include <algorithm>
+#include <csetjmp>
 #include <cstdint>
+#include <cstdio>  // jpeglib.h needs FILE
 #include <memory>
 #include <mutex>
 #include <new>
@@ -12,6 +14,10 @@
 #include <string>
 #include <string_view>
 #include <utility>
+
+// After <cstdio>; jerror.h names libjpeg's messages (the warning codes judged below).
+#include <jerror.h>
+#include <jpeglib.h>
 
 #include "pipeline/jpeg_requantize.h"
 #include "pipeline/png_inflate.h"
@@ -66,11 +72,16 @@ std::string TakeVipsError() {
   return text;
 }
 
-// Some failures (e.g. a PNG cut inside its header) leave no message, only a g_warning.
-Status Corrupt() {
-  const std::string detail = TakeVipsError();
-  return Permanent("corrupt or truncated image" + (detail.empty() ? "" : ": " + detail));
+constexpr std::string_view kCorrupt = "corrupt or truncated image";
+
+Status Corrupt(const std::string& detail) {
+  return Permanent(std::string(kCorrupt) + (detail.empty() ? "" : ": " + detail));
 }
+
+// Some failures (e.g. a PNG cut inside its header) leave no message, only a g_warning.
+Status Corrupt() { return Corrupt(TakeVipsError()); }
+
+bool IsCorrupt(const Status& status) { return status.message().starts_with(kCorrupt); }
 
 // Replaces `image` by the output of `op(in, &out)`, a libvips operation.
 template <typename Op>
@@ -104,10 +115,11 @@ Result<std::string> DetectFormat(std::string_view data) {
 }
 
 // Reads only the header; pixels are decoded later, while the JPEG is written. libvips does not
-// copy `data`, so it must outlive the image. Damaged data fails instead of being padded with grey.
-Result<Image> Load(std::string_view data, VipsAccess access) {
+// copy `data`, so it must outlive the image. `fail_on` is how much damage the decoder may paper
+// over (with grey or zeros) instead of failing: see Compress().
+Result<Image> Load(std::string_view data, VipsAccess access, VipsFailOn fail_on) {
   VipsImage* image = vips_image_new_from_buffer(data.data(), data.size(), "", "access", access,
-                                                "fail_on", VIPS_FAIL_ON_ERROR, nullptr);
+                                                "fail_on", fail_on, nullptr);
   if (image == nullptr) return Corrupt();
   return Image(image);
 }
@@ -118,15 +130,12 @@ uint64_t Pixels(const Image& image) {
 }
 
 // Refuses decompression bombs from the header alone, before any pixel memory is allocated.
-Status CheckSize(const Image& image, const CodecLimits& limits) {
-  const auto width = static_cast<uint64_t>(vips_image_get_width(image.get()));
-  const auto height = static_cast<uint64_t>(vips_image_get_height(image.get()));
+Status CheckDimensions(uint64_t width, uint64_t height, int frames, const CodecLimits& limits) {
   const std::string size = std::to_string(width) + "x" + std::to_string(height) + " pixels";
   if (width * height > limits.max_pixels) {
     return Permanent("image too large: " + size + " (limit " + std::to_string(limits.max_pixels) +
                      ")");
   }
-  const int frames = vips_image_get_n_pages(image.get());
   if (frames > limits.max_frames) {
     return Permanent("too many frames: " + std::to_string(frames) + " (limit " +
                      std::to_string(limits.max_frames) + ")");
@@ -136,6 +145,35 @@ Status CheckSize(const Image& image, const CodecLimits& limits) {
                      std::to_string(kMaxJpegSide) + " per side)");
   }
   return Status::Ok();
+}
+
+Status CheckSize(const Image& image, const CodecLimits& limits) {
+  return CheckDimensions(static_cast<uint64_t>(vips_image_get_width(image.get())),
+                         static_cast<uint64_t>(vips_image_get_height(image.get())),
+                         vips_image_get_n_pages(image.get()), limits);
+}
+
+// A PNG's size from its IHDR chunk, which the format puts first, at a fixed place: read here
+// rather than by libpng, which reads every chunk before the image data and allocates (and
+// zeroes) each one's declared length first: a 1x1 header followed by a chunk declaring 45 MiB
+// cost 45 MiB of memset on every look at a download's head.
+std::optional<std::pair<uint64_t, uint64_t>> PngSize(std::string_view data) {
+  constexpr std::string_view kSignature("\x89PNG\r\n\x1a\n", 8);
+  if (data.size() < 24 || data.substr(0, 8) != kSignature || data.substr(12, 4) != "IHDR") {
+    return std::nullopt;
+  }
+  const auto be32 = [&](size_t at) {
+    uint32_t v = 0;
+    for (size_t i = 0; i < 4; ++i) v = (v << 8) | static_cast<unsigned char>(data[at + i]);
+    return v;
+  };
+  const uint32_t width = be32(16);
+  const uint32_t height = be32(20);
+  // PNG: both from 1 to 2^31 - 1.
+  if (be32(8) != 13 || width == 0 || height == 0 || width > 0x7fffffffu || height > 0x7fffffffu) {
+    return std::nullopt;
+  }
+  return std::pair<uint64_t, uint64_t>(width, height);
 }
 
 // Applies the EXIF orientation, so width and height are as displayed.
@@ -214,35 +252,114 @@ EncodedImage Encoded(std::string jpeg, std::string format, const Image& image, b
   return result;
 }
 
-Result<EncodedImage> Compress(std::string_view data, const CodecLimits& limits) {
-  if (data.empty()) return Permanent("not an image (empty)");
-  Result<std::string> format = DetectFormat(data);
-  if (!format.ok()) return format.status();
+// The JPEG decoder's warnings, for deciding which damage a JPEG may have. libjpeg only warns
+// about data it cannot decode and carries on (grey for the rest of a cut file, garbage after a bad
+// code); libvips can only fail on any warning (VIPS_FAIL_ON_WARNING) or on none. Most warnings
+// mean missing or undecodable image data, but a few are about bytes no pixel comes from, which
+// real-world files do have: those must not cost the image.
+bool IsHarmlessWarning(const jpeg_error_mgr& err) {
+  switch (err.msg_code) {
+    case JWRN_EXTRANEOUS_DATA: {
+      // "N extraneous bytes before marker 0xXX": junk between segments (padding, a writer's
+      // stray bytes after the scan), skipped without looking. Before a restart marker, though,
+      // it is entropy-coded data of the interval that the decoder did not use: it lost its way.
+      const int marker = err.msg_parm.i[1];
+      return marker < 0xD0 || marker > 0xD7;
+    }
+    case JWRN_ADOBE_XFORM:     // unknown Adobe transform code: the default colour transform
+    case JWRN_JFIF_MAJOR:      // unknown JFIF version: the header is read as usual
+    case JWRN_NOT_SEQUENTIAL:  // odd SOS fields in a baseline scan, which libjpeg ignores
+    case JWRN_BOGUS_ICC:       // a bad ICC marker: libvips then converts without the profile
+      return true;
+    default:  // premature end, bad Huffman or arithmetic code, lost restart sync, ...
+      return false;
+  }
+}
 
+struct DamageReport {
+  jpeg_error_mgr pub;
+  std::jmp_buf jump;
+  bool warned;   // any warning at all
+  bool harmful;  // a warning or error that changes pixels; `message` says which
+  char message[JMSG_LENGTH_MAX];
+};
+
+[[noreturn]] void OnDamagingMessage(j_common_ptr cinfo) {
+  auto* report = reinterpret_cast<DamageReport*>(cinfo->err);
+  report->harmful = true;
+  (*cinfo->err->format_message)(cinfo, report->message);
+  std::longjmp(report->jump, 1);  // the first one decides: no need to decode the rest
+}
+
+void OnDecoderMessage(j_common_ptr cinfo, int level) {
+  if (level >= 0) return;  // trace
+  reinterpret_cast<DamageReport*>(cinfo->err)->warned = true;
+  if (!IsHarmlessWarning(*cinfo->err)) OnDamagingMessage(cinfo);
+}
+
+// Decodes `data` as libvips' JPEG loader does (header, start, every scanline; not the tail after
+// the last row, which libvips does not read either), at 1/8 scale: the whole bitstream is still
+// entropy-decoded, so every warning comes, but each block's inverse DCT is its DC term alone and
+// the rows are an eighth of the width. C-style: nothing with a destructor may live across
+// setjmp/longjmp.
+void FindJpegDamage(const unsigned char* data, unsigned long size, uint64_t max_pixels,
+                    DamageReport* report) {
+  jpeg_decompress_struct cinfo;
+  cinfo.err = jpeg_std_error(&report->pub);
+  report->pub.error_exit = OnDamagingMessage;
+  report->pub.emit_message = OnDecoderMessage;
+  report->warned = false;
+  report->harmful = false;
+  report->message[0] = '\0';
+  jpeg_create_decompress(&cinfo);
+  if (setjmp(report->jump) == 0) {
+    jpeg_mem_src(&cinfo, data, size);
+    jpeg_read_header(&cinfo, TRUE);
+    // Only reached with a header libvips read and found within the limits; should libjpeg read
+    // another one, the limit still holds (a progressive image's coefficients are all in memory).
+    if (static_cast<uint64_t>(cinfo.image_width) * cinfo.image_height > max_pixels) {
+      std::longjmp(report->jump, 1);  // no verdict
+    }
+    cinfo.scale_num = 1;
+    cinfo.scale_denom = 8;
+    cinfo.dct_method = JDCT_IFAST;
+    cinfo.do_fancy_upsampling = FALSE;
+    jpeg_start_decompress(&cinfo);
+    JSAMPARRAY row = (*cinfo.mem->alloc_sarray)(
+        reinterpret_cast<j_common_ptr>(&cinfo), JPOOL_IMAGE,
+        cinfo.output_width * static_cast<JDIMENSION>(cinfo.output_components), 1);
+    while (cinfo.output_scanline < cinfo.output_height) jpeg_read_scanlines(&cinfo, row, 1);
+  }
+  jpeg_destroy_decompress(&cinfo);
+}
+
+// Decodes and encodes `data`, a `format` image, its loader failing on what `fail_on` says.
+Result<EncodedImage> CompressAs(std::string_view data, std::string format,
+                                const CodecLimits& limits, VipsFailOn fail_on, bool try_fast_path) {
   // Sequential access streams pixels from decoder to encoder through a few scanlines of memory.
-  Result<Image> image = Load(data, VIPS_ACCESS_SEQUENTIAL);
+  Result<Image> image = Load(data, VIPS_ACCESS_SEQUENTIAL, fail_on);
   if (!image.ok()) return image.status();
   if (Status s = CheckSize(*image, limits); !s.ok()) return s;
   std::string inflated;  // the rewritten PNG that `data` then points to
-  if (limits.png_fast_path && *format == "png") {
+  if (limits.png_fast_path && format == "png") {
     if (std::optional<std::string> png = InflatePng(data, kPngFastPathMaxBytes)) {
       inflated = std::move(*png);
       data = inflated;
-      image = Load(data, VIPS_ACCESS_SEQUENTIAL);
+      image = Load(data, VIPS_ACCESS_SEQUENTIAL, fail_on);
       if (!image.ok()) return image.status();
     }
   }
   const int orientation = vips_image_get_orientation(image->get());
-  if (limits.jpeg_fast_path && *format == "jpeg" && orientation == 1 &&
+  if (try_fast_path && limits.jpeg_fast_path && format == "jpeg" && orientation == 1 &&
       Pixels(*image) <= kFastPathMaxPixels &&
       vips_image_get_typeof(image->get(), VIPS_META_ICC_NAME) == 0) {
     if (std::optional<std::string> jpeg = RequantizeJpeg(data, limits.jpeg_quality)) {
-      return Encoded(std::move(*jpeg), std::move(*format), *image, /*fast_path=*/true);
+      return Encoded(std::move(*jpeg), std::move(format), *image, /*fast_path=*/true);
     }
   }
   if (orientation != 1) {
     // Rotating and flipping read pixels out of order, which a sequential decoder cannot do.
-    image = Load(data, VIPS_ACCESS_RANDOM);
+    image = Load(data, VIPS_ACCESS_RANDOM, fail_on);
     if (!image.ok()) return image.status();
   }
 
@@ -251,8 +368,41 @@ Result<EncodedImage> Compress(std::string_view data, const CodecLimits& limits) 
   }
   Result<std::string> jpeg = EncodeJpeg(*image, limits.jpeg_quality);
   if (!jpeg.ok()) return jpeg.status();
-  return Encoded(std::move(*jpeg), std::move(*format), *image,
+  return Encoded(std::move(*jpeg), std::move(format), *image,
                  /*fast_path=*/!inflated.empty());
+}
+
+Result<EncodedImage> Compress(std::string_view data, const CodecLimits& limits) {
+  if (data.empty()) return Permanent("not an image (empty)");
+  Result<std::string> format = DetectFormat(data);
+  if (!format.ok()) return format.status();
+  // Other formats fail on errors, truncation included (VIPS_FAIL_ON_ERROR): a cut PNG, GIF,
+  // WebP or TIFF fails, and so does damaged PNG data (checksummed). Failing on warnings would
+  // catch no more: libvips 8.14 ignores it for PNG, WebP and TIFF, and for GIF it fails on damage
+  // in the frames after the first, which are never decoded.
+  if (*format != "jpeg") {
+    return CompressAs(data, std::move(*format), limits, VIPS_FAIL_ON_ERROR,
+                      /*try_fast_path=*/true);
+  }
+  // A JPEG, though, is only "truncated" for libvips when its bytes run out: one cut and ended
+  // with an EOI marker, or with damaged data, or whose header claims more rows than its data
+  // holds, is a warning ("premature end of data segment", "bad Huffman code") after which libjpeg
+  // paints the rest grey. So JPEGs fail on warnings, checked by libvips before each strip of 8
+  // rows (the last strip's are not: a cut there loses at most 8 rows). Clean files, the common
+  // case, cost nothing more; a file with warnings is then decoded again by libjpeg alone, and if
+  // all of them are harmless, once more without failing on them.
+  Result<EncodedImage> strict =
+      CompressAs(data, *format, limits, VIPS_FAIL_ON_WARNING, /*try_fast_path=*/true);
+  if (strict.ok() || !IsCorrupt(strict.status())) return strict;
+  DamageReport report;
+  FindJpegDamage(reinterpret_cast<const unsigned char*>(data.data()), data.size(),
+                 limits.max_pixels, &report);
+  if (report.harmful) return Corrupt(report.message);
+  if (!report.warned) return strict;  // libvips failed for a reason of its own: that is the error
+  spdlog::debug("JPEG with harmless warnings only, decoded without failing on them");
+  // The fast path gives up on any warning: it already did.
+  return CompressAs(data, std::move(*format), limits, VIPS_FAIL_ON_ERROR,
+                    /*try_fast_path=*/false);
 }
 
 }  // namespace
@@ -284,7 +434,13 @@ Status InitCodec() {
 ImageHeader ReadHeader(std::string_view data, const CodecLimits& limits) {
   ImageHeader header;
   if (data.empty() || !DetectFormat(data).ok()) return header;
-  Result<Image> image = Load(data, VIPS_ACCESS_SEQUENTIAL);
+  if (const auto png = PngSize(data)) {
+    header.pixels = png->first * png->second;
+    header.refusal = CheckDimensions(png->first, png->second, 1, limits);
+    return header;
+  }
+  // Header only: how much damage the pixels may have does not matter yet.
+  Result<Image> image = Load(data, VIPS_ACCESS_SEQUENTIAL, VIPS_FAIL_ON_ERROR);
   if (!image.ok()) return header;
   header.pixels = Pixels(*image);
   header.refusal = CheckSize(*image, limits);

@@ -51,7 +51,10 @@ struct ImageHeader {
 ImageHeader ReadHeader(std::string_view data, const CodecLimits& limits);
 
 // Decodes `data` and encodes it as JPEG. Errors are kPermanent with a message for the user,
-// e.g. "not an image", "image too large: 20000x20000 pixels", "truncated or corrupt image".
+// e.g. "not an image", "image too large: 20000x20000 pixels", "corrupt or truncated image: ...".
+// A file cut short or with damaged data is an error, never an image padded with grey, including
+// a JPEG whose decoder only warns (libjpeg's "premature end of data segment"); harmless JPEG
+// warnings, such as stray bytes between segments, are not.
 Result<EncodedImage> CompressToJpeg(std::string_view data, const CodecLimits& limits);
 
 }  // namespace imgproc::pipeline

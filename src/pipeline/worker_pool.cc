@@ -106,6 +106,7 @@ store::ImageOutcome WorkerPool::Process(const store::ImageTask& task) {
     ObserveSince(m ? &m->compress_seconds() : nullptr, start);
   });
   response->body = std::string();  // free the download before the upload
+  response->body_share.Release();
   budget_.Release(std::exchange(reserved, 0));
   if (!encoded.ok()) return Failure(task, options_, false, encoded.status().message());
 
@@ -135,8 +136,10 @@ WorkerPool::WorkerPool(store::Store& store, queue::WorkQueue& queue, storage::Im
       options_(std::move(options)),
       on_recorded_(std::move(on_recorded)),
       cpu_(std::max(1, options_.cpu_threads)),
-      budget_(options_.pixel_budget) {
+      budget_(options_.pixel_budget),
+      body_budget_(options_.download_budget_bytes) {
   options_.fetch.cancel = &cancel_;
+  options_.fetch.body_budget = &body_budget_;
 }
 
 WorkerPool::~WorkerPool() { Stop(); }

@@ -3,8 +3,9 @@
 // `workers` I/O threads each carry one image at a time through its download and upload, which
 // all run on the process's one libcurl multi handle, so the network waits of many images
 // overlap. The compression itself runs on the CPU stage (`cpu_threads` threads, one per core by
-// default). What waits between the two is bounded by a pixel budget, so memory stays flat
-// whatever the size of a request.
+// default). What waits between the two is bounded by a pixel budget, and the download bodies held
+// in memory by a byte budget (a small image can come with a huge body), so memory stays flat
+// whatever the size of a request or what its hosts send.
 #ifndef IMGPROC_PIPELINE_WORKER_POOL_H_
 #define IMGPROC_PIPELINE_WORKER_POOL_H_
 
@@ -36,6 +37,9 @@ struct PipelineOptions {
   int cpu_threads = 2;
   // Pixels of the images between the start of their download and the end of their compression.
   uint64_t pixel_budget = 100'000'000;
+  // Bytes of download bodies held in memory at once, from their download to the end of their
+  // compression (net::DownloadBudget: the oldest download may go over it by up to one body).
+  uint64_t download_budget_bytes = 256 * 1024 * 1024;
   int max_attempts = 5;
   std::chrono::milliseconds retry_base{1000};
   // How long a taken image stays with its worker without news. The pool extends its leases every
@@ -74,6 +78,7 @@ class WorkerPool {
   std::function<void()> on_recorded_;
   CpuStage cpu_;
   PixelBudget budget_;
+  net::DownloadBudget body_budget_;  // options_.fetch.body_budget points at it
   std::atomic<bool> stop_{false};
   std::atomic<bool> cancel_{false};  // the shutdown grace period is over
   std::mutex mu_;

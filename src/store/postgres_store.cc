@@ -69,6 +69,15 @@ ALTER TABLE images ADD COLUMN output_bytes BIGINT;
 CREATE INDEX requests_created ON requests(created_at);
 CREATE INDEX requests_owner_created ON requests(owner, created_at);
 )sql",
+    // 3: as the SQLite store's 6: the due images in the order they are taken (a claim reads the
+    // first entries of an index instead of sorting the due set), who is charged for a request's
+    // images, and the unfinished requests, whose counters give the queue depth.
+    R"sql(
+DROP INDEX images_due;
+CREATE INDEX images_due ON images(due_at, id) WHERE state IN ('queued', 'leased');
+ALTER TABLE requests ADD COLUMN client TEXT;
+CREATE INDEX requests_unfinished ON requests(client) WHERE status <> 'completed';
+)sql",
 };
 
 // Any constant: the advisory lock that serialises migrations of processes starting together.
@@ -287,9 +296,10 @@ class PostgresStore final : public Store {
     return tx.Commit();
   }
 
-  Status CreateRequest(const std::string& request_id, const std::optional<std::string>& webhook_url,
-                       const std::vector<csv::ProductRow>& rows,
-                       const std::optional<std::string>& owner) override {
+  Status CreateRequest(const NewRequest& request) override {
+    const std::string& request_id = request.request_id;
+    const std::optional<std::string>& webhook_url = request.webhook_url;
+    const std::vector<csv::ProductRow>& rows = request.rows;
     auto session = Borrow();
     if (!session.ok()) return session.status();
     const Millis now = NowMillis();
@@ -298,13 +308,29 @@ class PostgresStore final : public Store {
 
     int64_t total = 0;
     for (const auto& row : rows) {
-      for (const auto& url : row.input_urls) total += url.find("http") != std::string::npos;
+      for (const auto& url : row.input_urls) total += IsImageEntry(url);
+    }
+    if (request.max_client_images > 0 && total > 0) {
+      // One client's uploads in turn (until commit), so two cannot both pass the check.
+      auto locked =
+          session->Exec("SELECT pg_advisory_xact_lock(hashtext($1))", Params().Add(request.client));
+      if (!locked.ok()) return locked.status();
+      auto queued = session->Exec(
+          "SELECT COALESCE(SUM(images_total - images_done - images_failed), 0) FROM requests "
+          "WHERE client = $1 AND status <> 'completed'",
+          Params().Add(request.client));
+      if (!queued.ok()) return queued.status();
+      if (Status s =
+              CheckClientImages(Row(queued->get(), 0).Int(0), total, request.max_client_images);
+          !s.ok()) {
+        return s;
+      }
     }
     const bool done = total == 0;
     auto req = session->Exec(
         "INSERT INTO requests (request_id, status, created_at, webhook_url, images_total, "
-        "completed_at, webhook_state, webhook_next_at, owner) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "completed_at, webhook_state, webhook_next_at, owner, client) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         Params()
             .Add(request_id)
             .Add(done ? "completed" : "pending")
@@ -314,7 +340,8 @@ class PostgresStore final : public Store {
             .Add(done ? std::optional<int64_t>(now) : std::nullopt)
             .Add(done && webhook_url ? std::optional<std::string>("pending") : std::nullopt)
             .Add(done && webhook_url ? std::optional<int64_t>(now) : std::nullopt)
-            .Add(owner));
+            .Add(request.owner)
+            .Add(request.client));
     if (!req.ok()) return req.status();
 
     // Products in batches of multi-row INSERTs; their ids come back with their positions.
@@ -328,7 +355,7 @@ class PostgresStore final : public Store {
       for (size_t pos = first; pos < last; ++pos) {
         const auto& row = rows[pos];
         int64_t pending = 0;
-        for (const auto& url : row.input_urls) pending += url.find("http") != std::string::npos;
+        for (const auto& url : row.input_urls) pending += IsImageEntry(url);
         const std::string joined = csv::JoinUrls(row.input_urls);
         const size_t n = params.size();
         sql += (pos == first ? "(" : ",(");
@@ -366,7 +393,7 @@ class PostgresStore final : public Store {
     for (size_t pos = 0; pos < rows.size(); ++pos) {
       const auto& urls = rows[pos].input_urls;
       for (size_t i = 0; i < urls.size(); ++i) {
-        if (urls[i].find("http") == std::string::npos) continue;
+        if (!IsImageEntry(urls[i])) continue;
         const size_t n = params.size();
         sql += (batched ? ",(" : "(");
         for (size_t k = 1; k <= 5; ++k) sql += (k > 1 ? ",$" : "$") + std::to_string(n + k);
@@ -695,7 +722,9 @@ class PostgresStore final : public Store {
   Result<int64_t> CountUnfinishedImages() override {
     auto session = Borrow();
     if (!session.ok()) return session.status();
-    auto r = session->Exec("SELECT COUNT(*) FROM images WHERE state IN ('queued', 'leased')");
+    auto r = session->Exec(
+        "SELECT COALESCE(SUM(images_total - images_done - images_failed), 0) FROM requests "
+        "WHERE status <> 'completed'");
     if (!r.ok()) return r.status();
     return Row(r->get(), 0).Int(0);
   }

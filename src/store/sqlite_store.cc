@@ -15,6 +15,13 @@
 namespace imgproc::store {
 namespace {
 
+// The images a worker may take now: queued and due, or leased with the lease expired. Its
+// condition is the images_due index's (migration 6), so that index serves it.
+constexpr std::string_view kDueImageSelect =
+    "SELECT i.id, i.request_id, p.serial_no, i.idx, i.url, i.attempts FROM images i "
+    "JOIN product_entries p ON p.id = i.product_id "
+    "WHERE i.state IN ('queued', 'leased') AND i.due_at <= ?";
+
 // Schema versions, applied in order; a database records the highest one it has.
 constexpr std::string_view kMigrations[] = {
     R"sql(
@@ -75,6 +82,16 @@ CREATE INDEX requests_owner_created ON requests(owner, created_at);
 )sql",
     // 5: brokers (Redis). When the image was last handed to the broker; NULL while it is not.
     "ALTER TABLE images ADD COLUMN enqueued_at INTEGER;",
+    // 6: the due images in the order they are taken, so a claim reads the first few entries of
+    // an index instead of sorting every due image (16.5 ms per claim at 100k queued); who is
+    // charged for a request's images (MAX_QUEUED_IMAGES_PER_CLIENT); the unfinished requests,
+    // whose counters give the queue depth without counting images.
+    R"sql(
+DROP INDEX images_due;
+CREATE INDEX images_due ON images(due_at, id) WHERE state IN ('queued', 'leased');
+ALTER TABLE requests ADD COLUMN client TEXT;
+CREATE INDEX requests_unfinished ON requests(client) WHERE status != 'completed';
+)sql",
 };
 
 // The connection's prepared statements by their SQL, kept for its life: the same few dozen run for
@@ -277,6 +294,15 @@ class RequestReader {
     return view;
   }
 
+  Result<int64_t> CountUnfinishedImages() {
+    std::lock_guard<std::mutex> lock(mu_);
+    Stmt q(statements_,
+           "SELECT COALESCE(SUM(images_total - images_done - images_failed), 0) FROM requests "
+           "WHERE status != 'completed'");
+    if (!q.Step()) return Error("count unfinished images");
+    return q.Int(0);
+  }
+
   Result<std::vector<RequestSummary>> ListRequests(const std::optional<std::string>& owner,
                                                    int limit) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -395,9 +421,10 @@ class SqliteStore final : public Store {
     return Status::Ok();
   }
 
-  Status CreateRequest(const std::string& request_id, const std::optional<std::string>& webhook_url,
-                       const std::vector<csv::ProductRow>& rows,
-                       const std::optional<std::string>& owner) override {
+  Status CreateRequest(const NewRequest& request) override {
+    const std::string& request_id = request.request_id;
+    const std::optional<std::string>& webhook_url = request.webhook_url;
+    const std::vector<csv::ProductRow>& rows = request.rows;
     std::lock_guard<std::mutex> lock(mu_);
     const Millis now = NowMillis();
     Transaction tx(this);
@@ -405,12 +432,22 @@ class SqliteStore final : public Store {
 
     int64_t total = 0;
     for (const auto& row : rows) {
-      for (const auto& url : row.input_urls) total += url.find("http") != std::string::npos;
+      for (const auto& url : row.input_urls) total += IsImageEntry(url);
+    }
+    if (request.max_client_images > 0 && total > 0) {
+      Stmt queued(statements_,
+                  "SELECT COALESCE(SUM(images_total - images_done - images_failed), 0) "
+                  "FROM requests WHERE client = ? AND status != 'completed'");
+      queued.Bind(1, request.client);
+      if (!queued.Step()) return Error("count the client's images");
+      if (Status s = CheckClientImages(queued.Int(0), total, request.max_client_images); !s.ok()) {
+        return s;
+      }
     }
     Stmt req(statements_,
              "INSERT INTO requests (request_id, status, created_at, webhook_url, images_total, "
-             "completed_at, webhook_state, webhook_next_at, owner) "
-             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+             "completed_at, webhook_state, webhook_next_at, owner, client) "
+             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     const bool done = total == 0;
     req.Bind(1, request_id)
         .Bind(2, done ? "completed" : "pending")
@@ -420,7 +457,8 @@ class SqliteStore final : public Store {
         .Bind(6, done ? std::optional<int64_t>(now) : std::nullopt)
         .Bind(7, done && webhook_url ? std::optional<std::string>("pending") : std::nullopt)
         .Bind(8, done && webhook_url ? std::optional<int64_t>(now) : std::nullopt)
-        .Bind(9, owner)
+        .Bind(9, request.owner)
+        .Bind(10, request.client)
         .Step();
     if (!req.ok()) return Error("insert request");
 
@@ -433,7 +471,7 @@ class SqliteStore final : public Store {
     for (size_t pos = 0; pos < rows.size(); ++pos) {
       const auto& row = rows[pos];
       int64_t pending = 0;
-      for (const auto& url : row.input_urls) pending += url.find("http") != std::string::npos;
+      for (const auto& url : row.input_urls) pending += IsImageEntry(url);
       const std::string joined = csv::JoinUrls(row.input_urls);
       product.Bind(1, request_id)
           .Bind(2, static_cast<int64_t>(pos))
@@ -447,7 +485,7 @@ class SqliteStore final : public Store {
       product.Reset();
       const int64_t product_id = sqlite3_last_insert_rowid(db_);
       for (size_t i = 0; i < row.input_urls.size(); ++i) {
-        if (row.input_urls[i].find("http") == std::string::npos) continue;
+        if (!IsImageEntry(row.input_urls[i])) continue;
         image.Bind(1, request_id)
             .Bind(2, product_id)
             .Bind(3, static_cast<int64_t>(i))
@@ -471,7 +509,7 @@ class SqliteStore final : public Store {
     const Millis now = NowMillis();
     Transaction tx(this);
     if (!tx.ok()) return tx.status();
-    Stmt q(statements_, std::string(kDueImageSelect) + " ORDER BY i.due_at, i.id LIMIT ?");
+    Stmt q(statements_, SqliteClaimQuery());
     q.Bind(1, now).Bind(2, static_cast<int64_t>(max));
     std::vector<ImageTask> tasks;
     while (q.Step()) tasks.push_back(TaskFrom(q));
@@ -700,12 +738,7 @@ class SqliteStore final : public Store {
     return reader_->ListRequests(owner, limit);
   }
 
-  Result<int64_t> CountUnfinishedImages() override {
-    std::lock_guard<std::mutex> lock(mu_);
-    Stmt q(statements_, "SELECT COUNT(*) FROM images WHERE state IN ('queued', 'leased')");
-    if (!q.Step()) return Error("count unfinished images");
-    return q.Int(0);
-  }
+  Result<int64_t> CountUnfinishedImages() override { return reader_->CountUnfinishedImages(); }
 
  private:
   // BEGIN IMMEDIATE ... COMMIT, rolled back unless committed.
@@ -729,12 +762,6 @@ class SqliteStore final : public Store {
     Status status_;
     bool committed_ = false;
   };
-
-  // The images a worker may take now: queued and due, or leased with the lease expired.
-  static constexpr std::string_view kDueImageSelect =
-      "SELECT i.id, i.request_id, p.serial_no, i.idx, i.url, i.attempts FROM images i "
-      "JOIN product_entries p ON p.id = i.product_id "
-      "WHERE i.state IN ('queued', 'leased') AND i.due_at <= ?";
 
   static ImageTask TaskFrom(const Stmt& q) {
     return {q.Int(0),  q.Text(1),
@@ -811,6 +838,10 @@ class SqliteStore final : public Store {
 };
 
 }  // namespace
+
+std::string SqliteClaimQuery() {
+  return std::string(kDueImageSelect) + " ORDER BY i.due_at, i.id LIMIT ?";
+}
 
 Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
   std::error_code ec;

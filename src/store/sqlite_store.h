@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "store/store.h"
 
@@ -14,6 +15,10 @@ namespace imgproc::store {
 
 // Opens (creating if needed) the database file at `path` and applies pending migrations.
 Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path);
+
+// The query a claim runs (parameters: now, how many), for a test of its plan: it must read the
+// due images from an index in the order it takes them, never sort the whole due set.
+std::string SqliteClaimQuery();
 
 }  // namespace imgproc::store
 

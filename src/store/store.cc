@@ -38,6 +38,26 @@ RequestStatus ParseRequestStatus(const std::string& s) {
   return RequestStatus::kPending;
 }
 
+bool IsImageEntry(std::string_view entry) {
+  for (size_t i = 0; i + 4 <= entry.size(); ++i) {
+    if ((entry[i] | 0x20) == 'h' && (entry[i + 1] | 0x20) == 't' && (entry[i + 2] | 0x20) == 't' &&
+        (entry[i + 3] | 0x20) == 'p') {
+      return true;
+    }
+  }
+  return false;
+}
+
+Status CheckClientImages(int64_t queued, int64_t adding, int64_t limit) {
+  if (limit <= 0 || queued + adding <= limit) return Status::Ok();
+  return ResourceExhausted("Too many images queued: this request has " + std::to_string(adding) +
+                           " images and your earlier requests still have " +
+                           std::to_string(queued) + " unfinished, over the limit of " +
+                           std::to_string(limit) +
+                           " per client (MAX_QUEUED_IMAGES_PER_CLIENT); send it again once they "
+                           "have finished");
+}
+
 std::vector<std::string> SplitUrlEntries(const std::string& joined) {
   std::vector<std::string> out;
   size_t start = 0;

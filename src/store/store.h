@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/result.h"
@@ -22,6 +23,10 @@ Millis NowMillis();
 enum class RequestStatus { kPending, kProcessing, kCompleted };
 const char* ToString(RequestStatus status);
 RequestStatus ParseRequestStatus(const std::string& s);  // the inverse of ToString
+
+// Whether a URL entry is an image to process: it contains "http" in any case (the original
+// design's rule, "HTTP://..." included); any other entry passes through to the output unchanged.
+bool IsImageEntry(std::string_view entry);
 
 // The entries of a comma-joined URL list, empty ones included (the inverse of csv::JoinUrls):
 // the slots a product's output list fills in.
@@ -110,16 +115,31 @@ struct WebhookJob {
   int attempts = 0;  // attempts made before this one
 };
 
+// A validated request to store.
+struct NewRequest {
+  std::string request_id;
+  std::optional<std::string> webhook_url;
+  std::optional<std::string> owner;  // the API key's digest, when API keys are on
+  // Who is charged for its images: the API key's digest, or the client's address without keys.
+  std::string client;
+  // Refused (kResourceExhausted) when the client's unfinished images would pass this; 0: no limit.
+  int64_t max_client_images = 0;
+  std::vector<csv::ProductRow> rows;
+};
+
+// The rule of MAX_QUEUED_IMAGES_PER_CLIENT: a client whose earlier requests still have `queued`
+// unfinished images may add a request of `adding` images while the sum stays within `limit`
+// (0: no limit); kResourceExhausted, saying so, otherwise.
+Status CheckClientImages(int64_t queued, int64_t adding, int64_t limit);
+
 class Store {
  public:
   virtual ~Store() = default;
 
-  // Stores a validated request with its products and one task per "http" entry. A request with no
-  // such entry is completed at once. `owner` identifies the API key that created it, if any.
-  virtual Status CreateRequest(const std::string& request_id,
-                               const std::optional<std::string>& webhook_url,
-                               const std::vector<csv::ProductRow>& rows,
-                               const std::optional<std::string>& owner) = 0;
+  // Stores a validated request with its products and one task per image entry (IsImageEntry). A
+  // request with no such entry is completed at once. kResourceExhausted, storing nothing, when
+  // its client's unfinished images would pass `max_client_images`.
+  virtual Status CreateRequest(const NewRequest& request) = 0;
 
   // NotFound when the id is unknown.
   virtual Result<RequestView> GetRequest(const std::string& request_id) = 0;
@@ -173,8 +193,9 @@ class Store {
   virtual Result<std::vector<RequestSummary>> ListRequests(const std::optional<std::string>& owner,
                                                            int limit) = 0;
 
-  // How many images are queued or leased (not yet final): the queue depth. Also the readiness
-  // probe's trivial query.
+  // How many images are queued or leased (not yet final): the queue depth, from the counters of
+  // the unfinished requests (not a count of the images, which grows with the queue). Also the
+  // readiness probe's query: it never waits behind the workers' writes.
   virtual Result<int64_t> CountUnfinishedImages() = 0;
 };
 

@@ -1,5 +1,6 @@
 #include "webhook/webhook.h"
 
+#include <curl/curl.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <spdlog/spdlog.h>
@@ -90,16 +91,71 @@ std::chrono::milliseconds Jitter(std::chrono::milliseconds delay) {
                      std::uniform_int_distribution<int64_t>(0, delay.count() / 10)(rng));
 }
 
+std::string ReceiverOrigin(const std::string& url) {
+  std::string origin = url;
+  CURLU* parsed = curl_url();
+  if (parsed == nullptr) return origin;
+  char* scheme = nullptr;
+  char* host = nullptr;
+  char* port = nullptr;
+  if (curl_url_set(parsed, CURLUPART_URL, url.c_str(), 0) == CURLUE_OK &&
+      curl_url_get(parsed, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+      curl_url_get(parsed, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+      curl_url_get(parsed, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK) {
+    origin = std::string(scheme) + "://" + host + ":" + port;
+    std::transform(origin.begin(), origin.end(), origin.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  }
+  curl_free(scheme);
+  curl_free(host);
+  curl_free(port);
+  curl_url_cleanup(parsed);
+  return origin;
+}
+
+namespace {
+
+// The longest one delivery takes: the HTTP timeout, and the store's two calls around it.
+std::chrono::milliseconds DeliveryTime(const SenderOptions& options) {
+  return options.fetch.total_timeout + std::chrono::seconds(1);
+}
+
+// Long enough for a claimed job to wait its longest and then be delivered (see ClaimLoop):
+// ceil(concurrency / per_receiver) delivery times, and one more.
+std::chrono::milliseconds Lease(const SenderOptions& options) {
+  const int rounds = (options.concurrency + options.per_receiver - 1) / options.per_receiver;
+  return std::max<std::chrono::milliseconds>(std::chrono::seconds(60),
+                                             (rounds + 1) * DeliveryTime(options));
+}
+
+SenderOptions Sanitised(SenderOptions options, const std::atomic<bool>* cancel) {
+  options.concurrency = std::max(options.concurrency, 1);
+  options.per_receiver = std::max(options.per_receiver, 1);
+  options.fetch.cancel = cancel;
+  return options;
+}
+
+}  // namespace
+
 Sender::Sender(store::Store& store, SenderOptions options)
-    : store_(store), options_(std::move(options)) {}
+    : store_(store),
+      options_(Sanitised(std::move(options), &cancel_)),
+      max_waiting_(static_cast<size_t>(options_.concurrency)),
+      lease_(Lease(options_)) {}
 
 Sender::~Sender() { Stop(); }
 
 void Sender::Start() {
-  thread_ = std::thread([this] {
+  claimer_ = std::thread([this] {
     NameThisThread("imgproc-webhook");
-    Run();
+    ClaimLoop();
   });
+  for (int i = 0; i < options_.concurrency; ++i) {
+    deliverers_.emplace_back([this] {
+      NameThisThread("imgproc-hook-out");
+      DeliveryLoop();
+    });
+  }
 }
 
 void Sender::Stop() {
@@ -107,8 +163,14 @@ void Sender::Stop() {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
   }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  cancel_ = true;
+  claim_cv_.notify_all();
+  deliver_cv_.notify_all();
+  if (claimer_.joinable()) claimer_.join();
+  for (std::thread& thread : deliverers_) {
+    if (thread.joinable()) thread.join();
+  }
+  deliverers_.clear();
 }
 
 void Sender::Notify() {
@@ -116,39 +178,147 @@ void Sender::Notify() {
     std::lock_guard<std::mutex> lock(mu_);
     woken_ = true;
   }
-  cv_.notify_all();
+  claim_cv_.notify_all();
 }
 
-void Sender::Run() {
-  // The lease outlives one delivery (5 s timeout), so no other sender takes it meanwhile.
-  constexpr store::Millis kLeaseMs = 60'000;
+// Claimed jobs wait in memory, oldest first, until a thread is free and their receiver has fewer
+// than per_receiver deliveries in flight. Two limits keep that wait short:
+//  - per receiver, at most 2 * per_receiver jobs are held (in flight or waiting). The store hands
+//    out due webhooks oldest first, so a receiver with a backlog (say a dead one whose customer
+//    keeps completing requests) would otherwise fill the memory with jobs it cannot take, and
+//    everyone's webhooks would wait behind them. Its other claimed jobs are left to their lease:
+//    due again when it runs out, then behind whatever fell due meanwhile, attempts untouched.
+//  - at most max_waiting_ (= concurrency) jobs wait in all; the claimer claims only while fewer
+//    do. With the first limit, the waiting jobs can only number that many when every thread is
+//    busy (a free thread means each waiting job's receiver has per_receiver in flight, and then
+//    holds at most per_receiver waiting: concurrency / per_receiver receivers with per_receiver
+//    in flight each is every thread), so claiming more would not deliver sooner.
+// Each job must start and end within its lease, or another sender could claim it meanwhile and
+// deliver it twice. Bound: let T be one delivery's longest time (DeliveryTime: 5 s + 1 s in the
+// service). While a job J waits, a thread that finds J runnable takes J or an older job; J is not
+// runnable only while its receiver has per_receiver deliveries in flight, and the first of those
+// ends within T, freeing a thread that then takes J or an older job. So every T at least
+// per_receiver jobs among J and the fewer than max_waiting_ older ones start: J starts within
+// ceil(max_waiting_ / per_receiver) * T of its claim (8 * 6 s with 16 and 2) and ends one T
+// later, 54 s; the lease is made at least that long (60 s in the service). Should the store be
+// slower than T allows, a job past its start_by is dropped from memory instead of started late,
+// and left to its lease like the others.
+void Sender::ClaimLoop() {
+  const int max_held = 2 * options_.per_receiver;
   while (true) {
+    size_t room = 0;
     {
       std::unique_lock<std::mutex> lock(mu_);
+      claim_cv_.wait(lock, [this] { return stop_ || waiting_.size() < max_waiting_; });
       if (stop_) return;
+      room = max_waiting_ - waiting_.size();
     }
-    auto jobs = store_.ClaimWebhooks(4, kLeaseMs);
+    // Before the claim, so start_by is no later than the store's lease allows.
+    const auto claimed_at = std::chrono::steady_clock::now();
+    auto jobs = store_.ClaimWebhooks(static_cast<int>(room), lease_.count());
     if (!jobs.ok()) spdlog::warn("webhook: {}", jobs.status().message());
     if (jobs.ok() && !jobs->empty()) {
-      for (const auto& job : *jobs) Deliver(job);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        for (auto& job : *jobs) {
+          std::string origin = ReceiverOrigin(job.url);
+          Held& held = held_[origin];
+          if (held.in_flight + held.waiting >= max_held) {
+            spdlog::debug("webhook {}: {} has enough deliveries under way; left to its lease",
+                          job.request_id, origin);
+            continue;
+          }
+          ++held.waiting;
+          waiting_.push_back(
+              {std::move(job), std::move(origin), claimed_at + lease_ - DeliveryTime(options_)});
+        }
+      }
+      deliver_cv_.notify_all();
       continue;
     }
     std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, std::chrono::milliseconds(500), [this] { return stop_ || woken_; });
+    claim_cv_.wait_for(lock, std::chrono::milliseconds(500), [this] { return stop_ || woken_; });
     woken_ = false;
   }
 }
 
+void Sender::Release(const std::string& origin, bool in_flight) {
+  auto it = held_.find(origin);
+  if (it == held_.end()) return;
+  --(in_flight ? it->second.in_flight : it->second.waiting);
+  if (it->second.in_flight == 0 && it->second.waiting == 0) held_.erase(it);
+}
+
+std::deque<Sender::Waiting>::iterator Sender::NextRunnable() {
+  const auto now = std::chrono::steady_clock::now();
+  for (auto it = waiting_.begin(); it != waiting_.end();) {
+    if (now > it->start_by) {
+      spdlog::warn("webhook {}: waited too long for a delivery slot; left to its lease",
+                   it->job.request_id);
+      Release(it->origin, /*in_flight=*/false);
+      it = waiting_.erase(it);
+      claim_cv_.notify_one();  // room to claim another
+      continue;
+    }
+    const auto held = held_.find(it->origin);
+    if (held == held_.end() || held->second.in_flight < options_.per_receiver) return it;
+    ++it;
+  }
+  return waiting_.end();
+}
+
+void Sender::DeliveryLoop() {
+  while (true) {
+    Waiting next;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      auto it = waiting_.end();
+      deliver_cv_.wait(lock, [&] { return stop_ || (it = NextRunnable()) != waiting_.end(); });
+      if (stop_) return;
+      next = std::move(*it);
+      waiting_.erase(it);
+      Held& held = held_[next.origin];
+      --held.waiting;
+      ++held.in_flight;
+    }
+    claim_cv_.notify_one();  // room to claim another
+    Deliver(next.job);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      Release(next.origin, /*in_flight=*/true);
+    }
+    deliver_cv_.notify_all();  // the receiver has room again
+  }
+}
+
+void Sender::Record(const store::WebhookJob& job, bool delivered, std::optional<int> http_status,
+                    std::optional<store::Millis> retry_at, metrics::DeliveryOutcome outcome) {
+  const Status recorded = store_.RecordWebhook(job.request_id, delivered, http_status, retry_at);
+  if (!recorded.ok()) {
+    // The job stays leased: when the lease runs out it is claimed and attempted again (a
+    // delivered one is then sent twice, with the same webhook-id for receivers to de-duplicate).
+    spdlog::error("webhook {}: cannot record the attempt ({}); attempted again after its lease",
+                  job.request_id, recorded.message());
+    return;
+  }
+  if (options_.metrics != nullptr) options_.metrics->WebhookDelivery(outcome);
+}
+
 void Sender::Deliver(const store::WebhookJob& job) {
   const logging::ScopedRequestId log_scope(job.request_id);
-  auto count = [this](metrics::DeliveryOutcome outcome) {
-    if (options_.metrics != nullptr) options_.metrics->WebhookDelivery(outcome);
-  };
   auto request = store_.GetRequest(job.request_id);
   if (!request.ok()) {
-    spdlog::warn("webhook {}: {}", job.request_id, request.status().message());
-    store_.RecordWebhook(job.request_id, false, std::nullopt, std::nullopt);
-    count(metrics::DeliveryOutcome::kFailed);
+    if (request.status().code() == StatusCode::kNotFound) {
+      spdlog::warn("webhook {}: {}", job.request_id, request.status().message());
+      Record(job, false, std::nullopt, std::nullopt, metrics::DeliveryOutcome::kFailed);
+      return;
+    }
+    // The store failed (e.g. PostgreSQL restarting): not the receiver's doing, so no attempt is
+    // recorded (RecordWebhook would count one, and a store that cannot read now may not write
+    // either). The job stays leased and is claimed again when the lease runs out, its attempts
+    // and schedule untouched.
+    spdlog::warn("webhook {}: cannot read the request ({}); trying again when its lease runs out",
+                 job.request_id, request.status().message());
     return;
   }
   const std::string body = Payload(*request);
@@ -171,14 +341,17 @@ void Sender::Deliver(const store::WebhookJob& job) {
     http_status = static_cast<int>(response->status);
     if (response->status >= 200 && response->status < 300) {
       spdlog::info("webhook {}: delivered (HTTP {})", job.request_id, response->status);
-      store_.RecordWebhook(job.request_id, true, http_status, std::nullopt);
-      count(metrics::DeliveryOutcome::kDelivered);
+      Record(job, true, http_status, std::nullopt, metrics::DeliveryOutcome::kDelivered);
       return;
     }
     retry = response->status != 410;  // 410 Gone: the receiver asks us to stop
     if (auto it = response->headers.find("retry-after"); it != response->headers.end()) {
       delay = std::max(delay, RetryAfter(it->second));
     }
+  } else if (cancel_) {
+    // Stop() cut it short: not the receiver's failure. Left to its lease, like the jobs that
+    // were still waiting.
+    return;
   } else {
     retry = response.status().transient();
   }
@@ -187,10 +360,9 @@ void Sender::Deliver(const store::WebhookJob& job) {
       "webhook {}: attempt {} failed ({}){}", job.request_id, attempt,
       response.ok() ? "HTTP " + std::to_string(response->status) : response.status().message(),
       retry ? ", will retry" : ", giving up");
-  store_.RecordWebhook(
-      job.request_id, false, http_status,
-      retry ? std::optional<store::Millis>(store::NowMillis() + delay.count()) : std::nullopt);
-  count(retry ? metrics::DeliveryOutcome::kRetrying : metrics::DeliveryOutcome::kFailed);
+  Record(job, false, http_status,
+         retry ? std::optional<store::Millis>(store::NowMillis() + delay.count()) : std::nullopt,
+         retry ? metrics::DeliveryOutcome::kRetrying : metrics::DeliveryOutcome::kFailed);
 }
 
 }  // namespace imgproc::webhook

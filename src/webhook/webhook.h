@@ -7,9 +7,12 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "metrics/service_metrics.h"
@@ -38,33 +41,76 @@ Result<RetrySchedule> ParseRetrySchedule(const std::string& text);
 // `delay` with up to 10% random jitter added, so that retries of many requests spread out.
 std::chrono::milliseconds Jitter(std::chrono::milliseconds delay);
 
+// What deliveries to one receiver have in common: "scheme://host:port" of the webhook URL (the
+// port made explicit, scheme and host in lower case); the URL itself when it cannot be parsed.
+std::string ReceiverOrigin(const std::string& url);
+
 struct SenderOptions {
   std::string secret;  // empty: unsigned
   RetrySchedule schedule;
   net::FetchOptions fetch;                     // timeout 5 s, SSRF policy
   metrics::ServiceMetrics* metrics = nullptr;  // delivery outcomes; may be null
+  // Deliveries in flight at once, each on a thread of its own (net::Post blocks its caller).
+  int concurrency = 16;
+  // Deliveries in flight at once to one receiver (ReceiverOrigin), so that a slow or hanging
+  // receiver, or one with many webhooks due, holds at most this many threads. As many more may
+  // wait for them; the rest of its due webhooks wait in the store (see ClaimLoop).
+  int per_receiver = 2;
 };
 
-// A background thread that delivers due webhooks from the store.
+// Background threads that deliver due webhooks from the store: one claims them, `concurrency`
+// deliver them.
 class Sender {
  public:
   Sender(store::Store& store, SenderOptions options);
-  ~Sender();  // stops the thread
+  ~Sender();  // stops the threads
 
   void Start();
+  // Returns once every thread has ended: deliveries in flight are cancelled and left to their
+  // leases, as are the claimed jobs still waiting.
   void Stop();
-  // Wakes the thread (a request has just completed).
+  // Wakes the claiming thread (a request has just completed).
   void Notify();
 
  private:
-  void Run();
+  // A claimed delivery, waiting in memory for a thread and for room at its receiver.
+  struct Waiting {
+    store::WebhookJob job;
+    std::string origin;
+    // Started after this, it might still run when its lease has run out and another sender has
+    // claimed it: then it is left to its lease instead.
+    std::chrono::steady_clock::time_point start_by;
+  };
+  // A receiver's claimed jobs.
+  struct Held {
+    int in_flight = 0;
+    int waiting = 0;
+  };
+
+  void ClaimLoop();
+  void DeliveryLoop();
+  // Under mu_: the oldest waiting job whose receiver has room (dropping those past their
+  // start_by), or waiting_.end().
+  std::deque<Waiting>::iterator NextRunnable();
+  // Under mu_: one job of `origin` fewer in flight (a delivery ended) or waiting (one dropped).
+  void Release(const std::string& origin, bool in_flight);
   void Deliver(const store::WebhookJob& job);
+  // Records an attempt's outcome; counts it in the metrics only once it is recorded.
+  void Record(const store::WebhookJob& job, bool delivered, std::optional<int> http_status,
+              std::optional<store::Millis> retry_at, metrics::DeliveryOutcome outcome);
 
   store::Store& store_;
-  const SenderOptions options_;
-  std::thread thread_;
+  std::atomic<bool> cancel_{false};  // set by Stop(): aborts the deliveries in flight
+  const SenderOptions options_;      // options_.fetch.cancel points to cancel_
+  const size_t max_waiting_;
+  const std::chrono::milliseconds lease_;
+  std::thread claimer_;
+  std::vector<std::thread> deliverers_;
   std::mutex mu_;
-  std::condition_variable cv_;
+  std::condition_variable claim_cv_;            // the claimer: woken, room to claim, stopping
+  std::condition_variable deliver_cv_;          // the deliverers: a job may be runnable, stopping
+  std::deque<Waiting> waiting_;                 // claimed and not started, oldest first
+  std::unordered_map<std::string, Held> held_;  // by receiver; none held: no entry
   bool stop_ = false;
   bool woken_ = false;
 };

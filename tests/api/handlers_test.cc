@@ -49,13 +49,13 @@ class ApiTest : public ::testing::Test {
   void TearDown() override { fs::remove_all(dir_); }
 
   Response Upload(const std::string& csv, std::optional<std::string> webhook = std::nullopt) {
-    Request r{"POST", "/api/p/upload/", {}, {}, {}};
+    Request r{"POST", "/api/p/upload/", {}, {}, {}, {}, {}};
     r.form["csv_file"] = {"products.csv", "text/csv", csv};
     if (webhook) r.form["webhook_url"] = {"", "", *webhook};
     return api_->Handle(r);
   }
   Response Get(const std::string& path, std::map<std::string, std::string> query = {}) {
-    return api_->Handle({"GET", path, std::move(query), {}, {}});
+    return api_->Handle({"GET", path, std::move(query), {}, {}, {}, {}});
   }
   static json Body(const Response& r) { return json::parse(r.content()); }
 
@@ -67,7 +67,7 @@ class ApiTest : public ::testing::Test {
 };
 
 TEST_F(ApiTest, UploadWithoutCsvFileIs400) {
-  Response r = api_->Handle({"POST", "/api/p/upload/", {}, {}, {}});
+  Response r = api_->Handle({"POST", "/api/p/upload/", {}, {}, {}, {}, {}});
   EXPECT_EQ(r.status, 400);
   EXPECT_EQ(r.content_type, "application/json");
   EXPECT_EQ(Body(r), json({{"error", "No CSV file provided"}}));
@@ -187,17 +187,18 @@ TEST_F(ApiTest, FinishedStatusIsGzipEncodedForClientsThatAcceptIt) {
   const Response plain = Get(path);  // also keeps the finished body
   ASSERT_EQ(plain.status, 200);
   EXPECT_FALSE(plain.headers.contains("Content-Encoding"));
-  Request gzip_request{"GET", path, {}, {}, {{"accept-encoding", "br, gzip;q=0.8"}}};
+  Request gzip_request{"GET", path, {}, {}, {{"accept-encoding", "br, gzip;q=0.8"}}, {}, {}};
   const Response gzipped = api_->Handle(gzip_request);
   ASSERT_EQ(gzipped.status, 200);
   EXPECT_EQ(gzipped.headers.at("Content-Encoding"), "gzip");
   EXPECT_EQ(gzipped.headers.at("Vary"), "Accept-Encoding");
   EXPECT_EQ(Gunzip(std::string(gzipped.content())), plain.content());
-  Request refused{"GET", path, {}, {}, {{"accept-encoding", "gzip;q=0, br"}}};
+  Request refused{"GET", path, {}, {}, {{"accept-encoding", "gzip;q=0, br"}}, {}, {}};
   EXPECT_EQ(api_->Handle(refused).content(), plain.content());
   // The first poll of another finished request asks for gzip: the build that keeps it serves it.
   const std::string other = Body(Upload(kFinishedCsv))["request_id"];
-  Request first_gzip{"GET", "/status/" + other + "/", {}, {}, {{"accept-encoding", "gzip"}}};
+  Request first_gzip{"GET", "/status/" + other + "/", {}, {}, {{"accept-encoding", "gzip"}}, {},
+                     {}};
   const Response first = api_->Handle(first_gzip);
   ASSERT_EQ(first.status, 200);
   EXPECT_EQ(first.headers.at("Content-Encoding"), "gzip");
@@ -247,8 +248,9 @@ TEST_F(ApiTest, PollsOfAnUnfinishedRequestArrivingTogetherShareOneRead) {
   const std::string id = Body(Upload(kOriginalCsv))["request_id"];
   HeldStore held(*store_);
   Api api(held, ApiOptions{}, [] {});
-  const Request poll{"GET", "/status/" + id + "/", {}, {}, {}};
-  const Request gzip_poll{"GET", "/status/" + id + "/", {}, {}, {{"accept-encoding", "gzip"}}};
+  const Request poll{"GET", "/status/" + id + "/", {}, {}, {}, {}, {}};
+  const Request gzip_poll{"GET", "/status/" + id + "/", {}, {}, {{"accept-encoding", "gzip"}}, {},
+                          {}};
   held.Hold();
   constexpr int kPollers = 8;  // the odd ones accept gzip
   std::atomic<int> started{0};
@@ -287,7 +289,7 @@ TEST_F(ApiTest, PollsOfAnUnfinishedRequestArrivingTogetherShareOneRead) {
 
 TEST(AcceptsGzip, ReadsTheAcceptEncodingList) {
   const auto accepts = [](const char* value) {
-    return AcceptsGzip({"GET", "/", {}, {}, {{"accept-encoding", value}}});
+    return AcceptsGzip({"GET", "/", {}, {}, {{"accept-encoding", value}}, {}, {}});
   };
   EXPECT_TRUE(accepts("gzip"));
   EXPECT_TRUE(accepts("br, GZIP;q=0.5"));
@@ -295,7 +297,7 @@ TEST(AcceptsGzip, ReadsTheAcceptEncodingList) {
   EXPECT_FALSE(accepts("br"));
   EXPECT_FALSE(accepts("gzip;q=0"));
   EXPECT_FALSE(accepts("identity, xgzip"));
-  EXPECT_FALSE(AcceptsGzip({"GET", "/", {}, {}, {}}));
+  EXPECT_FALSE(AcceptsGzip({"GET", "/", {}, {}, {}, {}, {}}));
 }
 
 TEST(StatusCacheTest, KeepsTheMostRecentlyUsedWithinItsBudget) {
@@ -444,7 +446,7 @@ TEST_F(ApiTest, ReadyWhileTheStoreAnswers) {
   // Break the store behind its back: its trivial query fails.
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open((dir_ / "db.sqlite").c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db, "DROP TABLE images", nullptr, nullptr, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "DROP TABLE requests", nullptr, nullptr, nullptr), SQLITE_OK);
   sqlite3_close(db);
   Response down = Get("/readyz");
   EXPECT_EQ(down.status, 503);
@@ -460,7 +462,7 @@ TEST_F(ApiTest, ReadyOnlyWhileTheBrokerAnswers) {
     return broker_up ? Status::Ok() : Transient("redis: cannot connect");
   };
   Api api(*store_, options, [] {});
-  Request ready{"GET", "/readyz", {}, {}, {}};
+  Request ready{"GET", "/readyz", {}, {}, {}, {}, {}};
   EXPECT_EQ(api.Handle(ready).status, 200);
   broker_up = false;
   Response down = api.Handle(ready);
@@ -471,7 +473,7 @@ TEST_F(ApiTest, ReadyOnlyWhileTheBrokerAnswers) {
 TEST_F(ApiTest, MetricsCountUploadsInPrometheusText) {
   ASSERT_EQ(Upload(kOriginalCsv).status, 202);
   ASSERT_EQ(Upload("id,name\n1,a\n").status, 400);
-  ASSERT_EQ(api_->Handle({"POST", "/api/p/upload/", {}, {}, {}}).status, 400);
+  ASSERT_EQ(api_->Handle({"POST", "/api/p/upload/", {}, {}, {}, {}, {}}).status, 400);
   ASSERT_EQ(Upload(kOriginalCsv, "ftp://x").status, 400);
   api_->CountTransportRejection("/api/p/upload/", 413);
   api_->CountTransportRejection("/status/x/", 413);  // not an upload
@@ -509,12 +511,12 @@ TEST_F(ApiTest, ServesTheWebPageAndTheOpenApiDocument) {
         "/openapi.json", "/"}) {
     EXPECT_TRUE(spec["paths"].contains(path)) << path;
   }
-  EXPECT_EQ(api_->Handle({"POST", "/", {}, {}, {}}).status, 405);
+  EXPECT_EQ(api_->Handle({"POST", "/", {}, {}, {}, {}, {}}).status, 405);
 }
 
 TEST_F(ApiTest, UnknownRoutesAndMethodsAreJsonErrors) {
   EXPECT_EQ(Get("/nope").status, 404);
-  Response r = api_->Handle({"DELETE", "/api/p/upload/", {}, {}, {}});
+  Response r = api_->Handle({"DELETE", "/api/p/upload/", {}, {}, {}, {}, {}});
   EXPECT_EQ(r.status, 405);
   EXPECT_TRUE(Body(r)["error"].is_string());
   EXPECT_EQ(Get("/api/p/upload/").status, 405);
@@ -535,7 +537,7 @@ class ApiKeysTest : public ApiTest {
     return api_->Handle(r);
   }
   Request UploadRequest() {
-    Request r{"POST", "/api/p/upload/", {}, {}, {}};
+    Request r{"POST", "/api/p/upload/", {}, {}, {}, {}, {}};
     r.form["csv_file"] = {"p.csv", "text/csv", kOriginalCsv};
     return r;
   }
@@ -550,14 +552,14 @@ TEST_F(ApiKeysTest, EveryEndpointButHealthNeedsAKey) {
     for (const char* path : {"/status/550e8400-e29b-41d4-a716-446655440000/", "/api/p/requests/",
                              "/api/p/requests/550e8400-e29b-41d4-a716-446655440000/output.csv",
                              "/media/550e8400-e29b-41d4-a716-446655440000/1_0.jpg"}) {
-      EXPECT_EQ(As(key, {"GET", path, {}, {}, {}}).status, 401) << path;
+      EXPECT_EQ(As(key, {"GET", path, {}, {}, {}, {}, {}}).status, 401) << path;
     }
   }
   Request basic = UploadRequest();
   basic.headers["authorization"] = "Basic a2V5LWE6";
   EXPECT_EQ(api_->Handle(basic).status, 401);
   for (const char* open : {"/healthz", "/readyz", "/metrics", "/openapi.json", "/"}) {
-    EXPECT_EQ(api_->Handle({"GET", open, {}, {}, {}}).status, 200) << open;
+    EXPECT_EQ(api_->Handle({"GET", open, {}, {}, {}, {}, {}}).status, 200) << open;
   }
 }
 
@@ -569,25 +571,79 @@ TEST_F(ApiKeysTest, AnotherKeysRequestIsNotFound) {
   std::ofstream(dir_ / "media" / id / "1_0.jpg") << "JPEG";
   for (const std::string& path : {"/status/" + id + "/", "/api/p/requests/" + id + "/output.csv",
                                   "/media/" + id + "/1_0.jpg"}) {
-    EXPECT_EQ(As("key-a", {"GET", path, {}, {}, {}}).status, 200) << path;
-    Response other = As("key-b", {"GET", path, {}, {}, {}});
+    EXPECT_EQ(As("key-a", {"GET", path, {}, {}, {}, {}, {}}).status, 200) << path;
+    Response other = As("key-b", {"GET", path, {}, {}, {}, {}, {}});
     EXPECT_EQ(other.status, 404) << path;
   }
-  EXPECT_EQ(Body(As("key-b", {"GET", "/status/" + id + "/", {}, {}, {}})),
+  EXPECT_EQ(Body(As("key-b", {"GET", "/status/" + id + "/", {}, {}, {}, {}, {}})),
             json({{"error", "Request ID not found"}}));
   // The list shows each key its own requests only.
-  json mine = Body(As("key-a", {"GET", "/api/p/requests/", {}, {}, {}}))["requests"];
+  json mine = Body(As("key-a", {"GET", "/api/p/requests/", {}, {}, {}, {}, {}}))["requests"];
   ASSERT_EQ(mine.size(), 1u);
   EXPECT_EQ(mine[0]["request_id"], id);
-  EXPECT_EQ(Body(As("key-b", {"GET", "/api/p/requests/", {}, {}, {}}))["requests"], json::array());
+  EXPECT_EQ(Body(As("key-b", {"GET", "/api/p/requests/", {}, {}, {}, {}, {}}))["requests"],
+            json::array());
   // Also once a finished request's status is kept in memory.
-  Request finished{"POST", "/api/p/upload/", {}, {}, {}};
+  Request finished{"POST", "/api/p/upload/", {}, {}, {}, {}, {}};
   finished.form["csv_file"] = {"products.csv", "text/csv", kFinishedCsv};
   const std::string done_id = Body(As("key-a", finished))["request_id"];
   const std::string done_path = "/status/" + done_id + "/";
-  EXPECT_EQ(Body(As("key-a", {"GET", done_path, {}, {}, {}}))["status"], "completed");
-  EXPECT_EQ(Body(As("key-a", {"GET", done_path, {}, {}, {}}))["status"], "completed");
-  EXPECT_EQ(As("key-b", {"GET", done_path, {}, {}, {}}).status, 404);
+  EXPECT_EQ(Body(As("key-a", {"GET", done_path, {}, {}, {}, {}, {}}))["status"], "completed");
+  EXPECT_EQ(Body(As("key-a", {"GET", done_path, {}, {}, {}, {}, {}}))["status"], "completed");
+  EXPECT_EQ(As("key-b", {"GET", done_path, {}, {}, {}, {}, {}}).status, 404);
+}
+
+// Finding 11 of issue 19: the scheme of an Authorization header is case-insensitive (RFC 7235);
+// "bearer" was refused.
+TEST_F(ApiKeysTest, TheBearerSchemeIsCaseInsensitive) {
+  for (const char* header : {"bearer key-a", "BEARER key-a", "Bearer   key-a", "bEaReR key-b"}) {
+    Request r = UploadRequest();
+    r.headers["authorization"] = header;
+    EXPECT_EQ(api_->Handle(r).status, 202) << header;
+  }
+  for (const char* header : {"Bearerkey-a", "Bearer", "Bearer ", "Token key-a", "Bearers key-a"}) {
+    Request r = UploadRequest();
+    r.headers["authorization"] = header;
+    EXPECT_EQ(api_->Handle(r).status, 401) << header;
+  }
+}
+
+// Finding 1 of issue 19: with API keys on, an upload without a valid key is answered from its
+// head (Admit), so the transport never reads its body; a caller with a key gets it read.
+TEST_F(ApiKeysTest, AdmitRefusesAnUploadWithoutAKeyBeforeItsBody) {
+  Request head{"POST", "/api/p/upload/", {}, {}, {}, {}, {}};
+  auto refused = api_->Admit(head);
+  ASSERT_TRUE(refused.has_value());
+  EXPECT_EQ(refused->status, 401);
+  head.headers["authorization"] = "Bearer key-a";
+  EXPECT_FALSE(api_->Admit(head).has_value());
+  // Routes that take no body are answered from the head too.
+  EXPECT_EQ(api_->Admit({"POST", "/healthz", {}, {}, {}, {}, {}})->status, 405);
+  EXPECT_EQ(api_->Admit({"POST", "/nope", {}, {}, {}, {}, {}})->status, 404);
+}
+
+// Finding 3 of issue 19: uploads past MAX_QUEUED_IMAGES_PER_CLIENT get a clear 429, per address
+// when API keys are off.
+TEST_F(ApiTest, UploadsPastTheClientsQueuedImagesAre429) {
+  ApiOptions options;
+  options.csv_limits.max_bytes = 4096;
+  options.max_client_images = 6;
+  options.metrics = &metrics_;
+  api_ = std::make_unique<Api>(*store_, options, nullptr);
+  const auto upload = [&](const std::string& address) {
+    Request r{"POST", "/api/p/upload/", {}, {}, {}, address, {}};
+    r.form["csv_file"] = {"products.csv", "text/csv", kOriginalCsv};  // 4 images
+    return api_->Handle(r);
+  };
+  EXPECT_EQ(upload("10.0.0.1").status, 202);
+  const Response over = upload("10.0.0.1");
+  EXPECT_EQ(over.status, 429);
+  EXPECT_NE(Body(over)["error"].get<std::string>().find("MAX_QUEUED_IMAGES_PER_CLIENT"),
+            std::string::npos);
+  EXPECT_EQ(over.headers.at("Retry-After"), "60");
+  EXPECT_EQ(upload("10.0.0.2").status, 202);
+  EXPECT_NE(metrics_.Render().find("imgproc_uploads_rejected_total{reason=\"too_many_queued\"} 1"),
+            std::string::npos);
 }
 
 TEST(KeyDigest, IsHexSha256) {

@@ -19,6 +19,7 @@
 #include "fixture_server.h"
 #include "process_client.h"
 #include "process_stats.h"
+#include "raw_http.h"
 #include "test_hosts.h"
 #include "test_images.h"
 #include "webhook/webhook.h"
@@ -590,30 +591,6 @@ TEST_F(ServerTest, SlowClientsDoNotStarveOthers) {
   EXPECT_TRUE(still_open);
 }
 
-// A raw connection to the server, for clients no HTTP library would be.
-int Connect(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    close(fd);
-    return -1;
-  }
-  timeval timeout{10, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  return fd;
-}
-
-// What the server answered on `fd` until it closed the connection (or 10 s passed).
-std::string ReadAll(int fd) {
-  std::string out;
-  char buf[4096];
-  for (ssize_t n; (n = recv(fd, buf, sizeof buf, 0)) > 0;) out.append(buf, static_cast<size_t>(n));
-  return out;
-}
-
 TEST_F(ServerTest, EndlessHeadersAreRefusedWithoutMemoryGrowth) {
   host_.Start();
   StartServer(TestEnv({{"MAX_HEADER_BYTES", "16384"}}));
@@ -641,37 +618,6 @@ TEST_F(ServerTest, EndlessHeadersAreRefusedWithoutMemoryGrowth) {
   auto res = client.Get("/healthz", {{"X-Long", std::string(8000, 'b')}});
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 200);
-}
-
-// One HTTP/1.1 response read off `fd`: its head, and as many body bytes as its Content-Length
-// says (none after a HEAD).
-struct RawResponse {
-  std::string head;
-  std::string body;
-};
-RawResponse ReadResponse(int fd, std::string& buffered, bool head_only = false) {
-  RawResponse r;
-  char buf[65536];
-  const auto fill = [&] {
-    const ssize_t n = recv(fd, buf, sizeof buf, 0);
-    if (n > 0) buffered.append(buf, static_cast<size_t>(n));
-    return n > 0;
-  };
-  size_t end;
-  while ((end = buffered.find("\r\n\r\n")) == std::string::npos) {
-    if (!fill()) return r;
-  }
-  r.head = buffered.substr(0, end + 4);
-  buffered.erase(0, end + 4);
-  std::smatch m;
-  const std::regex length_header("\r\nContent-Length: (\\d+)\r\n", std::regex::icase);
-  const size_t length = std::regex_search(r.head, m, length_header) ? std::stoul(m[1]) : 0;
-  if (head_only) return r;
-  while (buffered.size() < length && fill()) {
-  }
-  r.body = buffered.substr(0, length);
-  buffered.erase(0, std::min(length, buffered.size()));
-  return r;
 }
 
 // SIGTERM with a client keeping its connection open between requests: that connection is closed

@@ -121,5 +121,43 @@ TEST(IsHttpUrl, RefusesEverythingElse) {
   EXPECT_FALSE(IsHttpUrl("http://a/" + std::string(9000, 'x')));
 }
 
+// Audit finding: FETCH_DENY_HOSTS compared the host as written, so another spelling of a denied
+// destination got through. Every spelling of one destination must normalise to one text.
+TEST(NormalizeHost, WritesEverySpellingOfOneIpv4AddressOneWay) {
+  for (const char* host : {"127.0.0.1", "[::ffff:127.0.0.1]", "::ffff:127.0.0.1",
+                           "[::FFFF:127.0.0.1]", "[::ffff:7f00:1]", "[0:0:0:0:0:ffff:7f00:0001]",
+                           "127.0.0.1.", "127.1", "0x7f.0.0.1", "0177.0.0.1", "2130706433"}) {
+    EXPECT_EQ(NormalizeHost(host), "127.0.0.1") << host;
+    EXPECT_TRUE(IsIpLiteral(host)) << host;
+  }
+  EXPECT_EQ(NormalizeHost("[::ffff:169.254.169.254]"), "169.254.169.254");
+}
+
+TEST(NormalizeHost, WritesIpv6CanonicallyWithoutBracketsOrZone) {
+  EXPECT_EQ(NormalizeHost("[::1]"), "::1");
+  EXPECT_EQ(NormalizeHost("0:0:0:0:0:0:0:1"), "::1");
+  EXPECT_EQ(NormalizeHost("[2001:DB8:0:0:0:0:0:0001]"), "2001:db8::1");
+  EXPECT_EQ(NormalizeHost("[fe80::1%eth0]"), "fe80::1");
+  // Only the mapped form is the IPv4 address itself; others that embed one are other addresses.
+  EXPECT_EQ(NormalizeHost("64:ff9b::7f00:1"), "64:ff9b::7f00:1");
+  EXPECT_TRUE(IsIpLiteral("[::1]"));
+}
+
+TEST(NormalizeHost, LowerCasesNamesAndDropsOneTrailingDot) {
+  EXPECT_EQ(NormalizeHost("Example.COM"), "example.com");
+  EXPECT_EQ(NormalizeHost("example.com."), "example.com");
+  EXPECT_EQ(NormalizeHost("LOCALHOST."), "localhost");
+  EXPECT_EQ(NormalizeHost("example.com.."), "example.com.");  // not a name DNS resolves anyway
+  EXPECT_EQ(NormalizeHost("*.Example.com."), "*.example.com");
+  // Names that merely look numeric or hex are names.
+  for (const char* name : {"dead.beef", "1e100.net", "cafe", "0x.example", "a.b.c.d"}) {
+    EXPECT_EQ(NormalizeHost(name), name);
+    EXPECT_FALSE(IsIpLiteral(name)) << name;
+  }
+  EXPECT_FALSE(IsIpLiteral("example.com"));
+  EXPECT_FALSE(IsIpLiteral("*.example.com"));
+  EXPECT_FALSE(IsIpLiteral(""));
+}
+
 }  // namespace
 }  // namespace imgproc::net

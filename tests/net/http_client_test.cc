@@ -187,6 +187,105 @@ TEST_F(HttpClientTest, PostsArePrivateDestinationCheckedToo) {
   EXPECT_TRUE(server_.requests().empty());
 }
 
+// Audit finding (issue 19): downloads, webhooks and ImgBB uploads share one connection cache, and
+// the private-address check ran only when a socket was opened. An image URL on the host of the
+// ImgBB endpoint (operator-configured, private allowed) went over the connection the upload had
+// left open, and was fetched. The address must be vetted for each request, however its
+// connection was obtained.
+TEST_F(HttpClientTest, APrivateDestinationIsRefusedOnAReusedConnectionToo) {
+  FixtureServer imgbb;  // keeps its connections alive, as a real ImgBB does
+  imgbb.server().set_keep_alive_max_count(10);
+  imgbb.server().Post("/1/upload", [](const httplib::Request& req, httplib::Response& res) {
+    res.set_content(std::to_string(req.remote_port), "text/plain");
+  });
+  imgbb.server().Get("/internal-secret.jpg", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content("secret", "image/jpeg");
+  });
+  imgbb.Start();
+  // The uploader's policy allows its private endpoint; its connection goes back to the cache,
+  // where the next transfer to that host finds it.
+  auto first = Post(imgbb.Url("/1/upload"), "text/plain", "jpeg", {}, options_);
+  auto second = Post(imgbb.Url("/1/upload"), "text/plain", "jpeg", {}, options_);
+  ASSERT_TRUE(first.ok() && second.ok());
+  ASSERT_EQ(first->body, second->body) << "the connection was not reused: the test proves nothing";
+
+  FetchOptions strict = options_;
+  strict.allow_private = false;
+  auto secret = Get(imgbb.Url("/internal-secret.jpg"), strict);
+  ASSERT_FALSE(secret.ok()) << "fetched over the reused connection: " << secret->body;
+  EXPECT_EQ(secret.status().code(), StatusCode::kPermanent);
+  EXPECT_EQ(secret.status().message(),
+            "destination not allowed: 127.0.0.1 is not a public address");
+  EXPECT_EQ(imgbb.CountRequests("/internal-secret.jpg"), 0u);  // never sent
+  // The uploader still gets through.
+  EXPECT_TRUE(Post(imgbb.Url("/1/upload"), "text/plain", "jpeg", {}, options_).ok());
+}
+
+// Audit finding (issue 19): FETCH_DENY_HOSTS compared the host as written, so another spelling of
+// a denied destination was fetched. allow_private is on: the deny list, not the SSRF policy, must
+// be what refuses.
+TEST_F(HttpClientTest, ADeniedHostIsRefusedHoweverItIsWritten) {
+  const std::string port = std::to_string(server_.port());
+  struct Case {
+    std::string deny;
+    std::string url;
+    std::string shown;  // the host as the error names it
+  };
+  const std::vector<Case> cases = {
+      {"127.0.0.1", "http://[::ffff:127.0.0.1]:" + port + "/hello", "127.0.0.1"},
+      {"127.0.0.1", "http://[::FFFF:7f00:1]:" + port + "/hello", "127.0.0.1"},
+      {"127.0.0.1", "http://127.0.0.1.:" + port + "/hello", "127.0.0.1"},
+      {"127.0.0.1", "http://0x7f.1:" + port + "/hello", "127.0.0.1"},
+      {"::ffff:127.0.0.1", server_.Url("/hello"), "127.0.0.1"},
+      {"[::FFFF:127.0.0.1]", server_.Url("/hello"), "127.0.0.1"},
+      {"localhost", "http://localhost.:" + port + "/hello", "localhost"},
+      {"localhost", "http://LocalHost.:" + port + "/hello", "localhost"},
+      {"LOCALHOST.", "http://localhost:" + port + "/hello", "localhost"},
+      {"*.example.com.", "http://img.Example.com.:" + port + "/hello", "img.example.com"},
+  };
+  for (const Case& c : cases) {
+    FetchOptions deny = options_;
+    deny.deny_hosts = {c.deny};
+    auto r = Get(c.url, deny);
+    EXPECT_FALSE(r.ok()) << c.url << " with " << c.deny << " denied was fetched";
+    EXPECT_EQ(r.status().code(), StatusCode::kPermanent) << c.url;
+    EXPECT_EQ(r.status().message(), "destination not allowed: " + c.shown + " is denied")
+        << c.url << " with " << c.deny << " denied";
+  }
+  EXPECT_EQ(server_.CountRequests("/hello"), 0u);
+
+  // The allow list reads hosts the same way.
+  FetchOptions allow = options_;
+  allow.allow_hosts = {"127.0.0.1"};
+  EXPECT_TRUE(Get("http://[::ffff:127.0.0.1]:" + port + "/hello", allow).ok());
+}
+
+// A name that resolves to a denied address is refused at the address connected, on a new
+// connection and on one taken from the cache (which another transfer, not denied it, opened).
+TEST_F(HttpClientTest, ADeniedAddressIsRefusedWhateverNameLedThere) {
+  FixtureServer server;
+  server.server().set_keep_alive_max_count(10);
+  server.server().Get("/hello", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content("hello", "text/plain");
+  });
+  server.Start();
+  const std::string url = "http://localhost:" + std::to_string(server.port()) + "/hello";
+  FetchOptions deny = options_;
+  for (const char* denied : {"127.0.0.1", "::ffff:127.0.0.1"}) {
+    deny.deny_hosts = {denied};
+    auto fresh = Get(url, deny);
+    ASSERT_FALSE(fresh.ok()) << denied;
+    EXPECT_EQ(fresh.status().code(), StatusCode::kPermanent);
+    EXPECT_EQ(fresh.status().message(), "destination not allowed: 127.0.0.1 is denied");
+    EXPECT_EQ(server.CountRequests("/hello"), 0u);
+  }
+  ASSERT_TRUE(Get(url, options_).ok());  // leaves its connection in the cache
+  auto reused = Get(url, deny);
+  ASSERT_FALSE(reused.ok());
+  EXPECT_EQ(reused.status().message(), "destination not allowed: 127.0.0.1 is denied");
+  EXPECT_EQ(server.CountRequests("/hello"), 1u);
+}
+
 TEST_F(HttpClientTest, RedirectToAnotherSchemeIsRefused) {
   auto r = Get(server_.Url("/to-file"), options_);
   ASSERT_FALSE(r.ok());
@@ -435,6 +534,167 @@ TEST_F(HttpClientTest, AGateIsNotAskedAboutErrorPages) {
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->status, 404);
   EXPECT_EQ(r->body.size(), 1024u * 1024);
+}
+
+// Waits (up to 5 s) until `n` Grow() calls wait for their turn in `budget`.
+bool WaitersReach(const DownloadBudget& budget, size_t n) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (budget.waiting() != n && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return budget.waiting() == n;
+}
+
+constexpr uint64_t kMiB = 1024 * 1024;
+constexpr auto kNoDeadline = DownloadBudget::Clock::time_point::max();
+
+TEST(DownloadBudgetTest, GrantsInStepsWhatFitsAndGivesItBack) {
+  DownloadBudget budget(4 * kMiB);
+  DownloadBudget::Share a, b;
+  EXPECT_TRUE(budget.TryGrow(a, 1));  // a whole step
+  EXPECT_EQ(a.bytes(), kMiB);
+  EXPECT_TRUE(budget.TryGrow(a, kMiB));  // already held: nothing more
+  EXPECT_TRUE(budget.TryGrow(a, kMiB + 1));
+  EXPECT_EQ(a.bytes(), 2 * kMiB);
+  EXPECT_TRUE(budget.TryGrow(b, 2 * kMiB));
+  EXPECT_EQ(budget.in_use(), 4 * kMiB);
+  EXPECT_FALSE(budget.TryGrow(b, 3 * kMiB));  // does not fit, and b is not the oldest
+  EXPECT_EQ(b.bytes(), 2 * kMiB);
+  b.Release();
+  EXPECT_EQ(b.bytes(), 0u);
+  EXPECT_EQ(budget.in_use(), 2 * kMiB);
+  {
+    DownloadBudget::Share moved = std::move(a);  // keeps its bytes and its place in line
+    EXPECT_EQ(a.bytes(), 0u);
+    EXPECT_EQ(moved.bytes(), 2 * kMiB);
+    EXPECT_TRUE(budget.TryGrow(b, 2 * kMiB));
+    EXPECT_TRUE(budget.TryGrow(moved, 3 * kMiB));  // over the limit: still the oldest
+  }
+  EXPECT_EQ(budget.in_use(), 2 * kMiB);  // the moved share went back when destroyed
+}
+
+// No deadlock: the oldest share always gets what it asks for, even over the limit, and when it
+// is given back the next one becomes the oldest and is woken, room or not.
+TEST(DownloadBudgetTest, TheOldestAlwaysGoesOnSoNobodyWaitsForEver) {
+  DownloadBudget budget(2 * kMiB);
+  DownloadBudget::Share oldest, second, third;
+  ASSERT_TRUE(budget.TryGrow(oldest, kMiB));
+  ASSERT_TRUE(budget.TryGrow(second, kMiB));
+  ASSERT_TRUE(budget.TryGrow(third, 0));  // in line, holding nothing
+  EXPECT_FALSE(budget.TryGrow(second, 2 * kMiB));
+  EXPECT_TRUE(budget.TryGrow(oldest, 40 * kMiB));  // the whole of one body, over the limit
+  EXPECT_EQ(budget.in_use(), 41 * kMiB);
+
+  std::atomic<bool> second_done{false}, third_done{false};
+  std::thread second_thread([&] {
+    EXPECT_TRUE(budget.Grow(second, 30 * kMiB, kNoDeadline));
+    second_done = true;
+  });
+  ASSERT_TRUE(WaitersReach(budget, 1));
+  std::thread third_thread([&] {
+    EXPECT_TRUE(budget.Grow(third, kMiB, kNoDeadline));
+    third_done = true;
+  });
+  ASSERT_TRUE(WaitersReach(budget, 2));
+  EXPECT_FALSE(second_done || third_done);
+  EXPECT_EQ(budget.in_use(), 41 * kMiB);  // both wait; nothing given meanwhile
+
+  oldest.Release();  // its body freed: `second` is the oldest now, over the limit or not
+  second_thread.join();
+  EXPECT_EQ(second.bytes(), 30 * kMiB);
+  EXPECT_EQ(budget.waiting(), 1u);  // `third` does not fit and is not the oldest
+  EXPECT_FALSE(third_done);
+  second.Release();
+  third_thread.join();
+  EXPECT_EQ(third.bytes(), kMiB);
+  EXPECT_EQ(budget.in_use(), kMiB);
+}
+
+// First come, first served: a share that has waited goes before a newcomer that would fit.
+TEST(DownloadBudgetTest, WaitingSharesGoFirstAndInTurn) {
+  DownloadBudget budget(4 * kMiB);
+  DownloadBudget::Share a, b, c, newcomer;
+  ASSERT_TRUE(budget.TryGrow(a, kMiB));
+  ASSERT_TRUE(budget.TryGrow(b, kMiB));
+  ASSERT_TRUE(budget.TryGrow(c, kMiB));
+  std::thread waiter([&] { EXPECT_TRUE(budget.Grow(c, 3 * kMiB, kNoDeadline)); });
+  ASSERT_TRUE(WaitersReach(budget, 1));
+  EXPECT_FALSE(budget.TryGrow(newcomer, kMiB));  // would fit, but `c` waits
+  EXPECT_EQ(newcomer.bytes(), 0u);
+  b.Release();  // now c's 2 MiB fit
+  waiter.join();
+  EXPECT_EQ(c.bytes(), 3 * kMiB);
+  EXPECT_EQ(budget.in_use(), 4 * kMiB);
+  EXPECT_FALSE(budget.TryGrow(newcomer, kMiB));  // full
+}
+
+TEST(DownloadBudgetTest, GivesUpAtItsDeadlineOrCancelledAndLetsThoseBehindOn) {
+  DownloadBudget budget(2 * kMiB);
+  DownloadBudget::Share oldest, big, small;
+  ASSERT_TRUE(budget.TryGrow(oldest, kMiB));
+  ASSERT_TRUE(budget.TryGrow(big, 0));
+  ASSERT_TRUE(budget.TryGrow(small, 0));
+
+  // A deadline already past, or a cancel flag already set: no wait at all.
+  EXPECT_FALSE(budget.Grow(big, 2 * kMiB, DownloadBudget::Clock::now()));
+  std::atomic<bool> cancel{true};
+  EXPECT_FALSE(budget.Grow(big, 2 * kMiB, kNoDeadline, &cancel));
+  EXPECT_EQ(big.bytes(), 0u);
+
+  // `big` waits (2 MiB do not fit) and `small` behind it (1 MiB would fit); `big` is cancelled.
+  cancel = false;
+  std::thread big_thread([&] { EXPECT_FALSE(budget.Grow(big, 2 * kMiB, kNoDeadline, &cancel)); });
+  ASSERT_TRUE(WaitersReach(budget, 1));
+  std::thread small_thread([&] { EXPECT_TRUE(budget.Grow(small, kMiB, kNoDeadline)); });
+  ASSERT_TRUE(WaitersReach(budget, 2));
+  EXPECT_EQ(small.bytes(), 0u);
+  cancel = true;
+  big_thread.join();
+  small_thread.join();
+  EXPECT_EQ(big.bytes(), 0u);
+  EXPECT_EQ(small.bytes(), kMiB);
+  EXPECT_EQ(budget.in_use(), 2 * kMiB);
+  EXPECT_EQ(budget.waiting(), 0u);
+}
+
+// Through the client: a download with no room is paused, and goes on once there is.
+TEST_F(HttpClientTest, ADownloadWaitsForRoomInTheBudgetAndGoesOnWhenThereIs) {
+  DownloadBudget budget(2 * kMiB);
+  options_.max_body_bytes = kLarge;
+  options_.body_budget = &budget;
+  // Alone, the first one is the oldest: it goes through whole, far over the budget.
+  auto first = Get(server_.Url("/large"), options_);
+  ASSERT_TRUE(first.ok()) << first.status().message();
+  EXPECT_TRUE(IsLargeBody(first->body));
+  EXPECT_GE(first->body_share.bytes(), kLarge);
+  EXPECT_EQ(budget.in_use(), first->body_share.bytes());
+
+  std::atomic<bool> done{false};
+  Result<HttpResponse> second = Internal("not run");
+  std::thread second_thread([&] {
+    second = Get(server_.Url("/big"), options_);
+    done = true;
+  });
+  ASSERT_TRUE(WaitersReach(budget, 1));  // paused at its first byte
+  EXPECT_FALSE(done);
+  first->body = std::string();
+  first->body_share.Release();
+  second_thread.join();
+  ASSERT_TRUE(second.ok()) << second.status().message();
+  EXPECT_EQ(second->body, std::string(200'000, 'x'));
+  EXPECT_EQ(budget.in_use(), kMiB);
+  second = Internal("freed");
+  EXPECT_EQ(budget.in_use(), 0u);
+
+  // No room before its deadline: a transient failure, the budget as it was.
+  DownloadBudget::Share holder;
+  ASSERT_TRUE(budget.TryGrow(holder, 2 * kMiB));
+  options_.total_timeout = std::chrono::milliseconds(300);
+  auto late = Get(server_.Url("/big"), options_);
+  ASSERT_FALSE(late.ok());
+  EXPECT_EQ(late.status().code(), StatusCode::kTransient);
+  EXPECT_NE(late.status().message().find("no room"), std::string::npos) << late.status().message();
+  EXPECT_EQ(budget.in_use(), 2 * kMiB);
 }
 
 }  // namespace

@@ -557,6 +557,57 @@ TEST(CompressToJpegTest, RefusesATruncatedPng) {
   ExpectRefused(std::string_view(png).substr(0, 40), "corrupt or truncated image");  // in header
 }
 
+// Damage that libjpeg only warns about, painting the rest of the image grey, is an image error
+// like a cut file (issue 19: these were "done", their bottom half flat grey). Baseline 4:2:0 (the
+// fast path's input, which gives up on them), 4:4:4 and progressive, the fast path on and off.
+TEST(CompressToJpegTest, RefusesAJpegCutAndEndedWithAnEoiMarker) {
+  for (TestImage kind : {TestImage::kJpegRgb, TestImage::kJpeg444, TestImage::kJpegProgressive}) {
+    SCOPED_TRACE(TestImageName(kind));
+    const std::string cut = imgproc::testing::CutJpeg(MakeImage(kind, kWidth, kHeight));
+    for (bool fast_path : {true, false}) {
+      CodecLimits limits;
+      limits.jpeg_fast_path = fast_path;
+      ExpectRefused(cut, "corrupt or truncated image: ", limits);
+    }
+  }
+}
+
+TEST(CompressToJpegTest, RefusesAJpegWithCorruptedData) {
+  for (TestImage kind : {TestImage::kJpegRgb, TestImage::kJpeg444}) {
+    SCOPED_TRACE(TestImageName(kind));
+    const std::string jpeg = MakeImage(kind, kWidth, kHeight);
+    ASSERT_GT(jpeg.size(), 10'000u);
+    ExpectRefused(imgproc::testing::CorruptJpeg(jpeg, 2'000), "corrupt or truncated image: ");
+  }
+}
+
+// A small file whose header claims 10000x9999 pixels made a 586 KB grey JPEG after a second of
+// CPU: refused as soon as its data runs out, in the first rows.
+TEST(CompressToJpegTest, RefusesATinyJpegClaimingAHugeSize) {
+  const std::string jpeg =
+      imgproc::testing::WithJpegSize(MakeImage(TestImage::kJpegRgb, 32, 32), 10'000, 9'999);
+  ASSERT_LT(jpeg.size(), 2'000u);
+  ASSERT_EQ(ReadHeader(jpeg, {}).pixels, 10'000u * 9'999);
+  ExpectRefused(jpeg, "corrupt or truncated image: ");
+}
+
+// Stray bytes between segments are a libjpeg warning too, a harmless one that real files have
+// ("extraneous bytes before marker"): those images still go through, with all their pixels.
+TEST(CompressToJpegTest, AcceptsJpegsWithStrayBytesBetweenSegments) {
+  for (TestImage kind : {TestImage::kJpegRgb, TestImage::kJpeg444, TestImage::kJpegProgressive}) {
+    const std::string jpeg = MakeImage(kind, kWidth, kHeight);
+    const EncodedImage clean = Compress(jpeg);
+    for (unsigned marker : {0xDBu, 0xD9u}) {  // before the quantisation tables; before the end
+      SCOPED_TRACE(std::string(TestImageName(kind)) + " before marker " + std::to_string(marker));
+      const EncodedImage out = Compress(imgproc::testing::WithJunkBefore(jpeg, marker, "junk"));
+      EXPECT_EQ(out.width, kWidth);
+      EXPECT_EQ(out.height, kHeight);
+      EXPECT_GT(imgproc::testing::Psnr(out.jpeg, clean.jpeg), 40);
+      ExpectSameColours(out, jpeg);
+    }
+  }
+}
+
 TEST(CompressToJpegTest, RefusesImagesOverThePixelLimit) {
   CodecLimits limits;
   limits.max_pixels = 10'000;
@@ -567,6 +618,28 @@ TEST(CompressToJpegTest, RefusesImagesOverThePixelLimit) {
   EXPECT_EQ(header.pixels, 333u * 222);
   EXPECT_EQ(header.refusal.message(), "image too large: 333x222 pixels (limit 10000)");
   EXPECT_TRUE(ReadHeader(image, {}).refusal.ok());
+}
+
+// The download gate looks at a head as it doubles from 16 KiB. libpng read every chunk before
+// the image data, allocating and zeroing each one's declared length first: a 1x1 header followed
+// by a chunk declaring 45 MiB cost 45 MiB of memset per look (on the thread that runs every
+// transfer), and the head still counted as "unknown". The size now comes from IHDR alone.
+TEST(ReadHeaderTest, APngsSizeComesFromItsHeaderWhateverChunksFollow) {
+  const std::string png = MakeImage(TestImage::kPngRgb, 1, 1);
+  std::string head = png.substr(0, 33);  // signature and IHDR
+  const uint32_t declared = 45u << 20;
+  head += std::string{static_cast<char>(declared >> 24), static_cast<char>(declared >> 16),
+                      static_cast<char>(declared >> 8), static_cast<char>(declared)};
+  head += "prVt" + std::string(64 * 1024, 'x');
+  const long rss_before = PeakRssKiB();
+  const ImageHeader header = ReadHeader(head, {});
+  EXPECT_EQ(header.pixels, 1u);
+  EXPECT_TRUE(header.refusal.ok()) << header.refusal.message();
+  EXPECT_LT(PeakRssKiB() - rss_before, 8 * 1024);
+  // A broken IHDR is not a size: the whole file decides.
+  std::string broken = head;
+  broken[12] = 'X';
+  EXPECT_EQ(ReadHeader(broken, {}).pixels, 0u);
 }
 
 // Refused from the header alone: decoding 20000x20000 would need 400 MB or more. (Memory is

@@ -81,9 +81,12 @@ TEST_F(WorkerPoolTest, ImageOfALostClaimIsTakenAgainWhenItsLeaseExpires) {
 
   ASSERT_TRUE(
       store
-          .CreateRequest("r1", std::nullopt,
-                         {{1, "Shoe", {host_.Url("/img/a.jpg"), host_.Url("/img/b.jpg")}, 2}},
-                         std::nullopt)
+          .CreateRequest({"r1",
+                          std::nullopt,
+                          std::nullopt,
+                          "",
+                          0,
+                          {{1, "Shoe", {host_.Url("/img/a.jpg"), host_.Url("/img/b.jpg")}, 2}}})
           .ok());
   pool.Start();
   queue.Notify();

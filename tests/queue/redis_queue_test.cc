@@ -135,9 +135,14 @@ class RedisQueueTest : public ::testing::Test {
 TEST_F(RedisQueueTest, NotifiedImagesAreTakenOnceAndAcknowledged) {
   auto q = Open("c1");
   ASSERT_NE(q, nullptr);
-  ASSERT_TRUE(
-      store_->CreateRequest("r1", std::nullopt, {Row(1, {"http://a/0", "x", "http://a/2"})}, {})
-          .ok());
+  ASSERT_TRUE(store_
+                  ->CreateRequest({"r1",
+                                   std::nullopt,
+                                   std::nullopt,
+                                   "",
+                                   0,
+                                   {Row(1, {"http://a/0", "x", "http://a/2"})}})
+                  .ok());
   q->Notify();
   auto tasks = TakeN(*q, "c1/0", 2);
   ASSERT_EQ(tasks.size(), 2u);
@@ -160,7 +165,9 @@ TEST_F(RedisQueueTest, NotifiedImagesAreTakenOnceAndAcknowledged) {
 TEST_F(RedisQueueTest, DuplicateEntriesAreDroppedWithoutWork) {
   auto q = Open("c1");
   ASSERT_NE(q, nullptr);
-  ASSERT_TRUE(store_->CreateRequest("r1", std::nullopt, {Row(1, {"http://a/0"})}, {}).ok());
+  ASSERT_TRUE(
+      store_->CreateRequest({"r1", std::nullopt, std::nullopt, "", 0, {Row(1, {"http://a/0"})}})
+          .ok());
   q->Notify();
   auto tasks = TakeN(*q, "c1/0", 1);
   ASSERT_EQ(tasks.size(), 1u);
@@ -174,7 +181,9 @@ TEST_F(RedisQueueTest, ADeadConsumersImagesAreTakenOverAfterTheLease) {
   auto dead = Open("dead", 300ms);
   auto alive = Open("alive", 300ms);
   ASSERT_TRUE(dead && alive);
-  ASSERT_TRUE(store_->CreateRequest("r1", std::nullopt, {Row(1, {"http://a/0"})}, {}).ok());
+  ASSERT_TRUE(
+      store_->CreateRequest({"r1", std::nullopt, std::nullopt, "", 0, {Row(1, {"http://a/0"})}})
+          .ok());
   dead->Notify();
   auto lost = TakeN(*dead, "dead/0", 1);
   ASSERT_EQ(lost.size(), 1u);
@@ -193,7 +202,10 @@ TEST_F(RedisQueueTest, WorkLostWithRedisDataIsHandedOverAgain) {
   auto q = Open("c1");
   ASSERT_NE(q, nullptr);
   ASSERT_TRUE(
-      store_->CreateRequest("r1", std::nullopt, {Row(1, {"http://a/0", "http://a/1"})}, {}).ok());
+      store_
+          ->CreateRequest(
+              {"r1", std::nullopt, std::nullopt, "", 0, {Row(1, {"http://a/0", "http://a/1"})}})
+          .ok());
   q->Notify();
   for (int i = 0; i < 100 && Redis({"XLEN", stream_}).value_or("0") != "2"; ++i) {
     std::this_thread::sleep_for(10ms);

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "services.h"
+#include "store/sqlite_store.h"
 
 namespace imgproc::store {
 namespace {
@@ -77,10 +78,13 @@ INSTANTIATE_TEST_SUITE_P(Engines, StoreTest, ::testing::Values("sqlite", "postgr
 
 TEST_P(StoreTest, NewRequestIsPendingWithNullOutputs) {
   ASSERT_TRUE(store_
-                  ->CreateRequest("r1", std::nullopt,
-                                  {Row(1, "SKU1", {"http://a/1.jpg", "http://a/2.jpg"}),
-                                   Row(2, "SKU2", {"http://a/3.jpg"})},
-                                  /*owner=*/std::nullopt)
+                  ->CreateRequest({"r1",
+                                   std::nullopt,
+                                   std::nullopt,
+                                   "",
+                                   0,
+                                   {Row(1, "SKU1", {"http://a/1.jpg", "http://a/2.jpg"}),
+                                    Row(2, "SKU2", {"http://a/3.jpg"})}})
                   .ok());
   auto view = store_->GetRequest("r1");
   ASSERT_TRUE(view.ok());
@@ -94,8 +98,10 @@ TEST_P(StoreTest, NewRequestIsPendingWithNullOutputs) {
 }
 
 TEST_P(StoreTest, OwnerIsStored) {
-  ASSERT_TRUE(store_->CreateRequest("r1", std::nullopt, {Row(1, "P", {"x"})}, "digest-a").ok());
-  ASSERT_TRUE(store_->CreateRequest("r2", std::nullopt, {Row(1, "P", {"x"})}, std::nullopt).ok());
+  ASSERT_TRUE(
+      store_->CreateRequest({"r1", std::nullopt, "digest-a", "", 0, {Row(1, "P", {"x"})}}).ok());
+  ASSERT_TRUE(
+      store_->CreateRequest({"r2", std::nullopt, std::nullopt, "", 0, {Row(1, "P", {"x"})}}).ok());
   Reopen();  // migrations run again on an up-to-date database: nothing changes
   EXPECT_EQ(store_->GetRequest("r1")->owner.value_or(""), "digest-a");
   EXPECT_FALSE(store_->GetRequest("r2")->owner.has_value());
@@ -108,10 +114,11 @@ TEST_P(StoreTest, UnknownRequestIsNotFound) {
 }
 
 TEST_P(StoreTest, RequestWithoutHttpEntriesCompletesAtOnce) {
-  ASSERT_TRUE(store_
-                  ->CreateRequest("r1", "http://hook/", {Row(7, "P", {"local.jpg", "x"})},
-                                  /*owner=*/std::nullopt)
-                  .ok());
+  ASSERT_TRUE(
+      store_
+          ->CreateRequest(
+              {"r1", "http://hook/", std::nullopt, "", 0, {Row(7, "P", {"local.jpg", "x"})}})
+          .ok());
   auto view = store_->GetRequest("r1");
   ASSERT_TRUE(view.ok());
   EXPECT_EQ(view->status, RequestStatus::kCompleted);
@@ -124,9 +131,12 @@ TEST_P(StoreTest, RequestWithoutHttpEntriesCompletesAtOnce) {
 
 TEST_P(StoreTest, OutputsKeepInputOrderWithPassThroughAndFailures) {
   ASSERT_TRUE(store_
-                  ->CreateRequest("r1", "http://hook/",
-                                  {Row(1, "P", {"http://a/0", "keep-me", "http://a/2"})},
-                                  /*owner=*/std::nullopt)
+                  ->CreateRequest({"r1",
+                                   "http://hook/",
+                                   std::nullopt,
+                                   "",
+                                   0,
+                                   {Row(1, "P", {"http://a/0", "keep-me", "http://a/2"})}})
                   .ok());
   auto tasks = store_->ClaimImages("w", 10, 60'000);
   ASSERT_TRUE(tasks.ok());
@@ -156,7 +166,7 @@ TEST_P(StoreTest, OutputsKeepInputOrderWithPassThroughAndFailures) {
 TEST_P(StoreTest, OnlyTheLeaseHolderRecordsAndFirstResultWins) {
   ASSERT_TRUE(
       store_
-          ->CreateRequest("r1", std::nullopt, {Row(1, "P", {"http://a/0"})}, /*owner=*/std::nullopt)
+          ->CreateRequest({"r1", std::nullopt, std::nullopt, "", 0, {Row(1, "P", {"http://a/0"})}})
           .ok());
   auto first = store_->ClaimImages("slow", 1, /*lease_ms=*/-1);  // expires at once
   ASSERT_EQ(first->size(), 1u);
@@ -174,7 +184,7 @@ TEST_P(StoreTest, OnlyTheLeaseHolderRecordsAndFirstResultWins) {
 TEST_P(StoreTest, TransientFailureIsRetriedAfterItsTime) {
   ASSERT_TRUE(
       store_
-          ->CreateRequest("r1", std::nullopt, {Row(1, "P", {"http://a/0"})}, /*owner=*/std::nullopt)
+          ->CreateRequest({"r1", std::nullopt, std::nullopt, "", 0, {Row(1, "P", {"http://a/0"})}})
           .ok());
   auto t = store_->ClaimImages("w", 1, 60'000);
   ImageOutcome retry = Failed("download failed: HTTP 503");
@@ -194,9 +204,12 @@ TEST_P(StoreTest, TransientFailureIsRetriedAfterItsTime) {
 
 TEST_P(StoreTest, ReleasedLeasesSurviveReopenAndFinishedImagesAreNotRedone) {
   ASSERT_TRUE(store_
-                  ->CreateRequest("r1", "http://hook/",
-                                  {Row(1, "P", {"http://a/0", "http://a/1", "http://a/2"})},
-                                  /*owner=*/std::nullopt)
+                  ->CreateRequest({"r1",
+                                   "http://hook/",
+                                   std::nullopt,
+                                   "",
+                                   0,
+                                   {Row(1, "P", {"http://a/0", "http://a/1", "http://a/2"})}})
                   .ok());
   auto tasks = store_->ClaimImages("dead", 3, 600'000);
   ASSERT_EQ(tasks->size(), 3u);
@@ -220,7 +233,7 @@ TEST_P(StoreTest, ReleasedLeasesSurviveReopenAndFinishedImagesAreNotRedone) {
 
 TEST_P(StoreTest, WebhookDeliveryStateIsRecorded) {
   ASSERT_TRUE(
-      store_->CreateRequest("r1", "http://hook/", {Row(1, "P", {"x"})}, /*owner=*/std::nullopt)
+      store_->CreateRequest({"r1", "http://hook/", std::nullopt, "", 0, {Row(1, "P", {"x"})}})
           .ok());
   auto jobs = store_->ClaimWebhooks(10, 60'000);
   ASSERT_EQ(jobs->size(), 1u);
@@ -240,9 +253,12 @@ TEST_P(StoreTest, WebhookDeliveryStateIsRecorded) {
 
 TEST_P(StoreTest, DoneImagesKeepTheirSizesFailedOnesHaveNone) {
   ASSERT_TRUE(store_
-                  ->CreateRequest("r1", std::nullopt,
-                                  {Row(1, "P", {"http://a/0", "keep", "http://a/2"})},
-                                  /*owner=*/std::nullopt)
+                  ->CreateRequest({"r1",
+                                   std::nullopt,
+                                   std::nullopt,
+                                   "",
+                                   0,
+                                   {Row(1, "P", {"http://a/0", "keep", "http://a/2"})}})
                   .ok());
   auto tasks = store_->ClaimImages("w", 10, 60'000);
   ASSERT_EQ(tasks->size(), 2u);
@@ -264,10 +280,12 @@ TEST_P(StoreTest, DoneImagesKeepTheirSizesFailedOnesHaveNone) {
 TEST_P(StoreTest, ListRequestsNewestFirstPerOwnerWithLimit) {
   for (const char* id : {"r1", "r2", "r3"}) {
     ASSERT_TRUE(
-        store_->CreateRequest(id, std::nullopt, {Row(1, "P", {"http://a/0"})}, "alice").ok());
+        store_->CreateRequest({id, std::nullopt, "alice", "", 0, {Row(1, "P", {"http://a/0"})}})
+            .ok());
   }
-  ASSERT_TRUE(store_->CreateRequest("r4", std::nullopt, {Row(1, "P", {"x"})}, "bob").ok());
-  ASSERT_TRUE(store_->CreateRequest("r5", std::nullopt, {Row(1, "P", {"x"})}, std::nullopt).ok());
+  ASSERT_TRUE(store_->CreateRequest({"r4", std::nullopt, "bob", "", 0, {Row(1, "P", {"x"})}}).ok());
+  ASSERT_TRUE(
+      store_->CreateRequest({"r5", std::nullopt, std::nullopt, "", 0, {Row(1, "P", {"x"})}}).ok());
 
   auto all = store_->ListRequests(std::nullopt, 10);
   ASSERT_TRUE(all.ok()) << all.status().message();
@@ -293,9 +311,12 @@ TEST_P(StoreTest, ListRequestsNewestFirstPerOwnerWithLimit) {
 TEST_P(StoreTest, CountUnfinishedImagesCountsQueuedAndLeased) {
   EXPECT_EQ(*store_->CountUnfinishedImages(), 0);
   ASSERT_TRUE(store_
-                  ->CreateRequest("r1", std::nullopt,
-                                  {Row(1, "P", {"http://a/0", "http://a/1", "http://a/2"})},
-                                  /*owner=*/std::nullopt)
+                  ->CreateRequest({"r1",
+                                   std::nullopt,
+                                   std::nullopt,
+                                   "",
+                                   0,
+                                   {Row(1, "P", {"http://a/0", "http://a/1", "http://a/2"})}})
                   .ok());
   EXPECT_EQ(*store_->CountUnfinishedImages(), 3);
   auto tasks = store_->ClaimImages("w", 2, 60'000);
@@ -308,8 +329,12 @@ TEST_P(StoreTest, CountUnfinishedImagesCountsQueuedAndLeased) {
 TEST_P(StoreTest, VersionThreeDatabaseIsMigratedKeepingItsRows) {
   if (GetParam() != "sqlite") GTEST_SKIP() << "the SQLite schema history";
   ASSERT_TRUE(store_
-                  ->CreateRequest("old", std::nullopt, {Row(1, "P", {"http://a/0", "http://a/1"})},
-                                  std::nullopt)
+                  ->CreateRequest({"old",
+                                   std::nullopt,
+                                   std::nullopt,
+                                   "",
+                                   0,
+                                   {Row(1, "P", {"http://a/0", "http://a/1"})}})
                   .ok());
   // One image done by the older imgproc: it has no sizes.
   auto first = store_->ClaimImages("w", 1, 60'000);
@@ -321,7 +346,9 @@ TEST_P(StoreTest, VersionThreeDatabaseIsMigratedKeepingItsRows) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
   for (const char* sql :
-       {"DROP INDEX requests_created", "DROP INDEX requests_owner_created",
+       {"DROP INDEX requests_unfinished", "ALTER TABLE requests DROP COLUMN client",
+        "DROP INDEX images_due", "CREATE INDEX images_due ON images(state, due_at)",
+        "DROP INDEX requests_created", "DROP INDEX requests_owner_created",
         "ALTER TABLE images DROP COLUMN input_bytes", "ALTER TABLE images DROP COLUMN output_bytes",
         "ALTER TABLE images DROP COLUMN enqueued_at",
         "DELETE FROM schema_version WHERE version > 3"}) {
@@ -330,6 +357,7 @@ TEST_P(StoreTest, VersionThreeDatabaseIsMigratedKeepingItsRows) {
   sqlite3_close(db);
 
   Reopen();
+  ASSERT_NE(store_, nullptr);
   auto tasks = store_->ClaimImages("w", 1, 60'000);
   ASSERT_EQ(tasks->size(), 1u);
   ImageOutcome o = Ok("http://out/0");
@@ -347,7 +375,8 @@ TEST_P(StoreTest, VersionThreeDatabaseIsMigratedKeepingItsRows) {
 TEST_P(StoreTest, ReadsDoNotWaitForAWriteUnderWay) {
   if (GetParam() != "sqlite") GTEST_SKIP() << "SQLite's connections";
   ASSERT_TRUE(
-      store_->CreateRequest("r", std::nullopt, {Row(1, "P", {"http://a/0"})}, std::nullopt).ok());
+      store_->CreateRequest({"r", std::nullopt, std::nullopt, "", 0, {Row(1, "P", {"http://a/0"})}})
+          .ok());
   // Another connection holds the file's write lock, so the store's next write waits for it (up to
   // its busy timeout, 5 s) in the middle of its transaction.
   sqlite3* other = nullptr;
@@ -369,11 +398,125 @@ TEST_P(StoreTest, ReadsDoNotWaitForAWriteUnderWay) {
   EXPECT_TRUE(read.get());
 }
 
+// Finding 3 of issue 19: /readyz and /metrics counted the images under the store's one lock, so
+// with a large queue they waited behind the workers (and COUNT(*) took seconds at 15 M images).
+// The depth now comes from the unfinished requests' counters, read beside the writes.
+TEST_P(StoreTest, TheQueueDepthIsTheUnfinishedRequestsImagesAndNeverWaitsForAWrite) {
+  ASSERT_TRUE(store_
+                  ->CreateRequest({"a",
+                                   std::nullopt,
+                                   std::nullopt,
+                                   "",
+                                   0,
+                                   {Row(1, "P", {"http://a/0", "x", "HTTP://a/1"})}})
+                  .ok());
+  ASSERT_TRUE(
+      store_->CreateRequest({"b", std::nullopt, std::nullopt, "", 0, {Row(1, "P", {"x"})}}).ok());
+  EXPECT_EQ(*store_->CountUnfinishedImages(), 2);
+  auto taken = store_->ClaimImages("w", 1, 60'000);
+  ASSERT_EQ(taken->size(), 1u);
+  EXPECT_EQ(*store_->CountUnfinishedImages(), 2);  // leased is unfinished
+  ASSERT_TRUE(store_->RecordImage((*taken)[0].image_id, "w", Failed("gone")).ok());
+  EXPECT_EQ(*store_->CountUnfinishedImages(), 1);
+  if (GetParam() != "sqlite") return;
+  // Another connection holds the file's write lock, so the store's next write waits (up to its
+  // busy timeout, 5 s) in the middle of its transaction; the depth is read meanwhile.
+  sqlite3* other = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ / "db" / "imgproc.db").c_str(), &other), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  std::promise<void> writing;
+  std::thread writer([&] {
+    writing.set_value();
+    EXPECT_TRUE(store_->ClaimImages("w", 1, 60'000).ok());
+  });
+  writing.get_future().wait();
+  auto depth = std::async(std::launch::async, [&] { return store_->CountUnfinishedImages(); });
+  const bool answered = depth.wait_for(std::chrono::seconds(2)) == std::future_status::ready;
+  EXPECT_EQ(sqlite3_exec(other, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(other);
+  writer.join();
+  EXPECT_TRUE(answered) << "the queue depth waited for the write under way";
+  EXPECT_EQ(*depth.get(), 1);
+}
+
+// Finding 3 of issue 19: a client could queue any number of images (30 uploads of 500,000); now
+// its unfinished images are bounded, whatever the number of requests they are spread over.
+TEST_P(StoreTest, AClientsUnfinishedImagesAreBounded) {
+  const auto request = [&](const std::string& id, const std::string& client, int images) {
+    std::vector<std::string> urls;
+    for (int i = 0; i < images; ++i) urls.push_back("http://a/" + id + std::to_string(i));
+    return store_->CreateRequest({id, std::nullopt, std::nullopt, client, 5, {Row(1, "P", urls)}});
+  };
+  ASSERT_TRUE(request("r1", "alice", 3).ok());
+  const Status over = request("r2", "alice", 3);
+  EXPECT_EQ(over.code(), StatusCode::kResourceExhausted) << over.message();
+  EXPECT_NE(over.message().find("MAX_QUEUED_IMAGES_PER_CLIENT"), std::string::npos);
+  EXPECT_EQ(store_->GetRequest("r2").status().code(), StatusCode::kNotFound);  // nothing stored
+  EXPECT_TRUE(request("r3", "bob", 5).ok());    // another client has its own share
+  EXPECT_TRUE(request("r4", "alice", 2).ok());  // 3 + 2 fit
+  EXPECT_TRUE(request("r5", "alice", 0).ok());  // no images: nothing to bound
+  // Finished images free their share.
+  auto taken = store_->ClaimImages("w", 10, 60'000);
+  ASSERT_TRUE(taken.ok());
+  for (const auto& task : *taken) {
+    if (task.request_id == "r1") {
+      ASSERT_TRUE(store_->RecordImage(task.image_id, "w", Ok("o")).ok());
+    }
+  }
+  EXPECT_TRUE(request("r6", "alice", 3).ok());
+}
+
+TEST(ClientImagesRule, AllowsUpToTheLimitOrAnyWithoutOne) {
+  EXPECT_TRUE(CheckClientImages(3, 2, 5).ok());
+  EXPECT_EQ(CheckClientImages(3, 3, 5).code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(CheckClientImages(0, 6, 5).code(), StatusCode::kResourceExhausted);
+  EXPECT_TRUE(CheckClientImages(1'000'000, 1'000'000, 0).ok());
+}
+
+TEST(ImageEntries, AreThoseNamingHttpInAnyCase) {
+  for (const char* image :
+       {"http://a/b.jpg", "HTTP://A/B.JPG", "https://x", "Https://x", "xhttpy"}) {
+    EXPECT_TRUE(IsImageEntry(image)) << image;
+  }
+  for (const char* other : {"", "x.jpg", "ftp://a/b.jpg", "htp://a", "HTT"}) {
+    EXPECT_FALSE(IsImageEntry(other)) << other;
+  }
+}
+
+// Finding 3 of issue 19: each claim sorted the whole due set (SQLite's plan said "USE TEMP B-TREE
+// FOR ORDER BY"): 16.5 ms a claim at 100k queued images, seconds at millions. The plan must read
+// the due images from an index in the order it takes them.
+TEST(SqliteClaimPlan, ReadsTheDueImagesInOrderWithoutSorting) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("imgproc-plan-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  const std::string path = (dir / "imgproc.db").string();
+  ASSERT_TRUE(OpenStore("sqlite://" + path).ok());
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* plan = nullptr;
+  const std::string sql = "EXPLAIN QUERY PLAN " + SqliteClaimQuery();
+  ASSERT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &plan, nullptr), SQLITE_OK);
+  std::string steps;
+  while (sqlite3_step(plan) == SQLITE_ROW) {
+    steps += reinterpret_cast<const char*>(sqlite3_column_text(plan, 3));
+    steps += "\n";
+  }
+  sqlite3_finalize(plan);
+  sqlite3_close(db);
+  std::filesystem::remove_all(dir);
+  EXPECT_EQ(steps.find("TEMP B-TREE"), std::string::npos) << steps;
+  EXPECT_NE(steps.find("images_due"), std::string::npos) << steps;
+}
+
 TEST_P(StoreTest, BrokerClaimsOnlyDueImagesById) {
   ASSERT_TRUE(store_
-                  ->CreateRequest("r1", std::nullopt,
-                                  {Row(1, "P", {"http://a/0", "http://a/1", "http://a/2"})},
-                                  /*owner=*/std::nullopt)
+                  ->CreateRequest({"r1",
+                                   std::nullopt,
+                                   std::nullopt,
+                                   "",
+                                   0,
+                                   {Row(1, "P", {"http://a/0", "http://a/1", "http://a/2"})}})
                   .ok());
   auto due = store_->TakeImagesToEnqueue(std::nullopt, 2);
   ASSERT_TRUE(due.ok()) << due.status().message();
@@ -408,9 +551,12 @@ TEST_P(StoreTest, BrokerClaimsOnlyDueImagesById) {
 
 TEST_P(StoreTest, ExtendedLeasesAreNotTakenOver) {
   ASSERT_TRUE(store_
-                  ->CreateRequest("r1", std::nullopt,
-                                  {Row(1, "P", {"http://a/0", "http://a/1", "http://a/2"})},
-                                  std::nullopt)
+                  ->CreateRequest({"r1",
+                                   std::nullopt,
+                                   std::nullopt,
+                                   "",
+                                   0,
+                                   {Row(1, "P", {"http://a/0", "http://a/1", "http://a/2"})}})
                   .ok());
   // Process p1's leases have run out, but p1 is alive and says so in time for the image it works
   // on. The other one it never heard of (the claim's answer was lost): that lease is not extended.
@@ -441,7 +587,7 @@ TEST_P(StoreTest, ConcurrentWorkersDoEveryImageOnce) {
             {"http://a/" + std::to_string(i) + "/0", "http://a/" + std::to_string(i) + "/1", "x",
              "http://a/" + std::to_string(i) + "/3"}));
   }
-  ASSERT_TRUE(store_->CreateRequest("r1", "http://hook/", rows, std::nullopt).ok());
+  ASSERT_TRUE(store_->CreateRequest({"r1", "http://hook/", std::nullopt, "", 0, rows}).ok());
   constexpr int kWorkers = 4;
   std::vector<std::unique_ptr<Store>> stores;
   for (int w = 0; w < kWorkers; ++w) {
@@ -497,7 +643,9 @@ TEST(OpenStoreTest, InMemoryDatabaseReadsWhatItWrote) {
   auto store = OpenStore("sqlite://:memory:");
   ASSERT_TRUE(store.ok()) << store.status().message();
   ASSERT_TRUE(
-      (*store)->CreateRequest("r", std::nullopt, {Row(1, "P", {"x.jpg"})}, std::nullopt).ok());
+      (*store)
+          ->CreateRequest({"r", std::nullopt, std::nullopt, "", 0, {Row(1, "P", {"x.jpg"})}})
+          .ok());
   auto view = (*store)->GetRequest("r");
   ASSERT_TRUE(view.ok()) << view.status().message();
   EXPECT_EQ(view->status, RequestStatus::kCompleted);

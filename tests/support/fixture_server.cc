@@ -6,8 +6,8 @@
 namespace imgproc::testing {
 
 FixtureServer::FixtureServer()
-    : server_(api::GuardedServer::Limits{64 * 1024, std::chrono::seconds(10),
-                                         std::chrono::seconds(5), std::chrono::seconds(5)}) {
+    : server_(GuardedServer::Limits{64 * 1024, std::chrono::seconds(10), std::chrono::seconds(5),
+                                    std::chrono::seconds(5)}) {
   // Recorded before routing, so a request is counted before its client can see any answer
   // (httplib's logger runs only after the response is written: counting there races the test).
   server_.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response&) {

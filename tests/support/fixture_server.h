@@ -12,7 +12,7 @@
 #include <thread>
 #include <vector>
 
-#include "api/guarded_server.h"
+#include "guarded_server.h"
 
 namespace imgproc::testing {
 
@@ -46,7 +46,7 @@ class FixtureServer {
   size_t CountRequests(const std::string& path) const;
 
  private:
-  api::GuardedServer server_;
+  GuardedServer server_;
   std::thread thread_;
   int port_ = 0;
   mutable std::mutex mu_;

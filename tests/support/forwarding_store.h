@@ -15,10 +15,8 @@ class ForwardingStore : public store::Store {
  public:
   explicit ForwardingStore(store::Store& inner) : inner_(inner) {}
 
-  Status CreateRequest(const std::string& request_id, const std::optional<std::string>& webhook_url,
-                       const std::vector<csv::ProductRow>& rows,
-                       const std::optional<std::string>& owner) override {
-    return inner_.CreateRequest(request_id, webhook_url, rows, owner);
+  Status CreateRequest(const store::NewRequest& request) override {
+    return inner_.CreateRequest(request);
   }
   Result<store::RequestView> GetRequest(const std::string& request_id) override {
     return inner_.GetRequest(request_id);

@@ -159,6 +159,35 @@ bool ReadQuantTables(std::string_view payload, JpegInfo& info) {
 // Markers that stand alone, without a length: TEM, RSTn, SOI.
 bool IsStandalone(unsigned marker) { return marker == 0x01 || (marker >= 0xD0 && marker <= 0xD8); }
 
+// The offset of the first marker `code` after SOI, walking the segments and skipping the
+// entropy-coded data after each SOS.
+std::optional<size_t> MarkerOffset(std::string_view jpeg, unsigned code) {
+  size_t at = 2;
+  while (at + 2 <= jpeg.size()) {
+    if (Byte(jpeg, at) != 0xFF) return std::nullopt;
+    const unsigned marker = Byte(jpeg, at + 1);
+    if (marker == code) return at;
+    if (marker == 0xFF) {  // a fill byte before a marker
+      ++at;
+      continue;
+    }
+    if (marker == 0xD9) return std::nullopt;
+    if (IsStandalone(marker)) {
+      at += 2;
+      continue;
+    }
+    if (at + 4 > jpeg.size()) return std::nullopt;
+    at += 2 + BigEndian16(jpeg, at + 2);
+    if (marker != 0xDA) continue;
+    // The scan's data runs to the next marker: FF 00 is a stuffed byte, FF D0..D7 a restart.
+    while (at + 1 < jpeg.size() && !(Byte(jpeg, at) == 0xFF && Byte(jpeg, at + 1) != 0x00 &&
+                                     (Byte(jpeg, at + 1) < 0xD0 || Byte(jpeg, at + 1) > 0xD7))) {
+      ++at;
+    }
+  }
+  return std::nullopt;
+}
+
 // Decodes to 8-bit sRGB; null (with libvips' error set) on failure.
 std::optional<VipsImg> DecodeSrgb(std::string_view image) {
   VipsImage* out = vips_image_new_from_buffer(image.data(), image.size(), "", nullptr);
@@ -317,6 +346,40 @@ std::optional<JpegInfo> InspectJpeg(std::string_view data) {
   }
   if (!have_frame) return std::nullopt;
   return info;
+}
+
+std::string CutJpeg(std::string_view jpeg) {
+  return std::string(jpeg.substr(0, jpeg.size() / 2)) + "\xFF\xD9";
+}
+
+std::string CorruptJpeg(std::string_view jpeg, size_t count) {
+  std::string damaged(jpeg);
+  if (count > damaged.size()) VipsFailed("CorruptJpeg: more bytes than the file has");
+  std::mt19937 random(19);
+  const size_t from = (damaged.size() - count) / 2;
+  for (size_t i = from; i < from + count; ++i) damaged[i] = static_cast<char>(random());
+  return damaged;
+}
+
+std::string WithJpegSize(std::string_view jpeg, int width, int height) {
+  std::optional<size_t> sof;
+  for (unsigned code : {0xC0u, 0xC1u, 0xC2u}) {
+    if (!sof) sof = MarkerOffset(jpeg, code);
+  }
+  if (!sof) VipsFailed("WithJpegSize: no frame header");
+  std::string patched(jpeg);
+  // FF Cn, length (2 bytes), precision (1), then height and width, big-endian.
+  patched[*sof + 5] = static_cast<char>(height >> 8);
+  patched[*sof + 6] = static_cast<char>(height & 0xFF);
+  patched[*sof + 7] = static_cast<char>(width >> 8);
+  patched[*sof + 8] = static_cast<char>(width & 0xFF);
+  return patched;
+}
+
+std::string WithJunkBefore(std::string_view jpeg, unsigned marker, std::string_view junk) {
+  const std::optional<size_t> at = MarkerOffset(jpeg, marker);
+  if (!at) VipsFailed("WithJunkBefore: no such marker");
+  return std::string(jpeg.substr(0, *at)) + std::string(junk) + std::string(jpeg.substr(*at));
 }
 
 std::array<int, 64> StandardLumaTable(int quality) {

@@ -40,6 +40,18 @@ inline constexpr std::array<TestImage, 13> kAllTestImages = {
 
 const char* TestImageName(TestImage kind);
 
+// Damaged copies of a JPEG, as downloads and storage damage them in the wild.
+// The first half of `jpeg`, ended with an EOI marker (FF D9) as if the file were complete.
+std::string CutJpeg(std::string_view jpeg);
+// `jpeg` with `count` bytes from the middle of the file replaced by random ones (a fixed seed).
+std::string CorruptJpeg(std::string_view jpeg, size_t count);
+// `jpeg` with its frame header (SOFn) claiming width x height: the data then holds far fewer
+// blocks than the header promises.
+std::string WithJpegSize(std::string_view jpeg, int width, int height);
+// `junk` inserted before the first marker after SOI whose code is `marker` (e.g. 0xDB, 0xD9),
+// as some writers leave stray bytes between segments.
+std::string WithJunkBefore(std::string_view jpeg, unsigned marker, std::string_view junk);
+
 // What a test needs to know about a produced JPEG, read from its own bytes (marker parsing).
 struct JpegInfo {
   int width = 0;

@@ -1,10 +1,11 @@
-// cpp-httplib's server with a connection loop of its own, serving each connection through a
+// The test and benchmark servers' cpp-httplib server (imgproc itself serves HTTP with
+// src/api/http_connection.h): a connection loop of its own, serving each connection through a
 // GuardedStream (guarded_server.cc). What it adds to cpp-httplib's: a request's head is bounded
 // in size and in time to receive it (431 and 408), a kept-alive connection waits for its next
 // request in one blocking recv (cpp-httplib's loop wakes every 10 ms per idle connection), small
 // writes go out together, and stopping ends the idle kept-alive connections at once.
-#ifndef IMGPROC_API_GUARDED_SERVER_H_
-#define IMGPROC_API_GUARDED_SERVER_H_
+#ifndef IMGPROC_TESTS_SUPPORT_GUARDED_SERVER_H_
+#define IMGPROC_TESTS_SUPPORT_GUARDED_SERVER_H_
 
 #include <httplib.h>
 
@@ -13,7 +14,7 @@
 #include <mutex>
 #include <unordered_set>
 
-namespace imgproc::api {
+namespace imgproc::testing {
 
 class GuardedStream;
 
@@ -46,6 +47,6 @@ class GuardedServer final : public httplib::Server {
   bool stopping_ = false;
 };
 
-}  // namespace imgproc::api
+}  // namespace imgproc::testing
 
-#endif  // IMGPROC_API_GUARDED_SERVER_H_
+#endif  // IMGPROC_TESTS_SUPPORT_GUARDED_SERVER_H_

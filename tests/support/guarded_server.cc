@@ -1,4 +1,4 @@
-#include "api/guarded_server.h"
+#include "guarded_server.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -13,9 +13,7 @@
 #include <string>
 #include <string_view>
 
-#include "api/handlers.h"
-
-namespace imgproc::api {
+namespace imgproc::testing {
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -177,7 +175,7 @@ class GuardedStream final : public httplib::Stream {
   }
 
   void Refuse(int status, const char* message) {
-    const std::string body = JsonError(status, message).body;
+    const std::string body = std::string(R"({"error":")") + message + "\"}";
     const std::string response =
         "HTTP/1.1 " + std::to_string(status) + " " + message +
         "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
@@ -310,4 +308,4 @@ bool GuardedServer::AwaitRequest(GuardedStream& stream, int sock, std::chrono::m
   return next;
 }
 
-}  // namespace imgproc::api
+}  // namespace imgproc::testing

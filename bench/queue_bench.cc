@@ -57,14 +57,14 @@ int main(int argc, char** argv) {
     request.client = "bench";
     const int64_t here = std::min<int64_t>(images - queued, int64_t{kRows} * kUrls);
     for (int64_t row = 0; row * kUrls < here; ++row) {
-      imgproc::csv::ProductRow r;
-      r.serial_no = row + 1;
-      r.product_name = "P" + std::to_string(row);
+      imgproc::request::NewProduct product;
+      product.serial_no = row + 1;
+      product.name = "P" + std::to_string(row);
       for (int64_t i = 0; i < kUrls && row * kUrls + i < here; ++i) {
-        r.input_urls.push_back("http://127.0.0.1:9/" + std::to_string(n) + "/" +
-                               std::to_string(row) + "/" + std::to_string(i) + ".jpg");
+        product.entries.push_back("http://127.0.0.1:9/" + std::to_string(n) + "/" +
+                                  std::to_string(row) + "/" + std::to_string(i) + ".jpg");
       }
-      request.rows.push_back(std::move(r));
+      request.products.push_back(std::move(product));
     }
     if (auto s = (*store)->CreateRequest(request); !s.ok()) {
       std::fprintf(stderr, "fill: %s\n", s.message().c_str());
@@ -87,7 +87,7 @@ int main(int argc, char** argv) {
                    tasks.ok() ? "nothing due" : tasks.status().message().c_str());
       return 1;
     }
-    imgproc::store::ImageOutcome failed;
+    imgproc::request::ImageOutcome failed;
     failed.error = "bench";
     if (auto r = (*store)->RecordImage((*tasks)[0].image_id, "bench/" + std::to_string(i), failed);
         !r.ok()) {

@@ -1,7 +1,6 @@
 #include "api/handlers.h"
 
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -16,9 +15,8 @@
 
 #include "api/assets.h"
 #include "common/logging.h"
-#include "common/product_json.h"
 #include "net/address.h"
-#include "storage/local_storage.h"
+#include "report/report.h"
 
 namespace imgproc::api {
 namespace {
@@ -50,7 +48,7 @@ std::optional<std::string> SegmentAfter(const std::string& path, std::string_vie
 }
 
 // RFC 3339 UTC with milliseconds: 2026-01-31T12:00:00.000Z.
-std::string FormatTime(store::Millis millis) {
+std::string FormatTime(request::Millis millis) {
   const std::time_t seconds = static_cast<std::time_t>(millis / 1000);
   std::tm utc{};
   gmtime_r(&seconds, &utc);
@@ -111,39 +109,12 @@ std::string KeyDigest(const std::string& key) {
   return hex;
 }
 
-std::string NewRequestId() {
-  unsigned char b[16];
-  if (RAND_bytes(b, sizeof b) != 1) {
-    std::random_device rd;  // OpenSSL's generator failing is near impossible; still be correct
-    for (auto& byte : b) byte = static_cast<unsigned char>(rd());
-  }
-  b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x40);  // version 4
-  b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);  // RFC 4122 variant
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string id;
-  for (int i = 0; i < 16; ++i) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) id += '-';
-    id += kHex[b[i] >> 4];
-    id += kHex[b[i] & 15];
-  }
-  return id;
-}
-
-bool IsUuid(const std::string& id) {
-  if (id.size() != 36) return false;
-  for (size_t i = 0; i < id.size(); ++i) {
-    const char c = id[i];
-    if (i == 8 || i == 13 || i == 18 || i == 23) {
-      if (c != '-') return false;
-    } else if (!std::isxdigit(static_cast<unsigned char>(c))) {
-      return false;
-    }
-  }
-  return true;
-}
-
-Api::Api(store::Store& store, ApiOptions options, std::function<void()> on_created)
-    : store_(store), options_(std::move(options)), on_created_(std::move(on_created)) {}
+Api::Api(store::RequestWriter& writer, store::RequestReader& reader, ApiOptions options,
+         std::function<void()> on_created)
+    : writer_(writer),
+      reader_(reader),
+      options_(std::move(options)),
+      on_created_(std::move(on_created)) {}
 
 Response Api::Handle(const Request& request) {
   const std::string& path = request.path;
@@ -282,7 +253,7 @@ Response Api::Upload(const Request& request, const std::optional<std::string>& o
     return JsonResponse(400, {{"error", "Invalid CSV format"}, {"details", details}});
   }
 
-  const std::string id = NewRequestId();
+  const std::string id = request::NewRequestId();
   const logging::ScopedRequestId log_scope(id);
   size_t images = 0;
   for (const auto& row : parsed.rows) images += row.input_urls.size();
@@ -292,8 +263,8 @@ Response Api::Upload(const Request& request, const std::optional<std::string>& o
                            owner,
                            owner ? *owner : "ip:" + request.remote_address,
                            options_.max_client_images,
-                           std::move(parsed.rows)};
-  if (auto s = store_.CreateRequest(stored); !s.ok()) {
+                           csv::ToProducts(std::move(parsed.rows))};
+  if (auto s = writer_.CreateRequest(stored); !s.ok()) {
     if (s.code() == StatusCode::kResourceExhausted) {
       Rejected(metrics::RejectReason::kTooManyQueued);
       Response r = JsonError(429, s.message());
@@ -309,10 +280,10 @@ Response Api::Upload(const Request& request, const std::optional<std::string>& o
   return JsonResponse(202, {{"request_id", id}});
 }
 
-Result<store::RequestView> Api::LoadRequest(const std::string& request_id,
-                                            const std::optional<std::string>& caller) {
-  if (!IsUuid(request_id)) return NotFound("Request ID not found");
-  auto view = store_.GetRequest(request_id);
+Result<request::RequestView> Api::LoadRequest(const std::string& request_id,
+                                              const std::optional<std::string>& caller) {
+  if (!request::IsUuid(request_id)) return NotFound("Request ID not found");
+  auto view = reader_.GetRequest(request_id);
   if (view.ok() && caller && view->owner != caller) return NotFound("Request ID not found");
   return view;
 }
@@ -379,35 +350,10 @@ void Api::BuildStatus(const std::string& request_id, BuiltStatus& built) {
   }
   built.loaded = true;
   built.owner = view->owner;
-  json products = json::array();
-  for (const auto& p : view->products) {
-    json product = ProductJson(p, /*with_errors=*/true);
-    json sizes = json::array();
-    for (const auto& z : p.image_sizes) {
-      sizes.push_back(
-          {{"index", z.index}, {"input_bytes", z.input_bytes}, {"output_bytes", z.output_bytes}});
-    }
-    product["Image Sizes"] = std::move(sizes);
-    products.push_back(std::move(product));
-  }
-  json body = {
-      {"request_id", view->request_id},
-      {"status", store::ToString(view->status)},
-      {"progress",
-       {{"images_total", view->images_total},
-        {"images_done", view->images_done},
-        {"images_failed", view->images_failed}}},
-      {"products", std::move(products)},
-  };
-  if (view->webhook) {
-    json hook = {{"state", view->webhook->state}, {"attempts", view->webhook->attempts}};
-    hook["last_status"] = view->webhook->last_status ? json(*view->webhook->last_status) : json();
-    body["webhook"] = std::move(hook);
-  }
-  Response response = JsonResponse(200, body);
-  const bool webhook_settled =
-      !view->webhook || view->webhook->state == "delivered" || view->webhook->state == "failed";
-  if (view->status == store::RequestStatus::kCompleted && webhook_settled) {
+  Response response;
+  response.body = report::StatusJson(*view);
+  const bool webhook_settled = !view->webhook || view->webhook->settled();
+  if (view->status == request::RequestStatus::kCompleted && webhook_settled) {
     finished_statuses_.Put(request_id, {view->owner, response.body, {}});
     // Put encoded it: the callers sharing this build take that encoding instead of making another.
     if (auto kept = finished_statuses_.Find(request_id)) {
@@ -421,35 +367,19 @@ Response Api::OutputCsv(const std::string& request_id, bool with_errors,
                         const std::optional<std::string>& caller) {
   auto view = LoadRequest(request_id, caller);
   if (!view.ok()) return LoadError(request_id, view.status());
-  std::ostringstream out;
-  out << "Serial Number,Product Name,Input Image Urls,Output Image Urls"
-      << (with_errors ? ",Errors" : "") << "\r\n";
-  for (const auto& p : view->products) {
-    out << p.serial_no << ',' << csv::EscapeField(p.product_name) << ','
-        << csv::EscapeField(p.input_urls) << ',' << csv::EscapeField(p.output_urls.value_or(""));
-    if (with_errors) {
-      std::string errors;
-      for (const auto& e : p.image_errors) {
-        if (!errors.empty()) errors += "; ";
-        errors += "#" + std::to_string(e.index) + " " + e.url + ": " + e.error;
-      }
-      out << ',' << csv::EscapeField(errors);
-    }
-    out << "\r\n";
-  }
   Response r;
   r.content_type = "text/csv; charset=utf-8";
-  r.body = out.str();
+  r.body = report::OutputCsv(*view, with_errors);
   r.headers["Content-Disposition"] = "attachment; filename=\"output-" + request_id + ".csv\"";
   return r;
 }
 
 Response Api::Media(const std::string& relative, const std::optional<std::string>& caller) {
-  if (options_.media_dir.empty()) return JsonError(404, "Not found");
+  if (!options_.media) return JsonError(404, "Not found");
   if (caller && !LoadRequest(relative.substr(0, relative.find('/')), caller).ok()) {
     return JsonError(404, "Not found");
   }
-  const auto file = storage::ResolveMediaPath(options_.media_dir, relative);
+  const auto file = options_.media(relative);
   if (!file) return JsonError(404, "Not found");
   std::ifstream in(*file, std::ios::binary);
   std::ostringstream content;
@@ -475,7 +405,7 @@ Response Api::ListRequests(const Request& request, const std::optional<std::stri
     limit = std::stoi(text);
     if (limit < 1 || limit > 100) return JsonError(400, "limit must be an integer from 1 to 100");
   }
-  auto listed = store_.ListRequests(caller, limit);
+  auto listed = reader_.ListRequests(caller, limit);
   if (!listed.ok()) {
     spdlog::error("list requests: {}", listed.status().message());
     return JsonError(503, "Service unavailable: cannot read the requests, try again");
@@ -483,7 +413,7 @@ Response Api::ListRequests(const Request& request, const std::optional<std::stri
   json requests = json::array();
   for (const auto& r : *listed) {
     requests.push_back({{"request_id", r.request_id},
-                        {"status", store::ToString(r.status)},
+                        {"status", request::ToString(r.status)},
                         {"created_at", FormatTime(r.created_at)},
                         {"progress",
                          {{"images_total", r.images_total},
@@ -496,7 +426,7 @@ Response Api::ListRequests(const Request& request, const std::optional<std::stri
 Response Api::Health() { return JsonResponse(200, {{"status", "ok"}}); }
 
 Response Api::Ready() {
-  auto depth = store_.CountUnfinishedImages();
+  auto depth = reader_.CountUnfinishedImages();
   if (!depth.ok()) {
     spdlog::warn("readyz: store unavailable: {}", depth.status().message());
     return JsonResponse(503, {{"status", "unavailable"}, {"error", "Store unavailable"}});

@@ -50,8 +50,9 @@ struct Response {
 
 struct ApiOptions {
   csv::Limits csv_limits;
-  // Where local media lives; empty when the storage is not local (then /media/ is 404).
-  std::filesystem::path media_dir;
+  // The file a /media/ path names (what follows "/media/"), or nullopt when it names none; unset
+  // when the storage serves no files here (then /media/ is 404).
+  std::function<std::optional<std::filesystem::path>(std::string_view relative)> media;
   // KeyDigest() of every accepted API key. Empty: no authentication (the zero-setup default).
   std::set<std::string> api_key_digests;
   // Unfinished images one client (API key, or address without keys) may have queued; 0: no limit.
@@ -65,7 +66,9 @@ struct ApiOptions {
 class Api {
  public:
   // `on_created` runs after a request is stored (wakes the workers).
-  Api(store::Store& store, ApiOptions options, std::function<void()> on_created);
+  // `writer` stores the uploads, `reader` reads them back (status, lists, the output CSV).
+  Api(store::RequestWriter& writer, store::RequestReader& reader, ApiOptions options,
+      std::function<void()> on_created);
 
   Response Handle(const Request& request);
 
@@ -87,8 +90,8 @@ class Api {
   // The request named by an id from a URL (NotFound unless it is a known UUID), and the response
   // for a failure to load it.
   // Another key's request is NotFound too, so ids leak nothing.
-  Result<store::RequestView> LoadRequest(const std::string& request_id,
-                                         const std::optional<std::string>& caller);
+  Result<request::RequestView> LoadRequest(const std::string& request_id,
+                                           const std::optional<std::string>& caller);
   Response LoadError(const std::string& request_id, const imgproc::Status& status);
   // A finished request's status comes from memory, gzip-encoded when `accepts_gzip`.
   Response RequestStatus(const std::string& request_id, const std::optional<std::string>& caller,
@@ -116,7 +119,8 @@ class Api {
   Response Metrics();
   void Rejected(metrics::RejectReason reason);
 
-  store::Store& store_;
+  store::RequestWriter& writer_;
+  store::RequestReader& reader_;
   const ApiOptions options_;
   std::function<void()> on_created_;
   StatusCache finished_statuses_{64 * 1024 * 1024};
@@ -133,12 +137,6 @@ std::string KeyDigest(const std::string& key);
 
 // True when the request's Accept-Encoding lists gzip (or *) without q=0.
 bool AcceptsGzip(const Request& request);
-
-// A new random (version 4) UUID in its canonical lower-case form.
-std::string NewRequestId();
-
-// True when `id` is a canonical UUID (8-4-4-4-12 hex digits).
-bool IsUuid(const std::string& id);
 
 }  // namespace imgproc::api
 

@@ -16,11 +16,11 @@
 #include <mutex>
 #include <sstream>
 
-#include "api/handlers.h"
 #include "app/service.h"
 #include "common/logging.h"
 #include "pipeline/worker_pool.h"
 #include "queue/embedded_queue.h"
+#include "report/report.h"
 #include "store/sqlite_store.h"
 
 namespace imgproc::app {
@@ -195,7 +195,7 @@ int RunProcess(const config::Config& config_in, const ProcessOptions& options) {
   limits.max_rows = static_cast<size_t>(config.max_rows);
   limits.max_urls_per_row = static_cast<size_t>(config.max_urls_per_row);
   limits.max_url_length = static_cast<size_t>(config.max_url_length);
-  const csv::ParseResult parsed = csv::ParseProducts(*data, limits);
+  csv::ParseResult parsed = csv::ParseProducts(*data, limits);
   if (!parsed.ok()) {
     std::fprintf(stderr, "error: invalid CSV %s:\n", options.input_csv.c_str());
     for (const auto& p : parsed.problems) {
@@ -227,8 +227,9 @@ int RunProcess(const config::Config& config_in, const ProcessOptions& options) {
     std::fprintf(stderr, "error: %s\n", storage.status().message().c_str());
     return 2;
   }
-  const std::string id = api::NewRequestId();
-  if (Status s = (*store)->CreateRequest({id, std::nullopt, std::nullopt, "", 0, parsed.rows});
+  const std::string id = request::NewRequestId();
+  if (Status s = (*store)->CreateRequest(
+          {id, std::nullopt, std::nullopt, "", 0, csv::ToProducts(std::move(parsed.rows))});
       !s.ok()) {
     std::fprintf(stderr, "error: %s\n", s.message().c_str());
     return 2;
@@ -263,7 +264,7 @@ int RunProcess(const config::Config& config_in, const ProcessOptions& options) {
   pool.Start();
   // Ends when the request completes (every image reaches done or failed: attempts are bounded
   // by MAX_ATTEMPTS), on a store error, or on Ctrl-C.
-  while (view->status != store::RequestStatus::kCompleted && interrupted == 0) {
+  while (view->status != request::RequestStatus::kCompleted && interrupted == 0) {
     progress.Update(view->images_done + view->images_failed, view->images_failed, false);
     {
       std::unique_lock<std::mutex> lock(mu);
@@ -287,17 +288,9 @@ int RunProcess(const config::Config& config_in, const ProcessOptions& options) {
   const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
 
   // The output CSV, exactly as the API serves it.
-  api::Api api(**store, api::ApiOptions{}, nullptr);
-  api::Request get{"GET", "/api/p/requests/" + id + "/output.csv", {}, {}, {}, {}, {}};
-  if (options.errors_column) get.query["errors"] = "1";
-  const api::Response csv = api.Handle(get);
-  if (csv.status != 200) {
-    std::fprintf(stderr, "error: cannot build the output CSV: %s\n", csv.body.c_str());
-    return 2;
-  }
   {
     std::ofstream out(options.output_csv, std::ios::binary | std::ios::trunc);
-    out << csv.body;
+    out << report::OutputCsv(*view, options.errors_column);
     out.close();
     if (!out) {
       std::fprintf(stderr, "error: cannot write %s\n", options.output_csv.c_str());

@@ -8,6 +8,7 @@
 
 #include "queue/embedded_queue.h"
 #include "queue/redis_queue.h"
+#include "storage/local_storage.h"
 
 namespace imgproc::app {
 namespace {
@@ -112,7 +113,7 @@ Result<std::unique_ptr<Service>> Service::Create(const config::Config& config, R
   hooks.fetch.max_body_bytes = 64 * 1024;
   hooks.fetch.max_redirects = 0;
   hooks.metrics = svc->metrics_.get();
-  svc->webhooks_ = std::make_unique<webhook::Sender>(*svc->store_, hooks);
+  svc->webhooks_ = std::make_unique<webhook::Sender>(*svc->store_, *svc->store_, hooks);
 
   if (with_workers) {
     svc->workers_ = std::make_unique<pipeline::WorkerPool>(
@@ -126,11 +127,15 @@ Result<std::unique_ptr<Service>> Service::Create(const config::Config& config, R
   api_options.csv_limits.max_urls_per_row = static_cast<size_t>(config.max_urls_per_row);
   api_options.csv_limits.max_url_length = static_cast<size_t>(config.max_url_length);
   api_options.max_client_images = config.max_queued_images_per_client;
-  if (config.storage == "local") api_options.media_dir = media_dir;
+  if (config.storage == "local") {
+    api_options.media = [media_dir](std::string_view relative) {
+      return storage::ResolveMediaPath(media_dir, relative);
+    };
+  }
   for (const auto& key : config.api_keys) api_options.api_key_digests.insert(api::KeyDigest(key));
   api_options.metrics = svc->metrics_.get();
   if (broker != nullptr) api_options.broker_ready = [broker] { return broker->Ping(); };
-  svc->api_ = std::make_unique<api::Api>(*svc->store_, api_options,
+  svc->api_ = std::make_unique<api::Api>(*svc->store_, *svc->store_, api_options,
                                          [queue = svc->queue_.get()] { queue->Notify(); });
 
   if (role == Role::kWorkers) return svc;

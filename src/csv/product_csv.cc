@@ -353,13 +353,13 @@ ParseResult ParseProducts(std::string_view data, const Limits& limits) {
   return result;
 }
 
-std::string JoinUrls(const std::vector<std::string>& urls) {
-  std::string out;
-  for (size_t i = 0; i < urls.size(); ++i) {
-    if (i > 0) out += ',';
-    out += urls[i];
+std::vector<request::NewProduct> ToProducts(std::vector<ProductRow>&& rows) {
+  std::vector<request::NewProduct> products;
+  products.reserve(rows.size());
+  for (ProductRow& row : rows) {
+    products.push_back({row.serial_no, std::move(row.product_name), std::move(row.input_urls)});
   }
-  return out;
+  return products;
 }
 
 std::string EscapeField(std::string_view field, bool neutralise_formulas) {

@@ -1,4 +1,4 @@
-// Parsing and validation of the products CSV (CONTRACT.md §1).
+// Parsing and validation of the products CSV (docs/api.md, "CSV").
 //
 // The bytes are tokenised by libcsv (RFC 4180); this module adds header aliases, the "spill" rule
 // for unquoted URL lists, trimming and the validation rules and limits. It never throws and never
@@ -11,6 +11,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "request/request.h"
 
 namespace imgproc::csv {
 
@@ -48,8 +50,8 @@ inline constexpr size_t kMaxProblems = 100;
 // Parses and validates a whole CSV file.
 ParseResult ParseProducts(std::string_view data, const Limits& limits);
 
-// Joins URL entries with "," (the stored and API form of a URL list).
-std::string JoinUrls(const std::vector<std::string>& urls);
+// The rows as the request's products (moved out of `rows`).
+std::vector<request::NewProduct> ToProducts(std::vector<ProductRow>&& rows);
 
 // Writes one CSV field, quoting it when needed (RFC 4180). With `neutralise_formulas`, a cell that
 // starts with =, +, -, @, TAB or CR gets a leading apostrophe (OWASP CSV-injection advice).

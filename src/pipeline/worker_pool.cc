@@ -14,17 +14,17 @@ namespace imgproc::pipeline {
 namespace {
 
 // An outcome for a failure: retried later when transient and attempts remain, final otherwise.
-store::ImageOutcome Failure(const store::ImageTask& task, const PipelineOptions& options,
-                            bool transient, std::string error,
-                            std::chrono::milliseconds min_delay = {}) {
-  store::ImageOutcome out;
+request::ImageOutcome Failure(const store::ImageTask& task, const PipelineOptions& options,
+                              bool transient, std::string error,
+                              std::chrono::milliseconds min_delay = {}) {
+  request::ImageOutcome out;
   out.error = std::move(error);
   if (transient && task.attempts < options.max_attempts) {
     thread_local std::mt19937_64 rng{std::random_device{}()};
     const int64_t base = options.retry_base.count() << std::min(task.attempts - 1, 16);
     const int64_t delay = std::max<int64_t>(
         min_delay.count(), base + std::uniform_int_distribution<int64_t>(0, base / 2)(rng));
-    out.retry_at = store::NowMillis() + delay;
+    out.retry_at = RealClock().WallMillis() + delay;
   }
   return out;
 }
@@ -38,7 +38,7 @@ void ObserveSince(metrics::Histogram* histogram, std::chrono::steady_clock::time
 
 }  // namespace
 
-store::ImageOutcome WorkerPool::Process(const store::ImageTask& task) {
+request::ImageOutcome WorkerPool::Process(const store::ImageTask& task) {
   metrics::ServiceMetrics* m = options_.metrics;
   // Held from before the download until the compression is over; released on every path out.
   uint64_t reserved = budget_.Reserve();
@@ -120,7 +120,7 @@ store::ImageOutcome WorkerPool::Process(const store::ImageTask& task) {
                    url.status().retry_after());
   }
   if (m) m->BytesOut(encoded->jpeg.size());
-  store::ImageOutcome out;
+  request::ImageOutcome out;
   out.ok = true;
   out.output_url = *url;
   out.input_bytes = input_bytes;
@@ -128,8 +128,9 @@ store::ImageOutcome WorkerPool::Process(const store::ImageTask& task) {
   return out;
 }
 
-WorkerPool::WorkerPool(store::Store& store, queue::WorkQueue& queue, storage::ImageStorage& storage,
-                       PipelineOptions options, std::function<void()> on_recorded)
+WorkerPool::WorkerPool(store::ImageLeases& store, queue::WorkQueue& queue,
+                       storage::ImageStorage& storage, PipelineOptions options,
+                       std::function<void()> on_recorded)
     : store_(store),
       queue_(queue),
       storage_(storage),
@@ -202,7 +203,7 @@ void WorkerPool::Heartbeat() {
 }
 
 bool WorkerPool::Record(const store::ImageTask& task, const std::string& owner,
-                        const store::ImageOutcome& outcome) {
+                        const request::ImageOutcome& outcome) {
   const auto give_up = std::chrono::steady_clock::now() + options_.lease;
   auto delay = std::chrono::milliseconds(100);
   while (true) {
@@ -252,7 +253,7 @@ void WorkerPool::Run(const std::string& owner) {
       if (cancel_ && !outcome.ok) {
         // Interrupted by shutdown, not failed: hand it back, due at once for the next run.
         outcome.error = "interrupted by shutdown";
-        outcome.retry_at = store::NowMillis();
+        outcome.retry_at = RealClock().WallMillis();
       }
       if (outcome.ok) {
         spdlog::debug("request {} image {}#{}: {}", task.request_id, task.serial_no, task.index,

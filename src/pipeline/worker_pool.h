@@ -51,7 +51,7 @@ struct PipelineOptions {
 class WorkerPool {
  public:
   // `on_recorded` runs after each recorded outcome (e.g. to wake the webhook sender).
-  WorkerPool(store::Store& store, queue::WorkQueue& queue, storage::ImageStorage& storage,
+  WorkerPool(store::ImageLeases& store, queue::WorkQueue& queue, storage::ImageStorage& storage,
              PipelineOptions options, std::function<void()> on_recorded);
   ~WorkerPool();
 
@@ -64,14 +64,14 @@ class WorkerPool {
  private:
   void Run(const std::string& owner);
   // Works one image and says what to record: its output URL, a final error, or a retry time.
-  store::ImageOutcome Process(const store::ImageTask& task);
+  request::ImageOutcome Process(const store::ImageTask& task);
   void Heartbeat();
   // Records an outcome, retrying transient store errors (a database restarting) for up to a lease.
   // True when it was recorded (this worker still held the lease).
   bool Record(const store::ImageTask& task, const std::string& owner,
-              const store::ImageOutcome& outcome);
+              const request::ImageOutcome& outcome);
 
-  store::Store& store_;
+  store::ImageLeases& store_;
   queue::WorkQueue& queue_;
   storage::ImageStorage& storage_;
   PipelineOptions options_;  // its fetch.cancel points at cancel_

@@ -4,7 +4,7 @@
 
 namespace imgproc::queue {
 
-EmbeddedQueue::EmbeddedQueue(store::Store& store, std::chrono::milliseconds lease,
+EmbeddedQueue::EmbeddedQueue(store::ImageLeases& store, std::chrono::milliseconds lease,
                              std::chrono::milliseconds poll)
     : store_(store), lease_(lease), poll_(poll) {}
 
@@ -42,7 +42,8 @@ Result<std::vector<store::ImageTask>> EmbeddedQueue::Take(const std::string& own
     auto until = std::min(deadline, Clock::now() + poll_);
     auto next = store_.NextImageDue();
     if (next.ok() && next->has_value()) {
-      const auto in = std::chrono::milliseconds(std::max<int64_t>(0, **next - store::NowMillis()));
+      const auto in =
+          std::chrono::milliseconds(std::max<int64_t>(0, **next - RealClock().WallMillis()));
       until = std::min(until, Clock::now() + in + std::chrono::milliseconds(1));
     }
     std::unique_lock<std::mutex> lock(mu_);

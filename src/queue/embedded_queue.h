@@ -15,7 +15,7 @@ class EmbeddedQueue final : public WorkQueue {
  public:
   // `lease` is how long a taken image stays with its worker before another may take it; `poll`
   // is the longest wait before looking at the store again when nothing was notified.
-  EmbeddedQueue(store::Store& store, std::chrono::milliseconds lease,
+  EmbeddedQueue(store::ImageLeases& store, std::chrono::milliseconds lease,
                 std::chrono::milliseconds poll = std::chrono::hours(1));
 
   void Notify() override;
@@ -25,7 +25,7 @@ class EmbeddedQueue final : public WorkQueue {
   void Shutdown() override;
 
  private:
-  store::Store& store_;
+  store::ImageLeases& store_;
   const std::chrono::milliseconds lease_;
   const std::chrono::milliseconds poll_;
   std::mutex mu_;

@@ -213,10 +213,10 @@ class RedisQueue::Connection {
   redisContext* c_;
 };
 
-RedisQueue::RedisQueue(store::Store& store, RedisQueueOptions options, RedisAddress address)
+RedisQueue::RedisQueue(store::ImageLeases& store, RedisQueueOptions options, RedisAddress address)
     : store_(store), options_(std::move(options)), address_(std::move(address)) {}
 
-Result<std::unique_ptr<RedisQueue>> RedisQueue::Open(store::Store& store,
+Result<std::unique_ptr<RedisQueue>> RedisQueue::Open(store::ImageLeases& store,
                                                      RedisQueueOptions options) {
   auto address = ParseRedisUrl(options.url);
   if (!address.ok()) return address.status();
@@ -402,8 +402,8 @@ Status RedisQueue::Sweep(Connection& conn) {
   }
   if (lost) spdlog::info("queue: created stream group; handing over every due image");
 
-  const store::Millis now = store::NowMillis();
-  std::vector<std::optional<store::Millis>> passes;
+  const request::Millis now = RealClock().WallMillis();
+  std::vector<std::optional<request::Millis>> passes;
   if (lost) {
     // Redis lost everything it held: hand over everything due again, including what was handed
     // over within this very millisecond (the store compares handover times strictly).

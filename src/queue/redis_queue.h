@@ -53,7 +53,8 @@ class RedisQueue final : public WorkQueue {
  public:
   // Checks that Redis answers, then starts the sweep. The queue keeps working through Redis
   // restarts: calls fail with transient errors while it is away.
-  static Result<std::unique_ptr<RedisQueue>> Open(store::Store& store, RedisQueueOptions options);
+  static Result<std::unique_ptr<RedisQueue>> Open(store::ImageLeases& store,
+                                                  RedisQueueOptions options);
   ~RedisQueue() override;
 
   void Notify() override;
@@ -67,7 +68,7 @@ class RedisQueue final : public WorkQueue {
 
  private:
   class Connection;
-  RedisQueue(store::Store& store, RedisQueueOptions options, RedisAddress address);
+  RedisQueue(store::ImageLeases& store, RedisQueueOptions options, RedisAddress address);
 
   Result<std::unique_ptr<Connection>> Borrow();
   void Give(std::unique_ptr<Connection> conn);
@@ -75,7 +76,7 @@ class RedisQueue final : public WorkQueue {
   Status Sweep(Connection& conn);
   Status Enqueue(Connection& conn, const std::vector<int64_t>& image_ids);
 
-  store::Store& store_;
+  store::ImageLeases& store_;
   const RedisQueueOptions options_;
   const RedisAddress address_;
   std::atomic<bool> shutdown_{false};

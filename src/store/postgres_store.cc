@@ -4,11 +4,11 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <condition_variable>
 #include <limits>
-#include <mutex>
 #include <string_view>
 #include <utility>
+
+#include "common/mutex.h"
 
 namespace imgproc::store {
 namespace {
@@ -143,6 +143,10 @@ class Row {
     return Text(col);
   }
   int64_t Int(int col) const { return IsNull(col) ? 0 : std::stoll(PQgetvalue(r_, row_, col)); }
+  std::optional<int64_t> OptInt(int col) const {
+    if (IsNull(col)) return std::nullopt;
+    return Int(col);
+  }
 
  private:
   const PGresult* r_;
@@ -251,10 +255,11 @@ std::vector<ImageTask> TasksFrom(const PGresult* r) {
 
 class PostgresStore final : public Store {
  public:
-  PostgresStore(std::string url, int max_connections)
-      : url_(std::move(url)), max_connections_(std::max(1, max_connections)) {}
+  PostgresStore(std::string url, int max_connections, Clock& clock)
+      : url_(std::move(url)), max_connections_(std::max(1, max_connections)), clock_(clock) {}
 
   ~PostgresStore() override {
+    MutexLock lock(&mu_);
     for (PGconn* c : idle_) PQfinish(c);
   }
 
@@ -297,20 +302,14 @@ class PostgresStore final : public Store {
   }
 
   Status CreateRequest(const NewRequest& request) override {
-    const std::string& request_id = request.request_id;
-    const std::optional<std::string>& webhook_url = request.webhook_url;
-    const std::vector<csv::ProductRow>& rows = request.rows;
     auto session = Borrow();
     if (!session.ok()) return session.status();
-    const Millis now = NowMillis();
+    const Millis now = clock_.WallMillis();
+    const request::RequestPlan plan =
+        request::PlanRequest(request.products, request.webhook_url.has_value(), now);
     Transaction tx(*session);
     if (!tx.ok()) return tx.status();
-
-    int64_t total = 0;
-    for (const auto& row : rows) {
-      for (const auto& url : row.input_urls) total += IsImageEntry(url);
-    }
-    if (request.max_client_images > 0 && total > 0) {
+    if (request.max_client_images > 0 && plan.images_total > 0) {
       // One client's uploads in turn (until commit), so two cannot both pass the check.
       auto locked =
           session->Exec("SELECT pg_advisory_xact_lock(hashtext($1))", Params().Add(request.client));
@@ -320,54 +319,51 @@ class PostgresStore final : public Store {
           "WHERE client = $1 AND status <> 'completed'",
           Params().Add(request.client));
       if (!queued.ok()) return queued.status();
-      if (Status s =
-              CheckClientImages(Row(queued->get(), 0).Int(0), total, request.max_client_images);
-          !s.ok()) {
-        return s;
+      const int64_t have = Row(queued->get(), 0).Int(0);
+      if (!request::FitsClientQueue(have, plan.images_total, request.max_client_images)) {
+        return ResourceExhausted(
+            request::ClientQueueMessage(have, plan.images_total, request.max_client_images));
       }
     }
-    const bool done = total == 0;
     auto req = session->Exec(
         "INSERT INTO requests (request_id, status, created_at, webhook_url, images_total, "
         "completed_at, webhook_state, webhook_next_at, owner, client) "
         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         Params()
-            .Add(request_id)
-            .Add(done ? "completed" : "pending")
+            .Add(request.request_id)
+            .Add(request::ToString(plan.status))
             .Add(now)
-            .Add(webhook_url)
-            .Add(total)
-            .Add(done ? std::optional<int64_t>(now) : std::nullopt)
-            .Add(done && webhook_url ? std::optional<std::string>("pending") : std::nullopt)
-            .Add(done && webhook_url ? std::optional<int64_t>(now) : std::nullopt)
+            .Add(request.webhook_url)
+            .Add(plan.images_total)
+            .Add(plan.completed_at)
+            .Add(plan.webhook_due ? std::optional<std::string>(request::kWebhookPending)
+                                  : std::nullopt)
+            .Add(plan.webhook_due)
             .Add(request.owner)
             .Add(request.client));
     if (!req.ok()) return req.status();
 
     // Products in batches of multi-row INSERTs; their ids come back with their positions.
-    std::vector<int64_t> product_ids(rows.size());
-    for (size_t first = 0; first < rows.size(); first += kInsertBatch) {
-      const size_t last = std::min(rows.size(), first + kInsertBatch);
+    const auto& products = plan.products;
+    std::vector<int64_t> product_ids(products.size());
+    for (size_t first = 0; first < products.size(); first += kInsertBatch) {
+      const size_t last = std::min(products.size(), first + kInsertBatch);
       std::string sql =
           "INSERT INTO product_entries (request_id, position, serial_no, product_name, "
           "input_urls, output_urls, images_pending) VALUES ";
       Params params;
       for (size_t pos = first; pos < last; ++pos) {
-        const auto& row = rows[pos];
-        int64_t pending = 0;
-        for (const auto& url : row.input_urls) pending += IsImageEntry(url);
-        const std::string joined = csv::JoinUrls(row.input_urls);
         const size_t n = params.size();
         sql += (pos == first ? "(" : ",(");
         for (size_t k = 1; k <= 7; ++k) sql += (k > 1 ? ",$" : "$") + std::to_string(n + k);
         sql += ")";
-        params.Add(request_id)
+        params.Add(request.request_id)
             .Add(static_cast<int64_t>(pos))
-            .Add(row.serial_no)
-            .Add(row.product_name)
-            .Add(joined)
-            .Add(pending == 0 ? std::optional<std::string>(joined) : std::nullopt)
-            .Add(pending);
+            .Add(request.products[pos].serial_no)
+            .Add(request.products[pos].name)
+            .Add(products[pos].input_urls)
+            .Add(products[pos].output_urls)
+            .Add(static_cast<int64_t>(products[pos].image_indices.size()));
       }
       auto r = session->Exec(sql + " RETURNING id, position", params);
       if (!r.ok()) return r.status();
@@ -377,7 +373,7 @@ class PostgresStore final : public Store {
       }
     }
 
-    // Images, one row per "http" entry, in batches too.
+    // Images, one row per image entry, in batches too.
     std::string sql;
     Params params;
     size_t batched = 0;
@@ -390,18 +386,16 @@ class PostgresStore final : public Store {
       batched = 0;
       return r.ok() ? Status::Ok() : r.status();
     };
-    for (size_t pos = 0; pos < rows.size(); ++pos) {
-      const auto& urls = rows[pos].input_urls;
-      for (size_t i = 0; i < urls.size(); ++i) {
-        if (!IsImageEntry(urls[i])) continue;
+    for (size_t pos = 0; pos < products.size(); ++pos) {
+      for (const int i : products[pos].image_indices) {
         const size_t n = params.size();
         sql += (batched ? ",(" : "(");
         for (size_t k = 1; k <= 5; ++k) sql += (k > 1 ? ",$" : "$") + std::to_string(n + k);
         sql += ")";
-        params.Add(request_id)
+        params.Add(request.request_id)
             .Add(product_ids[pos])
-            .Add(static_cast<int64_t>(i))
-            .Add(urls[i])
+            .Add(int64_t{i})
+            .Add(request.products[pos].entries[static_cast<size_t>(i)])
             .Add(now);
         if (++batched == kInsertBatch) {
           if (Status s = flush(); !s.ok()) return s;
@@ -412,7 +406,7 @@ class PostgresStore final : public Store {
     return tx.Commit();
   }
 
-  Result<RequestView> GetRequest(const std::string& request_id) override {
+  Result<request::RequestView> GetRequest(const std::string& request_id) override {
     auto session = Borrow();
     if (!session.ok()) return session.status();
     // One consistent snapshot for the request, its products and its images.
@@ -426,9 +420,9 @@ class PostgresStore final : public Store {
     if (!q.ok()) return q.status();
     if (PQntuples(q->get()) == 0) return NotFound("Request ID not found");
     Row r(q->get(), 0);
-    RequestView view;
+    request::RequestView view;
     view.request_id = request_id;
-    view.status = ParseRequestStatus(r.Text(0));
+    view.status = request::ParseRequestStatus(r.Text(0));
     view.created_at = r.Int(1);
     view.webhook_url = r.OptText(2);
     view.images_total = static_cast<int>(r.Int(3));
@@ -436,11 +430,9 @@ class PostgresStore final : public Store {
     view.images_failed = static_cast<int>(r.Int(5));
     view.owner = r.OptText(9);
     if (!r.IsNull(6)) {
-      std::string state = r.Text(6);
-      if (state == "sending") state = r.Int(7) == 0 ? "pending" : "retrying";
-      view.webhook =
-          WebhookState{state, static_cast<int>(r.Int(7)),
-                       r.IsNull(8) ? std::nullopt : std::optional<int>(static_cast<int>(r.Int(8)))};
+      view.webhook = request::ViewOfWebhook(
+          r.Text(6), static_cast<int>(r.Int(7)),
+          r.IsNull(8) ? std::nullopt : std::optional<int>(static_cast<int>(r.Int(8))));
     }
 
     auto p = session->Exec(
@@ -455,38 +447,22 @@ class PostgresStore final : public Store {
       view.products.push_back({row.Int(1), row.Text(2), row.Text(3), row.OptText(4), {}, {}, {}});
     }
 
-    auto e = session->Exec(
-        "SELECT product_id, idx, url, error, attempts, state FROM images "
-        "WHERE request_id = $1 AND error IS NOT NULL AND state != 'done' "
-        "ORDER BY product_id, idx",
+    // The images the status shows more of: failed or waiting to be retried (an error), and done
+    // with their sizes.
+    auto images = session->Exec(
+        "SELECT product_id, idx, url, state, error, attempts, input_bytes, output_bytes "
+        "FROM images WHERE request_id = $1 AND ((error IS NOT NULL AND state <> 'done') OR "
+        "(state = 'done' AND input_bytes IS NOT NULL)) ORDER BY product_id, idx",
         Params().Add(request_id));
-    if (!e.ok()) return e.status();
-    size_t cursor = 0;
-    for (int i = 0; i < PQntuples(e->get()); ++i) {
-      Row row(e->get(), i);
-      while (cursor < product_ids.size() && product_ids[cursor] != row.Int(0)) ++cursor;
-      if (cursor == product_ids.size()) break;
-      auto& product = view.products[cursor];
-      (row.Text(5) == "failed" ? product.image_errors : product.image_retries)
-          .push_back({static_cast<int>(row.Int(1)), row.Text(2), row.Text(3),
-                      static_cast<int>(row.Int(4))});
+    if (!images.ok()) return images.status();
+    std::vector<request::ImageRow> rows;
+    for (int i = 0; i < PQntuples(images->get()); ++i) {
+      Row row(images->get(), i);
+      rows.push_back({row.Int(0), static_cast<int>(row.Int(1)), row.Text(2),
+                      request::ParseImageState(row.Text(3)), row.OptText(4),
+                      static_cast<int>(row.Int(5)), row.OptInt(6), row.OptInt(7)});
     }
-
-    // Sizes of done images (not of those finished before migration 2, which have none).
-    auto z = session->Exec(
-        "SELECT product_id, idx, input_bytes, output_bytes FROM images "
-        "WHERE request_id = $1 AND state = 'done' AND input_bytes IS NOT NULL "
-        "ORDER BY product_id, idx",
-        Params().Add(request_id));
-    if (!z.ok()) return z.status();
-    cursor = 0;
-    for (int i = 0; i < PQntuples(z->get()); ++i) {
-      Row row(z->get(), i);
-      while (cursor < product_ids.size() && product_ids[cursor] != row.Int(0)) ++cursor;
-      if (cursor == product_ids.size()) break;
-      view.products[cursor].image_sizes.push_back(
-          {static_cast<int>(row.Int(1)), row.Int(2), row.Int(3)});
-    }
+    request::AttachImages(product_ids, rows, view.products);
     if (Status s = tx.Commit(); !s.ok()) return s;
     return view;
   }
@@ -495,7 +471,7 @@ class PostgresStore final : public Store {
                                              Millis lease_ms) override {
     auto session = Borrow();
     if (!session.ok()) return session.status();
-    const Millis now = NowMillis();
+    const Millis now = clock_.WallMillis();
     auto r = session->Exec(LeaseStatement("SELECT id FROM images "
                                           "WHERE state IN ('queued', 'leased') AND due_at <= $1 "
                                           "ORDER BY due_at, id LIMIT $4 FOR UPDATE SKIP LOCKED"),
@@ -510,7 +486,7 @@ class PostgresStore final : public Store {
     if (image_ids.empty()) return std::vector<ImageTask>();
     auto session = Borrow();
     if (!session.ok()) return session.status();
-    const Millis now = NowMillis();
+    const Millis now = clock_.WallMillis();
     auto r = session->Exec(LeaseStatement("SELECT id FROM images WHERE id = ANY($4::bigint[]) "
                                           "AND state IN ('queued', 'leased') AND due_at <= $1 "
                                           "FOR UPDATE SKIP LOCKED"),
@@ -526,16 +502,16 @@ class PostgresStore final : public Store {
     auto r = session->Exec(
         "UPDATE images SET due_at = $1 WHERE id = ANY($3::bigint[]) AND state = 'leased' "
         "AND left(lease_owner, length($2)) = $2",
-        Params().Add(NowMillis() + lease_ms).Add(owner_prefix).AddIds(image_ids));
+        Params().Add(clock_.WallMillis() + lease_ms).Add(owner_prefix).AddIds(image_ids));
     if (!r.ok()) return r.status();
     return std::atoi(PQcmdTuples(r->get()));
   }
 
   Result<bool> RecordImage(int64_t image_id, const std::string& owner,
-                           const ImageOutcome& outcome) override {
+                           const request::ImageOutcome& outcome) override {
     auto session = Borrow();
     if (!session.ok()) return session.status();
-    const Millis now = NowMillis();
+    const Millis now = clock_.WallMillis();
     Transaction tx(*session);
     if (!tx.ok()) return tx.status();
     // The row lock keeps a claim of an expired lease from slipping in while we decide.
@@ -548,27 +524,25 @@ class PostgresStore final : public Store {
     const std::string request_id = Row(q->get(), 0).Text(0);
     const int64_t product_id = Row(q->get(), 0).Int(1);
 
-    if (!outcome.ok && outcome.retry_at) {
-      auto r = session->Exec(
-          "UPDATE images SET state = 'queued', lease_owner = NULL, due_at = $1, error = $2, "
-          "enqueued_at = NULL WHERE id = $3",
-          Params().Add(*outcome.retry_at).Add(outcome.error).Add(image_id));
-      if (!r.ok()) return r.status();
+    const request::ImageRecord record = request::RecordOf(outcome);
+    auto u = session->Exec(
+        "UPDATE images SET state = $1, lease_owner = NULL, due_at = COALESCE($2, due_at), "
+        "output_url = $3, error = $4, input_bytes = $5, output_bytes = $6, "
+        "enqueued_at = CASE WHEN $7 THEN enqueued_at ELSE NULL END WHERE id = $8",
+        Params()
+            .Add(request::ToString(record.state))
+            .Add(record.due_at)
+            .Add(record.output_url)
+            .Add(record.error)
+            .Add(record.input_bytes)
+            .Add(record.output_bytes)
+            .Add(record.final() ? "true" : "false")
+            .Add(image_id));
+    if (!u.ok()) return u.status();
+    if (!record.final()) {
       if (Status s = tx.Commit(); !s.ok()) return s;
       return true;
     }
-
-    auto fin = session->Exec(
-        "UPDATE images SET state = $1, lease_owner = NULL, output_url = $2, error = $3, "
-        "input_bytes = $4, output_bytes = $5 WHERE id = $6",
-        Params()
-            .Add(outcome.ok ? "done" : "failed")
-            .Add(outcome.ok ? std::optional<std::string>(outcome.output_url) : std::nullopt)
-            .Add(outcome.ok ? std::nullopt : std::optional<std::string>(outcome.error))
-            .Add(outcome.ok ? std::optional<int64_t>(outcome.input_bytes) : std::nullopt)
-            .Add(outcome.ok ? std::optional<int64_t>(outcome.output_bytes) : std::nullopt)
-            .Add(image_id));
-    if (!fin.ok()) return fin.status();
 
     auto dec = session->Exec(
         "UPDATE product_entries SET images_pending = images_pending - 1 WHERE id = $1 "
@@ -592,15 +566,17 @@ class PostgresStore final : public Store {
         Params().Add(request_id));
     if (!count.ok()) return count.status();
     Row c(count->get(), 0);
-    if (c.Int(0) >= c.Int(1)) {
-      const bool has_webhook = !c.IsNull(2);
+    const request::Completion completion =
+        request::AfterFinalImage(c.Int(0), c.Int(1), !c.IsNull(2), now);
+    if (completion.completed) {
       auto done = session->Exec(
           "UPDATE requests SET status = 'completed', completed_at = $1, webhook_state = $2, "
-          "webhook_next_at = $3 WHERE request_id = $4 AND status != 'completed'",
+          "webhook_next_at = $3 WHERE request_id = $4 AND status <> 'completed'",
           Params()
               .Add(now)
-              .Add(has_webhook ? std::optional<std::string>("pending") : std::nullopt)
-              .Add(has_webhook ? std::optional<int64_t>(now) : std::nullopt)
+              .Add(completion.webhook_due ? std::optional<std::string>(request::kWebhookPending)
+                                          : std::nullopt)
+              .Add(completion.webhook_due)
               .Add(request_id));
       if (!done.ok()) return done.status();
     }
@@ -613,18 +589,17 @@ class PostgresStore final : public Store {
     if (!session.ok()) return session.status();
     Transaction tx(*session);
     if (!tx.ok()) return tx.status();
-    const Millis now = NowMillis();
+    const Millis now = clock_.WallMillis();
     auto images = session->Exec(
         "UPDATE images SET state = 'queued', lease_owner = NULL, due_at = $1, "
         "enqueued_at = NULL WHERE state = 'leased'",
         Params().Add(now));
     if (!images.ok()) return images.status();
     const int released = std::atoi(PQcmdTuples(images->get()));
-    auto hooks = session->Exec(
-        "UPDATE requests SET webhook_next_at = $1, webhook_state = CASE "
-        "WHEN webhook_attempts = 0 THEN 'pending' ELSE 'retrying' END "
-        "WHERE webhook_state = 'sending'",
-        Params().Add(now));
+    // A webhook being sent is due again at once (ClaimWebhooks takes an expired one).
+    auto hooks =
+        session->Exec("UPDATE requests SET webhook_next_at = $1 WHERE webhook_state = 'sending'",
+                      Params().Add(now));
     if (!hooks.ok()) return hooks.status();
     if (Status s = tx.Commit(); !s.ok()) return s;
     return released;
@@ -641,7 +616,7 @@ class PostgresStore final : public Store {
         "AND (enqueued_at IS NULL OR enqueued_at < $2) ORDER BY due_at, id LIMIT $3 "
         "FOR UPDATE SKIP LOCKED) RETURNING id",
         Params()
-            .Add(NowMillis())
+            .Add(clock_.WallMillis())
             .Add(enqueued_before.value_or(std::numeric_limits<int64_t>::min()))
             .Add(int64_t{max}));
     if (!r.ok()) return r.status();
@@ -664,7 +639,7 @@ class PostgresStore final : public Store {
   Result<std::vector<WebhookJob>> ClaimWebhooks(int max, Millis lease_ms) override {
     auto session = Borrow();
     if (!session.ok()) return session.status();
-    const Millis now = NowMillis();
+    const Millis now = clock_.WallMillis();
     auto r = session->Exec(
         "UPDATE requests SET webhook_state = 'sending', webhook_next_at = $2 "
         "WHERE request_id IN (SELECT request_id FROM requests "
@@ -685,20 +660,19 @@ class PostgresStore final : public Store {
                        std::optional<int> http_status, std::optional<Millis> retry_at) override {
     auto session = Borrow();
     if (!session.ok()) return session.status();
-    const char* state = delivered ? "delivered" : retry_at ? "retrying" : "failed";
     auto r = session->Exec(
         "UPDATE requests SET webhook_state = $1, webhook_attempts = webhook_attempts + 1, "
         "webhook_last_status = $2, webhook_next_at = $3 WHERE request_id = $4",
         Params()
-            .Add(state)
+            .Add(std::string(request::WebhookStateAfterAttempt(delivered, retry_at.has_value())))
             .Add(http_status ? std::optional<int64_t>(*http_status) : std::nullopt)
             .Add(retry_at)
             .Add(request_id));
     return r.ok() ? Status::Ok() : r.status();
   }
 
-  Result<std::vector<RequestSummary>> ListRequests(const std::optional<std::string>& owner,
-                                                   int limit) override {
+  Result<std::vector<request::RequestSummary>> ListRequests(const std::optional<std::string>& owner,
+                                                            int limit) override {
     auto session = Borrow();
     if (!session.ok()) return session.status();
     const std::string select =
@@ -709,10 +683,10 @@ class PostgresStore final : public Store {
                                    Params().Add(*owner).Add(int64_t{limit}))
                    : session->Exec(select + order + "$1", Params().Add(int64_t{limit}));
     if (!r.ok()) return r.status();
-    std::vector<RequestSummary> out;
+    std::vector<request::RequestSummary> out;
     for (int i = 0; i < PQntuples(r->get()); ++i) {
       Row row(r->get(), i);
-      out.push_back({row.Text(0), ParseRequestStatus(row.Text(1)), row.Int(2),
+      out.push_back({row.Text(0), request::ParseRequestStatus(row.Text(1)), row.Int(2),
                      static_cast<int>(row.Int(3)), static_cast<int>(row.Int(4)),
                      static_cast<int>(row.Int(5))});
     }
@@ -730,16 +704,16 @@ class PostgresStore final : public Store {
   }
 
   // Hands out an idle connection, or opens one while under the limit, or waits for one.
-  Result<Session> Borrow() {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [this] { return !idle_.empty() || open_ < max_connections_; });
+  Result<Session> Borrow() EXCLUDES(mu_) {
+    MutexLock lock(&mu_);
+    while (idle_.empty() && open_ >= max_connections_) cv_.Wait(&mu_);
     if (!idle_.empty()) {
       PGconn* conn = idle_.back();
       idle_.pop_back();
       return Session(this, conn);
     }
     ++open_;
-    lock.unlock();
+    lock.Unlock();
     const char* keys[] = {"dbname", "connect_timeout", "application_name", nullptr};
     const char* values[] = {url_.c_str(), "5", "imgproc", nullptr};
     PGconn* conn = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
@@ -754,45 +728,45 @@ class PostgresStore final : public Store {
   }
 
   // Takes a connection back; a broken one (or nullptr, a failed connect) is closed instead.
-  void Give(PGconn* conn) {
+  void Give(PGconn* conn) EXCLUDES(mu_) {
     const bool healthy =
         conn && PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) == PQTRANS_IDLE;
     if (conn && !healthy) PQfinish(conn);
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       if (healthy) {
         idle_.push_back(conn);
       } else {
         --open_;
       }
     }
-    cv_.notify_one();
+    cv_.Signal();
   }
 
  private:
-  // Called when the last image of a product became final: composes its output list, one entry
-  // per input entry in input order (pass-through entries unchanged, failed images empty).
+  // The last image of a product became final: its outputs (request::ComposeOutputs).
   static Status FinishProduct(Session& session, int64_t product_id, const std::string& input_urls) {
-    std::vector<std::string> outputs = SplitUrlEntries(input_urls);
     auto q = session.Exec("SELECT idx, output_url FROM images WHERE product_id = $1",
                           Params().Add(product_id));
     if (!q.ok()) return q.status();
+    std::vector<request::FinalImage> images;
     for (int i = 0; i < PQntuples(q->get()); ++i) {
       Row row(q->get(), i);
-      const auto idx = static_cast<size_t>(row.Int(0));
-      if (idx < outputs.size()) outputs[idx] = row.Text(1);
+      images.push_back({static_cast<int>(row.Int(0)), row.OptText(1)});
     }
-    auto u = session.Exec("UPDATE product_entries SET output_urls = $1 WHERE id = $2",
-                          Params().Add(csv::JoinUrls(outputs)).Add(product_id));
+    auto u =
+        session.Exec("UPDATE product_entries SET output_urls = $1 WHERE id = $2",
+                     Params().Add(request::ComposeOutputs(input_urls, images)).Add(product_id));
     return u.ok() ? Status::Ok() : u.status();
   }
 
   const std::string url_;
   const int max_connections_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<PGconn*> idle_;
-  int open_ = 0;  // idle and borrowed
+  Clock& clock_;
+  Mutex mu_;
+  CondVar cv_;
+  std::vector<PGconn*> idle_ GUARDED_BY(mu_);
+  int open_ GUARDED_BY(mu_) = 0;  // idle and borrowed
 };
 
 Session::~Session() {
@@ -801,8 +775,9 @@ Session::~Session() {
 
 }  // namespace
 
-Result<std::unique_ptr<Store>> OpenPostgresStore(const std::string& url, int max_connections) {
-  auto store = std::make_unique<PostgresStore>(url, max_connections);
+Result<std::unique_ptr<Store>> OpenPostgresStore(const std::string& url, int max_connections,
+                                                 Clock& clock) {
+  auto store = std::make_unique<PostgresStore>(url, max_connections, clock);
   if (Status s = store->Migrate(); !s.ok()) return s;
   return std::unique_ptr<Store>(std::move(store));
 }

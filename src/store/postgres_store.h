@@ -15,7 +15,9 @@ namespace imgproc::store {
 // Connects to `url` (a libpq connection URI, postgresql://user:password@host:port/db), applies
 // pending migrations under an advisory lock (so processes starting together do not race) and
 // keeps up to `max_connections` connections open.
-Result<std::unique_ptr<Store>> OpenPostgresStore(const std::string& url, int max_connections);
+[[nodiscard]] Result<std::unique_ptr<Store>> OpenPostgresStore(const std::string& url,
+                                                               int max_connections,
+                                                               Clock& clock = RealClock());
 
 }  // namespace imgproc::store
 

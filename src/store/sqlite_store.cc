@@ -5,12 +5,14 @@
 #include <filesystem>
 #include <limits>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <utility>
+#include <vector>
+
+#include "common/mutex.h"
 
 namespace imgproc::store {
 namespace {
@@ -189,6 +191,10 @@ class Stmt {
     return p ? std::string(reinterpret_cast<const char*>(p), sqlite3_column_bytes(stmt_, col))
              : std::string();
   }
+  std::optional<int64_t> OptInt(int col) const {
+    if (IsNull(col)) return std::nullopt;
+    return Int(col);
+  }
   std::optional<std::string> OptText(int col) const {
     if (IsNull(col)) return std::nullopt;
     return Text(col);
@@ -201,41 +207,65 @@ class Stmt {
   int rc_ = SQLITE_OK;
 };
 
-// The connection the API's reads go through: WAL lets it read while the store's own connection
-// writes. With one connection a status poll waited behind the pipeline's writes, which take that
-// connection back to back (a fresh 400-image request's claims and results kept polls waiting
-// 13-90 ms for its mutex).
-class RequestReader {
+// A read transaction: every query in it sees the same committed state.
+class Snapshot {
  public:
-  // Reads through `db`, a connection of its own on the store's file (owned from here on).
-  explicit RequestReader(sqlite3* db)
-      : own_(std::make_unique<Connection>(db)),
-        mu_(own_->mu),
-        db_(db),
-        statements_(own_->statements) {}
-  // Reads through the store's one connection, under its mutex: an in-memory database exists only
-  // in the connection that made it.
-  RequestReader(std::mutex& mu, sqlite3* db, StatementCache& statements)
-      : mu_(mu), db_(db), statements_(statements) {}
-  RequestReader(const RequestReader&) = delete;
-  RequestReader& operator=(const RequestReader&) = delete;
+  explicit Snapshot(StatementCache& statements) : statements_(statements) {
+    Stmt begin(statements_, "BEGIN");
+    begin.Step();
+    ok_ = begin.ok();
+  }
+  ~Snapshot() {
+    if (ok_) Stmt(statements_, "ROLLBACK").Step();
+  }
+  bool ok() const { return ok_; }
 
-  Result<RequestView> GetRequest(const std::string& request_id) {
-    std::lock_guard<std::mutex> lock(mu_);
-    Snapshot snapshot(statements_);
-    if (!snapshot.ok()) return Error("begin");
-    Stmt q(statements_,
+ private:
+  StatementCache& statements_;
+  bool ok_ = false;
+};
+
+// A connection, its statements and the mutex that serialises its use.
+struct Connection {
+  explicit Connection(sqlite3* db) : db(db), statements(db) {}
+  ~Connection() {
+    statements.Clear();
+    sqlite3_close_v2(db);
+  }
+  Status Error(const std::string& what) const {
+    return Internal("sqlite: " + what + ": " + sqlite3_errmsg(db));
+  }
+
+  Mutex mu;
+  sqlite3* const db;
+  StatementCache statements GUARDED_BY(mu);
+};
+
+// The API's reads (status, the request list, the queue depth) through a connection of their own:
+// WAL lets it read while the store's own connection writes. With one connection a status poll
+// waited behind the pipeline's writes, which take that connection back to back (a fresh
+// 400-image request's claims and results kept polls waiting 13-90 ms for its mutex).
+class Reads {
+ public:
+  explicit Reads(Connection& c) : c_(c) {}
+
+  Result<request::RequestView> GetRequest(const std::string& request_id) EXCLUDES(c_.mu) {
+    MutexLock lock(&c_.mu);
+    StatementCache& statements = c_.statements;
+    Snapshot snapshot(statements);
+    if (!snapshot.ok()) return c_.Error("begin");
+    Stmt q(statements,
            "SELECT status, created_at, webhook_url, images_total, images_done, images_failed, "
            "webhook_state, webhook_attempts, webhook_last_status, owner FROM requests "
            "WHERE request_id = ?");
     q.Bind(1, request_id);
     if (!q.Step()) {
-      if (!q.ok()) return Error("read request");
+      if (!q.ok()) return c_.Error("read request");
       return NotFound("Request ID not found");
     }
-    RequestView view;
+    request::RequestView view;
     view.request_id = request_id;
-    view.status = ParseRequestStatus(q.Text(0));
+    view.status = request::ParseRequestStatus(q.Text(0));
     view.created_at = q.Int(1);
     view.webhook_url = q.OptText(2);
     view.images_total = static_cast<int>(q.Int(3));
@@ -243,14 +273,12 @@ class RequestReader {
     view.images_failed = static_cast<int>(q.Int(5));
     view.owner = q.OptText(9);
     if (!q.IsNull(6)) {
-      std::string state = q.Text(6);
-      if (state == "sending") state = q.Int(7) == 0 ? "pending" : "retrying";
-      view.webhook =
-          WebhookState{state, static_cast<int>(q.Int(7)),
-                       q.IsNull(8) ? std::nullopt : std::optional<int>(static_cast<int>(q.Int(8)))};
+      view.webhook = request::ViewOfWebhook(
+          q.Text(6), static_cast<int>(q.Int(7)),
+          q.IsNull(8) ? std::nullopt : std::optional<int>(static_cast<int>(q.Int(8))));
     }
 
-    Stmt p(statements_,
+    Stmt p(statements,
            "SELECT id, serial_no, product_name, input_urls, output_urls FROM product_entries "
            "WHERE request_id = ? ORDER BY position");
     p.Bind(1, request_id);
@@ -259,54 +287,31 @@ class RequestReader {
       product_ids.push_back(p.Int(0));
       view.products.push_back({p.Int(1), p.Text(2), p.Text(3), p.OptText(4), {}, {}, {}});
     }
-    if (!p.ok()) return Error("read products");
+    if (!p.ok()) return c_.Error("read products");
 
-    // Failed images, and images waiting to be retried after a transient failure.
-    Stmt e(statements_,
-           "SELECT product_id, idx, url, error, attempts, state FROM images "
-           "WHERE request_id = ? AND error IS NOT NULL AND state != 'done' "
-           "ORDER BY product_id, idx");
-    e.Bind(1, request_id);
-    size_t cursor = 0;
-    while (e.Step()) {
-      while (cursor < product_ids.size() && product_ids[cursor] != e.Int(0)) ++cursor;
-      if (cursor == product_ids.size()) break;
-      auto& product = view.products[cursor];
-      (e.Text(5) == "failed" ? product.image_errors : product.image_retries)
-          .push_back(
-              {static_cast<int>(e.Int(1)), e.Text(2), e.Text(3), static_cast<int>(e.Int(4))});
+    // The images the status shows more of: failed or waiting to be retried (an error), and done
+    // with their sizes.
+    Stmt i(statements,
+           "SELECT product_id, idx, url, state, error, attempts, input_bytes, output_bytes "
+           "FROM images WHERE request_id = ? AND ((error IS NOT NULL AND state != 'done') OR "
+           "(state = 'done' AND input_bytes IS NOT NULL)) ORDER BY product_id, idx");
+    i.Bind(1, request_id);
+    std::vector<request::ImageRow> rows;
+    while (i.Step()) {
+      rows.push_back({i.Int(0), static_cast<int>(i.Int(1)), i.Text(2),
+                      request::ParseImageState(i.Text(3)), i.OptText(4), static_cast<int>(i.Int(5)),
+                      i.OptInt(6), i.OptInt(7)});
     }
-    if (!e.ok()) return Error("read image errors");
-
-    // Sizes of done images (not of those finished before migration 4, which has none).
-    Stmt z(statements_,
-           "SELECT product_id, idx, input_bytes, output_bytes FROM images "
-           "WHERE request_id = ? AND state = 'done' AND input_bytes IS NOT NULL "
-           "ORDER BY product_id, idx");
-    z.Bind(1, request_id);
-    cursor = 0;
-    while (z.Step()) {
-      while (cursor < product_ids.size() && product_ids[cursor] != z.Int(0)) ++cursor;
-      if (cursor == product_ids.size()) break;
-      view.products[cursor].image_sizes.push_back({static_cast<int>(z.Int(1)), z.Int(2), z.Int(3)});
-    }
-    if (!z.ok()) return Error("read image sizes");
+    if (!i.ok()) return c_.Error("read images");
+    request::AttachImages(product_ids, rows, view.products);
     return view;
   }
 
-  Result<int64_t> CountUnfinishedImages() {
-    std::lock_guard<std::mutex> lock(mu_);
-    Stmt q(statements_,
-           "SELECT COALESCE(SUM(images_total - images_done - images_failed), 0) FROM requests "
-           "WHERE status != 'completed'");
-    if (!q.Step()) return Error("count unfinished images");
-    return q.Int(0);
-  }
-
-  Result<std::vector<RequestSummary>> ListRequests(const std::optional<std::string>& owner,
-                                                   int limit) {
-    std::lock_guard<std::mutex> lock(mu_);
-    Stmt q(statements_, owner ? "SELECT request_id, status, created_at, images_total, images_done, "
+  Result<std::vector<request::RequestSummary>> ListRequests(const std::optional<std::string>& owner,
+                                                            int limit) EXCLUDES(c_.mu) {
+    MutexLock lock(&c_.mu);
+    Stmt q(c_.statements, owner
+                              ? "SELECT request_id, status, created_at, images_total, images_done, "
                                 "images_failed FROM requests WHERE owner = ? "
                                 "ORDER BY created_at DESC, request_id DESC LIMIT ?"
                               : "SELECT request_id, status, created_at, images_total, images_done, "
@@ -317,68 +322,41 @@ class RequestReader {
     } else {
       q.Bind(1, static_cast<int64_t>(limit));
     }
-    std::vector<RequestSummary> out;
+    std::vector<request::RequestSummary> out;
     while (q.Step()) {
-      out.push_back({q.Text(0), ParseRequestStatus(q.Text(1)), q.Int(2), static_cast<int>(q.Int(3)),
-                     static_cast<int>(q.Int(4)), static_cast<int>(q.Int(5))});
+      out.push_back({q.Text(0), request::ParseRequestStatus(q.Text(1)), q.Int(2),
+                     static_cast<int>(q.Int(3)), static_cast<int>(q.Int(4)),
+                     static_cast<int>(q.Int(5))});
     }
-    if (!q.ok()) return Error("list requests");
+    if (!q.ok()) return c_.Error("list requests");
     return out;
   }
 
- private:
-  // A read transaction: every query in it sees the same committed state.
-  class Snapshot {
-   public:
-    explicit Snapshot(StatementCache& statements) : statements_(statements) {
-      Stmt begin(statements_, "BEGIN");
-      begin.Step();
-      ok_ = begin.ok();
-    }
-    ~Snapshot() {
-      if (ok_) Stmt(statements_, "ROLLBACK").Step();
-    }
-    bool ok() const { return ok_; }
-
-   private:
-    StatementCache& statements_;
-    bool ok_ = false;
-  };
-
-  Status Error(const std::string& what) const {
-    return Internal("sqlite: " + what + ": " + sqlite3_errmsg(db_));
+  Result<int64_t> CountUnfinishedImages() EXCLUDES(c_.mu) {
+    MutexLock lock(&c_.mu);
+    Stmt q(c_.statements,
+           "SELECT COALESCE(SUM(images_total - images_done - images_failed), 0) FROM requests "
+           "WHERE status != 'completed'");
+    if (!q.Step()) return c_.Error("count unfinished images");
+    return q.Int(0);
   }
 
-  struct Connection {
-    explicit Connection(sqlite3* db) : db(db), statements(db) {}
-    ~Connection() {
-      statements.Clear();
-      sqlite3_close_v2(db);
-    }
-    std::mutex mu;
-    sqlite3* db;
-    StatementCache statements;
-  };
-
-  const std::unique_ptr<Connection> own_;  // null when reading through the store's connection
-  std::mutex& mu_;
-  sqlite3* const db_;
-  StatementCache& statements_;  // used under mu_
+ private:
+  Connection& c_;
 };
 
 class SqliteStore final : public Store {
  public:
-  explicit SqliteStore(sqlite3* db) : db_(db), statements_(db) {}
+  SqliteStore(sqlite3* db, Clock& clock) : writer_(db), clock_(clock) {}
   ~SqliteStore() override {
+    reads_.reset();
     reader_.reset();
-    statements_.Clear();
-    sqlite3_close_v2(db_);
   }
 
-  // Opens the connection for reads, on the file `db_` has migrated.
+  // Opens the connection for reads, on the file the writer has migrated.
   Status OpenReader(const std::string& path) {
-    if (path.empty() || path == ":memory:") {  // a database private to `db_`
-      reader_ = std::make_unique<RequestReader>(mu_, db_, statements_);
+    if (path.empty() || path == ":memory:") {  // a database private to the writer's connection
+      reads_ = std::make_unique<Reads>(writer_);
       return Status::Ok();
     }
     sqlite3* db = nullptr;
@@ -390,18 +368,19 @@ class SqliteStore final : public Store {
       return Internal("cannot open database '" + path + "' for reading: " + msg);
     }
     sqlite3_busy_timeout(db, 5000);
-    reader_ = std::make_unique<RequestReader>(db);
+    reader_ = std::make_unique<Connection>(db);
+    reads_ = std::make_unique<Reads>(*reader_);
     return Status::Ok();
   }
 
-  Status Migrate() {
-    std::lock_guard<std::mutex> lock(mu_);
+  Status Migrate() EXCLUDES(writer_.mu) {
+    MutexLock lock(&writer_.mu);
     if (Status s = Exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)");
         !s.ok()) {
       return s;
     }
-    Stmt q(statements_, "SELECT COALESCE(MAX(version), 0) FROM schema_version");
-    if (!q.prepared() || !q.Step()) return Error("read schema version");
+    Stmt q(writer_.statements, "SELECT COALESCE(MAX(version), 0) FROM schema_version");
+    if (!q.prepared() || !q.Step()) return writer_.Error("read schema version");
     const int64_t have = q.Int(0);
     q.Reset();
     const int64_t want = static_cast<int64_t>(std::size(kMigrations));
@@ -413,125 +392,126 @@ class SqliteStore final : public Store {
       Transaction tx(this);
       if (!tx.ok()) return tx.status();
       if (Status s = Exec(std::string(kMigrations[v])); !s.ok()) return s;
-      Stmt ins(statements_, "INSERT INTO schema_version (version) VALUES (?)");
+      Stmt ins(writer_.statements, "INSERT INTO schema_version (version) VALUES (?)");
       ins.Bind(1, v + 1).Step();
-      if (!ins.ok()) return Error("record schema version");
+      if (!ins.ok()) return writer_.Error("record schema version");
       if (Status s = tx.Commit(); !s.ok()) return s;
     }
     return Status::Ok();
   }
 
-  Status CreateRequest(const NewRequest& request) override {
-    const std::string& request_id = request.request_id;
-    const std::optional<std::string>& webhook_url = request.webhook_url;
-    const std::vector<csv::ProductRow>& rows = request.rows;
-    std::lock_guard<std::mutex> lock(mu_);
-    const Millis now = NowMillis();
+  Status CreateRequest(const NewRequest& request) override EXCLUDES(writer_.mu) {
+    MutexLock lock(&writer_.mu);
+    StatementCache& statements = writer_.statements;
+    const Millis now = clock_.WallMillis();
+    const request::RequestPlan plan =
+        request::PlanRequest(request.products, request.webhook_url.has_value(), now);
     Transaction tx(this);
     if (!tx.ok()) return tx.status();
-
-    int64_t total = 0;
-    for (const auto& row : rows) {
-      for (const auto& url : row.input_urls) total += IsImageEntry(url);
-    }
-    if (request.max_client_images > 0 && total > 0) {
-      Stmt queued(statements_,
+    if (request.max_client_images > 0 && plan.images_total > 0) {
+      Stmt queued(statements,
                   "SELECT COALESCE(SUM(images_total - images_done - images_failed), 0) "
                   "FROM requests WHERE client = ? AND status != 'completed'");
       queued.Bind(1, request.client);
-      if (!queued.Step()) return Error("count the client's images");
-      if (Status s = CheckClientImages(queued.Int(0), total, request.max_client_images); !s.ok()) {
-        return s;
+      if (!queued.Step()) return writer_.Error("count the client's images");
+      const int64_t have = queued.Int(0);
+      if (!request::FitsClientQueue(have, plan.images_total, request.max_client_images)) {
+        return ResourceExhausted(
+            request::ClientQueueMessage(have, plan.images_total, request.max_client_images));
       }
     }
-    Stmt req(statements_,
+    Stmt req(statements,
              "INSERT INTO requests (request_id, status, created_at, webhook_url, images_total, "
              "completed_at, webhook_state, webhook_next_at, owner, client) "
              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-    const bool done = total == 0;
-    req.Bind(1, request_id)
-        .Bind(2, done ? "completed" : "pending")
+    req.Bind(1, request.request_id)
+        .Bind(2, request::ToString(plan.status))
         .Bind(3, now)
-        .Bind(4, webhook_url)
-        .Bind(5, total)
-        .Bind(6, done ? std::optional<int64_t>(now) : std::nullopt)
-        .Bind(7, done && webhook_url ? std::optional<std::string>("pending") : std::nullopt)
-        .Bind(8, done && webhook_url ? std::optional<int64_t>(now) : std::nullopt)
+        .Bind(4, request.webhook_url)
+        .Bind(5, plan.images_total)
+        .Bind(6, plan.completed_at)
+        .Bind(7, plan.webhook_due ? std::optional<std::string>(request::kWebhookPending)
+                                  : std::nullopt)
+        .Bind(8, plan.webhook_due)
         .Bind(9, request.owner)
         .Bind(10, request.client)
         .Step();
-    if (!req.ok()) return Error("insert request");
+    if (!req.ok()) return writer_.Error("insert request");
 
-    Stmt product(statements_,
+    Stmt product(statements,
                  "INSERT INTO product_entries (request_id, position, serial_no, product_name, "
                  "input_urls, output_urls, images_pending) VALUES (?, ?, ?, ?, ?, ?, ?)");
-    Stmt image(statements_,
+    Stmt image(statements,
                "INSERT INTO images (request_id, product_id, idx, url, due_at) "
                "VALUES (?, ?, ?, ?, ?)");
-    for (size_t pos = 0; pos < rows.size(); ++pos) {
-      const auto& row = rows[pos];
-      int64_t pending = 0;
-      for (const auto& url : row.input_urls) pending += IsImageEntry(url);
-      const std::string joined = csv::JoinUrls(row.input_urls);
-      product.Bind(1, request_id)
+    for (size_t pos = 0; pos < plan.products.size(); ++pos) {
+      const request::ProductPlan& p = plan.products[pos];
+      const request::NewProduct& in = request.products[pos];
+      product.Bind(1, request.request_id)
           .Bind(2, static_cast<int64_t>(pos))
-          .Bind(3, row.serial_no)
-          .Bind(4, row.product_name)
-          .Bind(5, joined)
-          .Bind(6, pending == 0 ? std::optional<std::string>(joined) : std::nullopt)
-          .Bind(7, pending)
+          .Bind(3, in.serial_no)
+          .Bind(4, in.name)
+          .Bind(5, p.input_urls)
+          .Bind(6, p.output_urls)
+          .Bind(7, static_cast<int64_t>(p.image_indices.size()))
           .Step();
-      if (!product.ok()) return Error("insert product");
+      if (!product.ok()) return writer_.Error("insert product");
       product.Reset();
-      const int64_t product_id = sqlite3_last_insert_rowid(db_);
-      for (size_t i = 0; i < row.input_urls.size(); ++i) {
-        if (!IsImageEntry(row.input_urls[i])) continue;
-        image.Bind(1, request_id)
+      const int64_t product_id = sqlite3_last_insert_rowid(writer_.db);
+      for (const int i : p.image_indices) {
+        image.Bind(1, request.request_id)
             .Bind(2, product_id)
-            .Bind(3, static_cast<int64_t>(i))
-            .Bind(4, row.input_urls[i])
+            .Bind(3, int64_t{i})
+            .Bind(4, in.entries[static_cast<size_t>(i)])
             .Bind(5, now)
             .Step();
-        if (!image.ok()) return Error("insert image");
+        if (!image.ok()) return writer_.Error("insert image");
         image.Reset();
       }
     }
     return tx.Commit();
   }
 
-  Result<RequestView> GetRequest(const std::string& request_id) override {
-    return reader_->GetRequest(request_id);
+  Result<request::RequestView> GetRequest(const std::string& request_id) override {
+    return reads_->GetRequest(request_id);
   }
 
+  Result<std::vector<request::RequestSummary>> ListRequests(const std::optional<std::string>& owner,
+                                                            int limit) override {
+    return reads_->ListRequests(owner, limit);
+  }
+
+  Result<int64_t> CountUnfinishedImages() override { return reads_->CountUnfinishedImages(); }
+
   Result<std::vector<ImageTask>> ClaimImages(const std::string& owner, int max,
-                                             Millis lease_ms) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    const Millis now = NowMillis();
+                                             Millis lease_ms) override EXCLUDES(writer_.mu) {
+    MutexLock lock(&writer_.mu);
+    const Millis now = clock_.WallMillis();
     Transaction tx(this);
     if (!tx.ok()) return tx.status();
-    Stmt q(statements_, SqliteClaimQuery());
+    Stmt q(writer_.statements, SqliteClaimQuery());
     q.Bind(1, now).Bind(2, static_cast<int64_t>(max));
     std::vector<ImageTask> tasks;
     while (q.Step()) tasks.push_back(TaskFrom(q));
-    if (!q.ok()) return Error("claim images");
+    if (!q.ok()) return writer_.Error("claim images");
     if (Status s = Lease(tasks, owner, now + lease_ms); !s.ok()) return s;
     if (Status s = tx.Commit(); !s.ok()) return s;
     return tasks;
   }
 
   Result<std::vector<ImageTask>> ClaimImagesById(const std::vector<int64_t>& image_ids,
-                                                 const std::string& owner,
-                                                 Millis lease_ms) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    const Millis now = NowMillis();
+                                                 const std::string& owner, Millis lease_ms) override
+      EXCLUDES(writer_.mu) {
+    MutexLock lock(&writer_.mu);
+    const Millis now = clock_.WallMillis();
     Transaction tx(this);
     if (!tx.ok()) return tx.status();
-    Stmt q(statements_, std::string(kDueImageSelect) + " AND i.id = ?");
+    Stmt q(writer_.statements, std::string(kDueImageSelect) + " AND i.id = ?");
     std::vector<ImageTask> tasks;
     for (int64_t id : std::set<int64_t>(image_ids.begin(), image_ids.end())) {
       q.Bind(1, now).Bind(2, id);
       if (q.Step()) tasks.push_back(TaskFrom(q));
-      if (!q.ok()) return Error("claim images");
+      if (!q.ok()) return writer_.Error("claim images");
       q.Reset();
     }
     if (Status s = Lease(tasks, owner, now + lease_ms); !s.ok()) return s;
@@ -540,19 +520,19 @@ class SqliteStore final : public Store {
   }
 
   Result<int> ExtendLeases(const std::string& owner_prefix, const std::vector<int64_t>& image_ids,
-                           Millis lease_ms) override {
-    std::lock_guard<std::mutex> lock(mu_);
+                           Millis lease_ms) override EXCLUDES(writer_.mu) {
+    MutexLock lock(&writer_.mu);
     Transaction tx(this);
     if (!tx.ok()) return tx.status();
-    Stmt u(statements_,
+    Stmt u(writer_.statements,
            "UPDATE images SET due_at = ? WHERE id = ? AND state = 'leased' "
            "AND substr(lease_owner, 1, length(?)) = ?");
-    const Millis due = NowMillis() + lease_ms;
+    const Millis due = clock_.WallMillis() + lease_ms;
     int extended = 0;
     for (int64_t id : std::set<int64_t>(image_ids.begin(), image_ids.end())) {
       u.Bind(1, due).Bind(2, id).Bind(3, owner_prefix).Bind(4, owner_prefix).Step();
-      if (!u.ok()) return Error("extend leases");
-      extended += sqlite3_changes(db_);
+      if (!u.ok()) return writer_.Error("extend leases");
+      extended += sqlite3_changes(writer_.db);
       u.Reset();
     }
     if (Status s = tx.Commit(); !s.ok()) return s;
@@ -560,51 +540,46 @@ class SqliteStore final : public Store {
   }
 
   Result<bool> RecordImage(int64_t image_id, const std::string& owner,
-                           const ImageOutcome& outcome) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    const Millis now = NowMillis();
+                           const request::ImageOutcome& outcome) override EXCLUDES(writer_.mu) {
+    MutexLock lock(&writer_.mu);
+    StatementCache& statements = writer_.statements;
+    const Millis now = clock_.WallMillis();
     Transaction tx(this);
     if (!tx.ok()) return tx.status();
-    Stmt q(statements_,
+    Stmt q(statements,
            "SELECT request_id, product_id FROM images "
            "WHERE id = ? AND state = 'leased' AND lease_owner = ?");
     q.Bind(1, image_id).Bind(2, owner);
     if (!q.Step()) {
-      if (!q.ok()) return Error("read image");
+      if (!q.ok()) return writer_.Error("read image");
       return false;  // the lease was lost: another worker owns (or finished) this image
     }
     const std::string request_id = q.Text(0);
     const int64_t product_id = q.Int(1);
     q.Reset();
 
-    if (!outcome.ok && outcome.retry_at) {
-      Stmt retry(statements_,
-                 "UPDATE images SET state = 'queued', lease_owner = NULL, due_at = ?, error = ?, "
-                 "enqueued_at = NULL WHERE id = ?");
-      retry.Bind(1, *outcome.retry_at).Bind(2, outcome.error).Bind(3, image_id).Step();
-      if (!retry.ok()) return Error("requeue image");
-      if (Status s = tx.Commit(); !s.ok()) return s;
-      return true;
-    }
-
-    Stmt fin(statements_,
-             "UPDATE images SET state = ?, lease_owner = NULL, output_url = ?, error = ?, "
-             "input_bytes = ?, output_bytes = ? WHERE id = ?");
-    const auto if_ok = [&](int64_t v) { return outcome.ok ? std::optional(v) : std::nullopt; };
-    fin.Bind(1, outcome.ok ? "done" : "failed")
-        .Bind(2, outcome.ok ? std::optional<std::string>(outcome.output_url) : std::nullopt)
-        .Bind(3, outcome.ok ? std::nullopt : std::optional<std::string>(outcome.error))
-        .Bind(4, if_ok(outcome.input_bytes))
-        .Bind(5, if_ok(outcome.output_bytes))
-        .Bind(6, image_id)
+    const request::ImageRecord record = request::RecordOf(outcome);
+    Stmt u(statements,
+           "UPDATE images SET state = ?, lease_owner = NULL, due_at = COALESCE(?, due_at), "
+           "output_url = ?, error = ?, input_bytes = ?, output_bytes = ?, "
+           "enqueued_at = CASE WHEN ? THEN enqueued_at ELSE NULL END WHERE id = ?");
+    u.Bind(1, request::ToString(record.state))
+        .Bind(2, record.due_at)
+        .Bind(3, record.output_url)
+        .Bind(4, record.error)
+        .Bind(5, record.input_bytes)
+        .Bind(6, record.output_bytes)
+        .Bind(7, int64_t{record.final()})
+        .Bind(8, image_id)
         .Step();
-    if (!fin.ok()) return Error("finish image");
+    if (!u.ok()) return writer_.Error("record image");
+    if (!record.final()) return tx.Commit().ok() ? Result<bool>(true) : tx.status();
 
-    Stmt dec(statements_,
+    Stmt dec(statements,
              "UPDATE product_entries SET images_pending = images_pending - 1 WHERE id = ? "
              "RETURNING images_pending, input_urls");
     dec.Bind(1, product_id);
-    if (!dec.Step()) return Error("update product");
+    if (!dec.Step()) return writer_.Error("update product");
     const int64_t pending = dec.Int(0);
     const std::string input_urls = dec.Text(1);
     dec.Step();  // finish the statement so its write completes
@@ -612,7 +587,7 @@ class SqliteStore final : public Store {
       if (Status s = FinishProduct(product_id, input_urls); !s.ok()) return s;
     }
 
-    Stmt count(statements_,
+    Stmt count(statements,
                outcome.ok
                    ? "UPDATE requests SET images_done = images_done + 1 WHERE request_id = ? "
                      "RETURNING images_done + images_failed, images_total, webhook_url"
@@ -620,53 +595,53 @@ class SqliteStore final : public Store {
                      "WHERE request_id = ? "
                      "RETURNING images_done + images_failed, images_total, webhook_url");
     count.Bind(1, request_id);
-    if (!count.Step()) return Error("update request");
-    const bool complete = count.Int(0) >= count.Int(1);
-    const bool has_webhook = !count.IsNull(2);
+    if (!count.Step()) return writer_.Error("update request");
+    const request::Completion completion =
+        request::AfterFinalImage(count.Int(0), count.Int(1), !count.IsNull(2), now);
     count.Step();
-    if (complete) {
-      Stmt done(statements_,
+    if (completion.completed) {
+      Stmt done(statements,
                 "UPDATE requests SET status = 'completed', completed_at = ?, webhook_state = ?, "
                 "webhook_next_at = ? WHERE request_id = ? AND status != 'completed'");
       done.Bind(1, now)
-          .Bind(2, has_webhook ? std::optional<std::string>("pending") : std::nullopt)
-          .Bind(3, has_webhook ? std::optional<int64_t>(now) : std::nullopt)
+          .Bind(2, completion.webhook_due ? std::optional<std::string>(request::kWebhookPending)
+                                          : std::nullopt)
+          .Bind(3, completion.webhook_due)
           .Bind(4, request_id)
           .Step();
-      if (!done.ok()) return Error("complete request");
+      if (!done.ok()) return writer_.Error("complete request");
     }
     if (Status s = tx.Commit(); !s.ok()) return s;
     return true;
   }
 
-  Result<int> ReleaseLeases() override {
-    std::lock_guard<std::mutex> lock(mu_);
-    const Millis now = NowMillis();
+  Result<int> ReleaseLeases() override EXCLUDES(writer_.mu) {
+    MutexLock lock(&writer_.mu);
+    const Millis now = clock_.WallMillis();
     Transaction tx(this);
     if (!tx.ok()) return tx.status();
-    Stmt images(statements_,
+    Stmt images(writer_.statements,
                 "UPDATE images SET state = 'queued', lease_owner = NULL, due_at = ?, "
                 "enqueued_at = NULL WHERE state = 'leased'");
     images.Bind(1, now).Step();
-    if (!images.ok()) return Error("release image leases");
-    const int released = sqlite3_changes(db_);
-    Stmt hooks(statements_,
-               "UPDATE requests SET webhook_next_at = ?, webhook_state = CASE "
-               "WHEN webhook_attempts = 0 THEN 'pending' ELSE 'retrying' END "
-               "WHERE webhook_state = 'sending'");
+    if (!images.ok()) return writer_.Error("release image leases");
+    const int released = sqlite3_changes(writer_.db);
+    // A webhook being sent is due again at once (ClaimWebhooks takes an expired one).
+    Stmt hooks(writer_.statements,
+               "UPDATE requests SET webhook_next_at = ? WHERE webhook_state = 'sending'");
     hooks.Bind(1, now).Step();
-    if (!hooks.ok()) return Error("release webhook leases");
+    if (!hooks.ok()) return writer_.Error("release webhook leases");
     if (Status s = tx.Commit(); !s.ok()) return s;
     return released;
   }
 
   Result<std::vector<int64_t>> TakeImagesToEnqueue(std::optional<Millis> enqueued_before,
-                                                   int max) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    const Millis now = NowMillis();
+                                                   int max) override EXCLUDES(writer_.mu) {
+    MutexLock lock(&writer_.mu);
+    const Millis now = clock_.WallMillis();
     Transaction tx(this);
     if (!tx.ok()) return tx.status();
-    Stmt q(statements_,
+    Stmt q(writer_.statements,
            "SELECT id FROM images WHERE state IN ('queued', 'leased') AND due_at <= ? "
            "AND (enqueued_at IS NULL OR enqueued_at < ?) ORDER BY due_at, id LIMIT ?");
     q.Bind(1, now)
@@ -674,44 +649,46 @@ class SqliteStore final : public Store {
         .Bind(3, static_cast<int64_t>(max));
     std::vector<int64_t> ids;
     while (q.Step()) ids.push_back(q.Int(0));
-    if (!q.ok()) return Error("images to enqueue");
-    Stmt u(statements_, "UPDATE images SET enqueued_at = ? WHERE id = ?");
+    if (!q.ok()) return writer_.Error("images to enqueue");
+    Stmt u(writer_.statements, "UPDATE images SET enqueued_at = ? WHERE id = ?");
     for (int64_t id : ids) {
       u.Bind(1, now).Bind(2, id).Step();
-      if (!u.ok()) return Error("mark enqueued");
+      if (!u.ok()) return writer_.Error("mark enqueued");
       u.Reset();
     }
     if (Status s = tx.Commit(); !s.ok()) return s;
     return ids;
   }
 
-  Result<std::optional<Millis>> NextImageDue() override {
-    std::lock_guard<std::mutex> lock(mu_);
-    Stmt q(statements_, "SELECT MIN(due_at) FROM images WHERE state IN ('queued', 'leased')");
-    if (!q.Step()) return Error("next image due");
+  Result<std::optional<Millis>> NextImageDue() override EXCLUDES(writer_.mu) {
+    MutexLock lock(&writer_.mu);
+    Stmt q(writer_.statements,
+           "SELECT MIN(due_at) FROM images WHERE state IN ('queued', 'leased')");
+    if (!q.Step()) return writer_.Error("next image due");
     if (q.IsNull(0)) return std::optional<Millis>();
     return std::optional<Millis>(q.Int(0));
   }
 
-  Result<std::vector<WebhookJob>> ClaimWebhooks(int max, Millis lease_ms) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    const Millis now = NowMillis();
+  Result<std::vector<WebhookJob>> ClaimWebhooks(int max, Millis lease_ms) override
+      EXCLUDES(writer_.mu) {
+    MutexLock lock(&writer_.mu);
+    const Millis now = clock_.WallMillis();
     Transaction tx(this);
     if (!tx.ok()) return tx.status();
-    Stmt q(statements_,
+    Stmt q(writer_.statements,
            "SELECT request_id, webhook_url, webhook_attempts FROM requests "
            "WHERE webhook_state IN ('pending', 'retrying', 'sending') AND webhook_next_at <= ? "
            "ORDER BY webhook_next_at LIMIT ?");
     q.Bind(1, now).Bind(2, static_cast<int64_t>(max));
     std::vector<WebhookJob> jobs;
     while (q.Step()) jobs.push_back({q.Text(0), q.Text(1), static_cast<int>(q.Int(2))});
-    if (!q.ok()) return Error("claim webhooks");
-    Stmt lease(statements_,
+    if (!q.ok()) return writer_.Error("claim webhooks");
+    Stmt lease(writer_.statements,
                "UPDATE requests SET webhook_state = 'sending', webhook_next_at = ? "
                "WHERE request_id = ?");
     for (const auto& job : jobs) {
       lease.Bind(1, now + lease_ms).Bind(2, job.request_id).Step();
-      if (!lease.ok()) return Error("lease webhook");
+      if (!lease.ok()) return writer_.Error("lease webhook");
       lease.Reset();
     }
     if (Status s = tx.Commit(); !s.ok()) return s;
@@ -719,42 +696,38 @@ class SqliteStore final : public Store {
   }
 
   Status RecordWebhook(const std::string& request_id, bool delivered,
-                       std::optional<int> http_status, std::optional<Millis> retry_at) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    const char* state = delivered ? "delivered" : retry_at ? "retrying" : "failed";
-    Stmt u(statements_,
+                       std::optional<int> http_status, std::optional<Millis> retry_at) override
+      EXCLUDES(writer_.mu) {
+    MutexLock lock(&writer_.mu);
+    Stmt u(writer_.statements,
            "UPDATE requests SET webhook_state = ?, webhook_attempts = webhook_attempts + 1, "
            "webhook_last_status = ?, webhook_next_at = ? WHERE request_id = ?");
-    u.Bind(1, state)
+    u.Bind(1, request::WebhookStateAfterAttempt(delivered, retry_at.has_value()))
         .Bind(2, http_status ? std::optional<int64_t>(*http_status) : std::nullopt)
         .Bind(3, retry_at)
         .Bind(4, request_id)
         .Step();
-    return u.ok() ? Status::Ok() : Error("record webhook");
+    return u.ok() ? Status::Ok() : writer_.Error("record webhook");
   }
-
-  Result<std::vector<RequestSummary>> ListRequests(const std::optional<std::string>& owner,
-                                                   int limit) override {
-    return reader_->ListRequests(owner, limit);
-  }
-
-  Result<int64_t> CountUnfinishedImages() override { return reader_->CountUnfinishedImages(); }
 
  private:
-  // BEGIN IMMEDIATE ... COMMIT, rolled back unless committed.
+  // BEGIN IMMEDIATE ... COMMIT on the writer, rolled back unless committed.
   class Transaction {
    public:
     explicit Transaction(SqliteStore* store) : store_(store) {
       status_ = store_->Run("BEGIN IMMEDIATE");
     }
     ~Transaction() {
-      if (status_.ok() && !committed_) store_->Run("ROLLBACK");
+      if (status_.ok() && !committed_) (void)store_->Run("ROLLBACK");
     }
     bool ok() const { return status_.ok(); }
     const Status& status() const { return status_; }
+    // A COMMIT that fails leaves the transaction open: it is rolled back (by the destructor),
+    // so the connection is not left inside it.
     Status Commit() {
-      committed_ = true;
-      return store_->Run("COMMIT");
+      Status s = store_->Run("COMMIT");
+      committed_ = s.ok();
+      return s;
     }
 
    private:
@@ -771,54 +744,51 @@ class SqliteStore final : public Store {
   }
 
   // Leases `tasks` to `owner` until `until`, counting an attempt, and marks their requests started.
-  Status Lease(const std::vector<ImageTask>& tasks, const std::string& owner, Millis until) {
-    Stmt lease(statements_,
+  Status Lease(const std::vector<ImageTask>& tasks, const std::string& owner, Millis until)
+      REQUIRES(writer_.mu) {
+    Stmt lease(writer_.statements,
                "UPDATE images SET state = 'leased', lease_owner = ?, due_at = ?, "
                "attempts = attempts + 1 WHERE id = ?");
-    Stmt start(statements_,
+    Stmt start(writer_.statements,
                "UPDATE requests SET status = 'processing' "
                "WHERE request_id = ? AND status = 'pending'");
     for (const auto& task : tasks) {
       lease.Bind(1, owner).Bind(2, until).Bind(3, task.image_id).Step();
-      if (!lease.ok()) return Error("lease image");
+      if (!lease.ok()) return writer_.Error("lease image");
       lease.Reset();
       start.Bind(1, task.request_id).Step();
-      if (!start.ok()) return Error("start request");
+      if (!start.ok()) return writer_.Error("start request");
       start.Reset();
     }
     return Status::Ok();
   }
 
-  // Called when the last image of a product became final: composes its output list, one entry
-  // per input entry in input order (pass-through entries unchanged, failed images empty).
-  Status FinishProduct(int64_t product_id, const std::string& input_urls) {
-    std::vector<std::string> outputs = SplitUrlEntries(input_urls);
-    Stmt q(statements_, "SELECT idx, output_url FROM images WHERE product_id = ?");
+  // The last image of a product became final: its outputs (request::ComposeOutputs).
+  Status FinishProduct(int64_t product_id, const std::string& input_urls) REQUIRES(writer_.mu) {
+    Stmt q(writer_.statements, "SELECT idx, output_url FROM images WHERE product_id = ?");
     q.Bind(1, product_id);
-    while (q.Step()) {
-      const auto idx = static_cast<size_t>(q.Int(0));
-      if (idx < outputs.size()) outputs[idx] = q.Text(1);
-    }
-    if (!q.ok()) return Error("read product images");
-    Stmt u(statements_, "UPDATE product_entries SET output_urls = ? WHERE id = ?");
-    u.Bind(1, csv::JoinUrls(outputs)).Bind(2, product_id).Step();
-    return u.ok() ? Status::Ok() : Error("write output urls");
+    std::vector<request::FinalImage> images;
+    while (q.Step()) images.push_back({static_cast<int>(q.Int(0)), q.OptText(1)});
+    if (!q.ok()) return writer_.Error("read product images");
+    Stmt u(writer_.statements, "UPDATE product_entries SET output_urls = ? WHERE id = ?");
+    u.Bind(1, request::ComposeOutputs(input_urls, images)).Bind(2, product_id).Step();
+    return u.ok() ? Status::Ok() : writer_.Error("write output urls");
   }
 
   // One statement without results, through the statement cache (BEGIN, COMMIT, ROLLBACK).
-  Status Run(const char* sql) {
-    Stmt statement(statements_, sql);
+  Status Run(const char* sql) NO_THREAD_SAFETY_ANALYSIS {  // called with writer_.mu held
+    Stmt statement(writer_.statements, sql);
     const bool prepared = statement.prepared();
     if (prepared) statement.Step();
     if (!prepared || !statement.ok()) {
-      return Internal("sqlite: " + std::string(sqlite3_errmsg(db_)) + " in: " + sql);
+      return Internal("sqlite: " + std::string(sqlite3_errmsg(writer_.db)) + " in: " + sql);
     }
     return Status::Ok();
   }
 
-  Status Exec(const std::string& sql) {
+  Status Exec(const std::string& sql) REQUIRES(writer_.mu) {
     char* err = nullptr;
-    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+    if (sqlite3_exec(writer_.db, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
       Status s =
           Internal("sqlite: " + std::string(err ? err : "error") + " in: " + sql.substr(0, 60));
       sqlite3_free(err);
@@ -827,14 +797,10 @@ class SqliteStore final : public Store {
     return Status::Ok();
   }
 
-  Status Error(const std::string& what) const {
-    return Internal("sqlite: " + what + ": " + sqlite3_errmsg(db_));
-  }
-
-  std::mutex mu_;
-  sqlite3* db_;
-  StatementCache statements_;  // used under mu_
-  std::unique_ptr<RequestReader> reader_;
+  Connection writer_;  // the pipeline's writes (and, for an in-memory database, every read)
+  std::unique_ptr<Connection> reader_;  // the API's reads, on a file
+  std::unique_ptr<Reads> reads_;
+  Clock& clock_;
 };
 
 }  // namespace
@@ -843,7 +809,7 @@ std::string SqliteClaimQuery() {
   return std::string(kDueImageSelect) + " ORDER BY i.due_at, i.id LIMIT ?";
 }
 
-Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
+Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path, Clock& clock) {
   std::error_code ec;
   const auto parent = std::filesystem::path(path).parent_path();
   if (!parent.empty()) std::filesystem::create_directories(parent, ec);
@@ -855,7 +821,7 @@ Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
     return Internal("cannot open database '" + path + "': " + msg);
   }
   sqlite3_busy_timeout(db, 5000);
-  auto store = std::make_unique<SqliteStore>(db);
+  auto store = std::make_unique<SqliteStore>(db, clock);
   // WAL keeps readers and the writer apart; NORMAL sync is durable against a killed process.
   for (const char* pragma :
        {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON"}) {

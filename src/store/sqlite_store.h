@@ -14,7 +14,8 @@
 namespace imgproc::store {
 
 // Opens (creating if needed) the database file at `path` and applies pending migrations.
-Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path);
+[[nodiscard]] Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path,
+                                                             Clock& clock = RealClock());
 
 // The query a claim runs (parameters: now, how many), for a test of its plan: it must read the
 // due images from an index in the order it takes them, never sort the whole due set.

@@ -7,12 +7,11 @@
 
 #include <algorithm>
 #include <cctype>
-#include <nlohmann/json.hpp>
 #include <random>
 
 #include "common/logging.h"
-#include "common/product_json.h"
 #include "common/thread_name.h"
+#include "report/report.h"
 
 namespace imgproc::webhook {
 namespace {
@@ -42,12 +41,6 @@ std::string DecodeSecret(const std::string& secret) {
 }
 
 }  // namespace
-
-std::string Payload(const store::RequestView& request) {
-  nlohmann::ordered_json list = nlohmann::ordered_json::array();
-  for (const auto& p : request.products) list.push_back(ProductJson(p, /*with_errors=*/false));
-  return list.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
-}
 
 std::string Sign(const std::string& secret, const std::string& id, int64_t timestamp,
                  const std::string& body) {
@@ -83,12 +76,6 @@ Result<RetrySchedule> ParseRetrySchedule(const std::string& text) {
     schedule.emplace_back(std::stoll(item.substr(0, digits)) * scale);
   }
   return schedule;
-}
-
-std::chrono::milliseconds Jitter(std::chrono::milliseconds delay) {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  return delay + std::chrono::milliseconds(
-                     std::uniform_int_distribution<int64_t>(0, delay.count() / 10)(rng));
 }
 
 std::string ReceiverOrigin(const std::string& url) {
@@ -137,8 +124,10 @@ SenderOptions Sanitised(SenderOptions options, const std::atomic<bool>* cancel) 
 
 }  // namespace
 
-Sender::Sender(store::Store& store, SenderOptions options)
-    : store_(store),
+Sender::Sender(store::WebhookDeliveries& deliveries, store::RequestReader& reader,
+               SenderOptions options)
+    : deliveries_(deliveries),
+      reader_(reader),
       options_(Sanitised(std::move(options), &cancel_)),
       max_waiting_(static_cast<size_t>(options_.concurrency)),
       lease_(Lease(options_)) {}
@@ -215,7 +204,7 @@ void Sender::ClaimLoop() {
     }
     // Before the claim, so start_by is no later than the store's lease allows.
     const auto claimed_at = std::chrono::steady_clock::now();
-    auto jobs = store_.ClaimWebhooks(static_cast<int>(room), lease_.count());
+    auto jobs = deliveries_.ClaimWebhooks(static_cast<int>(room), lease_.count());
     if (!jobs.ok()) spdlog::warn("webhook: {}", jobs.status().message());
     if (jobs.ok() && !jobs->empty()) {
       {
@@ -292,8 +281,9 @@ void Sender::DeliveryLoop() {
 }
 
 void Sender::Record(const store::WebhookJob& job, bool delivered, std::optional<int> http_status,
-                    std::optional<store::Millis> retry_at, metrics::DeliveryOutcome outcome) {
-  const Status recorded = store_.RecordWebhook(job.request_id, delivered, http_status, retry_at);
+                    std::optional<request::Millis> retry_at, metrics::DeliveryOutcome outcome) {
+  const Status recorded =
+      deliveries_.RecordWebhook(job.request_id, delivered, http_status, retry_at);
   if (!recorded.ok()) {
     // The job stays leased: when the lease runs out it is claimed and attempted again (a
     // delivered one is then sent twice, with the same webhook-id for receivers to de-duplicate).
@@ -306,7 +296,7 @@ void Sender::Record(const store::WebhookJob& job, bool delivered, std::optional<
 
 void Sender::Deliver(const store::WebhookJob& job) {
   const logging::ScopedRequestId log_scope(job.request_id);
-  auto request = store_.GetRequest(job.request_id);
+  auto request = reader_.GetRequest(job.request_id);
   if (!request.ok()) {
     if (request.status().code() == StatusCode::kNotFound) {
       spdlog::warn("webhook {}: {}", job.request_id, request.status().message());
@@ -321,48 +311,46 @@ void Sender::Deliver(const store::WebhookJob& job) {
                  job.request_id, request.status().message());
     return;
   }
-  const std::string body = Payload(*request);
+  const std::string body = report::WebhookJson(*request);
   std::vector<std::string> headers;
   if (!options_.secret.empty()) {
     const std::string id = "msg_" + job.request_id;  // stable, so receivers can de-duplicate
-    const int64_t ts = store::NowMillis() / 1000;
+    const int64_t ts = RealClock().WallMillis() / 1000;
     headers = {"webhook-id: " + id, "webhook-timestamp: " + std::to_string(ts),
                "webhook-signature: " + Sign(options_.secret, id, ts, body)};
   }
   auto response = net::Post(job.url, "application/json", body, headers, options_.fetch);
-  const int attempt = job.attempts + 1;
-  std::optional<int> http_status;
-  const bool attempts_left = static_cast<size_t>(attempt) <= options_.schedule.size();
-  bool retry = true;
-  std::chrono::milliseconds delay =
-      attempts_left ? Jitter(options_.schedule[static_cast<size_t>(attempt - 1)])
-                    : std::chrono::milliseconds(0);
-  if (response.ok()) {
-    http_status = static_cast<int>(response->status);
-    if (response->status >= 200 && response->status < 300) {
-      spdlog::info("webhook {}: delivered (HTTP {})", job.request_id, response->status);
-      Record(job, true, http_status, std::nullopt, metrics::DeliveryOutcome::kDelivered);
-      return;
-    }
-    retry = response->status != 410;  // 410 Gone: the receiver asks us to stop
-    if (auto it = response->headers.find("retry-after"); it != response->headers.end()) {
-      delay = std::max(delay, RetryAfter(it->second));
-    }
-  } else if (cancel_) {
+  if (!response.ok() && cancel_) {
     // Stop() cut it short: not the receiver's failure. Left to its lease, like the jobs that
     // were still waiting.
     return;
-  } else {
-    retry = response.status().transient();
   }
-  retry = retry && attempts_left;
+  request::DeliveryAttempt attempt;
+  attempt.attempt = job.attempts + 1;
+  if (response.ok()) {
+    attempt.http_status = static_cast<int>(response->status);
+    if (auto it = response->headers.find("retry-after"); it != response->headers.end()) {
+      attempt.retry_after = RetryAfter(it->second);
+    }
+  } else {
+    attempt.transient = response.status().transient();
+  }
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  const request::DeliveryDecision decision =
+      request::DecideDelivery(attempt, options_.schedule, RealClock().WallMillis(),
+                              std::uniform_real_distribution<double>(0, 1)(rng));
+  if (decision.delivered) {
+    spdlog::info("webhook {}: delivered (HTTP {})", job.request_id, *attempt.http_status);
+    Record(job, true, attempt.http_status, std::nullopt, metrics::DeliveryOutcome::kDelivered);
+    return;
+  }
   spdlog::warn(
-      "webhook {}: attempt {} failed ({}){}", job.request_id, attempt,
+      "webhook {}: attempt {} failed ({}){}", job.request_id, attempt.attempt,
       response.ok() ? "HTTP " + std::to_string(response->status) : response.status().message(),
-      retry ? ", will retry" : ", giving up");
-  Record(job, false, http_status,
-         retry ? std::optional<store::Millis>(store::NowMillis() + delay.count()) : std::nullopt,
-         retry ? metrics::DeliveryOutcome::kRetrying : metrics::DeliveryOutcome::kFailed);
+      decision.retry_at ? ", will retry" : ", giving up");
+  Record(
+      job, false, attempt.http_status, decision.retry_at,
+      decision.retry_at ? metrics::DeliveryOutcome::kRetrying : metrics::DeliveryOutcome::kFailed);
 }
 
 }  // namespace imgproc::webhook

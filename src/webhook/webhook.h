@@ -1,6 +1,7 @@
-// Telling the user's webhook_url that a request completed (CONTRACT.md §4): the original list of
-// product objects as the body, optionally signed the Standard Webhooks way, retried with backoff.
-// Deliveries are recorded in the store, so a restart resumes them.
+// Telling the user's webhook_url that a request completed (docs/api.md, "Webhook"): the original
+// list of product objects as the body (report::WebhookJson), optionally signed the Standard
+// Webhooks way, retried on the schedule (request::DecideDelivery). Deliveries are recorded in the
+// store, so a restart resumes them.
 #ifndef IMGPROC_WEBHOOK_WEBHOOK_H_
 #define IMGPROC_WEBHOOK_WEBHOOK_H_
 
@@ -21,25 +22,16 @@
 
 namespace imgproc::webhook {
 
-// The body: a JSON list of {"Serial Number", "Product Name", "Input Image Urls",
-// "Output Image Urls"}, in file order.
-std::string Payload(const store::RequestView& request);
-
 // The Standard Webhooks signature header value: "v1," + base64(HMAC-SHA256(secret,
 // id + "." + timestamp + "." + body)). A secret of the form "whsec_<base64>" is base64-decoded
 // first, as the specification says; any other secret is used as raw bytes.
 std::string Sign(const std::string& secret, const std::string& id, int64_t timestamp,
                  const std::string& body);
 
-// The delays between attempts: after the first failure wait schedule[0], after the second
-// schedule[1], and so on; when it runs out the delivery has failed.
-using RetrySchedule = std::vector<std::chrono::milliseconds>;
+using request::RetrySchedule;
 
 // Parses "5s,5m,30m,2h" (units ms, s, m, h). An empty text means: never retry.
 Result<RetrySchedule> ParseRetrySchedule(const std::string& text);
-
-// `delay` with up to 10% random jitter added, so that retries of many requests spread out.
-std::chrono::milliseconds Jitter(std::chrono::milliseconds delay);
 
 // What deliveries to one receiver have in common: "scheme://host:port" of the webhook URL (the
 // port made explicit, scheme and host in lower case); the URL itself when it cannot be parsed.
@@ -62,7 +54,8 @@ struct SenderOptions {
 // deliver them.
 class Sender {
  public:
-  Sender(store::Store& store, SenderOptions options);
+  // Claims and records deliveries in `deliveries`, reads the requests they are about in `reader`.
+  Sender(store::WebhookDeliveries& deliveries, store::RequestReader& reader, SenderOptions options);
   ~Sender();  // stops the threads
 
   void Start();
@@ -97,9 +90,10 @@ class Sender {
   void Deliver(const store::WebhookJob& job);
   // Records an attempt's outcome; counts it in the metrics only once it is recorded.
   void Record(const store::WebhookJob& job, bool delivered, std::optional<int> http_status,
-              std::optional<store::Millis> retry_at, metrics::DeliveryOutcome outcome);
+              std::optional<request::Millis> retry_at, metrics::DeliveryOutcome outcome);
 
-  store::Store& store_;
+  store::WebhookDeliveries& deliveries_;
+  store::RequestReader& reader_;
   std::atomic<bool> cancel_{false};  // set by Stop(): aborts the deliveries in flight
   const SenderOptions options_;      // options_.fetch.cancel points to cancel_
   const size_t max_waiting_;

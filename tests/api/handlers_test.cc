@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "forwarding_store.h"
+#include "storage/local_storage.h"
 #include "store/store.h"
 
 namespace imgproc::api {
@@ -41,10 +42,12 @@ class ApiTest : public ::testing::Test {
     store_ = std::move(*s);
     ApiOptions options;
     options.csv_limits.max_bytes = 4096;
-    options.media_dir = dir_ / "media";
+    options.media = [media = dir_ / "media"](std::string_view relative) {
+      return storage::ResolveMediaPath(media, relative);
+    };
     options.metrics = &metrics_;
-    fs::create_directories(options.media_dir);
-    api_ = std::make_unique<Api>(*store_, options, [this] { ++created_; });
+    fs::create_directories(dir_ / "media");
+    api_ = std::make_unique<Api>(*store_, *store_, options, [this] { ++created_; });
   }
   void TearDown() override { fs::remove_all(dir_); }
 
@@ -110,7 +113,7 @@ TEST_F(ApiTest, AcceptedUploadReturnsUuidAndStatusShowsOriginalShape) {
   Response r = Upload(kOriginalCsv, "https://hooks.example.com/done");
   ASSERT_EQ(r.status, 202) << r.body;
   const std::string id = Body(r)["request_id"];
-  EXPECT_TRUE(IsUuid(id));
+  EXPECT_TRUE(request::IsUuid(id));
   EXPECT_EQ(id[14], '4');  // version 4
   EXPECT_EQ(Body(r).size(), 1u);
   EXPECT_EQ(created_, 1);
@@ -159,7 +162,7 @@ TEST_F(ApiTest, StatusFollowsTheWebhookUntilItSettles) {
   auto jobs = store_->ClaimWebhooks(10, 60'000);
   ASSERT_TRUE(jobs.ok());
   ASSERT_EQ(jobs->size(), 1u);
-  ASSERT_TRUE(store_->RecordWebhook(id, false, 500, store::NowMillis() + 60'000).ok());
+  ASSERT_TRUE(store_->RecordWebhook(id, false, 500, RealClock().WallMillis() + 60'000).ok());
   EXPECT_EQ(Body(Get("/status/" + id + "/"))["webhook"]["state"], "retrying");
   ASSERT_TRUE(store_->RecordWebhook(id, true, 200, std::nullopt).ok());
   EXPECT_EQ(Body(Get("/status/" + id + "/"))["webhook"]["state"], "delivered");
@@ -226,7 +229,7 @@ class HeldStore final : public testing::ForwardingStore {
     return reads_;
   }
 
-  Result<store::RequestView> GetRequest(const std::string& request_id) override {
+  Result<request::RequestView> GetRequest(const std::string& request_id) override {
     {
       std::unique_lock<std::mutex> lock(mu_);
       ++reads_;
@@ -247,7 +250,7 @@ class HeldStore final : public testing::ForwardingStore {
 TEST_F(ApiTest, PollsOfAnUnfinishedRequestArrivingTogetherShareOneRead) {
   const std::string id = Body(Upload(kOriginalCsv))["request_id"];
   HeldStore held(*store_);
-  Api api(held, ApiOptions{}, [] {});
+  Api api(held, held, ApiOptions{}, [] {});
   const Request poll{"GET", "/status/" + id + "/", {}, {}, {}, {}, {}};
   const Request gzip_poll{"GET", "/status/" + id + "/", {}, {}, {{"accept-encoding", "gzip"}}, {},
                           {}};
@@ -371,7 +374,7 @@ TEST_F(ApiTest, OutputCsvWithErrorsNamesEachFailedImage) {
   ASSERT_TRUE(tasks.ok());
   ASSERT_EQ(tasks->size(), 3u);
   for (const auto& t : *tasks) {
-    store::ImageOutcome o;
+    request::ImageOutcome o;
     if (t.url == "http://a/3.jpg") {
       o.ok = true;
       o.output_url = "http://out/3.jpg";
@@ -402,7 +405,7 @@ TEST_F(ApiTest, StatusHasImageSizesOfDoneImages) {
   EXPECT_EQ(Body(Get("/status/" + id + "/"))["products"][0]["Image Sizes"], json::array());
   auto tasks = store_->ClaimImages("w", 10, 60'000);
   ASSERT_EQ(tasks->size(), 1u);
-  store::ImageOutcome o;
+  request::ImageOutcome o;
   o.ok = true;
   o.output_url = "http://out/0.jpg";
   o.input_bytes = 1234;
@@ -461,7 +464,7 @@ TEST_F(ApiTest, ReadyOnlyWhileTheBrokerAnswers) {
   options.broker_ready = [&] {
     return broker_up ? Status::Ok() : Transient("redis: cannot connect");
   };
-  Api api(*store_, options, [] {});
+  Api api(*store_, *store_, options, [] {});
   Request ready{"GET", "/readyz", {}, {}, {}, {}, {}};
   EXPECT_EQ(api.Handle(ready).status, 200);
   broker_up = false;
@@ -528,9 +531,11 @@ class ApiKeysTest : public ApiTest {
   void SetUp() override {
     ApiTest::SetUp();
     ApiOptions options;
-    options.media_dir = dir_ / "media";
+    options.media = [media = dir_ / "media"](std::string_view relative) {
+      return storage::ResolveMediaPath(media, relative);
+    };
     options.api_key_digests = {KeyDigest("key-a"), KeyDigest("key-b")};
-    api_ = std::make_unique<Api>(*store_, options, nullptr);
+    api_ = std::make_unique<Api>(*store_, *store_, options, nullptr);
   }
   Response As(const std::string& key, Request r) {
     if (!key.empty()) r.headers["authorization"] = "Bearer " + key;
@@ -629,7 +634,7 @@ TEST_F(ApiTest, UploadsPastTheClientsQueuedImagesAre429) {
   options.csv_limits.max_bytes = 4096;
   options.max_client_images = 6;
   options.metrics = &metrics_;
-  api_ = std::make_unique<Api>(*store_, options, nullptr);
+  api_ = std::make_unique<Api>(*store_, *store_, options, nullptr);
   const auto upload = [&](const std::string& address) {
     Request r{"POST", "/api/p/upload/", {}, {}, {}, address, {}};
     r.form["csv_file"] = {"products.csv", "text/csv", kOriginalCsv};  // 4 images
@@ -659,14 +664,14 @@ TEST(JsonError, InvalidUtf8IsReplacedNotThrown) {
 TEST(RequestIds, AreUniqueUuids) {
   std::set<std::string> ids;
   for (int i = 0; i < 1000; ++i) {
-    std::string id = NewRequestId();
-    EXPECT_TRUE(IsUuid(id)) << id;
+    std::string id = request::NewRequestId();
+    EXPECT_TRUE(request::IsUuid(id)) << id;
     ids.insert(id);
   }
   EXPECT_EQ(ids.size(), 1000u);
-  EXPECT_FALSE(IsUuid("550e8400-e29b-41d4-a716-44665544000"));
-  EXPECT_FALSE(IsUuid("550e8400xe29b-41d4-a716-446655440000"));
-  EXPECT_FALSE(IsUuid("550e8400-e29b-41d4-a716-44665544000g"));
+  EXPECT_FALSE(request::IsUuid("550e8400-e29b-41d4-a716-44665544000"));
+  EXPECT_FALSE(request::IsUuid("550e8400xe29b-41d4-a716-446655440000"));
+  EXPECT_FALSE(request::IsUuid("550e8400-e29b-41d4-a716-44665544000g"));
 }
 
 }  // namespace

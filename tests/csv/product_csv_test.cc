@@ -8,7 +8,6 @@
 #include <vector>
 
 using imgproc::csv::EscapeField;
-using imgproc::csv::JoinUrls;
 using imgproc::csv::kMaxProblems;
 using imgproc::csv::Limits;
 using imgproc::csv::ParseProducts;
@@ -68,8 +67,8 @@ struct Row {
 };
 
 void PrintTo(const Row& r, std::ostream* os) {
-  *os << "{" << r.serial << ", '" << r.name << "', [" << JoinUrls(r.urls) << "], line " << r.line
-      << "}";
+  *os << "{" << r.serial << ", '" << r.name << "', [" << imgproc::request::JoinEntries(r.urls)
+      << "], line " << r.line << "}";
 }
 
 std::vector<Row> Rows(const ParseResult& result) {
@@ -420,13 +419,7 @@ TEST(ProductCsv, ProblemsAreCappedAtOneHundred) {
   EXPECT_TRUE(result.rows.empty());
 }
 
-// ---- JoinUrls and EscapeField --------------------------------------------------------------
-
-TEST(ProductCsv, JoinUrls) {
-  EXPECT_EQ(JoinUrls({}), "");
-  EXPECT_EQ(JoinUrls({"u1"}), "u1");
-  EXPECT_EQ(JoinUrls({"u1", "", "u3"}), "u1,,u3");
-}
+// ---- EscapeField --------------------------------------------------------------
 
 TEST(ProductCsv, EscapeFieldQuotesWhenNeeded) {
   EXPECT_EQ(EscapeField(""), "");

@@ -13,9 +13,9 @@
 #include <string>
 
 #include "api/handlers.h"
+#include "report/report.h"
 #include "services.h"
 #include "store/store.h"
-#include "webhook/webhook.h"
 
 namespace imgproc::testing {
 namespace {
@@ -24,16 +24,12 @@ namespace fs = std::filesystem;
 
 constexpr char kId[] = "00000000-0000-4000-8000-00000000c0de";
 
-csv::ProductRow Row(int64_t serial, std::string name, std::vector<std::string> urls) {
-  csv::ProductRow row;
-  row.serial_no = serial;
-  row.product_name = std::move(name);
-  row.input_urls = std::move(urls);
-  return row;
+request::NewProduct Row(int64_t serial, std::string name, std::vector<std::string> urls) {
+  return {serial, std::move(name), std::move(urls)};
 }
 
-store::ImageOutcome Done(const std::string& url, int64_t in, int64_t out) {
-  store::ImageOutcome o;
+request::ImageOutcome Done(const std::string& url, int64_t in, int64_t out) {
+  request::ImageOutcome o;
   o.ok = true;
   o.output_url = url;
   o.input_bytes = in;
@@ -41,8 +37,9 @@ store::ImageOutcome Done(const std::string& url, int64_t in, int64_t out) {
   return o;
 }
 
-store::ImageOutcome Failed(const std::string& error, std::optional<store::Millis> retry_at = {}) {
-  store::ImageOutcome o;
+request::ImageOutcome Failed(const std::string& error,
+                             std::optional<request::Millis> retry_at = {}) {
+  request::ImageOutcome o;
   o.error = error;
   o.retry_at = retry_at;
   return o;
@@ -79,7 +76,7 @@ class GoldenTest : public ::testing::TestWithParam<std::string> {
     auto opened = store::OpenStore(url);
     ASSERT_TRUE(opened.ok()) << opened.status().message();
     store_ = std::move(*opened);
-    api_ = std::make_unique<api::Api>(*store_, api::ApiOptions{}, nullptr);
+    api_ = std::make_unique<api::Api>(*store_, *store_, api::ApiOptions{}, nullptr);
   }
   void TearDown() override {
     api_.reset();
@@ -95,7 +92,7 @@ class GoldenTest : public ::testing::TestWithParam<std::string> {
   }
 
   // Takes the next due image, which must be `url`, and records `outcome` for it.
-  void Record(const std::string& url, const store::ImageOutcome& outcome) {
+  void Record(const std::string& url, const request::ImageOutcome& outcome) {
     auto tasks = store_->ClaimImages("golden", 1, 60'000);
     ASSERT_TRUE(tasks.ok()) << tasks.status().message();
     ASSERT_EQ(tasks->size(), 1u) << "nothing due for " << url;
@@ -118,7 +115,7 @@ TEST_P(GoldenTest, StatusOutputCsvAndWebhookBodyAreUnchanged) {
   request.request_id = kId;
   request.webhook_url = "http://hook.example/receive";
   request.client = "golden";
-  request.rows = {
+  request.products = {
       Row(1, "Alpha", {"http://img.example/a0.jpg", "keep-as-is.png", "http://img.example/a2.jpg"}),
       Row(2, "Beta, \"quoted\"", {"=cmd|' /C calc'!A0", "http://img.example/b1.jpg"}),
       Row(3, "Gamma", {"passthrough"}),
@@ -130,7 +127,7 @@ TEST_P(GoldenTest, StatusOutputCsvAndWebhookBodyAreUnchanged) {
   ASSERT_NO_FATAL_FAILURE(Record("http://img.example/a2.jpg", Failed("download failed: HTTP 404")));
   // A transient failure, due again a millisecond later (after the images stored with the
   // request): shown under "Image Retries" meanwhile.
-  const store::Millis retry_at = store::NowMillis() + 1;
+  const request::Millis retry_at = RealClock().WallMillis() + 1;
   ASSERT_NO_FATAL_FAILURE(
       Record("http://img.example/b1.jpg", Failed("download failed: HTTP 503", retry_at)));
   ASSERT_NO_FATAL_FAILURE(
@@ -139,18 +136,18 @@ TEST_P(GoldenTest, StatusOutputCsvAndWebhookBodyAreUnchanged) {
 
   ASSERT_NO_FATAL_FAILURE(
       Record("https://img.example/d1.jpg", Done("https://out.example/4_1.jpg", 6722, 5265)));
-  while (store::NowMillis() <= retry_at) {
+  while (RealClock().WallMillis() <= retry_at) {
   }
   ASSERT_NO_FATAL_FAILURE(Record("http://img.example/b1.jpg", Failed("download failed: HTTP 503")));
   ExpectGolden("status_completed.json", Get(std::string("/status/") + kId + "/"));
   ExpectGolden("output.csv", Get(std::string("/api/p/requests/") + kId + "/output.csv"));
-  api::Request with_errors{"GET", std::string("/api/p/requests/") + kId + "/output.csv", {}, {},
-                           {}, {}, {}};
+  api::Request with_errors{
+      "GET", std::string("/api/p/requests/") + kId + "/output.csv", {}, {}, {}, {}, {}};
   with_errors.query["errors"] = "1";
   ExpectGolden("output_errors.csv", std::string(api_->Handle(with_errors).content()));
   auto view = store_->GetRequest(kId);
   ASSERT_TRUE(view.ok());
-  ExpectGolden("webhook.json", webhook::Payload(*view));
+  ExpectGolden("webhook.json", report::WebhookJson(*view));
 }
 
 }  // namespace

@@ -27,7 +27,7 @@ class LosesFirstClaimStore final : public testing::ForwardingStore {
   using ForwardingStore::ForwardingStore;
 
   Result<std::vector<store::ImageTask>> ClaimImages(const std::string& owner, int max,
-                                                    store::Millis lease_ms) override {
+                                                    request::Millis lease_ms) override {
     auto tasks = ForwardingStore::ClaimImages(owner, max, lease_ms);
     if (tasks.ok() && !tasks->empty() && !lost_one_.exchange(true)) {
       return Transient("connection lost after the claim was committed");
@@ -86,7 +86,7 @@ TEST_F(WorkerPoolTest, ImageOfALostClaimIsTakenAgainWhenItsLeaseExpires) {
                           std::nullopt,
                           "",
                           0,
-                          {{1, "Shoe", {host_.Url("/img/a.jpg"), host_.Url("/img/b.jpg")}, 2}}})
+                          {{1, "Shoe", {host_.Url("/img/a.jpg"), host_.Url("/img/b.jpg")}}}})
           .ok());
   pool.Start();
   queue.Notify();
@@ -94,25 +94,25 @@ TEST_F(WorkerPoolTest, ImageOfALostClaimIsTakenAgainWhenItsLeaseExpires) {
   // The heartbeat runs every lease / 3, so the old "extend every lease of this process" kept the
   // lost image leased for as long as the pool ran.
   const auto deadline = std::chrono::steady_clock::now() + 10s;
-  store::RequestStatus status = store::RequestStatus::kPending;
+  request::RequestStatus status = request::RequestStatus::kPending;
   while (std::chrono::steady_clock::now() < deadline) {
     auto view = store.GetRequest("r1");
     ASSERT_TRUE(view.ok()) << view.status().message();
     status = view->status;
-    if (status == store::RequestStatus::kCompleted) break;
+    if (status == request::RequestStatus::kCompleted) break;
     std::this_thread::sleep_for(20ms);
   }
   pool.Stop(1s);
 
   EXPECT_TRUE(store.lost_one());
-  ASSERT_STREQ(store::ToString(status), "completed");
+  ASSERT_STREQ(request::ToString(status), "completed");
   auto view = store.GetRequest("r1");
   ASSERT_TRUE(view.ok());
   ASSERT_EQ(view->products.size(), 1u);
   EXPECT_EQ(view->images_done, 2);
   EXPECT_TRUE(view->products[0].image_errors.empty());
   ASSERT_TRUE(view->products[0].output_urls.has_value());
-  EXPECT_EQ(store::SplitUrlEntries(*view->products[0].output_urls).size(), 2u);
+  EXPECT_EQ(request::SplitEntries(*view->products[0].output_urls).size(), 2u);
 }
 
 }  // namespace

@@ -47,12 +47,8 @@ TEST(ParseRedisUrlTest, ReadsHostPortPasswordAndDatabase) {
   }
 }
 
-csv::ProductRow Row(int64_t serial, std::vector<std::string> urls) {
-  csv::ProductRow row;
-  row.serial_no = serial;
-  row.product_name = "P" + std::to_string(serial);
-  row.input_urls = std::move(urls);
-  return row;
+request::NewProduct Row(int64_t serial, std::vector<std::string> urls) {
+  return {serial, "P" + std::to_string(serial), std::move(urls)};
 }
 
 class RedisQueueTest : public ::testing::Test {
@@ -119,8 +115,8 @@ class RedisQueueTest : public ::testing::Test {
     return out;
   }
 
-  static store::ImageOutcome Done(const std::string& url) {
-    store::ImageOutcome o;
+  static request::ImageOutcome Done(const std::string& url) {
+    request::ImageOutcome o;
     o.ok = true;
     o.output_url = url;
     return o;
@@ -159,7 +155,7 @@ TEST_F(RedisQueueTest, NotifiedImagesAreTakenOnceAndAcknowledged) {
     q->Done(t);
   }
   EXPECT_EQ(Redis({"XLEN", stream_}).value_or("?"), "0");
-  EXPECT_EQ(store_->GetRequest("r1")->status, store::RequestStatus::kCompleted);
+  EXPECT_EQ(store_->GetRequest("r1")->status, request::RequestStatus::kCompleted);
 }
 
 TEST_F(RedisQueueTest, DuplicateEntriesAreDroppedWithoutWork) {

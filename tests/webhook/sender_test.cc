@@ -118,14 +118,14 @@ class WatchedStore : public testing::ForwardingStore {
   void FailGetRequest(Status status) { get_failure_ = std::move(status); }
   void FailRecordWebhook(Status status) { record_failure_ = std::move(status); }
 
-  Result<store::RequestView> GetRequest(const std::string& request_id) override {
+  Result<request::RequestView> GetRequest(const std::string& request_id) override {
     Note([&] { ++reads_[request_id]; });
     if (!get_failure_.ok()) return get_failure_;
     return ForwardingStore::GetRequest(request_id);
   }
   Status RecordWebhook(const std::string& request_id, bool delivered,
                        std::optional<int> http_status,
-                       std::optional<store::Millis> retry_at) override {
+                       std::optional<request::Millis> retry_at) override {
     Status status = record_failure_;
     if (status.ok()) {
       status = ForwardingStore::RecordWebhook(request_id, delivered, http_status, retry_at);
@@ -191,19 +191,15 @@ class SenderTest : public ::testing::Test {
     store::NewRequest request;
     request.request_id = id;
     request.webhook_url = url;
-    csv::ProductRow row;
-    row.serial_no = 1;
-    row.product_name = "SKU-" + id;
-    row.input_urls = {"kept-as-is.jpg"};
-    request.rows = {row};
+    request.products = {{1, "SKU-" + id, {"kept-as-is.jpg"}}};
     const Status created = store_->CreateRequest(request);
     ASSERT_TRUE(created.ok()) << created.message();
   }
 
-  store::WebhookState Webhook(const std::string& id) {
+  request::WebhookView Webhook(const std::string& id) {
     auto view = store_->GetRequest(id);
     EXPECT_TRUE(view.ok()) << view.status().message();
-    return view.ok() && view->webhook ? *view->webhook : store::WebhookState{};
+    return view.ok() && view->webhook ? *view->webhook : request::WebhookView{};
   }
 
   // The service's settings, but a 30 s HTTP timeout: longer than any test waits, so that a
@@ -246,7 +242,7 @@ TEST_F(SenderTest, HangingReceiversDoNotDelayOthers) {
   }
   Receiver fast;
   CreateCompleted("fast", fast.url());
-  Sender sender(*watched_, Options());
+  Sender sender(*watched_, *watched_, Options());
   const OpenAtExit open_at_exit(hanging);
   sender.Start();
 
@@ -277,7 +273,7 @@ TEST_F(SenderTest, OneReceiverTakesAtMostItsShareOfTheDeliveries) {
   for (int i = 0; i < 6; ++i) CreateCompleted("busy" + std::to_string(i), busy.url());
   Receiver other;
   CreateCompleted("other", other.url());
-  Sender sender(*watched_, Options());
+  Sender sender(*watched_, *watched_, Options());
   const OpenAtExit open_at_exit(hanging);
   sender.Start();
 
@@ -299,7 +295,7 @@ TEST_F(SenderTest, OneReceiverTakesAtMostItsShareOfTheDeliveries) {
   EXPECT_EQ(hanging.max_inside(), 2);
   int leased = 0;
   for (int i = 0; i < 6; ++i) {
-    const store::WebhookState webhook = Webhook("busy" + std::to_string(i));
+    const request::WebhookView webhook = Webhook("busy" + std::to_string(i));
     if (webhook.state == "delivered") continue;
     ++leased;
     EXPECT_EQ(webhook.state, "pending");
@@ -314,12 +310,12 @@ TEST_F(SenderTest, StoreErrorReadingTheRequestDoesNotFailTheWebhook) {
   Receiver receiver;
   CreateCompleted("r1", receiver.url());
   watched_->FailGetRequest(Transient("server closed the connection unexpectedly"));
-  Sender sender(*watched_, Options());
+  Sender sender(*watched_, *watched_, Options());
   sender.Start();
   EXPECT_TRUE(watched_->WaitUntil([&] { return watched_->reads("r1") >= 1; }));
   sender.Stop();  // joins: the delivery attempt is over
 
-  const store::WebhookState webhook = Webhook("r1");
+  const request::WebhookView webhook = Webhook("r1");
   EXPECT_EQ(webhook.state, "pending");  // leased, to be claimed again when the lease runs out
   EXPECT_EQ(webhook.attempts, 0);
   EXPECT_EQ(receiver.received(), 0u);
@@ -330,7 +326,7 @@ TEST_F(SenderTest, UnknownRequestFailsTheWebhook) {
   Receiver receiver;
   CreateCompleted("r1", receiver.url());
   watched_->FailGetRequest(NotFound("Request ID not found"));
-  Sender sender(*watched_, Options());
+  Sender sender(*watched_, *watched_, Options());
   sender.Start();
   EXPECT_TRUE(watched_->WaitUntil([&] { return watched_->records("r1") >= 1; }));
   sender.Stop();
@@ -376,7 +372,7 @@ TEST_F(SenderTest, UnrecordedOutcomeIsLoggedAndNotCounted) {
   metrics::ServiceMetrics metrics;
   SenderOptions options = Options();
   options.metrics = &metrics;
-  Sender sender(*watched_, options);
+  Sender sender(*watched_, *watched_, options);
   sender.Start();
   EXPECT_TRUE(watched_->WaitUntil([&] { return watched_->records("r1") >= 1; }));
   sender.Stop();
@@ -395,13 +391,13 @@ TEST_F(SenderTest, RetriesAFailureAndStopsOnGone) {
   metrics::ServiceMetrics metrics;
   SenderOptions options = Options();
   options.metrics = &metrics;
-  Sender sender(*watched_, options);
+  Sender sender(*watched_, *watched_, options);
   sender.Start();
   EXPECT_TRUE(watched_->WaitUntil(
       [&] { return watched_->records("failing") >= 1 && watched_->records("gone") >= 1; }));
   sender.Stop();
 
-  const store::WebhookState failing_state = Webhook("failing");
+  const request::WebhookView failing_state = Webhook("failing");
   EXPECT_EQ(failing_state.state, "retrying");  // in 5 s: the schedule's first delay
   EXPECT_EQ(failing_state.attempts, 1);
   EXPECT_EQ(failing_state.last_status.value_or(0), 503);
@@ -415,7 +411,7 @@ TEST_F(SenderTest, StopDoesNotWaitForAHangingReceiver) {
   Gate hanging;
   Receiver receiver(&hanging);
   CreateCompleted("r1", receiver.url());
-  Sender sender(*watched_, Options());
+  Sender sender(*watched_, *watched_, Options());
   const OpenAtExit open_at_exit(hanging);
   sender.Start();
   ASSERT_TRUE(hanging.WaitForArrivals(1));
@@ -425,7 +421,7 @@ TEST_F(SenderTest, StopDoesNotWaitForAHangingReceiver) {
       << "Stop() waits for the receiver";
   hanging.Open();
   stopped.wait();
-  const store::WebhookState webhook = Webhook("r1");
+  const request::WebhookView webhook = Webhook("r1");
   EXPECT_NE(webhook.state, "failed");
   EXPECT_EQ(webhook.attempts, 0);
 }

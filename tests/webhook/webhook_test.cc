@@ -23,24 +23,6 @@ TEST(WebhookSign, DependsOnEveryPart) {
   EXPECT_EQ(base.rfind("v1,", 0), 0u);
 }
 
-TEST(WebhookPayload, IsTheOriginalListOfFourKeyObjects) {
-  store::RequestView view;
-  view.products = {{1,
-                    "SKU1",
-                    "http://a/1.jpg,keep",
-                    "http://o/1.jpg,keep",
-                    {{0, "http://a/1.jpg", "x", 1}},
-                    {},
-                    {}},
-                   {2, "SKU2", "http://a/2.jpg", "", {}, {}, {}}};
-  const auto body = nlohmann::json::parse(Payload(view));
-  EXPECT_EQ(body, nlohmann::json::parse(R"([
-    {"Serial Number": 1, "Product Name": "SKU1", "Input Image Urls": "http://a/1.jpg,keep",
-     "Output Image Urls": "http://o/1.jpg,keep"},
-    {"Serial Number": 2, "Product Name": "SKU2", "Input Image Urls": "http://a/2.jpg",
-     "Output Image Urls": ""}])"));
-}
-
 TEST(WebhookRetrySchedule, ParsesDurations) {
   using std::chrono::milliseconds;
   auto schedule = ParseRetrySchedule("5s,5m,30m,2h,250ms");
@@ -61,14 +43,6 @@ TEST(WebhookRetrySchedule, DefaultSpansAboutThreeDays) {
   for (auto d : *schedule) total += d;
   EXPECT_GT(total, std::chrono::hours(70));
   EXPECT_LT(total, std::chrono::hours(80));
-}
-
-TEST(WebhookJitter, AddsAtMostTenPercent) {
-  for (int i = 0; i < 200; ++i) {
-    const auto d = Jitter(std::chrono::milliseconds(1000)).count();
-    EXPECT_GE(d, 1000);
-    EXPECT_LE(d, 1100);
-  }
 }
 
 }  // namespace

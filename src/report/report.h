@@ -1,0 +1,27 @@
+// What users read about a request, made in one place for the status API, the webhook and
+// `imgproc process`: the product objects (the original design's four keys, with our extensions
+// where they are shown), the status body, the webhook body and the output CSV.
+#ifndef IMGPROC_REPORT_REPORT_H_
+#define IMGPROC_REPORT_REPORT_H_
+
+#include <string>
+
+#include "request/request.h"
+
+namespace imgproc::report {
+
+// The body of GET /status/<id>/: request_id, status, progress, products (the four keys, and
+// "Image Errors", "Image Retries" and "Image Sizes"), and the webhook's delivery when there is one.
+std::string StatusJson(const request::RequestView& request);
+
+// The webhook's body: the JSON list of the four-key product objects, in file order.
+std::string WebhookJson(const request::RequestView& request);
+
+// The output CSV: Serial Number, Product Name, Input Image Urls, Output Image Urls (and Errors,
+// "#<index> <url>: <error>; ...", when `with_errors`), CRLF lines, cells escaped against CSV
+// injection.
+std::string OutputCsv(const request::RequestView& request, bool with_errors);
+
+}  // namespace imgproc::report
+
+#endif  // IMGPROC_REPORT_REPORT_H_

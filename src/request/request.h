@@ -1,0 +1,244 @@
+// A request's life in one place: the values every layer shares (what the store keeps, what the
+// API, the output CSV and the webhook show) and the rules that decide what happens to a request
+// and its images, as pure functions. The stores keep the SQL and the transactions; what a row
+// becomes is decided here, once for every store.
+#ifndef IMGPROC_REQUEST_REQUEST_H_
+#define IMGPROC_REQUEST_REQUEST_H_
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace imgproc::request {
+
+// Milliseconds since the Unix epoch; every time kept in the store is one of these.
+using Millis = int64_t;
+
+// ---- Ids ----------------------------------------------------------------------------------------
+
+// A new random (version 4) UUID in its canonical lower-case form: a request's id.
+std::string NewRequestId();
+// True when `id` is a canonical UUID (8-4-4-4-12 hex digits).
+bool IsUuid(std::string_view id);
+
+// ---- Entries ------------------------------------------------------------------------------------
+
+// Whether a URL entry is an image to process: it contains "http" in any case (the original
+// design's rule, "HTTP://..." included). Any other entry passes through to the output unchanged.
+bool IsImageEntry(std::string_view entry);
+
+// The entries of a comma-joined URL list, empty ones included: the slots of an output list.
+std::vector<std::string> SplitEntries(std::string_view joined);
+// The stored and shown form of a URL list: the entries joined with ",".
+std::string JoinEntries(const std::vector<std::string>& entries);
+
+// ---- A new request ------------------------------------------------------------------------------
+
+enum class RequestStatus { kPending, kProcessing, kCompleted };
+const char* ToString(RequestStatus status);
+RequestStatus ParseRequestStatus(std::string_view text);  // the inverse of ToString
+
+// One product as the CSV gave it.
+struct NewProduct {
+  int64_t serial_no = 0;
+  std::string name;
+  std::vector<std::string> entries;  // in input order
+};
+
+// What is stored for a product of a new request.
+struct ProductPlan {
+  std::string input_urls;                  // the entries joined
+  std::vector<int> image_indices;          // the entries that are images, in order
+  std::optional<std::string> output_urls;  // final at once when it has no image
+};
+
+// What is stored for a new request: its products, and whether it is completed at once (no
+// image at all), in which case its webhook, if any, is due now.
+struct RequestPlan {
+  std::vector<ProductPlan> products;
+  int64_t images_total = 0;
+  RequestStatus status = RequestStatus::kPending;
+  std::optional<Millis> completed_at;
+  std::optional<Millis> webhook_due;  // set when completed with a webhook to send
+};
+RequestPlan PlanRequest(const std::vector<NewProduct>& products, bool has_webhook, Millis now);
+
+// The rule of MAX_QUEUED_IMAGES_PER_CLIENT: a client whose earlier requests still have `queued`
+// unfinished images may add `adding` more while the sum stays within `limit` (0: no limit).
+// False means the request is refused with ClientQueueMessage's words.
+bool FitsClientQueue(int64_t queued, int64_t adding, int64_t limit);
+std::string ClientQueueMessage(int64_t queued, int64_t adding, int64_t limit);
+
+// ---- An image's outcome -------------------------------------------------------------------------
+
+enum class ImageState { kQueued, kLeased, kDone, kFailed };
+const char* ToString(ImageState state);
+ImageState ParseImageState(std::string_view text);  // the inverse of ToString
+
+// What a worker learnt about an image.
+struct ImageOutcome {
+  bool ok = false;
+  std::string output_url;  // when ok
+  std::string error;       // when !ok: shown to the user in "Image Errors"
+  // When !ok and the failure is transient: try again at this time instead of failing the image.
+  std::optional<Millis> retry_at;
+  // When ok: bytes downloaded and bytes of the stored output (shown as the saving).
+  int64_t input_bytes = 0;
+  int64_t output_bytes = 0;
+};
+
+// What recording an outcome makes of the image's row: queued again for a retry (due at
+// `due_at`, its last error kept), or final (done with its output, or failed with its error).
+struct ImageRecord {
+  ImageState state = ImageState::kQueued;
+  std::optional<Millis> due_at;  // a retry's
+  std::optional<std::string> output_url;
+  std::optional<std::string> error;
+  std::optional<int64_t> input_bytes;
+  std::optional<int64_t> output_bytes;
+  bool final() const { return state == ImageState::kDone || state == ImageState::kFailed; }
+};
+ImageRecord RecordOf(const ImageOutcome& outcome);
+
+// A final image of a product: its output, or none when it failed.
+struct FinalImage {
+  int index = 0;
+  std::optional<std::string> output_url;
+};
+// The output list of a product whose images are all final: one entry per input entry, in input
+// order; an image's output URL, empty for a failed one, and every other entry unchanged.
+std::string ComposeOutputs(std::string_view input_urls, const std::vector<FinalImage>& images);
+
+// What one more final image makes of its request: completed when it was the last, and then its
+// webhook (if it has one) is due now.
+struct Completion {
+  bool completed = false;
+  std::optional<Millis> webhook_due;
+};
+Completion AfterFinalImage(int64_t final_images, int64_t images_total, bool has_webhook,
+                           Millis now);
+
+// ---- Webhooks -----------------------------------------------------------------------------------
+
+// A webhook's delivery as the store keeps it: "pending" (due, never attempted), "sending"
+// (leased to a sender), "retrying" (attempted, due again at its next time), "delivered" and
+// "failed" (settled).
+inline constexpr std::string_view kWebhookPending = "pending";
+inline constexpr std::string_view kWebhookSending = "sending";
+inline constexpr std::string_view kWebhookRetrying = "retrying";
+inline constexpr std::string_view kWebhookDelivered = "delivered";
+inline constexpr std::string_view kWebhookFailed = "failed";
+
+// The stored state after an attempt: delivered, due again (`retry`), or failed for good.
+std::string_view WebhookStateAfterAttempt(bool delivered, bool retry);
+
+// A delivery as the status shows it: "sending" is not shown (it is "pending" until a first
+// attempt, "retrying" after).
+struct WebhookView {
+  std::string state;  // pending | retrying | delivered | failed
+  int attempts = 0;
+  std::optional<int> last_status;
+  bool settled() const { return state == kWebhookDelivered || state == kWebhookFailed; }
+};
+WebhookView ViewOfWebhook(std::string_view stored_state, int attempts,
+                          std::optional<int> last_status);
+
+// The delays between a webhook's attempts: after the first failure wait schedule[0], after the
+// second schedule[1], and so on; when it runs out the delivery has failed.
+using RetrySchedule = std::vector<std::chrono::milliseconds>;
+
+// How one delivery attempt went: an HTTP answer (`http_status`), or no answer (`transient` says
+// whether the failure may pass: a timeout, a refused connection; not a refused destination).
+struct DeliveryAttempt {
+  int attempt = 1;  // this one's number, from 1
+  std::optional<int> http_status;
+  bool transient = true;
+  std::chrono::milliseconds retry_after{0};  // what the receiver asked for (Retry-After)
+};
+
+// What to record after an attempt.
+struct DeliveryDecision {
+  bool delivered = false;
+  std::optional<Millis> retry_at;  // not delivered and tried again then; none: failed for good
+};
+
+// A 2xx delivers; 410 Gone, a permanent failure or a spent schedule fail for good; anything else
+// is tried again after the schedule's delay for this attempt plus up to a tenth of it (`jitter`,
+// from 0 to 1, scales that tenth: retries of many requests spread out), or after the receiver's
+// Retry-After when that is longer.
+DeliveryDecision DecideDelivery(const DeliveryAttempt& attempt, const RetrySchedule& schedule,
+                                Millis now, double jitter);
+
+// ---- What the status shows ----------------------------------------------------------------------
+
+struct ImageError {
+  int index = 0;  // the entry's position in its product's URL list
+  std::string url;
+  std::string error;
+  int attempts = 0;
+};
+
+// The sizes of one done image.
+struct ImageSize {
+  int index = 0;
+  int64_t input_bytes = 0;
+  int64_t output_bytes = 0;
+};
+
+struct ProductView {
+  int64_t serial_no = 0;
+  std::string product_name;
+  std::string input_urls;                  // comma-joined, as stored
+  std::optional<std::string> output_urls;  // null until every image of the product is final
+  std::vector<ImageError> image_errors;    // failed for good
+  std::vector<ImageError> image_retries;   // failed for now, to be tried again (error = last one)
+  std::vector<ImageSize> image_sizes;      // done images with known sizes, by index
+};
+
+struct RequestView {
+  std::string request_id;
+  RequestStatus status = RequestStatus::kPending;
+  Millis created_at = 0;
+  std::optional<std::string> webhook_url;
+  std::optional<std::string> owner;  // who may see it, when API keys are on (a key's digest)
+  int images_total = 0;
+  int images_done = 0;                // finished successfully
+  int images_failed = 0;              // finished with an error
+  std::vector<ProductView> products;  // file order
+  std::optional<WebhookView> webhook;
+};
+
+// One line of the list of recent requests.
+struct RequestSummary {
+  std::string request_id;
+  RequestStatus status = RequestStatus::kPending;
+  Millis created_at = 0;
+  int images_total = 0;
+  int images_done = 0;
+  int images_failed = 0;
+};
+
+// An image row as the status reads it: the stores select a request's images that carry an error
+// or sizes, ordered by product and index, and hand them to AttachImages.
+struct ImageRow {
+  int64_t product_id = 0;
+  int index = 0;
+  std::string url;
+  ImageState state = ImageState::kQueued;
+  std::optional<std::string> error;
+  int attempts = 0;
+  std::optional<int64_t> input_bytes;
+  std::optional<int64_t> output_bytes;
+};
+// Adds to `products` (whose store ids are `product_ids`, in the same order) what `rows` (in
+// product order) show: a failed image's error, a queued one's last error (to be retried), a done
+// image's sizes.
+void AttachImages(const std::vector<int64_t>& product_ids, const std::vector<ImageRow>& rows,
+                  std::vector<ProductView>& products);
+
+}  // namespace imgproc::request
+
+#endif  // IMGPROC_REQUEST_REQUEST_H_

@@ -314,7 +314,7 @@ std::shared_ptr<const Api::BuiltStatus> Api::BuildStatusOnce(const std::string& 
   std::promise<std::shared_ptr<const BuiltStatus>> promise;
   std::shared_future<std::shared_ptr<const BuiltStatus>> under_way;
   {
-    std::lock_guard<std::mutex> lock(building_mu_);
+    MutexLock lock(&building_mu_);
     auto [it, first] = building_.try_emplace(request_id);
     if (first) {
       it->second = promise.get_future().share();
@@ -326,7 +326,7 @@ std::shared_ptr<const Api::BuiltStatus> Api::BuildStatusOnce(const std::string& 
   // Out of the map before the result is handed out: a caller arriving after the build starts a
   // new one, so a poll's status is never older than the build under way when it arrived.
   auto done = [&] {
-    std::lock_guard<std::mutex> lock(building_mu_);
+    MutexLock lock(&building_mu_);
     building_.erase(request_id);
   };
   try {

@@ -8,7 +8,6 @@
 #include <future>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -17,6 +16,7 @@
 
 #include "api/multipart.h"
 #include "api/status_cache.h"
+#include "common/mutex.h"
 #include "csv/product_csv.h"
 #include "metrics/service_metrics.h"
 #include "store/store.h"
@@ -56,7 +56,7 @@ struct ApiOptions {
   // KeyDigest() of every accepted API key. Empty: no authentication (the zero-setup default).
   std::set<std::string> api_key_digests;
   // Unfinished images one client (API key, or address without keys) may have queued; 0: no limit.
-  int64_t max_client_images = 0;
+  int64_t max_client_images = 500'000;
   // Served at /metrics and updated for uploads; null: /metrics is empty and nothing is counted.
   metrics::ServiceMetrics* metrics = nullptr;
   // Checks that the broker (Redis) answers, for /readyz; empty when the store is the queue.
@@ -124,9 +124,10 @@ class Api {
   const ApiOptions options_;
   std::function<void()> on_created_;
   StatusCache finished_statuses_{64 * 1024 * 1024};
-  std::mutex building_mu_;
-  std::unordered_map<std::string, std::shared_future<std::shared_ptr<const BuiltStatus>>>
-      building_;  // the status builds under way, by request id
+  Mutex building_mu_;
+  // The status builds under way, by request id.
+  std::unordered_map<std::string, std::shared_future<std::shared_ptr<const BuiltStatus>>> building_
+      GUARDED_BY(building_mu_);
 };
 
 // A JSON error response: {"error": message}.

@@ -587,25 +587,25 @@ class ConnectionServer {
 }  // namespace
 
 bool IdleConnections::Enter(int fd) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (stopping_) return false;
   waiting_.insert(fd);
   return true;
 }
 
 void IdleConnections::Leave(int fd) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   waiting_.erase(fd);
 }
 
 void IdleConnections::Stop() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   stopping_ = true;
   for (const int fd : waiting_) shutdown(fd, SHUT_RD);
 }
 
 bool IdleConnections::stopping() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return stopping_;
 }
 

@@ -19,20 +19,22 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <mutex>
 #include <string>
 #include <unordered_set>
 
 #include "api/handlers.h"
+#include "common/mutex.h"
 
 namespace imgproc::api {
 
 struct ConnectionLimits {
-  size_t max_header_bytes = 0;  // request line and headers together
-  size_t max_body_bytes = 0;    // after decoding
-  std::chrono::milliseconds header_timeout{0};
-  std::chrono::milliseconds body_timeout{0};
-  uint64_t body_min_rate = 0;                      // bytes per second that extend body_timeout
+  size_t max_header_bytes = 32 * 1024;  // request line and headers together
+  // After decoding. No default of its own: the service's is derived from the largest CSV
+  // (config::Finalize), so that the two cannot disagree.
+  size_t max_body_bytes = 0;
+  std::chrono::milliseconds header_timeout{10'000};  // to receive the head, from its first byte
+  std::chrono::milliseconds body_timeout{20'000};
+  uint64_t body_min_rate = 500;                    // bytes per second that extend body_timeout
   std::chrono::milliseconds read_timeout{10'000};  // without a byte, in any phase
   std::chrono::milliseconds write_timeout{10'000};
   std::chrono::milliseconds keep_alive{2'000};  // for the next request on a connection
@@ -44,16 +46,16 @@ struct ConnectionLimits {
 class IdleConnections {
  public:
   // False once Stop() was called: the connection is to end.
-  bool Enter(int fd);
-  void Leave(int fd);
+  bool Enter(int fd) EXCLUDES(mu_);
+  void Leave(int fd) EXCLUDES(mu_);
   // Ends every connection waiting now (their wait returns) and refuses later ones.
-  void Stop();
-  bool stopping() const;
+  void Stop() EXCLUDES(mu_);
+  bool stopping() const EXCLUDES(mu_);
 
  private:
-  mutable std::mutex mu_;
-  std::unordered_set<int> waiting_;
-  bool stopping_ = false;
+  mutable Mutex mu_;
+  std::unordered_set<int> waiting_ GUARDED_BY(mu_);
+  bool stopping_ GUARDED_BY(mu_) = false;
 };
 
 // Serves the requests of the connected socket `fd` from `peer` (its address) until the client

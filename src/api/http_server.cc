@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <functional>
@@ -51,40 +50,41 @@ std::string PeerText(const sockaddr_storage& addr) {
 class HttpServer::ThreadPool {
  public:
   ThreadPool(size_t min, size_t max) : max_(std::max(min, max)) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     for (size_t i = 0; i < min; ++i) Spawn();
   }
 
-  void Enqueue(std::function<void()> fn) {
+  void Enqueue(std::function<void()> fn) EXCLUDES(mu_) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       jobs_.push_back(std::move(fn));
       if (idle_ < jobs_.size() && threads_.size() < max_) Spawn();
     }
-    cv_.notify_one();
+    cv_.Signal();
   }
 
   // Runs what is queued, then joins every thread.
-  void Shutdown() {
+  void Shutdown() EXCLUDES(mu_) {
+    std::vector<std::thread> threads;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       shutdown_ = true;
+      threads.swap(threads_);
     }
-    cv_.notify_all();
-    for (auto& t : threads_) t.join();
-    threads_.clear();
+    cv_.SignalAll();
+    for (auto& t : threads) t.join();
   }
 
  private:
-  void Spawn() {  // mu_ held
+  void Spawn() REQUIRES(mu_) {
     threads_.emplace_back([this] {
       NameThisThread("imgproc-http");
       while (true) {
         std::function<void()> fn;
         {
-          std::unique_lock<std::mutex> lock(mu_);
+          MutexLock lock(&mu_);
           ++idle_;
-          cv_.wait(lock, [this] { return shutdown_ || !jobs_.empty(); });
+          while (!shutdown_ && jobs_.empty()) cv_.Wait(&mu_);
           --idle_;
           if (jobs_.empty()) return;
           fn = std::move(jobs_.front());
@@ -96,12 +96,12 @@ class HttpServer::ThreadPool {
   }
 
   const size_t max_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> jobs_;
-  std::vector<std::thread> threads_;
-  size_t idle_ = 0;
-  bool shutdown_ = false;
+  Mutex mu_;
+  CondVar cv_;
+  std::deque<std::function<void()>> jobs_ GUARDED_BY(mu_);
+  std::vector<std::thread> threads_ GUARDED_BY(mu_);
+  size_t idle_ GUARDED_BY(mu_) = 0;
+  bool shutdown_ GUARDED_BY(mu_) = false;
 };
 
 HttpServer::HttpServer(Api& api, ServerOptions options) : api_(api), options_(std::move(options)) {}
@@ -247,7 +247,7 @@ void HttpServer::Accept() {
 }
 
 bool HttpServer::Admit(const std::string& peer) {
-  std::lock_guard<std::mutex> lock(clients_mu_);
+  MutexLock lock(&clients_mu_);
   int& held = clients_[peer];
   if (options_.max_connections_per_client > 0 && held >= options_.max_connections_per_client) {
     if (held == 0) clients_.erase(peer);
@@ -258,7 +258,7 @@ bool HttpServer::Admit(const std::string& peer) {
 }
 
 void HttpServer::Release(const std::string& peer) {
-  std::lock_guard<std::mutex> lock(clients_mu_);
+  MutexLock lock(&clients_mu_);
   if (auto it = clients_.find(peer); it != clients_.end() && --it->second <= 0) clients_.erase(it);
 }
 

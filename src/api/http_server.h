@@ -6,23 +6,23 @@
 #include <chrono>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include "api/handlers.h"
 #include "api/http_connection.h"
+#include "common/mutex.h"
 #include "common/result.h"
 
 namespace imgproc::api {
 
 struct ServerOptions {
-  std::string bind;
-  int port = 0;
-  int threads = 0;          // connection threads kept ready
-  int max_connections = 0;  // connections served at once (threads started on demand)
+  std::string bind = "127.0.0.1";
+  int port = 8000;            // 0: any free port
+  int threads = 16;           // connection threads kept ready
+  int max_connections = 256;  // connections served at once (threads started on demand)
   // Connections one client address may hold at once (0: no limit); more are refused at once with
   // a 503, so that one client's slow connections cannot take every thread from the others.
-  int max_connections_per_client = 0;
+  int max_connections_per_client = 64;
   ConnectionLimits limits;
 };
 
@@ -43,8 +43,8 @@ class HttpServer {
   class ThreadPool;
   void Accept();
   // Counts a new connection of `peer`; false when it already holds its share.
-  bool Admit(const std::string& peer);
-  void Release(const std::string& peer);
+  bool Admit(const std::string& peer) EXCLUDES(clients_mu_);
+  void Release(const std::string& peer) EXCLUDES(clients_mu_);
 
   Api& api_;
   const ServerOptions options_;
@@ -52,8 +52,8 @@ class HttpServer {
   int listen_fd_ = -1;
   int wake_fd_ = -1;  // an eventfd: Stop() wakes the accept loop with it
   std::unique_ptr<ThreadPool> pool_;
-  std::mutex clients_mu_;
-  std::map<std::string, int> clients_;  // connections held per client address
+  Mutex clients_mu_;
+  std::map<std::string, int> clients_ GUARDED_BY(clients_mu_);  // connections per client address
 };
 
 }  // namespace imgproc::api

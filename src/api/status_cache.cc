@@ -15,7 +15,7 @@ size_t Footprint(const std::string& request_id, const StatusCache::Entry& entry)
 }  // namespace
 
 std::shared_ptr<const StatusCache::Entry> StatusCache::Find(const std::string& request_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = slots_.find(request_id);
   if (it == slots_.end()) return nullptr;
   lru_.splice(lru_.begin(), lru_, it->second.position);
@@ -44,7 +44,7 @@ void StatusCache::Put(const std::string& request_id, Entry entry) {
   entry.gzip_body = Gzip(entry.body);
   const size_t size = Footprint(request_id, entry);
   auto shared = std::make_shared<const Entry>(std::move(entry));
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (slots_.contains(request_id)) return;  // cached by a concurrent poll: identical
   lru_.push_front(request_id);
   slots_.emplace(request_id, Slot{std::move(shared), lru_.begin()});

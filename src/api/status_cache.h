@@ -10,11 +10,12 @@
 #include <cstddef>
 #include <list>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+
+#include "common/mutex.h"
 
 namespace imgproc::api {
 
@@ -41,10 +42,10 @@ class StatusCache {
   };
 
   const size_t max_bytes_;
-  std::mutex mu_;
-  Lru lru_;
-  std::unordered_map<std::string, Slot> slots_;
-  size_t bytes_ = 0;
+  Mutex mu_;
+  Lru lru_ GUARDED_BY(mu_);
+  std::unordered_map<std::string, Slot> slots_ GUARDED_BY(mu_);
+  size_t bytes_ GUARDED_BY(mu_) = 0;
 };
 
 // `data` in gzip format (RFC 1952); empty if zlib fails.

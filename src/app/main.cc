@@ -89,10 +89,7 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(app, argc, argv);
 
-  if (auto level = spdlog::level::from_str(config.log_level);
-      level != spdlog::level::off || config.log_level == "off") {
-    spdlog::set_level(level);
-  }
+  // Every setting is read and checked here, before anything starts: a bad one is exit code 2.
   if (imgproc::Status s = imgproc::config::Finalize(config); !s.ok()) {
     spdlog::critical("configuration: {}", s.message());
     return 2;

@@ -8,16 +8,15 @@
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <mutex>
 #include <sstream>
 
 #include "app/service.h"
 #include "common/logging.h"
+#include "common/mutex.h"
 #include "pipeline/worker_pool.h"
 #include "queue/embedded_queue.h"
 #include "report/report.h"
@@ -182,20 +181,16 @@ int RunProcess(const config::Config& config_in, const ProcessOptions& options) {
   if (!given("--public-base-url", "PUBLIC_BASE_URL")) {
     std::string base = data_dir.string();
     while (base.size() > 1 && base.back() == '/') base.pop_back();
-    config.public_base_url = "file://" + base;
+    config.storage.public_base_url = "file://" + base;
   }
+  config.storage.media_dir = (data_dir / "media").string();
 
-  auto data = ReadFile(options.input_csv, config.max_csv_bytes);
+  auto data = ReadFile(options.input_csv, config.api.csv_limits.max_bytes);
   if (!data.ok()) {
     std::fprintf(stderr, "error: %s\n", data.status().message().c_str());
     return 2;
   }
-  csv::Limits limits;
-  limits.max_bytes = config.max_csv_bytes;
-  limits.max_rows = static_cast<size_t>(config.max_rows);
-  limits.max_urls_per_row = static_cast<size_t>(config.max_urls_per_row);
-  limits.max_url_length = static_cast<size_t>(config.max_url_length);
-  csv::ParseResult parsed = csv::ParseProducts(*data, limits);
+  csv::ParseResult parsed = csv::ParseProducts(*data, config.api.csv_limits);
   if (!parsed.ok()) {
     std::fprintf(stderr, "error: invalid CSV %s:\n", options.input_csv.c_str());
     for (const auto& p : parsed.problems) {
@@ -220,9 +215,7 @@ int RunProcess(const config::Config& config_in, const ProcessOptions& options) {
     std::fprintf(stderr, "error: %s\n", store.status().message().c_str());
     return 2;
   }
-  auto storage =
-      storage::MakeStorage({config.storage, (data_dir / "media").string(), config.public_base_url,
-                            config.imgbb_api_key, config.imgbb_upload_url});
+  auto storage = storage::MakeStorage(config.storage);
   if (!storage.ok()) {
     std::fprintf(stderr, "error: %s\n", storage.status().message().c_str());
     return 2;
@@ -235,17 +228,18 @@ int RunProcess(const config::Config& config_in, const ProcessOptions& options) {
     return 2;
   }
 
-  std::mutex mu;
-  std::condition_variable changed;
+  // Set when an image is recorded: the progress is read again.
+  Mutex mu;
+  CondVar changed;
   bool dirty = false;
   const auto notify = [&] {
     {
-      std::lock_guard<std::mutex> lock(mu);
+      MutexLock lock(&mu);
       dirty = true;
     }
-    changed.notify_all();
+    changed.SignalAll();
   };
-  const pipeline::PipelineOptions pipe = PipelineOptionsFrom(config);
+  const pipeline::PipelineOptions& pipe = config.pipeline;
   queue::EmbeddedQueue queue(**store, pipe.lease);
   pipeline::WorkerPool pool(**store, queue, **storage, pipe, notify);
 
@@ -267,14 +261,16 @@ int RunProcess(const config::Config& config_in, const ProcessOptions& options) {
   while (view->status != request::RequestStatus::kCompleted && interrupted == 0) {
     progress.Update(view->images_done + view->images_failed, view->images_failed, false);
     {
-      std::unique_lock<std::mutex> lock(mu);
-      changed.wait_for(lock, std::chrono::milliseconds(250), [&] { return dirty; });
+      MutexLock lock(&mu);
+      const auto until = Clock::now() + std::chrono::milliseconds(250);
+      while (!dirty && changed.WaitUntil(&mu, until)) {
+      }
       dirty = false;
     }
     view = (*store)->GetRequest(id);
     if (!view.ok()) break;
   }
-  pool.Stop(std::chrono::milliseconds(interrupted != 0 ? 0 : config.shutdown_grace_ms));
+  pool.Stop(interrupted != 0 ? std::chrono::milliseconds(0) : config.pipeline.shutdown_grace);
   if (!view.ok()) {
     std::fprintf(stderr, "\nerror: %s\n", view.status().message().c_str());
     return 2;

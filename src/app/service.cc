@@ -25,28 +25,6 @@ std::string Redacted(const std::string& url) {
 
 }  // namespace
 
-pipeline::PipelineOptions PipelineOptionsFrom(const config::Config& config) {
-  pipeline::PipelineOptions pipe;
-  pipe.fetch.allow_private = config.allow_private_urls;
-  pipe.fetch.connect_timeout = std::chrono::milliseconds(config.fetch_connect_timeout_ms);
-  pipe.fetch.total_timeout = std::chrono::milliseconds(config.fetch_timeout_ms);
-  pipe.fetch.max_redirects = config.max_redirects;
-  pipe.fetch.max_body_bytes = config.max_download_bytes;
-  pipe.fetch.allow_hosts = config.fetch_allow_hosts;
-  pipe.fetch.deny_hosts = config.fetch_deny_hosts;
-  pipe.codec.max_pixels = config.max_image_pixels;
-  pipe.codec.max_frames = config.max_animation_frames;
-  pipe.workers = config.workers;
-  pipe.cpu_threads = config.cpu_threads;
-  pipe.pixel_budget = config.pixel_budget;
-  pipe.download_budget_bytes = config.download_budget_bytes;
-  pipe.codec.jpeg_fast_path = config.jpeg_fast_path;
-  pipe.max_attempts = config.max_attempts;
-  pipe.retry_base = std::chrono::milliseconds(config.retry_base_ms);
-  pipe.lease = std::chrono::milliseconds(config.lease_ms);
-  return pipe;
-}
-
 Result<std::unique_ptr<Service>> Service::Create(const config::Config& config, Role role) {
   if (Status s = pipeline::InitCodec(); !s.ok()) return s;
   net::InitHttpClient();
@@ -56,7 +34,7 @@ Result<std::unique_ptr<Service>> Service::Create(const config::Config& config, R
   svc->role_ = role;
   const bool with_workers = role != Role::kApi;
   const bool shared_store = config.database_url.rfind("sqlite://", 0) != 0;
-  const auto media_dir = std::filesystem::path(config.data_dir) / "media";
+  const std::filesystem::path media_dir = config.storage.media_dir;
 
   auto store = store::OpenStore(config.database_url);
   if (!store.ok()) return store.status();
@@ -77,24 +55,20 @@ Result<std::unique_ptr<Service>> Service::Create(const config::Config& config, R
     }
   }
 
-  auto storage = storage::MakeStorage({config.storage, media_dir.string(), config.public_base_url,
-                                       config.imgbb_api_key, config.imgbb_upload_url});
+  auto storage = storage::MakeStorage(config.storage);
   if (!storage.ok()) return storage.status();
   svc->storage_ = std::move(*storage);
 
-  pipeline::PipelineOptions pipe = PipelineOptionsFrom(config);
+  // Each module's options come whole from the settings; the service adds what runs.
+  pipeline::PipelineOptions pipe = config.pipeline;
   pipe.metrics = svc->metrics_.get();
   queue::RedisQueue* broker = nullptr;
-  if (config.redis_url.empty()) {
+  if (config.queue.url.empty()) {
     // Work stored by another process is found by polling the shared store.
     svc->queue_ = std::make_unique<queue::EmbeddedQueue>(
-        *svc->store_, pipe.lease,
-        shared_store ? std::chrono::milliseconds(config.queue_sweep_ms) : std::chrono::hours(1));
+        *svc->store_, pipe.lease, shared_store ? config.queue.sweep : std::chrono::hours(1));
   } else {
-    queue::RedisQueueOptions redis;
-    redis.url = config.redis_url;
-    redis.lease = pipe.lease;
-    redis.sweep = std::chrono::milliseconds(config.queue_sweep_ms);
+    queue::RedisQueueOptions redis = config.queue;
     redis.consumer = std::to_string(getpid()) + "-" + std::to_string(std::random_device{}());
     auto queue = queue::RedisQueue::Open(*svc->store_, redis);
     if (!queue.ok()) return queue.status();
@@ -102,16 +76,7 @@ Result<std::unique_ptr<Service>> Service::Create(const config::Config& config, R
     svc->queue_ = std::move(*queue);
   }
 
-  webhook::SenderOptions hooks;
-  hooks.secret = config.webhook_secret;
-  auto schedule = webhook::ParseRetrySchedule(config.webhook_retry_schedule);
-  if (!schedule.ok()) return schedule.status();
-  hooks.schedule = std::move(*schedule);
-  hooks.fetch.allow_private = config.allow_private_urls;
-  hooks.fetch.total_timeout = std::chrono::seconds(5);
-  hooks.fetch.connect_timeout = std::chrono::seconds(5);
-  hooks.fetch.max_body_bytes = 64 * 1024;
-  hooks.fetch.max_redirects = 0;
+  webhook::SenderOptions hooks = config.webhook;
   hooks.metrics = svc->metrics_.get();
   svc->webhooks_ = std::make_unique<webhook::Sender>(*svc->store_, *svc->store_, hooks);
 
@@ -121,38 +86,19 @@ Result<std::unique_ptr<Service>> Service::Create(const config::Config& config, R
         [sender = svc->webhooks_.get()] { sender->Notify(); });
   }
 
-  api::ApiOptions api_options;
-  api_options.csv_limits.max_bytes = config.max_csv_bytes;
-  api_options.csv_limits.max_rows = static_cast<size_t>(config.max_rows);
-  api_options.csv_limits.max_urls_per_row = static_cast<size_t>(config.max_urls_per_row);
-  api_options.csv_limits.max_url_length = static_cast<size_t>(config.max_url_length);
-  api_options.max_client_images = config.max_queued_images_per_client;
-  if (config.storage == "local") {
+  api::ApiOptions api_options = config.api;
+  if (config.storage.kind == "local") {
     api_options.media = [media_dir](std::string_view relative) {
       return storage::ResolveMediaPath(media_dir, relative);
     };
   }
-  for (const auto& key : config.api_keys) api_options.api_key_digests.insert(api::KeyDigest(key));
   api_options.metrics = svc->metrics_.get();
   if (broker != nullptr) api_options.broker_ready = [broker] { return broker->Ping(); };
   svc->api_ = std::make_unique<api::Api>(*svc->store_, *svc->store_, api_options,
                                          [queue = svc->queue_.get()] { queue->Notify(); });
 
   if (role == Role::kWorkers) return svc;
-  api::ServerOptions server;
-  server.bind = config.bind;
-  server.port = config.port;
-  server.threads = config.http_threads;
-  server.max_connections = config.max_connections;
-  server.max_connections_per_client = config.max_connections_per_client;
-  server.limits.max_header_bytes = config.max_header_bytes;
-  server.limits.header_timeout = std::chrono::milliseconds(config.header_timeout_ms);
-  server.limits.body_timeout = std::chrono::milliseconds(config.body_timeout_ms);
-  server.limits.body_min_rate = static_cast<uint64_t>(config.body_min_rate);
-  // Room for the multipart framing and the webhook_url field around the largest CSV; a larger
-  // CSV part inside a body that fits still gets the API's own 413.
-  server.limits.max_body_bytes = config.max_csv_bytes + 64 * 1024;
-  svc->server_ = std::make_unique<api::HttpServer>(*svc->api_, server);
+  svc->server_ = std::make_unique<api::HttpServer>(*svc->api_, config.server);
   return svc;
 }
 
@@ -164,29 +110,30 @@ Status Service::Run() {
   }
   webhooks_->Start();
   if (workers_) workers_->Start();
-  const std::string broker = config_.redis_url.empty() ? "the store" : "redis";
+  const std::string broker = config_.queue.url.empty() ? "the store" : "redis";
   if (server_) {
     spdlog::info("imgproc listening on http://{}:{} (store {}, queue {}, storage {}, {} workers)",
-                 config_.bind, config_.port, Redacted(config_.database_url), broker,
-                 config_.storage, workers_ ? config_.workers : 0);
+                 config_.server.bind, config_.server.port, Redacted(config_.database_url), broker,
+                 config_.storage.kind, workers_ ? config_.pipeline.workers : 0);
     server_->Serve();
   } else {
     spdlog::info("imgproc worker running (store {}, queue {}, storage {}, {} workers)",
-                 Redacted(config_.database_url), broker, config_.storage, config_.workers);
-    std::unique_lock<std::mutex> lock(mu_);
-    stopped_cv_.wait(lock, [this] { return stopped_; });
+                 Redacted(config_.database_url), broker, config_.storage.kind,
+                 config_.pipeline.workers);
+    MutexLock lock(&mu_);
+    while (!stopped_) stopped_cv_.Wait(&mu_);
   }
   return Status::Ok();
 }
 
 void Service::Stop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stopped_ = true;
   }
-  stopped_cv_.notify_all();
+  stopped_cv_.SignalAll();
   if (server_) server_->Stop();
-  if (workers_) workers_->Stop(std::chrono::milliseconds(config_.shutdown_grace_ms));
+  if (workers_) workers_->Stop(config_.pipeline.shutdown_grace);
   if (webhooks_) webhooks_->Stop();
 }
 

@@ -4,12 +4,11 @@
 #ifndef IMGPROC_APP_SERVICE_H_
 #define IMGPROC_APP_SERVICE_H_
 
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 
 #include "api/handlers.h"
 #include "api/http_server.h"
+#include "common/mutex.h"
 #include "config/config.h"
 #include "metrics/service_metrics.h"
 #include "pipeline/worker_pool.h"
@@ -19,9 +18,6 @@
 #include "webhook/webhook.h"
 
 namespace imgproc::app {
-
-// The image pipeline's options from the settings: the same for `serve`, `worker` and `process`.
-pipeline::PipelineOptions PipelineOptionsFrom(const config::Config& config);
 
 enum class Role { kApiAndWorkers, kApi, kWorkers };
 
@@ -43,9 +39,9 @@ class Service {
 
   config::Config config_;
   Role role_ = Role::kApiAndWorkers;
-  std::mutex mu_;
-  std::condition_variable stopped_cv_;
-  bool stopped_ = false;
+  Mutex mu_;
+  CondVar stopped_cv_;
+  bool stopped_ GUARDED_BY(mu_) = false;
   std::unique_ptr<metrics::ServiceMetrics> metrics_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<queue::WorkQueue> queue_;

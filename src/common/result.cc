@@ -1,9 +1,15 @@
 #include "common/result.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 
 namespace imgproc {
+
+void DieReadingValueOfError(const Status& status) {
+  std::fprintf(stderr, "imgproc: the value of an error was read: %s\n", status.message().c_str());
+  std::abort();
+}
 
 std::chrono::milliseconds RetryAfter(const std::string& header_value) {
   char* end = nullptr;

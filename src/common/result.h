@@ -1,7 +1,10 @@
 // Status and Result<T>: errors as values at module boundaries.
 //
 // A Status is either OK or carries a code and a human-readable message. Result<T> holds either a
-// value or a non-OK Status. Neither throws; callers check ok() before using value().
+// value or a non-OK Status. Neither throws; callers check ok() before using value(). Both are
+// [[nodiscard]]: an error cannot be dropped by accident (write `(void)` where dropping one is the
+// intent, with the reason). Reading the value of an error aborts, in every build, with the error's
+// message: it is a bug, and undefined behaviour would hide where.
 #ifndef IMGPROC_COMMON_RESULT_H_
 #define IMGPROC_COMMON_RESULT_H_
 
@@ -23,7 +26,7 @@ enum class StatusCode {
   kInternal,
 };
 
-class Status {
+class [[nodiscard]] Status {
  public:
   Status() = default;
   Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}
@@ -63,22 +66,34 @@ inline Status ResourceExhausted(std::string m) {
   return {StatusCode::kResourceExhausted, std::move(m)};
 }
 
+// Aborts the process with `status`'s message: the value of an error Result was read.
+[[noreturn]] void DieReadingValueOfError(const Status& status);
+
 template <typename T>
-class Result {
+class [[nodiscard]] Result {
  public:
   Result(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
   Result(Status status) : status_(std::move(status)) { assert(!status_.ok()); }  // NOLINT
 
   bool ok() const { return value_.has_value(); }
   const Status& status() const { return status_; }
-  T& value() { return *value_; }
-  const T& value() const { return *value_; }
-  T* operator->() { return &*value_; }
-  const T* operator->() const { return &*value_; }
-  T& operator*() { return *value_; }
-  const T& operator*() const { return *value_; }
+  T& value() { return Checked(); }
+  const T& value() const { return Checked(); }
+  T* operator->() { return &Checked(); }
+  const T* operator->() const { return &Checked(); }
+  T& operator*() { return Checked(); }
+  const T& operator*() const { return Checked(); }
 
  private:
+  T& Checked() {
+    if (!value_) DieReadingValueOfError(status_);
+    return *value_;
+  }
+  const T& Checked() const {
+    if (!value_) DieReadingValueOfError(status_);
+    return *value_;
+  }
+
   std::optional<T> value_;
   Status status_;
 };

@@ -1,13 +1,33 @@
-// The whole configuration (CONTRACT.md §6): every setting is an environment variable and a
-// command-line flag of the same meaning; a flag wins over the environment.
+// The configuration: every setting is an environment variable and a command-line flag of the same
+// meaning (a flag wins over the environment). README.md's configuration table lists them all with
+// their defaults and ranges; docs/api.md describes the API they shape.
+//
+// Each module owns its options: Config holds the modules' option structs themselves, and each
+// setting is bound to one field of them (the table of settings in config.cc: names, help, range).
+// So a default is stated once, where the module declares the field, and the service hands each
+// module its struct as it is, with no field-by-field copy to drift. Settings no module owns (where
+// the store and media live, logging, the API keys) are fields of Config itself, defaults included.
+// The other way, each module registering its own flags, would make every module depend on CLI11
+// and scatter over ten files the names README.md documents; here they sit in one table, next to
+// the range each is checked against.
+//
+// A value is read from its text by Finalize, not by CLI11: so that every bad value, whatever the
+// way it came in, is an error that names the setting and its accepted range (exit code 2), never
+// a conversion exception, nor a negative number turned into a huge unsigned limit.
 #ifndef IMGPROC_CONFIG_CONFIG_H_
 #define IMGPROC_CONFIG_CONFIG_H_
 
-#include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
+#include "api/handlers.h"
+#include "api/http_server.h"
 #include "common/result.h"
+#include "pipeline/worker_pool.h"
+#include "queue/redis_queue.h"
+#include "storage/storage.h"
+#include "webhook/webhook.h"
 
 namespace CLI {
 class App;
@@ -16,68 +36,48 @@ class App;
 namespace imgproc::config {
 
 struct Config {
-  // Contract settings.
-  int port = 8000;
-  std::string bind = "127.0.0.1";
-  std::string data_dir = "./data";
-  std::string database_url;  // default sqlite://$DATA_DIR/imgproc.db
-  std::string redis_url;     // optional broker; without it the store is the queue
-  std::string storage = "local";
-  std::string imgbb_api_key;
-  std::string imgbb_upload_url = "https://api.imgbb.com/1/upload";
-  std::string public_base_url;  // default http://$BIND:$PORT
-  bool allow_private_urls = false;
-  std::vector<std::string> fetch_allow_hosts;  // empty: any host
-  std::vector<std::string> fetch_deny_hosts;
-  std::string webhook_secret;
-  std::vector<std::string> api_keys;  // empty (and no file): no authentication
-  std::string api_keys_file;          // one key per line; '#' starts a comment
+  // The modules' options, each setting a field of one of them (README.md has the table).
+  // PORT, BIND, HTTP_THREADS, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_CLIENT, and in `limits`
+  // MAX_HEADER_BYTES, HEADER_TIMEOUT_MS, BODY_TIMEOUT_MS, BODY_MIN_RATE.
+  api::ServerOptions server;
+  // MAX_CSV_BYTES, MAX_ROWS, MAX_URLS_PER_ROW, MAX_URL_LENGTH (in `csv_limits`),
+  // MAX_QUEUED_IMAGES_PER_CLIENT; Finalize fills in the digests of the API keys.
+  api::ApiOptions api;
+  // WORKERS, CPU_THREADS, PIXEL_BUDGET, DOWNLOAD_BUDGET_BYTES, MAX_ATTEMPTS, RETRY_BASE_MS,
+  // LEASE_MS, SHUTDOWN_GRACE_MS; in `fetch` ALLOW_PRIVATE_URLS, FETCH_ALLOW_HOSTS,
+  // FETCH_DENY_HOSTS, FETCH_CONNECT_TIMEOUT_MS, FETCH_TIMEOUT_MS, MAX_REDIRECTS,
+  // MAX_DOWNLOAD_BYTES; in `codec` MAX_IMAGE_PIXELS, MAX_ANIMATION_FRAMES, JPEG_FAST_PATH.
+  pipeline::PipelineOptions pipeline;
+  // STORAGE (`kind`), IMGBB_API_KEY, IMGBB_UPLOAD_URL, PUBLIC_BASE_URL.
+  storage::StorageConfig storage;
+  // WEBHOOK_SECRET, WEBHOOK_RETRY_SCHEDULE.
+  webhook::SenderOptions webhook;
+  // REDIS_URL (`url`; empty: the store is the queue), QUEUE_SWEEP_MS (`sweep`, also the polling
+  // interval of a shared store without Redis).
+  queue::RedisQueueOptions queue;
 
-  // Capacity.
-  int workers = 64;                     // images in flight at once (downloads, uploads)
-  int cpu_threads = 0;                  // images compressed at once; 0 = number of cores
-  uint64_t pixel_budget = 100'000'000;  // pixels between download start and compression end
-  int http_threads = 16;                // threads serving HTTP connections, ready from the start
-  int max_connections = 256;
-  int max_connections_per_client = 64;    // per client address; 0: no limit
-  uint64_t max_header_bytes = 32 * 1024;  // an HTTP request's line and headers together
-  int header_timeout_ms = 10000;          // to receive them whole
-  int body_timeout_ms = 20000;            // to receive a request body, extended by...
-  int body_min_rate = 500;                // ...a second per this many bytes received
+  // The process's own settings.
+  std::string data_dir = "./data";    // DATA_DIR: the SQLite database and local media
+  std::string database_url;           // DATABASE_URL; empty: sqlite://$DATA_DIR/imgproc.db
+  std::vector<std::string> api_keys;  // API_KEYS; with none (and no file): no authentication
+  std::string api_keys_file;          // API_KEYS_FILE: one key per line; '#' starts a comment
+  std::string log_level = "info";     // LOG_LEVEL
+  std::string log_format = "text";    // LOG_FORMAT: text | json (one JSON object per line)
 
-  // Limits.
-  uint64_t max_csv_bytes = 10 * 1024 * 1024;
-  int max_rows = 10000;
-  int max_urls_per_row = 50;
-  int max_url_length = 2048;
-  int64_t max_queued_images_per_client = 500'000;  // unfinished images per API key or address
-  uint64_t max_download_bytes = 50 * 1024 * 1024;
-  // Download bodies in memory at once (the oldest download may go over it by one body).
-  uint64_t download_budget_bytes = 256 * 1024 * 1024;
-  uint64_t max_image_pixels = 100'000'000;
-  int max_animation_frames = 1000;
-  bool jpeg_fast_path = true;  // DCT-domain re-quantisation of 4:2:0 JPEGs
-  int fetch_connect_timeout_ms = 5000;
-  int fetch_timeout_ms = 30000;
-  int max_redirects = 5;
-  int max_attempts = 5;      // per image, transient failures included
-  int retry_base_ms = 1000;  // first retry delay; doubles each time, with jitter
-  std::string webhook_retry_schedule = "5s,5m,30m,2h,5h,10h,14h,20h,20h";  // ~3 days
-
-  // Scale-out.
-  int lease_ms = 60000;       // a silent worker's images are taken over after this
-  int queue_sweep_ms = 1000;  // how often the store is checked for work to hand out
-
-  int shutdown_grace_ms = 25000;  // SIGTERM: how long images in flight may take to finish
-  std::string log_level = "info";
-  std::string log_format = "text";  // text | json (one JSON object per line)
+  // The text of each setting given as a flag or in the environment, by variable name (a list's
+  // items, one value otherwise). AddFlags fills it in, Finalize reads it into the fields above.
+  std::map<std::string, std::vector<std::string>> given;
 };
 
-// Adds every setting to `app` as a flag with its environment variable, bound to `config`.
+// Adds every setting to `app` as a flag with its environment variable, its default (the field's
+// value in `config`) shown in --help; what is given is recorded in `config.given`.
 void AddFlags(CLI::App& app, Config& config);
 
-// Fills in derived defaults (DATABASE_URL, PUBLIC_BASE_URL, cpu_threads), reads API_KEYS_FILE
-// into api_keys, and checks values.
+// Reads the given settings into their fields, fills in the derived values (DATABASE_URL from
+// DATA_DIR, PUBLIC_BASE_URL from BIND and PORT, CPU_THREADS 0 as the number of cores, the HTTP
+// body limit from MAX_CSV_BYTES, the lease and the SSRF policy of the other modules), reads
+// API_KEYS_FILE, and checks every setting against its range and the rules between settings.
+// InvalidArgument lists every problem, each naming its setting and what it accepts.
 Status Finalize(Config& config);
 
 }  // namespace imgproc::config

@@ -113,7 +113,7 @@ Registry::Family& Registry::FamilyFor(const std::string& name, const std::string
 
 Counter& Registry::GetCounter(const std::string& name, const std::string& help,
                               const Labels& labels) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Family& f = FamilyFor(name, help, "counter");
   for (auto& [l, c] : f.counters) {
     if (l == labels) return *c;
@@ -124,7 +124,7 @@ Counter& Registry::GetCounter(const std::string& name, const std::string& help,
 
 Histogram& Registry::GetHistogram(const std::string& name, const std::string& help,
                                   const Labels& labels, std::vector<double> upper_bounds) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Family& f = FamilyFor(name, help, "histogram");
   for (auto& [l, h] : f.histograms) {
     if (l == labels) return *h;
@@ -135,12 +135,12 @@ Histogram& Registry::GetHistogram(const std::string& name, const std::string& he
 
 void Registry::AddGauge(const std::string& name, const std::string& help,
                         std::function<std::optional<double>()> read) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   FamilyFor(name, help, "gauge").gauge = std::move(read);
 }
 
 std::string Registry::Render() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   std::string out;
   for (const auto& f : families_) {
     out += "# HELP " + f->name + " " + Escape(f->help, false) + "\n";

@@ -10,11 +10,12 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "common/mutex.h"
 
 namespace imgproc::metrics {
 
@@ -78,10 +79,11 @@ class Registry {
 
  private:
   struct Family;
-  Family& FamilyFor(const std::string& name, const std::string& help, const char* type);
+  Family& FamilyFor(const std::string& name, const std::string& help, const char* type)
+      REQUIRES(mu_);
 
-  mutable std::mutex mu_;
-  std::vector<std::unique_ptr<Family>> families_;
+  mutable Mutex mu_;
+  std::vector<std::unique_ptr<Family>> families_ GUARDED_BY(mu_);
 };
 
 // The content type of Render()'s output.
@@ -89,4 +91,4 @@ inline constexpr char kContentType[] = "text/plain; version=0.0.4; charset=utf-8
 
 }  // namespace imgproc::metrics
 
-#endif  // IMGPROC_METRICS_METRICS_H_
+#endif  // IMGPROC_METRICS_METRICS_H_#include "common/mutex.h"

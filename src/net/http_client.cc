@@ -14,7 +14,6 @@
 #include <cctype>
 #include <cerrno>
 #include <charconv>
-#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -74,18 +73,18 @@ class MultiLoop {
     pending.easy = easy;
     pending.cancel = cancel;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       incoming_.push_back(&pending);
     }
     Wake();
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     while (true) {
-      pending.finished.wait(lock, [&] { return pending.done || pending.held; });
+      while (!pending.done && !pending.held) pending.finished.Wait(&mu_);
       if (pending.done) return pending.result;
       pending.held = false;
-      lock.unlock();
+      lock.Unlock();
       const bool go_on = on_hold == nullptr || (*on_hold)();
-      lock.lock();
+      lock.Lock();
       if (pending.done) return pending.result;  // failed or timed out meanwhile
       decided_.push_back({&pending, go_on});
       Wake();
@@ -97,9 +96,9 @@ class MultiLoop {
   void Hold(CURL* easy) {
     Pending* p = nullptr;
     curl_easy_getinfo(easy, CURLINFO_PRIVATE, &p);
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     p->held = true;
-    p->finished.notify_one();
+    p->finished.Signal();
   }
 
  private:
@@ -107,16 +106,16 @@ class MultiLoop {
     CURL* easy = nullptr;
     const std::atomic<bool>* cancel = nullptr;
     CURLcode result = CURLE_OK;
-    bool done = false;                 // guarded by mu_
-    bool held = false;                 // guarded by mu_: paused, its caller to decide
-    std::condition_variable finished;  // only its own caller waits on it
+    bool done = false;  // guarded by mu_
+    bool held = false;  // guarded by mu_: paused, its caller to decide
+    CondVar finished;   // only its own caller waits on it
   };
 
-  // Hands `p` its result and wakes its caller; mu_ held.
-  static void Finish(Pending* p, CURLcode result) {
+  // Hands `p` its result and wakes its caller.
+  void Finish(Pending* p, CURLcode result) REQUIRES(mu_) {
     p->result = result;
     p->done = true;
-    p->finished.notify_one();
+    p->finished.Signal();
   }
 
   MultiLoop()
@@ -141,7 +140,7 @@ class MultiLoop {
 
   ~MultiLoop() {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       stop_ = true;
     }
     if (thread_.joinable()) {
@@ -189,7 +188,7 @@ class MultiLoop {
   // ones their callers let go, and lists the held ones to resume in resuming_; false once the loop
   // is to stop.
   bool TakeIncoming() {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (stop_) return false;
     for (Pending* p : incoming_) {
       curl_easy_setopt(p->easy, CURLOPT_PRIVATE, p);
@@ -239,7 +238,7 @@ class MultiLoop {
       curl_easy_getinfo(message->easy_handle, CURLINFO_PRIVATE, &p);
       const CURLcode result = message->data.result;
       curl_multi_remove_handle(multi_, message->easy_handle);
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       if (auto it = std::find(active_.begin(), active_.end(), p); it != active_.end()) {
         active_.erase(it);
       }
@@ -297,12 +296,12 @@ class MultiLoop {
   // Only the loop's thread touches these (libcurl calls OnTimer from within the loop's calls).
   std::chrono::steady_clock::time_point timer_due_ = std::chrono::steady_clock::time_point::max();
   std::chrono::steady_clock::time_point next_cancel_check_;
-  std::mutex mu_;
-  std::vector<Pending*> incoming_;  // guarded by mu_
-  std::vector<Pending*> active_;    // guarded by mu_: added to the multi handle, not finished
-  std::vector<std::pair<Pending*, bool>> decided_;  // guarded by mu_: held ones, go on or not
-  std::vector<CURL*> resuming_;                     // the loop's own: to resume this turn
-  bool stop_ = false;                               // guarded by mu_
+  Mutex mu_;
+  std::vector<Pending*> incoming_ GUARDED_BY(mu_);
+  std::vector<Pending*> active_ GUARDED_BY(mu_);  // added to the multi handle, not finished
+  std::vector<std::pair<Pending*, bool>> decided_ GUARDED_BY(mu_);  // held ones: go on or not
+  std::vector<CURL*> resuming_;  // the loop's own: to resume this turn
+  bool stop_ GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 
@@ -646,7 +645,7 @@ DownloadBudget::DownloadBudget(uint64_t limit, uint64_t step)
     : limit_(limit), step_(std::max<uint64_t>(step, 1)) {}
 
 bool DownloadBudget::TryGrow(Share& share, uint64_t bytes) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   const uint64_t missing = Missing(share, bytes);
   if (missing == 0) return true;
   if (!Oldest(share) && !(waiting_.empty() && in_use_ + missing <= limit_)) return false;
@@ -656,7 +655,7 @@ bool DownloadBudget::TryGrow(Share& share, uint64_t bytes) {
 
 bool DownloadBudget::Grow(Share& share, uint64_t bytes, Clock::time_point deadline,
                           const std::atomic<bool>* cancel) {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   const uint64_t missing = Missing(share, bytes);
   if (missing == 0) return true;
   Waiter self;
@@ -671,19 +670,19 @@ bool DownloadBudget::Grow(Share& share, uint64_t bytes, Clock::time_point deadli
       Admit();  // those behind it may fit
       return false;
     }
-    self.turn.wait_until(
-        lock, cancel == nullptr ? deadline : std::min(deadline, now + kBudgetCancelCheckPeriod));
+    (void)self.turn.WaitUntil(
+        &mu_, cancel == nullptr ? deadline : std::min(deadline, now + kBudgetCancelCheckPeriod));
   }
   return true;
 }
 
 uint64_t DownloadBudget::in_use() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return in_use_;
 }
 
 size_t DownloadBudget::waiting() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return waiting_.size();
 }
 
@@ -714,18 +713,39 @@ void DownloadBudget::Admit() {
     Give(*next->share, next->missing);
     next->granted = true;
     waiting_.erase(waiting_.begin());
-    next->turn.notify_one();  // under mu_: `next` lives until its Grow() has seen it
+    next->turn.Signal();  // under mu_: `next` lives until its Grow() has seen it
   }
 }
 
 void DownloadBudget::Leave(Share& share) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   in_use_ -= std::min(share.bytes_, in_use_);
   lined_up_.erase(share.turn_);
   share.budget_ = nullptr;
   share.turn_ = 0;
   share.bytes_ = 0;
   Admit();  // the next one may be the oldest now, or fit
+}
+
+HttpClient& CurlHttpClient() {
+  class Curl final : public HttpClient {
+   public:
+    Result<HttpResponse> Get(const std::string& url, const FetchOptions& options,
+                             const HeadGate* gate) override {
+      return net::Get(url, options, gate);
+    }
+    Result<HttpResponse> Post(const std::string& url, const std::string& content_type,
+                              const std::string& body, const std::vector<std::string>& headers,
+                              const FetchOptions& options) override {
+      return net::Post(url, content_type, body, headers, options);
+    }
+    Result<HttpResponse> PostForm(const std::string& url, const std::vector<FormPart>& parts,
+                                  const FetchOptions& options) override {
+      return net::PostForm(url, parts, options);
+    }
+  };
+  static Curl client;
+  return client;
 }
 
 void InitHttpClient() {

@@ -18,16 +18,15 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <set>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/result.h"
 
 namespace imgproc::net {
@@ -77,37 +76,38 @@ class DownloadBudget {
 
   // Grows `share` to at least `bytes` (the missing part rounded up to the step) if it may now: it
   // is the oldest, or nobody waits and the missing part fits. Never waits.
-  bool TryGrow(Share& share, uint64_t bytes);
+  bool TryGrow(Share& share, uint64_t bytes) EXCLUDES(mu_);
   // The same, but waits for its turn until `deadline`, or until `*cancel` becomes true (looked at
   // a few times a second). False when it gave up; `share` then holds what it held before.
   bool Grow(Share& share, uint64_t bytes, Clock::time_point deadline,
-            const std::atomic<bool>* cancel = nullptr);
+            const std::atomic<bool>* cancel = nullptr) EXCLUDES(mu_);
 
   uint64_t limit() const { return limit_; }
-  uint64_t in_use() const;
-  size_t waiting() const;  // Grow() calls waiting for their turn
+  uint64_t in_use() const EXCLUDES(mu_);
+  size_t waiting() const EXCLUDES(mu_);  // Grow() calls waiting for their turn
 
  private:
   // A Grow() call waiting for its turn, in its own frame.
   struct Waiter {
     Share* share = nullptr;
     uint64_t missing = 0;
-    bool granted = false;
-    std::condition_variable turn;
+    bool granted = false;  // under the budget's mu_
+    CondVar turn;
   };
-  uint64_t Missing(Share& share, uint64_t bytes);  // mu_ held; puts a new share in line
-  bool Oldest(const Share& share) const;           // mu_ held
-  void Give(Share& share, uint64_t missing);       // mu_ held
-  void Admit();                                    // mu_ held: grants the waiting, in turn
-  void Leave(Share& share);
+  uint64_t Missing(Share& share, uint64_t bytes) REQUIRES(mu_);  // puts a new share in line
+  bool Oldest(const Share& share) const REQUIRES(mu_);
+  void Give(Share& share, uint64_t missing) REQUIRES(mu_);
+  void Admit() REQUIRES(mu_);  // grants the waiting, in turn
+  void Leave(Share& share) EXCLUDES(mu_);
 
   const uint64_t limit_;
   const uint64_t step_;
-  mutable std::mutex mu_;
-  uint64_t in_use_ = 0;
-  uint64_t next_turn_ = 1;
-  std::set<uint64_t> lined_up_;          // turns of the Shares not released: begin() is the oldest
-  std::map<uint64_t, Waiter*> waiting_;  // by turn
+  mutable Mutex mu_;
+  uint64_t in_use_ GUARDED_BY(mu_) = 0;
+  uint64_t next_turn_ GUARDED_BY(mu_) = 1;
+  // The turns of the Shares not released: begin() is the oldest.
+  std::set<uint64_t> lined_up_ GUARDED_BY(mu_);
+  std::map<uint64_t, Waiter*> waiting_ GUARDED_BY(mu_);  // by turn
 };
 
 struct FetchOptions {
@@ -166,6 +166,28 @@ struct HeadGate {
   // download go on; false abandons it (Get then returns kTransient "abandoned: ...").
   std::function<bool()> wait;
 };
+
+// The HTTP calls of the pipeline, the storages and the webhook sender, as a seam (like LevelDB's
+// Env): CurlHttpClient() runs them on the process's libcurl multi loop (Get, Post and PostForm
+// below); tests hand in fakes that answer without a network.
+class HttpClient {
+ public:
+  virtual ~HttpClient() = default;
+  [[nodiscard]] virtual Result<HttpResponse> Get(const std::string& url,
+                                                 const FetchOptions& options,
+                                                 const HeadGate* gate) = 0;
+  [[nodiscard]] virtual Result<HttpResponse> Post(const std::string& url,
+                                                  const std::string& content_type,
+                                                  const std::string& body,
+                                                  const std::vector<std::string>& headers,
+                                                  const FetchOptions& options) = 0;
+  [[nodiscard]] virtual Result<HttpResponse> PostForm(const std::string& url,
+                                                      const std::vector<FormPart>& parts,
+                                                      const FetchOptions& options) = 0;
+};
+
+// The process's client: every call on one libcurl multi handle.
+HttpClient& CurlHttpClient();
 
 // Must be called once per process before any other function here.
 void InitHttpClient();

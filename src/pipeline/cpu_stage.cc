@@ -20,55 +20,57 @@ CpuStage::CpuStage(int threads) {
 
 CpuStage::~CpuStage() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
   }
-  queued_.notify_all();
+  queued_.SignalAll();
   for (auto& t : threads_) t.join();
 }
 
 void CpuStage::Run(const std::function<void()>& job) {
   Job entry;
   entry.work = &job;
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   queue_.push_back(&entry);
-  queued_.notify_one();
-  entry.finished.wait(lock, [&] { return entry.done; });
+  queued_.Signal();
+  while (!entry.done) entry.finished.Wait(&mu_);
 }
 
 void CpuStage::Loop() {
   NameThisThread("imgproc-cpu");
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   while (true) {
-    queued_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+    while (!stop_ && queue_.empty()) queued_.Wait(&mu_);
     if (queue_.empty()) return;  // stopping, and nothing left
     Job* job = queue_.front();
     queue_.pop_front();
-    lock.unlock();
+    lock.Unlock();
     (*job->work)();
-    lock.lock();
+    lock.Lock();
     job->done = true;
-    job->finished.notify_one();
+    job->finished.Signal();
   }
 }
 
-PixelBudget::PixelBudget(uint64_t limit)
-    : limit_(std::max<uint64_t>(limit, 1)), estimate_(std::min(kFirstEstimate, limit_)) {}
+PixelBudget::PixelBudget(uint64_t limit, Clock& clock)
+    : limit_(std::max<uint64_t>(limit, 1)),
+      clock_(clock),
+      estimate_(std::min(kFirstEstimate, limit_)) {}
 
 uint64_t PixelBudget::Reserve() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (resizing_.empty() && waiting_.empty() && Fits(estimate_)) {
     in_flight_ += estimate_;
     return estimate_;
   }
   Waiter self;
   waiting_.push_back(&self);
-  self.admitted.wait(lock, [&] { return self.reserved != 0; });
+  while (self.reserved == 0) self.admitted.Wait(&mu_);
   return self.reserved;
 }
 
 bool PixelBudget::TryResize(uint64_t& reserved, uint64_t actual) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Learn(actual);
   const uint64_t held = std::min(reserved, in_flight_);
   in_flight_ -= held;
@@ -82,21 +84,23 @@ bool PixelBudget::TryResize(uint64_t& reserved, uint64_t actual) {
   return true;
 }
 
-bool PixelBudget::Resize(uint64_t& reserved, uint64_t actual, Clock::time_point deadline) {
-  std::unique_lock<std::mutex> lock(mu_);
+bool PixelBudget::Resize(uint64_t& reserved, uint64_t actual, Clock::TimePoint deadline) {
+  MutexLock lock(&mu_);
   in_flight_ -= std::min(reserved, in_flight_);
   reserved = 0;
   Waiter self;
   self.wanted = std::max<uint64_t>(actual, 1);
   resizing_.push_back(&self);
   Admit();
-  const auto admitted = [&] { return self.reserved != 0; };
-  if (deadline == Clock::time_point::max()) {
-    self.admitted.wait(lock, admitted);
-  } else if (!self.admitted.wait_until(lock, deadline, admitted)) {
-    resizing_.erase(std::find(resizing_.begin(), resizing_.end(), &self));
-    Admit();  // new reservations may go again
-    return false;
+  while (self.reserved == 0) {
+    if (deadline == Clock::TimePoint::max()) {
+      self.admitted.Wait(&mu_);
+    } else if (!clock_.WaitUntil(&self.admitted, &mu_, deadline) && self.reserved == 0 &&
+               clock_.Now() >= deadline) {
+      resizing_.erase(std::find(resizing_.begin(), resizing_.end(), &self));
+      Admit();  // new reservations may go again
+      return false;
+    }
   }
   reserved = self.reserved;
   return true;
@@ -104,7 +108,7 @@ bool PixelBudget::Resize(uint64_t& reserved, uint64_t actual, Clock::time_point 
 
 uint64_t PixelBudget::Correct(uint64_t reserved, uint64_t actual) {
   if (actual == 0) return reserved;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Learn(actual);
   in_flight_ = in_flight_ - std::min(reserved, in_flight_) + actual;
   Admit();
@@ -112,7 +116,7 @@ uint64_t PixelBudget::Correct(uint64_t reserved, uint64_t actual) {
 }
 
 void PixelBudget::Release(uint64_t reserved) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   in_flight_ -= std::min(reserved, in_flight_);
   Admit();
 }
@@ -137,13 +141,18 @@ void PixelBudget::Admit() {
     queue.pop_front();
     next->reserved = pixels;
     in_flight_ += pixels;
-    next->admitted.notify_one();  // under mu_: `next` lives until its call has it back
+    next->admitted.Signal();  // under mu_: `next` lives until its call has it back
   }
 }
 
 uint64_t PixelBudget::in_flight() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return in_flight_;
+}
+
+size_t PixelBudget::waiters() const {
+  MutexLock lock(&mu_);
+  return resizing_.size() + waiting_.size();
 }
 
 }  // namespace imgproc::pipeline

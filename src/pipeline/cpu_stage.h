@@ -8,13 +8,14 @@
 #define IMGPROC_PIPELINE_CPU_STAGE_H_
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
-#include <mutex>
 #include <thread>
 #include <vector>
+
+#include "common/clock.h"
+#include "common/mutex.h"
 
 namespace imgproc::pipeline {
 
@@ -28,23 +29,23 @@ class CpuStage {
   CpuStage& operator=(const CpuStage&) = delete;
 
   // Runs `job` on one of the stage's threads and returns once it has run.
-  void Run(const std::function<void()>& job);
+  void Run(const std::function<void()>& job) EXCLUDES(mu_);
 
  private:
   // Lives in the frame of the Run() call that waits for it.
   struct Job {
     const std::function<void()>* work = nullptr;
-    bool done = false;
+    bool done = false;  // under the stage's mu_
     // Its own, so that a finished job wakes only the worker waiting for it, not every worker
     // with a job in the queue (dozens of them when downloads are quick).
-    std::condition_variable finished;
+    CondVar finished;
   };
-  void Loop();
+  void Loop() EXCLUDES(mu_);
 
-  std::mutex mu_;
-  std::condition_variable queued_;
-  std::deque<Job*> queue_;
-  bool stop_ = false;
+  Mutex mu_;
+  CondVar queued_;
+  std::deque<Job*> queue_ GUARDED_BY(mu_);
+  bool stop_ GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;
 };
 
@@ -59,42 +60,43 @@ class CpuStage {
 // first served, those waiting to resize before new ones, and only the ones admitted are woken.
 class PixelBudget {
  public:
-  using Clock = std::chrono::steady_clock;
-
-  explicit PixelBudget(uint64_t limit);
+  // Deadlines are on `clock`.
+  explicit PixelBudget(uint64_t limit, Clock& clock = RealClock());
 
   // Blocks until the estimate fits; returns the pixels reserved.
-  uint64_t Reserve();
+  uint64_t Reserve() EXCLUDES(mu_);
   // Replaces `reserved` by an image's pixel count `actual` if that is no more, or fits now and
   // no one is waiting to resize; never waits. True when replaced.
-  bool TryResize(uint64_t& reserved, uint64_t actual);
-  // The same, but waits for room until `deadline` (Clock::time_point::max(): no limit), having
+  bool TryResize(uint64_t& reserved, uint64_t actual) EXCLUDES(mu_);
+  // The same, but waits for room until `deadline` (Clock::TimePoint::max(): no limit), having
   // given `reserved` up meanwhile. False, with `reserved` 0, when the deadline came first.
-  bool Resize(uint64_t& reserved, uint64_t actual, Clock::time_point deadline);
+  bool Resize(uint64_t& reserved, uint64_t actual, Clock::TimePoint deadline) EXCLUDES(mu_);
   // Replaces a reservation by the image's pixel count now, room or not (0 if unknown keeps the
   // estimate); returns the new reservation.
-  uint64_t Correct(uint64_t reserved, uint64_t actual);
-  void Release(uint64_t reserved);
+  uint64_t Correct(uint64_t reserved, uint64_t actual) EXCLUDES(mu_);
+  void Release(uint64_t reserved) EXCLUDES(mu_);
 
-  uint64_t in_flight() const;
+  uint64_t in_flight() const EXCLUDES(mu_);
+  size_t waiters() const EXCLUDES(mu_);  // Reserve() and Resize() calls waiting for room
 
  private:
   // A Reserve() or Resize() call waiting for room, in its own frame.
   struct Waiter {
     uint64_t wanted = 0;    // 0: the estimate at admission
-    uint64_t reserved = 0;  // set when admitted
-    std::condition_variable admitted;
+    uint64_t reserved = 0;  // set when admitted (under the budget's mu_)
+    CondVar admitted;
   };
-  bool Fits(uint64_t pixels) const;  // mu_ held
-  void Learn(uint64_t actual);       // mu_ held: the estimate follows the images seen
-  void Admit();                      // mu_ held: admits waiters in order while they fit
+  bool Fits(uint64_t pixels) const REQUIRES(mu_);
+  void Learn(uint64_t actual) REQUIRES(mu_);  // the estimate follows the images seen
+  void Admit() REQUIRES(mu_);                 // admits waiters in order while they fit
 
   const uint64_t limit_;
-  mutable std::mutex mu_;
-  std::deque<Waiter*> resizing_;  // served first: their downloads have started
-  std::deque<Waiter*> waiting_;
-  uint64_t in_flight_ = 0;
-  uint64_t estimate_;
+  Clock& clock_;
+  mutable Mutex mu_;
+  std::deque<Waiter*> resizing_ GUARDED_BY(mu_);  // served first: their downloads have started
+  std::deque<Waiter*> waiting_ GUARDED_BY(mu_);
+  uint64_t in_flight_ GUARDED_BY(mu_) = 0;
+  uint64_t estimate_ GUARDED_BY(mu_);
 };
 
 }  // namespace imgproc::pipeline

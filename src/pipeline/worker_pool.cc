@@ -13,30 +13,34 @@
 namespace imgproc::pipeline {
 namespace {
 
-// An outcome for a failure: retried later when transient and attempts remain, final otherwise.
-request::ImageOutcome Failure(const store::ImageTask& task, const PipelineOptions& options,
-                              bool transient, std::string error,
-                              std::chrono::milliseconds min_delay = {}) {
-  request::ImageOutcome out;
-  out.error = std::move(error);
-  if (transient && task.attempts < options.max_attempts) {
-    thread_local std::mt19937_64 rng{std::random_device{}()};
-    const int64_t base = options.retry_base.count() << std::min(task.attempts - 1, 16);
-    const int64_t delay = std::max<int64_t>(
-        min_delay.count(), base + std::uniform_int_distribution<int64_t>(0, base / 2)(rng));
-    out.retry_at = RealClock().WallMillis() + delay;
-  }
-  return out;
-}
-
 // Seconds since `start`, observed into `histogram` (when there are metrics).
-void ObserveSince(metrics::Histogram* histogram, std::chrono::steady_clock::time_point start) {
+void ObserveSince(metrics::Histogram* histogram, const Clock& clock, Clock::TimePoint start) {
   if (histogram == nullptr) return;
-  histogram->Observe(
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  histogram->Observe(std::chrono::duration<double>(clock.Now() - start).count());
 }
 
 }  // namespace
+
+std::chrono::milliseconds RetryDelay(int attempt, std::chrono::milliseconds base, double jitter,
+                                     std::chrono::milliseconds at_least) {
+  const int64_t doubled = std::max<int64_t>(base.count(), 0) << std::clamp(attempt - 1, 0, 16);
+  const auto spread =
+      static_cast<int64_t>(static_cast<double>(doubled / 2) * std::clamp(jitter, 0.0, 1.0));
+  return std::chrono::milliseconds(std::max<int64_t>(at_least.count(), doubled + spread));
+}
+
+request::ImageOutcome WorkerPool::Failure(const store::ImageTask& task, bool transient,
+                                          std::string error, std::chrono::milliseconds at_least) {
+  request::ImageOutcome out;
+  out.error = std::move(error);
+  if (transient && task.attempts < options_.max_attempts) {
+    thread_local std::mt19937_64 rng{std::random_device{}()};
+    const double jitter = std::uniform_real_distribution<double>(0, 1)(rng);
+    out.retry_at = clock_.WallMillis() +
+                   RetryDelay(task.attempts, options_.retry_base, jitter, at_least).count();
+  }
+  return out;
+}
 
 request::ImageOutcome WorkerPool::Process(const store::ImageTask& task) {
   metrics::ServiceMetrics* m = options_.metrics;
@@ -52,7 +56,7 @@ request::ImageOutcome WorkerPool::Process(const store::ImageTask& task) {
   // download waits for it to fit. Held longer than half the download's timeout, the download is
   // abandoned, waits for room with no connection open, and is made again. An image the codec
   // would refuse for its size is refused at its header, its rest never downloaded.
-  auto start = std::chrono::steady_clock::now();
+  auto start = clock_.Now();
   uint64_t head_pixels = 0;
   Status refusal;
   bool abandoned = false;
@@ -71,15 +75,15 @@ request::ImageOutcome WorkerPool::Process(const store::ImageTask& task) {
     if (m) m->DownloadHeld(!abandoned);
     return !abandoned;
   };
-  auto response = net::Get(task.url, options_.fetch, &gate);
-  if (!refusal.ok()) return Failure(task, options_, false, refusal.message());
+  auto response = http_.Get(task.url, options_.fetch, &gate);
+  if (!refusal.ok()) return Failure(task, false, refusal.message());
   if (abandoned) {
-    budget_.Resize(reserved, head_pixels, PixelBudget::Clock::time_point::max());
-    response = net::Get(task.url, options_.fetch);
+    budget_.Resize(reserved, head_pixels, Clock::TimePoint::max());
+    response = http_.Get(task.url, options_.fetch, nullptr);
   }
-  ObserveSince(m ? &m->download_seconds() : nullptr, start);
+  ObserveSince(m ? &m->download_seconds() : nullptr, clock_, start);
   if (!response.ok()) {
-    return Failure(task, options_, response.status().transient(),
+    return Failure(task, response.status().transient(),
                    "download failed: " + response.status().message());
   }
   const long code = response->status;
@@ -89,10 +93,9 @@ request::ImageOutcome WorkerPool::Process(const store::ImageTask& task) {
     if (auto it = response->headers.find("retry-after"); it != response->headers.end()) {
       retry_after = RetryAfter(it->second);
     }
-    return Failure(task, options_, transient, "download failed: HTTP " + std::to_string(code),
-                   retry_after);
+    return Failure(task, transient, "download failed: HTTP " + std::to_string(code), retry_after);
   }
-  if (response->body.empty()) return Failure(task, options_, false, "download failed: empty body");
+  if (response->body.empty()) return Failure(task, false, "download failed: empty body");
   const auto input_bytes = static_cast<int64_t>(response->body.size());
   if (m) m->BytesIn(response->body.size());
 
@@ -101,22 +104,22 @@ request::ImageOutcome WorkerPool::Process(const store::ImageTask& task) {
   }
   Result<EncodedImage> encoded = Internal("not run");
   cpu_.Run([&] {
-    start = std::chrono::steady_clock::now();
+    start = clock_.Now();
     encoded = CompressToJpeg(response->body, options_.codec);
-    ObserveSince(m ? &m->compress_seconds() : nullptr, start);
+    ObserveSince(m ? &m->compress_seconds() : nullptr, clock_, start);
   });
   response->body = std::string();  // free the download before the upload
   response->body_share.Release();
   budget_.Release(std::exchange(reserved, 0));
-  if (!encoded.ok()) return Failure(task, options_, false, encoded.status().message());
+  if (!encoded.ok()) return Failure(task, false, encoded.status().message());
 
   const std::string name =
       std::to_string(task.serial_no) + "_" + std::to_string(task.index) + ".jpg";
-  start = std::chrono::steady_clock::now();
+  start = clock_.Now();
   auto url = storage_.Put(task.request_id, name, encoded->jpeg);
-  ObserveSince(m ? &m->upload_seconds() : nullptr, start);
+  ObserveSince(m ? &m->upload_seconds() : nullptr, clock_, start);
   if (!url.ok()) {
-    return Failure(task, options_, url.status().transient(), url.status().message(),
+    return Failure(task, url.status().transient(), url.status().message(),
                    url.status().retry_after());
   }
   if (m) m->BytesOut(encoded->jpeg.size());
@@ -130,14 +133,16 @@ request::ImageOutcome WorkerPool::Process(const store::ImageTask& task) {
 
 WorkerPool::WorkerPool(store::ImageLeases& store, queue::WorkQueue& queue,
                        storage::ImageStorage& storage, PipelineOptions options,
-                       std::function<void()> on_recorded)
+                       std::function<void()> on_recorded, Clock& clock, net::HttpClient& http)
     : store_(store),
       queue_(queue),
       storage_(storage),
       options_(std::move(options)),
       on_recorded_(std::move(on_recorded)),
+      clock_(clock),
+      http_(http),
       cpu_(std::max(1, options_.cpu_threads)),
-      budget_(options_.pixel_budget),
+      budget_(options_.pixel_budget, clock),
       body_budget_(options_.download_budget_bytes) {
   options_.fetch.cancel = &cancel_;
   options_.fetch.body_budget = &body_budget_;
@@ -149,7 +154,10 @@ void WorkerPool::Start() {
   // Lease owners are unique per process and thread, so a result is only taken from the worker
   // that holds the image.
   process_ = std::to_string(getpid()) + "-" + std::to_string(std::random_device{}());
-  running_ = options_.workers;
+  {
+    MutexLock lock(&mu_);
+    running_ = options_.workers;
+  }
   heartbeat_ = std::thread([this] {
     NameThisThread("imgproc-lease");
     Heartbeat();
@@ -158,53 +166,69 @@ void WorkerPool::Start() {
     threads_.emplace_back([this, owner = process_ + "/" + std::to_string(i)] {
       NameThisThread("imgproc-io");
       Run(owner);
-      std::lock_guard<std::mutex> lock(mu_);
-      if (--running_ == 0) all_done_.notify_all();
+      MutexLock lock(&mu_);
+      if (--running_ == 0) changed_.SignalAll();
     });
   }
 }
 
+bool WorkerPool::stopping() {
+  MutexLock lock(&mu_);
+  return stop_;
+}
+
 void WorkerPool::Stop(std::chrono::milliseconds grace) {
-  stop_ = true;
   queue_.Shutdown();
-  all_done_.notify_all();  // wakes workers backing off
   {
-    std::unique_lock<std::mutex> lock(mu_);
-    if (!all_done_.wait_for(lock, grace, [this] { return running_ == 0; })) {
-      spdlog::warn("shutdown: cancelling {} image(s) still downloading; they go back to the queue",
-                   running_);
-      cancel_ = true;
+    // Set under the mutex the workers wait with, so that none misses it between its check and
+    // its wait (a lost wake-up would hold the shutdown up for a whole backoff).
+    MutexLock lock(&mu_);
+    stop_ = true;
+    changed_.SignalAll();  // wakes workers backing off
+    const auto deadline = clock_.Now() + grace;
+    while (running_ > 0) {
+      if (!clock_.WaitUntil(&changed_, &mu_, deadline) && running_ > 0 &&
+          clock_.Now() >= deadline) {
+        spdlog::warn(
+            "shutdown: cancelling {} image(s) still downloading; they go back to the queue",
+            running_);
+        cancel_ = true;
+        break;
+      }
     }
   }
   for (auto& t : threads_) {
     if (t.joinable()) t.join();
   }
   threads_.clear();
-  all_done_.notify_all();  // ends the heartbeat
+  changed_.SignalAll();  // ends the heartbeat
   if (heartbeat_.joinable()) heartbeat_.join();
 }
 
 void WorkerPool::Heartbeat() {
   const auto period = std::max(options_.lease / 3, std::chrono::milliseconds(10));
-  std::unique_lock<std::mutex> lock(mu_);
-  while (!all_done_.wait_for(lock, period, [this] { return running_ == 0; })) {
-    lock.unlock();
+  MutexLock lock(&mu_);
+  auto next = clock_.Now() + period;
+  while (running_ > 0) {
+    if (clock_.WaitUntil(&changed_, &mu_, next) || clock_.Now() < next) continue;
+    next = clock_.Now() + period;
+    lock.Unlock();
     std::vector<int64_t> held;
     {
-      std::lock_guard<std::mutex> held_lock(held_mu_);
+      MutexLock held_lock(&held_mu_);
       held.assign(held_.begin(), held_.end());
     }
     if (!held.empty()) {
       auto extended = store_.ExtendLeases(process_ + "/", held, options_.lease.count());
       if (!extended.ok()) spdlog::warn("cannot extend leases: {}", extended.status().message());
     }
-    lock.lock();
+    lock.Lock();
   }
 }
 
 bool WorkerPool::Record(const store::ImageTask& task, const std::string& owner,
                         const request::ImageOutcome& outcome) {
-  const auto give_up = std::chrono::steady_clock::now() + options_.lease;
+  const auto give_up = clock_.Now() + options_.lease;
   auto delay = std::chrono::milliseconds(100);
   while (true) {
     auto recorded = store_.RecordImage(task.image_id, owner, outcome);
@@ -216,7 +240,7 @@ bool WorkerPool::Record(const store::ImageTask& task, const std::string& owner,
       queue_.Done(task);
       return *recorded;
     }
-    if (!recorded.status().transient() || std::chrono::steady_clock::now() + delay > give_up) {
+    if (!recorded.status().transient() || clock_.Now() + delay > give_up) {
       // The lease runs out and the image is done again by whoever takes it.
       spdlog::error("request {}: cannot record image: {}", task.request_id,
                     recorded.status().message());
@@ -224,27 +248,28 @@ bool WorkerPool::Record(const store::ImageTask& task, const std::string& owner,
     }
     spdlog::warn("request {}: cannot record image yet ({}), retrying", task.request_id,
                  recorded.status().message());
-    std::this_thread::sleep_for(delay);
+    clock_.SleepFor(delay);
     delay = std::min(delay * 2, std::chrono::milliseconds(5000));
   }
 }
 
 void WorkerPool::Run(const std::string& owner) {
   auto backoff = std::chrono::milliseconds(0);
-  while (!stop_) {
+  while (!stopping()) {
     auto tasks = queue_.Take(owner, 1, std::chrono::seconds(5));
     if (!tasks.ok()) {
       // The store or broker is away (restarting, say): wait and try again, never give up.
       backoff =
           std::clamp(backoff * 2, std::chrono::milliseconds(100), std::chrono::milliseconds(5000));
       spdlog::warn("queue: {} (retrying in {} ms)", tasks.status().message(), backoff.count());
-      std::unique_lock<std::mutex> lock(mu_);
-      all_done_.wait_for(lock, backoff, [this] { return stop_.load(); });
+      MutexLock lock(&mu_);
+      const auto until = clock_.Now() + backoff;
+      while (!stop_ && clock_.Now() < until) (void)clock_.WaitUntil(&changed_, &mu_, until);
       continue;
     }
     backoff = std::chrono::milliseconds(0);
     {
-      std::lock_guard<std::mutex> lock(held_mu_);
+      MutexLock lock(&held_mu_);
       for (const auto& task : *tasks) held_.insert(task.image_id);
     }
     for (const auto& task : *tasks) {
@@ -253,7 +278,7 @@ void WorkerPool::Run(const std::string& owner) {
       if (cancel_ && !outcome.ok) {
         // Interrupted by shutdown, not failed: hand it back, due at once for the next run.
         outcome.error = "interrupted by shutdown";
-        outcome.retry_at = RealClock().WallMillis();
+        outcome.retry_at = clock_.WallMillis();
       }
       if (outcome.ok) {
         spdlog::debug("request {} image {}#{}: {}", task.request_id, task.serial_no, task.index,
@@ -265,7 +290,7 @@ void WorkerPool::Run(const std::string& owner) {
       }
       const bool recorded = Record(task, owner, outcome);
       {
-        std::lock_guard<std::mutex> lock(held_mu_);
+        MutexLock lock(&held_mu_);
         held_.erase(held_.find(task.image_id));
       }
       if (recorded && options_.metrics != nullptr) {

@@ -11,15 +11,15 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "common/clock.h"
+#include "common/mutex.h"
 #include "metrics/service_metrics.h"
 #include "net/http_client.h"
 #include "pipeline/cpu_stage.h"
@@ -34,7 +34,8 @@ struct PipelineOptions {
   net::FetchOptions fetch;
   CodecLimits codec;
   int workers = 64;
-  int cpu_threads = 2;
+  // 0: one per core (config::Finalize resolves it; a pool given 0 runs one).
+  int cpu_threads = 0;
   // Pixels of the images between the start of their download and the end of their compression.
   uint64_t pixel_budget = 100'000'000;
   // Bytes of download bodies held in memory at once, from their download to the end of their
@@ -45,48 +46,67 @@ struct PipelineOptions {
   // How long a taken image stays with its worker without news. The pool extends its leases every
   // third of this while it works, so only a dead (or cut-off) worker's images are taken over.
   std::chrono::milliseconds lease{60'000};
+  // On shutdown (SIGTERM), how long the images in flight may take to finish before their downloads
+  // are cancelled and they go back to the queue: what the service passes to WorkerPool::Stop().
+  std::chrono::milliseconds shutdown_grace{25'000};
   metrics::ServiceMetrics* metrics = nullptr;  // stage durations, bytes, outcomes; may be null
 };
 
+// The delay before an image's next attempt after a transient failure of attempt `attempt`
+// (from 1): `base` doubling per attempt, plus up to half of it (`jitter`, from 0 to 1, scales that
+// half: retries of many images spread out), and never less than what the remote side asked for
+// (`at_least`, its Retry-After).
+std::chrono::milliseconds RetryDelay(int attempt, std::chrono::milliseconds base, double jitter,
+                                     std::chrono::milliseconds at_least);
+
 class WorkerPool {
  public:
-  // `on_recorded` runs after each recorded outcome (e.g. to wake the webhook sender).
+  // `on_recorded` runs after each recorded outcome (e.g. to wake the webhook sender). Times come
+  // from `clock` and downloads go through `http`: the seams a test replaces.
   WorkerPool(store::ImageLeases& store, queue::WorkQueue& queue, storage::ImageStorage& storage,
-             PipelineOptions options, std::function<void()> on_recorded);
+             PipelineOptions options, std::function<void()> on_recorded, Clock& clock = RealClock(),
+             net::HttpClient& http = net::CurlHttpClient());
   ~WorkerPool();
 
-  void Start();
+  void Start() EXCLUDES(mu_);
   // Stops taking work and lets images in flight finish for up to `grace`; downloads still running
   // then are cancelled and their images handed back to the queue, due at once. Returns when every
   // worker has recorded its image.
-  void Stop(std::chrono::milliseconds grace = std::chrono::seconds(25));
+  void Stop(std::chrono::milliseconds grace = std::chrono::seconds(25)) EXCLUDES(mu_);
 
  private:
-  void Run(const std::string& owner);
+  void Run(const std::string& owner) EXCLUDES(mu_);
   // Works one image and says what to record: its output URL, a final error, or a retry time.
   request::ImageOutcome Process(const store::ImageTask& task);
-  void Heartbeat();
+  // An outcome for a failure: retried later when transient and attempts remain, final otherwise.
+  request::ImageOutcome Failure(const store::ImageTask& task, bool transient, std::string error,
+                                std::chrono::milliseconds at_least = {});
+  void Heartbeat() EXCLUDES(mu_);
   // Records an outcome, retrying transient store errors (a database restarting) for up to a lease.
   // True when it was recorded (this worker still held the lease).
   bool Record(const store::ImageTask& task, const std::string& owner,
               const request::ImageOutcome& outcome);
+  bool stopping() EXCLUDES(mu_);
 
   store::ImageLeases& store_;
   queue::WorkQueue& queue_;
   storage::ImageStorage& storage_;
   PipelineOptions options_;  // its fetch.cancel points at cancel_
   std::function<void()> on_recorded_;
+  Clock& clock_;
+  net::HttpClient& http_;
   CpuStage cpu_;
   PixelBudget budget_;
   net::DownloadBudget body_budget_;  // options_.fetch.body_budget points at it
-  std::atomic<bool> stop_{false};
-  std::atomic<bool> cancel_{false};  // the shutdown grace period is over
-  std::mutex mu_;
-  std::condition_variable all_done_;
-  int running_ = 0;  // threads still in Run()
-  std::mutex held_mu_;
-  std::multiset<int64_t> held_;  // the images taken and not yet recorded: the leases to extend
-  std::string process_;          // every lease owner of this pool starts with it
+  std::atomic<bool> cancel_{false};  // the shutdown grace period is over (read by transfers)
+  Mutex mu_;
+  CondVar changed_;  // stop_ set, or running_ down: for Stop, the heartbeat and backing off
+  bool stop_ GUARDED_BY(mu_) = false;
+  int running_ GUARDED_BY(mu_) = 0;  // threads still in Run()
+  Mutex held_mu_;
+  // The images taken and not yet recorded: the leases to extend.
+  std::multiset<int64_t> held_ GUARDED_BY(held_mu_);
+  std::string process_;  // every lease owner of this pool starts with it
   std::vector<std::thread> threads_;
   std::thread heartbeat_;
 };

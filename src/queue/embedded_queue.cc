@@ -5,33 +5,32 @@
 namespace imgproc::queue {
 
 EmbeddedQueue::EmbeddedQueue(store::ImageLeases& store, std::chrono::milliseconds lease,
-                             std::chrono::milliseconds poll)
-    : store_(store), lease_(lease), poll_(poll) {}
+                             std::chrono::milliseconds poll, Clock& clock)
+    : store_(store), lease_(lease), poll_(poll), clock_(clock) {}
 
 void EmbeddedQueue::Notify() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     ++generation_;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 void EmbeddedQueue::Shutdown() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     shutdown_ = true;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 Result<std::vector<store::ImageTask>> EmbeddedQueue::Take(const std::string& owner, int max,
                                                           std::chrono::milliseconds wait) {
-  using Clock = std::chrono::steady_clock;
-  const auto deadline = Clock::now() + wait;
+  const auto deadline = clock_.Now() + wait;
   while (true) {
     uint64_t seen;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       if (shutdown_) return std::vector<store::ImageTask>();
       seen = generation_;
     }
@@ -39,17 +38,18 @@ Result<std::vector<store::ImageTask>> EmbeddedQueue::Take(const std::string& own
     if (!tasks.ok() || !tasks->empty()) return tasks;
 
     // Nothing due: sleep until notified, until the next retry or lease expiry, or the deadline.
-    auto until = std::min(deadline, Clock::now() + poll_);
+    auto until = std::min(deadline, clock_.Now() + poll_);
     auto next = store_.NextImageDue();
     if (next.ok() && next->has_value()) {
-      const auto in =
-          std::chrono::milliseconds(std::max<int64_t>(0, **next - RealClock().WallMillis()));
-      until = std::min(until, Clock::now() + in + std::chrono::milliseconds(1));
+      const auto in = std::chrono::milliseconds(std::max<int64_t>(0, **next - clock_.WallMillis()));
+      until = std::min(until, clock_.Now() + in + std::chrono::milliseconds(1));
     }
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_until(lock, until, [&] { return shutdown_ || generation_ != seen; });
+    MutexLock lock(&mu_);
+    while (!shutdown_ && generation_ == seen && clock_.Now() < until) {
+      (void)clock_.WaitUntil(&cv_, &mu_, until);
+    }
     if (shutdown_) return std::vector<store::ImageTask>();
-    if (Clock::now() >= deadline && generation_ == seen) return std::vector<store::ImageTask>();
+    if (clock_.Now() >= deadline && generation_ == seen) return std::vector<store::ImageTask>();
   }
 }
 

@@ -4,9 +4,8 @@
 #ifndef IMGPROC_QUEUE_EMBEDDED_QUEUE_H_
 #define IMGPROC_QUEUE_EMBEDDED_QUEUE_H_
 
-#include <condition_variable>
-#include <mutex>
-
+#include "common/clock.h"
+#include "common/mutex.h"
 #include "queue/queue.h"
 
 namespace imgproc::queue {
@@ -15,23 +14,25 @@ class EmbeddedQueue final : public WorkQueue {
  public:
   // `lease` is how long a taken image stays with its worker before another may take it; `poll`
   // is the longest wait before looking at the store again when nothing was notified.
+  // Waits are on `clock`.
   EmbeddedQueue(store::ImageLeases& store, std::chrono::milliseconds lease,
-                std::chrono::milliseconds poll = std::chrono::hours(1));
+                std::chrono::milliseconds poll = std::chrono::hours(1), Clock& clock = RealClock());
 
-  void Notify() override;
+  void Notify() override EXCLUDES(mu_);
   Result<std::vector<store::ImageTask>> Take(const std::string& owner, int max,
-                                             std::chrono::milliseconds wait) override;
+                                             std::chrono::milliseconds wait) override EXCLUDES(mu_);
   void Done(const store::ImageTask&) override {}  // the store's record is all there is
-  void Shutdown() override;
+  void Shutdown() override EXCLUDES(mu_);
 
  private:
   store::ImageLeases& store_;
   const std::chrono::milliseconds lease_;
   const std::chrono::milliseconds poll_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  uint64_t generation_ = 0;  // bumped by Notify(), so a wake-up is never missed
-  bool shutdown_ = false;
+  Clock& clock_;
+  Mutex mu_;
+  CondVar cv_;
+  uint64_t generation_ GUARDED_BY(mu_) = 0;  // bumped by Notify(), so a wake-up is never missed
+  bool shutdown_ GUARDED_BY(mu_) = false;
 };
 
 }  // namespace imgproc::queue

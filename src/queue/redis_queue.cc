@@ -239,7 +239,7 @@ RedisQueue::~RedisQueue() {
 
 Result<std::unique_ptr<RedisQueue::Connection>> RedisQueue::Borrow() {
   {
-    std::lock_guard<std::mutex> lock(pool_mu_);
+    MutexLock lock(&pool_mu_);
     if (!idle_.empty()) {
       auto conn = std::move(idle_.back());
       idle_.pop_back();
@@ -251,16 +251,16 @@ Result<std::unique_ptr<RedisQueue::Connection>> RedisQueue::Borrow() {
 
 void RedisQueue::Give(std::unique_ptr<Connection> conn) {
   if (conn->broken()) return;
-  std::lock_guard<std::mutex> lock(pool_mu_);
+  MutexLock lock(&pool_mu_);
   idle_.push_back(std::move(conn));
 }
 
 void RedisQueue::Notify() {
   {
-    std::lock_guard<std::mutex> lock(sweep_mu_);
+    MutexLock lock(&sweep_mu_);
     sweep_requested_ = true;
   }
-  sweep_cv_.notify_all();
+  sweep_cv_.SignalAll();
 }
 
 void RedisQueue::Shutdown() {
@@ -373,9 +373,11 @@ void RedisQueue::SweepLoop() {
   int64_t backoff_ms = 0;
   while (!shutdown_) {
     {
-      std::unique_lock<std::mutex> lock(sweep_mu_);
-      sweep_cv_.wait_for(lock, options_.sweep + std::chrono::milliseconds(backoff_ms),
-                         [this] { return sweep_requested_ || shutdown_.load(); });
+      MutexLock lock(&sweep_mu_);
+      const auto until =
+          std::chrono::steady_clock::now() + options_.sweep + std::chrono::milliseconds(backoff_ms);
+      while (!sweep_requested_ && !shutdown_ && sweep_cv_.WaitUntil(&sweep_mu_, until)) {
+      }
       sweep_requested_ = false;
     }
     if (shutdown_) break;

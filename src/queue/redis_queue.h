@@ -17,13 +17,12 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "common/mutex.h"
 #include "queue/queue.h"
 
 struct redisContext;
@@ -32,7 +31,9 @@ namespace imgproc::queue {
 
 struct RedisQueueOptions {
   std::string url;  // redis://[[user]:password@]host[:port][/db]
-  std::chrono::milliseconds lease{60'000};
+  // The image lease (LEASE_MS). No default of its own: the service sets the pipeline's
+  // (pipeline::PipelineOptions::lease), so that the two cannot disagree.
+  std::chrono::milliseconds lease{0};
   std::chrono::milliseconds sweep{1000};
   std::string stream = "imgproc:images";
   std::string group = "imgproc-workers";
@@ -82,12 +83,12 @@ class RedisQueue final : public WorkQueue {
   std::atomic<bool> shutdown_{false};
   std::atomic<int64_t> last_autoclaim_{0};  // steady-clock ms of the last XAUTOCLAIM
 
-  std::mutex pool_mu_;
-  std::vector<std::unique_ptr<Connection>> idle_;
+  Mutex pool_mu_;
+  std::vector<std::unique_ptr<Connection>> idle_ GUARDED_BY(pool_mu_);
 
-  std::mutex sweep_mu_;
-  std::condition_variable sweep_cv_;
-  bool sweep_requested_ = false;
+  Mutex sweep_mu_;
+  CondVar sweep_cv_;
+  bool sweep_requested_ GUARDED_BY(sweep_mu_) = false;
   std::thread sweeper_;
 };
 

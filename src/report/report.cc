@@ -17,7 +17,8 @@ std::string Dump(const json& value) {
 json ImageErrors(const std::vector<request::ImageError>& errors) {
   json out = json::array();
   for (const auto& e : errors) {
-    out.push_back({{"index", e.index}, {"url", e.url}, {"error", e.error}, {"attempts", e.attempts}});
+    out.push_back(
+        {{"index", e.index}, {"url", e.url}, {"error", e.error}, {"attempts", e.attempts}});
   }
   return out;
 }
@@ -59,7 +60,8 @@ std::string StatusJson(const request::RequestView& request) {
   };
   if (request.webhook) {
     json hook = {{"state", request.webhook->state}, {"attempts", request.webhook->attempts}};
-    hook["last_status"] = request.webhook->last_status ? json(*request.webhook->last_status) : json();
+    hook["last_status"] =
+        request.webhook->last_status ? json(*request.webhook->last_status) : json();
     body["webhook"] = std::move(hook);
   }
   return Dump(body);

@@ -202,10 +202,12 @@ DeliveryDecision DecideDelivery(const DeliveryAttempt& attempt, const RetrySched
   }
   // 410 Gone: the receiver asks us to stop.
   const bool may_pass = attempt.http_status ? *attempt.http_status != 410 : attempt.transient;
-  const bool attempts_left = attempt.attempt >= 1 && static_cast<size_t>(attempt.attempt) <= schedule.size();
+  const bool attempts_left =
+      attempt.attempt >= 1 && static_cast<size_t>(attempt.attempt) <= schedule.size();
   if (!may_pass || !attempts_left) return decision;
   const int64_t base = schedule[static_cast<size_t>(attempt.attempt - 1)].count();
-  const auto spread = static_cast<int64_t>(static_cast<double>(base / 10) * std::clamp(jitter, 0.0, 1.0));
+  const auto spread =
+      static_cast<int64_t>(static_cast<double>(base / 10) * std::clamp(jitter, 0.0, 1.0));
   decision.retry_at = now + std::max(base + spread, int64_t{attempt.retry_after.count()});
   return decision;
 }

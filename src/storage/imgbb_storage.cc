@@ -4,8 +4,8 @@
 
 namespace imgproc::storage {
 
-ImgbbStorage::ImgbbStorage(std::string api_key, std::string upload_url)
-    : api_key_(std::move(api_key)), upload_url_(std::move(upload_url)) {
+ImgbbStorage::ImgbbStorage(std::string api_key, std::string upload_url, net::HttpClient& http)
+    : api_key_(std::move(api_key)), upload_url_(std::move(upload_url)), http_(http) {
   // The upload URL is the operator's configuration, not user input: no SSRF restriction.
   options_.allow_private = true;
   options_.total_timeout = std::chrono::seconds(60);
@@ -14,7 +14,7 @@ ImgbbStorage::ImgbbStorage(std::string api_key, std::string upload_url)
 
 Result<std::string> ImgbbStorage::Put(const std::string& /*request_id*/, const std::string& name,
                                       const std::string& jpeg) {
-  auto response = net::PostForm(
+  auto response = http_.PostForm(
       upload_url_,
       {{"key", api_key_, "", ""}, {"image", jpeg, name, "image/jpeg"}, {"name", name, "", ""}},
       options_);

@@ -12,7 +12,9 @@ namespace imgproc::storage {
 
 class ImgbbStorage final : public ImageStorage {
  public:
-  ImgbbStorage(std::string api_key, std::string upload_url);
+  // Uploads go through `http` (the seam a test replaces).
+  ImgbbStorage(std::string api_key, std::string upload_url,
+               net::HttpClient& http = net::CurlHttpClient());
 
   Result<std::string> Put(const std::string& request_id, const std::string& name,
                           const std::string& jpeg) override;
@@ -20,6 +22,7 @@ class ImgbbStorage final : public ImageStorage {
  private:
   std::string api_key_;
   std::string upload_url_;
+  net::HttpClient& http_;
   net::FetchOptions options_;
 };
 

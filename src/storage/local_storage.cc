@@ -20,13 +20,19 @@ Result<std::string> LocalStorage::Put(const std::string& request_id, const std::
   // The temporary name is unique per thread, so concurrent retries cannot interleave.
   const auto tmp = dir / ("." + name + ".tmp" +
                           std::to_string(std::hash<std::thread::id>()(std::this_thread::get_id())));
+  // Whatever fails, the temporary file does not stay behind.
+  const auto discard = [&tmp](Status failure) {
+    std::error_code ignored;
+    std::filesystem::remove(tmp, ignored);
+    return failure;
+  };
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     out.write(jpeg.data(), static_cast<std::streamsize>(jpeg.size()));
-    if (!out.flush()) return Transient("cannot write " + tmp.string());
+    if (!out.flush()) return discard(Transient("cannot write " + tmp.string()));
   }
   std::filesystem::rename(tmp, dir / name, ec);
-  if (ec) return Transient("cannot store " + name + ": " + ec.message());
+  if (ec) return discard(Transient("cannot store " + name + ": " + ec.message()));
   return public_base_url_ + "/media/" + request_id + "/" + name;
 }
 

@@ -225,9 +225,29 @@ class Snapshot {
   bool ok_ = false;
 };
 
+// SQLite's busy handler, waiting through the store's clock: a connection that finds the file
+// locked (by another connection or process) waits and tries again, in SQLite's own steps, for
+// up to 5 s in all. Through the Clock, a test sees a store waiting for a lock.
+struct BusyWait {
+  Clock* clock;
+  Clock::TimePoint started;
+};
+
+int OnBusy(void* data, int count) {
+  auto* wait = static_cast<BusyWait*>(data);
+  if (count == 0) wait->started = wait->clock->Now();
+  if (wait->clock->Now() - wait->started >= std::chrono::seconds(5)) return 0;
+  static constexpr int kStepsMs[] = {1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100};
+  const int step = count < static_cast<int>(std::size(kStepsMs)) ? kStepsMs[count] : 100;
+  wait->clock->SleepFor(std::chrono::milliseconds(step));
+  return 1;
+}
+
 // A connection, its statements and the mutex that serialises its use.
 struct Connection {
-  explicit Connection(sqlite3* db) : db(db), statements(db) {}
+  Connection(sqlite3* db, Clock& clock) : db(db), statements(db), busy{&clock, {}} {
+    sqlite3_busy_handler(db, OnBusy, &busy);
+  }
   ~Connection() {
     statements.Clear();
     sqlite3_close_v2(db);
@@ -239,6 +259,7 @@ struct Connection {
   Mutex mu;
   sqlite3* const db;
   StatementCache statements GUARDED_BY(mu);
+  BusyWait busy;  // used by SQLite within a statement, under mu
 };
 
 // The API's reads (status, the request list, the queue depth) through a connection of their own:
@@ -347,7 +368,7 @@ class Reads {
 
 class SqliteStore final : public Store {
  public:
-  SqliteStore(sqlite3* db, Clock& clock) : writer_(db), clock_(clock) {}
+  SqliteStore(sqlite3* db, Clock& clock) : writer_(db, clock), clock_(clock) {}
   ~SqliteStore() override {
     reads_.reset();
     reader_.reset();
@@ -367,8 +388,7 @@ class SqliteStore final : public Store {
       sqlite3_close_v2(db);
       return Internal("cannot open database '" + path + "' for reading: " + msg);
     }
-    sqlite3_busy_timeout(db, 5000);
-    reader_ = std::make_unique<Connection>(db);
+    reader_ = std::make_unique<Connection>(db, clock_);
     reads_ = std::make_unique<Reads>(*reader_);
     return Status::Ok();
   }
@@ -820,7 +840,6 @@ Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path, Clock& c
     sqlite3_close_v2(db);
     return Internal("cannot open database '" + path + "': " + msg);
   }
-  sqlite3_busy_timeout(db, 5000);
   auto store = std::make_unique<SqliteStore>(db, clock);
   // WAL keeps readers and the writer apart; NORMAL sync is durable against a killed process.
   for (const char* pragma :

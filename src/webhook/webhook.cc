@@ -125,9 +125,11 @@ SenderOptions Sanitised(SenderOptions options, const std::atomic<bool>* cancel) 
 }  // namespace
 
 Sender::Sender(store::WebhookDeliveries& deliveries, store::RequestReader& reader,
-               SenderOptions options)
+               SenderOptions options, Clock& clock, net::HttpClient& http)
     : deliveries_(deliveries),
       reader_(reader),
+      clock_(clock),
+      http_(http),
       options_(Sanitised(std::move(options), &cancel_)),
       max_waiting_(static_cast<size_t>(options_.concurrency)),
       lease_(Lease(options_)) {}
@@ -149,12 +151,12 @@ void Sender::Start() {
 
 void Sender::Stop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
   }
   cancel_ = true;
-  claim_cv_.notify_all();
-  deliver_cv_.notify_all();
+  claim_cv_.SignalAll();
+  deliver_cv_.SignalAll();
   if (claimer_.joinable()) claimer_.join();
   for (std::thread& thread : deliverers_) {
     if (thread.joinable()) thread.join();
@@ -164,10 +166,10 @@ void Sender::Stop() {
 
 void Sender::Notify() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     woken_ = true;
   }
-  claim_cv_.notify_all();
+  claim_cv_.SignalAll();
 }
 
 // Claimed jobs wait in memory, oldest first, until a thread is free and their receiver has fewer
@@ -197,18 +199,18 @@ void Sender::ClaimLoop() {
   while (true) {
     size_t room = 0;
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      claim_cv_.wait(lock, [this] { return stop_ || waiting_.size() < max_waiting_; });
+      MutexLock lock(&mu_);
+      while (!stop_ && waiting_.size() >= max_waiting_) claim_cv_.Wait(&mu_);
       if (stop_) return;
       room = max_waiting_ - waiting_.size();
     }
     // Before the claim, so start_by is no later than the store's lease allows.
-    const auto claimed_at = std::chrono::steady_clock::now();
+    const auto claimed_at = clock_.Now();
     auto jobs = deliveries_.ClaimWebhooks(static_cast<int>(room), lease_.count());
     if (!jobs.ok()) spdlog::warn("webhook: {}", jobs.status().message());
     if (jobs.ok() && !jobs->empty()) {
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        MutexLock lock(&mu_);
         for (auto& job : *jobs) {
           std::string origin = ReceiverOrigin(job.url);
           Held& held = held_[origin];
@@ -222,11 +224,14 @@ void Sender::ClaimLoop() {
               {std::move(job), std::move(origin), claimed_at + lease_ - DeliveryTime(options_)});
         }
       }
-      deliver_cv_.notify_all();
+      deliver_cv_.SignalAll();
       continue;
     }
-    std::unique_lock<std::mutex> lock(mu_);
-    claim_cv_.wait_for(lock, std::chrono::milliseconds(500), [this] { return stop_ || woken_; });
+    // Nothing due: look again in half a second (a retry's time may come), or when woken.
+    MutexLock lock(&mu_);
+    const auto until = clock_.Now() + std::chrono::milliseconds(500);
+    while (!stop_ && !woken_ && clock_.Now() < until)
+      (void)clock_.WaitUntil(&claim_cv_, &mu_, until);
     woken_ = false;
   }
 }
@@ -239,14 +244,14 @@ void Sender::Release(const std::string& origin, bool in_flight) {
 }
 
 std::deque<Sender::Waiting>::iterator Sender::NextRunnable() {
-  const auto now = std::chrono::steady_clock::now();
+  const auto now = clock_.Now();
   for (auto it = waiting_.begin(); it != waiting_.end();) {
     if (now > it->start_by) {
       spdlog::warn("webhook {}: waited too long for a delivery slot; left to its lease",
                    it->job.request_id);
       Release(it->origin, /*in_flight=*/false);
       it = waiting_.erase(it);
-      claim_cv_.notify_one();  // room to claim another
+      claim_cv_.Signal();  // room to claim another
       continue;
     }
     const auto held = held_.find(it->origin);
@@ -260,9 +265,9 @@ void Sender::DeliveryLoop() {
   while (true) {
     Waiting next;
     {
-      std::unique_lock<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       auto it = waiting_.end();
-      deliver_cv_.wait(lock, [&] { return stop_ || (it = NextRunnable()) != waiting_.end(); });
+      while (!stop_ && (it = NextRunnable()) == waiting_.end()) deliver_cv_.Wait(&mu_);
       if (stop_) return;
       next = std::move(*it);
       waiting_.erase(it);
@@ -270,13 +275,13 @@ void Sender::DeliveryLoop() {
       --held.waiting;
       ++held.in_flight;
     }
-    claim_cv_.notify_one();  // room to claim another
+    claim_cv_.Signal();  // room to claim another
     Deliver(next.job);
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       Release(next.origin, /*in_flight=*/true);
     }
-    deliver_cv_.notify_all();  // the receiver has room again
+    deliver_cv_.SignalAll();  // the receiver has room again
   }
 }
 
@@ -315,11 +320,11 @@ void Sender::Deliver(const store::WebhookJob& job) {
   std::vector<std::string> headers;
   if (!options_.secret.empty()) {
     const std::string id = "msg_" + job.request_id;  // stable, so receivers can de-duplicate
-    const int64_t ts = RealClock().WallMillis() / 1000;
+    const int64_t ts = clock_.WallMillis() / 1000;
     headers = {"webhook-id: " + id, "webhook-timestamp: " + std::to_string(ts),
                "webhook-signature: " + Sign(options_.secret, id, ts, body)};
   }
-  auto response = net::Post(job.url, "application/json", body, headers, options_.fetch);
+  auto response = http_.Post(job.url, "application/json", body, headers, options_.fetch);
   if (!response.ok() && cancel_) {
     // Stop() cut it short: not the receiver's failure. Left to its lease, like the jobs that
     // were still waiting.
@@ -337,7 +342,7 @@ void Sender::Deliver(const store::WebhookJob& job) {
   }
   thread_local std::mt19937_64 rng{std::random_device{}()};
   const request::DeliveryDecision decision =
-      request::DecideDelivery(attempt, options_.schedule, RealClock().WallMillis(),
+      request::DecideDelivery(attempt, options_.schedule, clock_.WallMillis(),
                               std::uniform_real_distribution<double>(0, 1)(rng));
   if (decision.delivered) {
     spdlog::info("webhook {}: delivered (HTTP {})", job.request_id, *attempt.http_status);

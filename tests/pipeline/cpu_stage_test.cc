@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <set>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "eventually.h"
+#include "fake_clock.h"
 
 namespace imgproc::pipeline {
 namespace {
@@ -32,7 +34,7 @@ TEST(CpuStageTest, RunsEveryJobOnItsOwnThreadsOnly) {
             stage_threads.insert(std::this_thread::get_id());
             peak = std::max(peak, ++running);
           }
-          std::this_thread::sleep_for(std::chrono::milliseconds(2));
+          std::this_thread::yield();  // a chance for the other stage thread to overlap
           {
             std::lock_guard<std::mutex> lock(mu);
             --running;
@@ -64,7 +66,7 @@ TEST(PixelBudgetTest, WaitsWhileSpentAndAdaptsItsEstimate) {
     budget.Release(budget.Reserve());
     third_reserved = true;
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_TRUE(imgproc::testing::Eventually([&] { return budget.waiters() == 1; }));
   EXPECT_FALSE(third_reserved);  // the budget is spent
   budget.Release(second);
   EXPECT_TRUE(imgproc::testing::Eventually(third_reserved));
@@ -82,17 +84,17 @@ TEST(PixelBudgetTest, AdmitsWaitingReservationsInTheirOrder) {
   std::thread second([&] {
     const uint64_t pixels = budget.Reserve();
     second_place = ++admitted;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
     budget.Release(pixels);
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // second waits first
+  // The second waits first.
+  ASSERT_TRUE(imgproc::testing::Eventually([&] { return budget.waiters() == 1; }));
   std::atomic<bool> third_done{false};
   std::thread third([&] {
     budget.Release(budget.Reserve());
     third_place = ++admitted;
     third_done = true;
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_TRUE(imgproc::testing::Eventually([&] { return budget.waiters() == 2; }));
   EXPECT_EQ(admitted, 0);
   budget.Release(first);  // room for one of them
   EXPECT_TRUE(imgproc::testing::Eventually(third_done));
@@ -112,7 +114,7 @@ TEST(PixelBudgetTest, LetsAnImageLargerThanTheBudgetThroughAlone) {
     budget.Release(budget.Reserve());
     next_reserved = true;
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_TRUE(imgproc::testing::Eventually([&] { return budget.waiters() == 1; }));
   EXPECT_FALSE(next_reserved);
   budget.Release(huge);
   EXPECT_TRUE(imgproc::testing::Eventually(next_reserved));
@@ -146,11 +148,11 @@ TEST(PixelBudgetTest, DownloadsWaitingToResizeComeBeforeNewOnes) {
   std::atomic<int> resized_place{0};
   std::atomic<int> new_place{0};
   std::thread resizer([&] {
-    EXPECT_TRUE(budget.Resize(growing, 6'000'000, PixelBudget::Clock::time_point::max()));
+    EXPECT_TRUE(budget.Resize(growing, 6'000'000, Clock::TimePoint::max()));
     resized_place = ++order;
     budget.Release(growing);
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_TRUE(imgproc::testing::Eventually([&] { return budget.waiters() == 1; }));
   EXPECT_EQ(budget.in_flight(), 5'000'000u);  // it gave its 3 MP up while it waits
   std::thread newcomer([&] {
     // Its estimate (4.1 MP) would fit beside the 5 MP, but it waits its turn; and then for the
@@ -158,7 +160,7 @@ TEST(PixelBudgetTest, DownloadsWaitingToResizeComeBeforeNewOnes) {
     budget.Release(budget.Reserve());
     new_place = ++order;
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_TRUE(imgproc::testing::Eventually([&] { return budget.waiters() == 2; }));
   EXPECT_EQ(order, 0);
   budget.Release(held);
   resizer.join();
@@ -169,24 +171,29 @@ TEST(PixelBudgetTest, DownloadsWaitingToResizeComeBeforeNewOnes) {
 }
 
 TEST(PixelBudgetTest, GivesUpResizingAtTheDeadlineAndLetsOthersOn) {
-  PixelBudget budget(10'000'000);
+  imgproc::testing::FakeClock clock;
+  PixelBudget budget(10'000'000, clock);
   uint64_t held = budget.Reserve();
   uint64_t growing = budget.Reserve();
   ASSERT_TRUE(budget.TryResize(held, 5'000'000));
-  const auto start = PixelBudget::Clock::now();
+  std::atomic<bool> gave_up{false};
   std::thread resizer([&] {
-    EXPECT_FALSE(budget.Resize(growing, 6'000'000, start + std::chrono::milliseconds(200)));
+    EXPECT_FALSE(budget.Resize(growing, 6'000'000, clock.Now() + std::chrono::milliseconds(200)));
+    gave_up = true;
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_TRUE(clock.AwaitWaiters(1));  // waiting for room, until its deadline
   std::atomic<bool> newcomer_in{false};
   std::thread newcomer([&] {
     budget.Release(budget.Reserve());  // 3.5 MP: fits beside the 5 once no one waits to resize
     newcomer_in = true;
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_TRUE(imgproc::testing::Eventually([&] { return budget.waiters() == 2; }));
+  clock.Advance(std::chrono::milliseconds(199));
+  EXPECT_TRUE(clock.AwaitWaiters(1));  // still waiting: its deadline has not come
+  EXPECT_FALSE(gave_up);
   EXPECT_FALSE(newcomer_in);
+  clock.Advance(std::chrono::milliseconds(1));
   resizer.join();
-  EXPECT_GE(PixelBudget::Clock::now() - start, std::chrono::milliseconds(200));
   EXPECT_EQ(growing, 0u);
   EXPECT_TRUE(imgproc::testing::Eventually(newcomer_in));  // without `held` released
   newcomer.join();

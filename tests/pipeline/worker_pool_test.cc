@@ -8,16 +8,224 @@
 #include <filesystem>
 #include <thread>
 
+#include "eventually.h"
+#include "fake_clock.h"
+#include "fake_http_client.h"
 #include "forwarding_store.h"
 #include "queue/embedded_queue.h"
 #include "storage/local_storage.h"
-#include "test_hosts.h"
 #include "test_images.h"
 
 namespace imgproc::pipeline {
 namespace {
 
 using namespace std::chrono_literals;
+using testing::FakeClock;
+using testing::FakeHttpClient;
+
+constexpr char kA[] = "http://img.test/a.jpg";
+constexpr char kB[] = "http://img.test/b.jpg";
+
+TEST(RetryDelay, DoublesPerAttemptWithUpToHalfOfItAsJitter) {
+  EXPECT_EQ(RetryDelay(1, 1000ms, 0, 0ms), 1000ms);
+  EXPECT_EQ(RetryDelay(1, 1000ms, 1, 0ms), 1500ms);
+  EXPECT_EQ(RetryDelay(3, 1000ms, 0, 0ms), 4000ms);
+  EXPECT_EQ(RetryDelay(3, 1000ms, 0.5, 0ms), 5000ms);
+  EXPECT_EQ(RetryDelay(2, 1000ms, 0, 30s), 30s);    // the remote side's Retry-After wins
+  EXPECT_EQ(RetryDelay(40, 1ms, 0, 0ms), 65536ms);  // the doubling stops at 2^16
+  EXPECT_EQ(RetryDelay(1, -5ms, 1, 0ms), 0ms);      // a negative base is no base
+}
+
+// A pool on fakes: the store (real SQLite) and the queue read the fake clock, downloads are
+// answered by the fake HTTP client, outputs go to a folder.
+class WorkerPoolTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("imgproc-pool-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    auto opened = store::OpenStore("sqlite://" + (dir_ / "imgproc.db").string(), clock_);
+    ASSERT_TRUE(opened.ok()) << opened.status().message();
+    store_ = std::move(*opened);
+    options_.workers = 1;
+    options_.cpu_threads = 1;
+    options_.max_attempts = 3;
+    options_.retry_base = 1000ms;
+    options_.lease = 30s;
+  }
+  void TearDown() override {
+    pool_.reset();
+    queue_.reset();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+    std::filesystem::remove_all(media_);
+  }
+
+  void Start(store::ImageLeases& leases) {
+    queue_ = std::make_unique<queue::EmbeddedQueue>(leases, options_.lease, 1h, clock_);
+    pool_ =
+        std::make_unique<WorkerPool>(leases, *queue_, storage_, options_, nullptr, clock_, http_);
+    pool_->Start();
+  }
+  void Start() { Start(*store_); }
+
+  void Create(std::vector<std::string> urls) {
+    ASSERT_TRUE(store_
+                    ->CreateRequest(
+                        {"r1", std::nullopt, std::nullopt, "", 0, {{1, "Shoe", std::move(urls)}}})
+                    .ok());
+  }
+  request::RequestView View() {
+    auto view = store_->GetRequest("r1");
+    EXPECT_TRUE(view.ok()) << view.status().message();
+    return view.ok() ? *view : request::RequestView{};
+  }
+  // True once the request has completed (in real time: the pool's threads get there by
+  // themselves once the fake clock has moved far enough).
+  bool AwaitCompleted() {
+    return testing::Eventually([&] { return View().status == request::RequestStatus::kCompleted; },
+                               10s);
+  }
+  // The pool is idle until the fake clock moves: its worker waits for due work and its
+  // heartbeat for its next beat.
+  bool AwaitIdle() { return clock_.AwaitWaiters(2); }
+
+  std::filesystem::path dir_;
+  FakeClock clock_;
+  FakeHttpClient http_;
+  PipelineOptions options_;
+  std::unique_ptr<store::Store> store_;
+  const std::filesystem::path media_ =
+      std::filesystem::temp_directory_path() / ("imgproc-pool-media-" + std::to_string(::getpid()));
+  storage::LocalStorage storage_{media_, "http://127.0.0.1:1"};
+  std::unique_ptr<queue::EmbeddedQueue> queue_;
+  std::unique_ptr<WorkerPool> pool_;
+};
+
+const std::string& Jpeg() {
+  static const std::string jpeg = testing::MakeImage(testing::TestImage::kJpegRgb, 64, 48);
+  return jpeg;
+}
+
+// A transient failure (503) is tried again after the backoff, doubling per attempt, and the
+// image is done once the host answers.
+TEST_F(WorkerPoolTest, RetriesATransientFailureAfterItsBackoff) {
+  int answers = 0;
+  http_.On(kA,
+           [&](const FakeHttpClient::Call&, const net::FetchOptions&) -> Result<net::HttpResponse> {
+             return ++answers <= 2 ? testing::Response(503) : testing::Response(200, Jpeg());
+           });
+  Create({kA});
+  Start();
+  ASSERT_TRUE(http_.AwaitCalls(kA, 1));
+  ASSERT_TRUE(AwaitIdle());
+  // The first retry is due 1 to 1.5 s later.
+  clock_.Advance(999ms);
+  ASSERT_TRUE(AwaitIdle());
+  EXPECT_EQ(http_.count(kA), 1u);
+  clock_.Advance(502ms);  // (the queue wakes a millisecond after an image is due)
+  ASSERT_TRUE(http_.AwaitCalls(kA, 2));
+  ASSERT_TRUE(AwaitIdle());
+  // The second 2 to 3 s after the second failure.
+  clock_.Advance(1999ms);
+  ASSERT_TRUE(AwaitIdle());
+  EXPECT_EQ(http_.count(kA), 2u);
+  clock_.Advance(1002ms);
+  ASSERT_TRUE(AwaitCompleted());
+  const request::RequestView view = View();
+  EXPECT_EQ(view.images_done, 1);
+  ASSERT_TRUE(view.products[0].output_urls);
+  EXPECT_EQ(*view.products[0].output_urls, "http://127.0.0.1:1/media/r1/1_0.jpg");
+  EXPECT_EQ(http_.count(kA), 3u);
+}
+
+// After MAX_ATTEMPTS transient failures the image fails for good, with the last error.
+TEST_F(WorkerPoolTest, GivesUpAfterTheLastAttempt) {
+  http_.Respond(kA, 503);
+  options_.max_attempts = 2;
+  Create({kA});
+  Start();
+  ASSERT_TRUE(http_.AwaitCalls(kA, 1));
+  ASSERT_TRUE(AwaitIdle());
+  clock_.Advance(1502ms);
+  ASSERT_TRUE(AwaitCompleted());
+  const request::RequestView view = View();
+  EXPECT_EQ(view.images_failed, 1);
+  ASSERT_EQ(view.products[0].image_errors.size(), 1u);
+  EXPECT_EQ(view.products[0].image_errors[0].error, "download failed: HTTP 503");
+  EXPECT_EQ(view.products[0].image_errors[0].attempts, 2);
+  EXPECT_EQ(http_.count(kA), 2u);
+}
+
+// A permanent failure (404, an image that does not decode) is not tried again.
+TEST_F(WorkerPoolTest, APermanentFailureIsNotRetried) {
+  http_.Respond(kA, 404);
+  http_.Respond(kB, 200, "not an image at all");
+  Create({kA, kB});
+  Start();
+  ASSERT_TRUE(AwaitCompleted());
+  const request::RequestView view = View();
+  EXPECT_EQ(view.images_failed, 2);
+  EXPECT_EQ(http_.count(kA), 1u);
+  EXPECT_EQ(http_.count(kB), 1u);
+  EXPECT_EQ(*view.products[0].output_urls, ",");
+}
+
+// A 429 with Retry-After is tried again no sooner than the host asked.
+TEST_F(WorkerPoolTest, HonoursRetryAfter) {
+  int answers = 0;
+  http_.On(kA,
+           [&](const FakeHttpClient::Call&, const net::FetchOptions&) -> Result<net::HttpResponse> {
+             return ++answers == 1 ? testing::Response(429, "", {{"retry-after", "30"}})
+                                   : testing::Response(200, Jpeg());
+           });
+  Create({kA});
+  Start();
+  ASSERT_TRUE(http_.AwaitCalls(kA, 1));
+  ASSERT_TRUE(AwaitIdle());
+  clock_.Advance(29'999ms);  // the backoff alone would have been 1 to 1.5 s
+  ASSERT_TRUE(AwaitIdle());
+  EXPECT_EQ(http_.count(kA), 1u);
+  clock_.Advance(2ms);
+  ASSERT_TRUE(AwaitCompleted());
+  EXPECT_EQ(View().images_done, 1);
+}
+
+// SIGTERM: images in flight get the grace period; a download still running then is cancelled and
+// its image handed back to the queue, due at once, not failed.
+TEST_F(WorkerPoolTest, ShutdownCancelsWhatOutlastsTheGraceAndHandsItBack) {
+  std::atomic<bool> cancelled{false};
+  http_.On(kA,
+           [&](const FakeHttpClient::Call&,
+               const net::FetchOptions& options) -> Result<net::HttpResponse> {
+             // A download that never ends, until it is cancelled (the real client checks every
+             // second).
+             while (!options.cancel->load()) std::this_thread::sleep_for(1ms);
+             cancelled = true;
+             return Transient("cancelled");
+           });
+  Create({kA});
+  Start();
+  ASSERT_TRUE(http_.AwaitCalls(kA, 1));
+  std::thread stop([&] { pool_->Stop(10s); });
+  ASSERT_TRUE(clock_.AwaitWaiters(2));  // Stop, waiting out the grace; and the heartbeat
+  clock_.Advance(9'999ms);
+  ASSERT_TRUE(clock_.AwaitWaiters(2));
+  EXPECT_FALSE(cancelled);
+  clock_.Advance(1ms);
+  stop.join();
+  EXPECT_TRUE(cancelled);
+  const request::RequestView view = View();
+  EXPECT_EQ(view.status, request::RequestStatus::kProcessing);
+  ASSERT_EQ(view.products[0].image_retries.size(), 1u);
+  EXPECT_EQ(view.products[0].image_retries[0].error, "interrupted by shutdown");
+  EXPECT_TRUE(view.products[0].image_errors.empty());
+  // Due at once: the next run takes it.
+  auto again = store_->ClaimImages("next-run", 1, 1000);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->size(), 1u);
+}
 
 // Commits the first claim that takes an image but answers it with a transient error, as when the
 // database restarts between the commit and its reply: the claim's image is leased to a worker
@@ -41,78 +249,45 @@ class LosesFirstClaimStore final : public testing::ForwardingStore {
   std::atomic<bool> lost_one_{false};
 };
 
-class WorkerPoolTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("imgproc-pool-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    auto opened = store::OpenStore("sqlite://" + (dir_ / "imgproc.db").string());
-    ASSERT_TRUE(opened.ok()) << opened.status().message();
-    store_ = std::move(*opened);
-    host_.Add("a.jpg", testing::MakeImage(testing::TestImage::kJpegRgb, 64, 48));
-    host_.Add("b.jpg", testing::MakeImage(testing::TestImage::kJpegRgb, 48, 64));
-    host_.Start();
-  }
-  void TearDown() override {
-    store_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-
-  std::filesystem::path dir_;
-  std::unique_ptr<store::Store> store_;
-  testing::ImageHost host_;
-};
-
-// The pool extends only the leases of the images its workers hold, so an image whose claim was
-// lost expires and is taken again instead of staying "processing" for ever.
-TEST_F(WorkerPoolTest, ImageOfALostClaimIsTakenAgainWhenItsLeaseExpires) {
+// The heartbeat extends the leases of the images the pool holds, so a slow one is not taken over
+// while its worker lives; and only those: an image whose claim was lost expires and is taken
+// again, instead of staying leased for ever.
+TEST_F(WorkerPoolTest, LeasesOfHeldImagesAreExtendedAndALostClaimExpires) {
   LosesFirstClaimStore store(*store_);
-  constexpr auto kLease = 300ms;
-  queue::EmbeddedQueue queue(store, kLease, 50ms);
-  storage::LocalStorage storage(dir_ / "media", "http://127.0.0.1:1/media");
-  PipelineOptions options;
-  options.workers = 1;
-  options.cpu_threads = 1;
-  options.lease = kLease;
-  options.fetch.allow_private = true;
-  WorkerPool pool(store, queue, storage, options, {});
-
-  ASSERT_TRUE(
-      store
-          .CreateRequest({"r1",
-                          std::nullopt,
-                          std::nullopt,
-                          "",
-                          0,
-                          {{1, "Shoe", {host_.Url("/img/a.jpg"), host_.Url("/img/b.jpg")}}}})
-          .ok());
-  pool.Start();
-  queue.Notify();
-
-  // The heartbeat runs every lease / 3, so the old "extend every lease of this process" kept the
-  // lost image leased for as long as the pool ran.
-  const auto deadline = std::chrono::steady_clock::now() + 10s;
-  request::RequestStatus status = request::RequestStatus::kPending;
-  while (std::chrono::steady_clock::now() < deadline) {
-    auto view = store.GetRequest("r1");
-    ASSERT_TRUE(view.ok()) << view.status().message();
-    status = view->status;
-    if (status == request::RequestStatus::kCompleted) break;
-    std::this_thread::sleep_for(20ms);
+  options_.lease = 3s;
+  struct StopFirst {  // the pool stops before `store` goes, however the test ends
+    std::unique_ptr<WorkerPool>& pool;
+    ~StopFirst() { pool.reset(); }
+  } stop_first{pool_};
+  std::atomic<bool> release{false};
+  struct Released {  // whatever happens, so that the pool can stop
+    std::atomic<bool>& flag;
+    ~Released() { flag = true; }
+  } released{release};
+  http_.On(kB,
+           [&](const FakeHttpClient::Call&, const net::FetchOptions&) -> Result<net::HttpResponse> {
+             while (!release) std::this_thread::sleep_for(1ms);  // slow: longer than its lease
+             return testing::Response(200, Jpeg());
+           });
+  http_.Respond(kA, 200, Jpeg());
+  Create({kA, kB});  // the first claim (a) is lost; b is then taken and held
+  Start(store);
+  ASSERT_TRUE(AwaitIdle());  // the worker backs off after the lost claim
+  clock_.Advance(100ms);
+  ASSERT_TRUE(http_.AwaitCalls(kB, 1));
+  for (int beat = 0; beat < 4; ++beat) {  // 4 s: past both leases
+    ASSERT_TRUE(clock_.AwaitWaiters(1));  // the heartbeat (the worker is downloading b)
+    clock_.Advance(1000ms);
   }
-  pool.Stop(1s);
-
+  // b's lease was extended by every beat: nobody else may take it. a's ran out.
+  ASSERT_TRUE(testing::Eventually([&] { return http_.count(kA) == 0; }));
+  auto other = store_->ClaimImages("another-process", 5, 1000);
+  ASSERT_TRUE(other.ok());
+  ASSERT_EQ(other->size(), 1u);
+  EXPECT_EQ((*other)[0].url, kA);
   EXPECT_TRUE(store.lost_one());
-  ASSERT_STREQ(request::ToString(status), "completed");
-  auto view = store.GetRequest("r1");
-  ASSERT_TRUE(view.ok());
-  ASSERT_EQ(view->products.size(), 1u);
-  EXPECT_EQ(view->images_done, 2);
-  EXPECT_TRUE(view->products[0].image_errors.empty());
-  ASSERT_TRUE(view->products[0].output_urls.has_value());
-  EXPECT_EQ(request::SplitEntries(*view->products[0].output_urls).size(), 2u);
+  release = true;
+  pool_.reset();  // before `store`, which it uses
 }
 
 }  // namespace

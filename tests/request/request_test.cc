@@ -25,7 +25,8 @@ TEST(Ids, AreUniqueCanonicalVersion4Uuids) {
 }
 
 TEST(Entries, ImagesAreThoseNamingHttpInAnyCase) {
-  for (const char* image : {"http://a/b.jpg", "HTTP://A/B.JPG", "https://x", "Https://x", "xhttpy"}) {
+  for (const char* image :
+       {"http://a/b.jpg", "HTTP://A/B.JPG", "https://x", "Https://x", "xhttpy"}) {
     EXPECT_TRUE(IsImageEntry(image)) << image;
   }
   for (const char* other : {"", "x.jpg", "ftp://a/b.jpg", "htp://a", "HTT", "h ttp"}) {
@@ -34,8 +35,8 @@ TEST(Entries, ImagesAreThoseNamingHttpInAnyCase) {
 }
 
 TEST(Entries, SplitAndJoinAreInverses) {
-  for (const std::string& joined : {std::string(), std::string("a"), std::string("a,,c"),
-                                    std::string(",")}) {
+  for (const std::string& joined :
+       {std::string(), std::string("a"), std::string("a,,c"), std::string(",")}) {
     EXPECT_EQ(JoinEntries(SplitEntries(joined)), joined);
   }
   EXPECT_EQ(SplitEntries("a,,c"), (std::vector<std::string>{"a", "", "c"}));

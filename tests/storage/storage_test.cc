@@ -38,6 +38,21 @@ TEST_F(LocalStorageTest, PutWritesTheFileAndReturnsItsPublicUrl) {
   EXPECT_EQ(std::distance(fs::directory_iterator(dir_ / "media" / "req-1"), {}), 1);
 }
 
+// A Put that cannot store its file (here: a folder stands where the file would go, so the rename
+// fails) is a transient error and leaves no temporary file behind.
+TEST_F(LocalStorageTest, AFailedPutLeavesNoTemporaryFile) {
+  LocalStorage storage(dir_ / "media", "http://127.0.0.1:8000");
+  fs::create_directories(dir_ / "media" / "req-1" / "3_0.jpg" / "in-the-way");
+  auto url = storage.Put("req-1", "3_0.jpg", "JPEGDATA");
+  ASSERT_FALSE(url.ok());
+  EXPECT_TRUE(url.status().transient()) << url.status().message();
+  std::vector<std::string> left;
+  for (const auto& entry : fs::directory_iterator(dir_ / "media" / "req-1")) {
+    left.push_back(entry.path().filename().string());
+  }
+  EXPECT_EQ(left, std::vector<std::string>{"3_0.jpg"}) << "a temporary file stayed";
+}
+
 TEST_F(LocalStorageTest, ResolveMediaPathStaysInsideTheFolder) {
   LocalStorage storage(dir_ / "media", "http://x");
   ASSERT_TRUE(storage.Put("req-1", "1_0.jpg", "x").ok());

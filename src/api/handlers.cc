@@ -197,7 +197,7 @@ Result<std::optional<std::string>> Api::Caller(const Request& request) const {
     return InvalidArgument("Unauthorized: send Authorization: Bearer <API key>");
   }
   std::string digest = KeyDigest(std::string(value.substr(key_start)));
-  if (options_.api_key_digests.count(digest) == 0) {
+  if (!options_.api_key_digests.contains(digest)) {
     return InvalidArgument("Unauthorized: unknown API key");
   }
   return std::optional<std::string>(std::move(digest));
@@ -209,7 +209,7 @@ void Api::CountTransportRejection(const std::string& path, int status) {
   }
 }
 
-void Api::Rejected(metrics::RejectReason reason) {
+void Api::Rejected(metrics::RejectReason reason) const {
   if (options_.metrics != nullptr) options_.metrics->UploadRejected(reason);
 }
 
@@ -320,9 +320,19 @@ std::shared_ptr<const Api::BuiltStatus> Api::BuildStatusOnce(const std::string& 
       it->second = promise.get_future().share();
     } else {
       under_way = it->second;
+      ++sharing_builds_;
     }
   }
-  if (under_way.valid()) return under_way.get();
+  if (under_way.valid()) {
+    struct Leave {
+      Api* api;
+      ~Leave() {
+        MutexLock lock(&api->building_mu_);
+        --api->sharing_builds_;
+      }
+    } leave{this};
+    return under_way.get();
+  }
   // Out of the map before the result is handed out: a caller arriving after the build starts a
   // new one, so a poll's status is never older than the build under way when it arrived.
   auto done = [&] {
@@ -440,7 +450,7 @@ Response Api::Ready() {
   return JsonResponse(200, {{"status", "ready"}});
 }
 
-Response Api::Metrics() {
+Response Api::Metrics() const {
   Response r;
   r.content_type = metrics::kContentType;
   if (options_.metrics != nullptr) r.body = options_.metrics->Render();

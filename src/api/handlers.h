@@ -72,6 +72,12 @@ class Api {
 
   Response Handle(const Request& request);
 
+  // Callers of a status that wait on a build another caller has under way (see BuildStatusOnce).
+  int sharing_builds() EXCLUDES(building_mu_) {
+    MutexLock lock(&building_mu_);
+    return sharing_builds_;
+  }
+
   // Once a request's head is in, before its body is read: the response to send without reading
   // the body (an unknown route, a wrong method, a missing or unknown API key), or nullopt to read
   // it and call Handle(). Anyone can send a body; only a caller the API accepts gets it read.
@@ -116,8 +122,8 @@ class Api {
   Response ListRequests(const Request& request, const std::optional<std::string>& caller);
   Response Health();
   Response Ready();
-  Response Metrics();
-  void Rejected(metrics::RejectReason reason);
+  Response Metrics() const;
+  void Rejected(metrics::RejectReason reason) const;
 
   store::RequestWriter& writer_;
   store::RequestReader& reader_;
@@ -128,6 +134,7 @@ class Api {
   // The status builds under way, by request id.
   std::unordered_map<std::string, std::shared_future<std::shared_ptr<const BuiltStatus>>> building_
       GUARDED_BY(building_mu_);
+  int sharing_builds_ GUARDED_BY(building_mu_) = 0;  // callers waiting on another's build
 };
 
 // A JSON error response: {"error": message}.

@@ -99,7 +99,7 @@ struct BoundedBody {
       return taken;
     }
 
-    void finish(beast::error_code& ec) {
+    void finish(beast::error_code& ec) const {
       ec = {};
       if (inflating_ && !stream_end_) ec = kCorruptEncoding;  // a truncated stream
     }

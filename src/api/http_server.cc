@@ -14,6 +14,7 @@
 #include <cstring>
 #include <deque>
 #include <functional>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -23,6 +24,9 @@ namespace imgproc::api {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// errno's text; std::strerror may share its buffer between threads.
+std::string ErrnoText(int error) { return std::generic_category().message(error); }
 
 // The client's address as text; an IPv4 client on an IPv6 socket as its IPv4 address.
 std::string PeerText(const sockaddr_storage& addr) {
@@ -135,14 +139,14 @@ Status HttpServer::Bind() {
     if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, SOMAXCONN) == 0) {
       listen_fd_ = fd;
     } else {
-      error = std::strerror(errno);
+      error = ErrnoText(errno);
       close(fd);
     }
   }
   freeaddrinfo(found);
   if (listen_fd_ < 0) return Internal("cannot listen on " + where + ": " + error);
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (wake_fd_ < 0) return Internal(std::string("eventfd: ") + std::strerror(errno));
+  if (wake_fd_ < 0) return Internal("eventfd: " + ErrnoText(errno));
   return Status::Ok();
 }
 
@@ -186,7 +190,7 @@ void HttpServer::Accept() {
     }
     if (poll(fds.data(), fds.size(), timeout) < 0) {
       if (errno == EINTR) continue;
-      spdlog::error("http: poll: {}", std::strerror(errno));
+      spdlog::error("http: poll: {}", ErrnoText(errno));
       break;
     }
     if (fds[1].revents != 0) break;
@@ -212,7 +216,7 @@ void HttpServer::Accept() {
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
         // Out of descriptors or memory: the connection waits in the queue; try again shortly
         // instead of spinning on it.
-        spdlog::warn("http: accept: {}", std::strerror(errno));
+        spdlog::warn("http: accept: {}", ErrnoText(errno));
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
       }
       continue;

@@ -1,8 +1,9 @@
 // imgproc: compresses the product images listed in CSV files (see README.md).
-#include <signal.h>
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <csignal>
+#include <cstdio>
 #include <thread>
 
 #include "app/process_command.h"
@@ -51,9 +52,7 @@ int Serve(const imgproc::config::Config& config, imgproc::app::Role role) {
   return status.ok() ? 0 : 1;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int Main(int argc, char** argv) {
   CLI::App app(
       "imgproc: compress the product images listed in a CSV to JPEG quality 50 and "
       "report the results through a status API, an output CSV and a webhook.",
@@ -118,4 +117,18 @@ int main(int argc, char** argv) {
   if (process->parsed()) return imgproc::app::RunProcess(config, process_options);
   if (worker->parsed()) return Serve(config, imgproc::app::Role::kWorkers);
   return Serve(config, no_worker ? imgproc::app::Role::kApi : imgproc::app::Role::kApiAndWorkers);
+}
+
+}  // namespace
+
+// What escapes Main (an allocation failure, a library's exception) is reported, not a terminate.
+int main(int argc, char** argv) {
+  try {
+    return Main(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "imgproc: %s\n", e.what());
+  } catch (...) {
+    std::fprintf(stderr, "imgproc: unknown error\n");
+  }
+  return 1;
 }

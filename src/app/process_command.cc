@@ -1,6 +1,5 @@
 #include "app/process_command.h"
 
-#include <signal.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -8,6 +7,8 @@
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <chrono>
+#include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -44,7 +45,7 @@ std::string HumanBytes(int64_t n) {
 }
 
 std::string Duration(double seconds) {
-  const auto s = static_cast<long long>(seconds + 0.5);
+  const auto s = std::llround(seconds);
   char text[32];
   if (seconds < 60) {
     std::snprintf(text, sizeof text, "%.1fs", seconds);

@@ -48,9 +48,11 @@ Result<std::unique_ptr<Service>> Service::Create(const config::Config& config, R
   // SQLite means one process owns the database: whatever a previous run had leased died with it.
   // A shared store's leases belong to live processes, or expire.
   if (!shared_store) {
-    if (auto released = svc->store_->ReleaseLeases(); !released.ok()) {
+    auto released = svc->store_->ReleaseLeases();
+    if (!released.ok()) {
       return released.status();
-    } else if (*released > 0) {
+    }
+    if (*released > 0) {
       spdlog::info("resuming {} image(s) left unfinished by the previous run", *released);
     }
   }

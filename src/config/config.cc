@@ -229,7 +229,7 @@ using Problem = std::function<std::string(const std::string& value)>;
 // Any text that `problem` finds nothing wrong with. `secret`: neither shown nor echoed.
 template <typename Field>
 Setting Text(std::string env, std::string flag, Field field, std::string help,
-             Problem problem = nullptr, bool secret = false) {
+             const Problem& problem = nullptr, bool secret = false) {
   const std::string name = Name(env, flag);
   Setting s = Named(std::move(env), std::move(flag), std::move(help), Shape::kValue, "TEXT");
   s.read = [=](Config& c, const std::vector<std::string>& values) -> Status {
@@ -266,7 +266,7 @@ Problem HttpUrl(bool optional) {
 // dropped, and lower-cased when `lower` (host names).
 template <typename Field>
 Setting List(std::string env, std::string flag, Field field, bool lower, std::string help,
-             Problem item_problem = nullptr, bool secret = false) {
+             const Problem& item_problem = nullptr, bool secret = false) {
   const std::string name = Name(env, flag);
   Setting s = Named(std::move(env), std::move(flag), std::move(help), Shape::kList, "TEXT");
   s.read = [=](Config& c, const std::vector<std::string>& values) -> Status {
@@ -288,7 +288,7 @@ Setting List(std::string env, std::string flag, Field field, bool lower, std::st
     if (!item_problem) return Status::Ok();
     for (const std::string& item : field(c)) {
       if (std::string what = item_problem(item); !what.empty()) {
-        return InvalidArgument(name + ": '" + item + "' " + what);
+        return InvalidArgument(name + ": '" + item + "' " + what);  // NOLINT: once, to fail
       }
     }
     return Status::Ok();
@@ -305,7 +305,8 @@ std::string HostProblem(const std::string& item) {
   if (net::IsIpLiteral(item)) return "";
   std::string_view name = item;
   if (name.starts_with("*.")) name.remove_prefix(2);
-  if (name.empty() || name.front() == '.' || name.find_first_of("*/:@?#[]\\") != name.npos) {
+  if (name.empty() || name.front() == '.' ||
+      name.find_first_of("*/:@?#[]\\") != std::string_view::npos) {
     return std::string(kShape);
   }
   return "";
@@ -363,7 +364,7 @@ std::string ShowSchedule(const webhook::RetrySchedule& schedule) {
   for (const milliseconds delay : schedule) {
     const int64_t ms = delay.count();
     if (ms == 0) {
-      items.push_back("0s");
+      items.emplace_back("0s");
     } else if (ms % kHour == 0) {
       items.push_back(std::to_string(ms / kHour) + "h");
     } else if (ms % kMinute == 0) {
@@ -413,8 +414,7 @@ Setting WebhookRetrySchedule() {
 // ---- The table ----------------------------------------------------------------------------------
 
 // The field a setting is bound to, for a const or a mutable Config.
-#define IMGPROC_FIELD(member) \
-  [](auto& c) -> auto& { return c.member; }
+#define IMGPROC_FIELD(member) ([](auto& c) -> auto& { return c.member; })
 
 // Every setting, in the order of README.md's table and --help.
 const std::vector<Setting>& Settings() {
@@ -661,7 +661,7 @@ Status Finalize(Config& c) {
                        std::to_string(c.server.max_connections) + ")");
   }
   if (c.storage.kind == "imgbb" && c.storage.imgbb_api_key.empty()) {
-    problems.push_back("IMGBB_API_KEY (--imgbb-api-key) is required with STORAGE=imgbb");
+    problems.emplace_back("IMGBB_API_KEY (--imgbb-api-key) is required with STORAGE=imgbb");
   }
   if (!problems.empty()) return InvalidArgument(Join(problems, "; "));
   return Status::Ok();

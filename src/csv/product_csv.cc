@@ -48,8 +48,9 @@ size_t FirstInvalidByte(std::string_view s) {
       ++i;
       continue;
     }
-    size_t n = 0;                   // continuation bytes
-    unsigned lo = 0x80, hi = 0xBF;  // allowed range of the first continuation byte
+    size_t n = 0;  // continuation bytes
+    unsigned lo = 0x80;
+    unsigned hi = 0xBF;  // allowed range of the first continuation byte
     if (c >= 0xC2 && c <= 0xDF) {
       n = 1;
     } else if (c >= 0xE0 && c <= 0xEF) {
@@ -255,12 +256,12 @@ class Builder {
   int64_t CheckSerial() {
     const char* column = kColumnNames[kSerial];
     int64_t value = 0;
-    if (serial_.empty() || serial_.find_first_not_of("0123456789") != std::string::npos) {
-      Add(record_line_, column, "not a positive integer: " + Shown(serial_));
-    } else if (std::from_chars(serial_.data(), serial_.data() + serial_.size(), value).ec !=
-               std::errc()) {
+    const bool digits =
+        !serial_.empty() && serial_.find_first_not_of("0123456789") == std::string::npos;
+    if (digits &&
+        std::from_chars(serial_.data(), serial_.data() + serial_.size(), value).ec != std::errc()) {
       Add(record_line_, column, "serial number too large: " + Shown(serial_));
-    } else if (value == 0) {
+    } else if (!digits || value == 0) {
       Add(record_line_, column, "not a positive integer: " + Shown(serial_));
     } else if (auto [it, inserted] = serials_.try_emplace(value, record_line_); !inserted) {
       Add(record_line_, column,

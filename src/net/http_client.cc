@@ -42,7 +42,7 @@ SlistPtr HeaderList(const std::vector<std::string>& lines) {
   for (const auto& line : lines) {
     curl_slist* head = curl_slist_append(list.get(), line.c_str());
     if (head == nullptr) return nullptr;
-    list.release();  // `head` is the same list, or a new one when it was empty
+    static_cast<void>(list.release());  // `head` is the same list, or a new one when it was empty
     list.reset(head);
   }
   return list;
@@ -86,7 +86,7 @@ class MultiLoop {
       const bool go_on = on_hold == nullptr || (*on_hold)();
       lock.Lock();
       if (pending.done) return pending.result;  // failed or timed out meanwhile
-      decided_.push_back({&pending, go_on});
+      decided_.emplace_back(&pending, go_on);
       Wake();
     }
   }
@@ -152,7 +152,7 @@ class MultiLoop {
     if (epoll_ >= 0) close(epoll_);
   }
 
-  void Wake() {
+  void Wake() const {
     const uint64_t one = 1;
     [[maybe_unused]] ssize_t n = write(wake_, &one, sizeof one);  // a full counter is awake anyway
   }
@@ -365,6 +365,7 @@ curl_socket_t OpenSocket(void* user, curlsocktype purpose, curl_sockaddr* addres
 // shared by every transfer of the process whatever its policy: the ImgBB client (operator
 // configured, private allowed) may have opened it. So the address is vetted here for this
 // transfer, whoever connected.
+// NOLINTNEXTLINE(readability-non-const-parameter): curl_prereq_callback's signature
 int BeforeRequest(void* user, char* primary_ip, char* /*local_ip*/, int /*primary_port*/,
                   int /*local_port*/) {
   auto* t = static_cast<Transfer*>(user);

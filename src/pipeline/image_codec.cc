@@ -186,7 +186,7 @@ Status Orient(Image& image) {
 // arithmetic otherwise (grey, CMYK with libvips' default profile, 16-bit, Lab, ...).
 Status ToSrgb(Image& image) {
   if (vips_image_get_typeof(image.get(), VIPS_META_ICC_NAME) != 0) {
-    const Status icc = Transform(image, [](VipsImage* in, VipsImage** out) {
+    Status icc = Transform(image, [](VipsImage* in, VipsImage** out) {
       return vips_icc_transform(in, out, "srgb", "embedded", TRUE, "intent", VIPS_INTENT_PERCEPTUAL,
                                 "depth", 8, nullptr);
     });

@@ -72,7 +72,9 @@ struct SymbolCounts {
   long ac[NUM_HUFF_TBLS][257] = {};
 };
 
-int Bits(int value) { return std::bit_width(static_cast<unsigned>(value < 0 ? -value : value)); }
+int Bits(int value) {
+  return static_cast<int>(std::bit_width(static_cast<unsigned>(value < 0 ? -value : value)));
+}
 
 // Counts the symbols libjpeg's sequential Huffman coder writes for `block` (as jchuff.c's
 // htest_one_block does): the size of the DC difference, then, in zigzag order, each run of zeros
@@ -164,7 +166,7 @@ uint64_t RescaleBlock(JCOEF* coef, const Rescaling& r) {
 // symbols are a zero difference and an EOB. False when a block cannot be coded.
 bool RescaleAndCount(jpeg_decompress_struct& src, jvirt_barray_ptr* arrays,
                      const Rescaling rescaling[3], const int table[3], SymbolCounts* counts) {
-  const auto common = reinterpret_cast<j_common_ptr>(&src);
+  auto* const common = reinterpret_cast<j_common_ptr>(&src);
   const auto mcu_width = static_cast<JDIMENSION>(src.max_h_samp_factor * DCTSIZE);
   const auto mcu_height = static_cast<JDIMENSION>(src.max_v_samp_factor * DCTSIZE);
   const JDIMENSION mcus_per_row = (src.image_width + mcu_width - 1) / mcu_width;

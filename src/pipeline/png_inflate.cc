@@ -156,7 +156,7 @@ std::optional<std::string> InflatePng(std::string_view png, size_t max_bytes) {
       p += kAdlerBytes;
     }
     WriteBe32(chunk, static_cast<uint32_t>(length));
-    std::memcpy(chunk + 4, "IDAT", 4);
+    std::copy_n("IDAT", 4, chunk + 4);  // the chunk type, without its terminating NUL
     WriteBe32(p, libdeflate_crc32(0, chunk + 4, length + 4));
     at += 12 + length;
   }

@@ -25,7 +25,7 @@ std::chrono::milliseconds RetryDelay(int attempt, std::chrono::milliseconds base
                                      std::chrono::milliseconds at_least) {
   const int64_t doubled = std::max<int64_t>(base.count(), 0) << std::clamp(attempt - 1, 0, 16);
   const auto spread =
-      static_cast<int64_t>(static_cast<double>(doubled / 2) * std::clamp(jitter, 0.0, 1.0));
+      static_cast<int64_t>(static_cast<double>(doubled) / 2 * std::clamp(jitter, 0.0, 1.0));
   return std::chrono::milliseconds(std::max<int64_t>(at_least.count(), doubled + spread));
 }
 

@@ -409,9 +409,9 @@ Status RedisQueue::Sweep(Connection& conn) {
   if (lost) {
     // Redis lost everything it held: hand over everything due again, including what was handed
     // over within this very millisecond (the store compares handover times strictly).
-    passes.push_back(now + 1);
+    passes.emplace_back(now + 1);
   } else {
-    passes.push_back(std::nullopt);  // new requests, retries that became due
+    passes.emplace_back(std::nullopt);  // new requests, retries that became due
     // Nothing undelivered in the stream, yet images handed over long ago are not done: the
     // broker lost them (or their consumer died after acknowledging, which we never do).
     auto groups = conn.Command({"XINFO", "GROUPS", options_.stream});
@@ -425,7 +425,7 @@ Status RedisQueue::Sweep(Connection& conn) {
       }
     }
     if (delivered == Field(stream->get(), "last-generated-id")) {
-      passes.push_back(now - options_.lease.count());
+      passes.emplace_back(now - options_.lease.count());
     }
   }
   for (const auto& enqueued_before : passes) {
@@ -444,6 +444,7 @@ Status RedisQueue::Sweep(Connection& conn) {
 // finds them stale once a lease has passed (at once, if Redis lost its data).
 Status RedisQueue::Enqueue(Connection& conn, const std::vector<int64_t>& image_ids) {
   std::vector<std::vector<std::string>> adds;
+  adds.reserve(image_ids.size());
   for (int64_t id : image_ids) {
     adds.push_back({"XADD", options_.stream, "*", "image", std::to_string(id)});
   }

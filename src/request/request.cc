@@ -207,7 +207,7 @@ DeliveryDecision DecideDelivery(const DeliveryAttempt& attempt, const RetrySched
   if (!may_pass || !attempts_left) return decision;
   const int64_t base = schedule[static_cast<size_t>(attempt.attempt - 1)].count();
   const auto spread =
-      static_cast<int64_t>(static_cast<double>(base / 10) * std::clamp(jitter, 0.0, 1.0));
+      static_cast<int64_t>(static_cast<double>(base) / 10 * std::clamp(jitter, 0.0, 1.0));
   decision.retry_at = now + std::max(base + spread, int64_t{attempt.retry_after.count()});
   return decision;
 }

@@ -51,7 +51,8 @@ std::optional<std::filesystem::path> ResolveMediaPath(const std::filesystem::pat
       if (!safe) return std::nullopt;
     }
   }
-  std::error_code ec, root_ec;
+  std::error_code ec;
+  std::error_code root_ec;
   // A symlink planted inside the folder must not lead out of it either.
   const auto real = std::filesystem::canonical(media_dir / std::filesystem::path(relative), ec);
   const auto root = std::filesystem::canonical(media_dir, root_ec);

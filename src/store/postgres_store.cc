@@ -505,7 +505,7 @@ class PostgresStore final : public Store {
         "AND left(lease_owner, length($2)) = $2",
         Params().Add(clock_.WallMillis() + lease_ms).Add(owner_prefix).AddIds(image_ids));
     if (!r.ok()) return r.status();
-    return std::atoi(PQcmdTuples(r->get()));
+    return static_cast<int>(std::strtol(PQcmdTuples(r->get()), nullptr, 10));
   }
 
   Result<bool> RecordImage(int64_t image_id, const std::string& owner,
@@ -596,7 +596,7 @@ class PostgresStore final : public Store {
         "enqueued_at = NULL WHERE state = 'leased'",
         Params().Add(now));
     if (!images.ok()) return images.status();
-    const int released = std::atoi(PQcmdTuples(images->get()));
+    const auto released = static_cast<int>(std::strtol(PQcmdTuples(images->get()), nullptr, 10));
     // A webhook being sent is due again at once (ClaimWebhooks takes an expired one).
     auto hooks =
         session->Exec("UPDATE requests SET webhook_next_at = $1 WHERE webhook_state = 'sending'",
@@ -622,6 +622,7 @@ class PostgresStore final : public Store {
             .Add(int64_t{max}));
     if (!r.ok()) return r.status();
     std::vector<int64_t> ids;
+    ids.reserve(PQntuples(r->get()));
     for (int i = 0; i < PQntuples(r->get()); ++i) ids.push_back(Row(r->get(), i).Int(0));
     std::sort(ids.begin(), ids.end());
     return ids;

@@ -806,7 +806,7 @@ class SqliteStore final : public Store {
     return Status::Ok();
   }
 
-  Status Exec(const std::string& sql) REQUIRES(writer_.mu) {
+  Status Exec(const std::string& sql) const REQUIRES(writer_.mu) {
     char* err = nullptr;
     if (sqlite3_exec(writer_.db, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
       Status s =

@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "eventually.h"
 #include "forwarding_store.h"
 #include "storage/local_storage.h"
 #include "store/store.h"
@@ -256,17 +257,13 @@ TEST_F(ApiTest, PollsOfAnUnfinishedRequestArrivingTogetherShareOneRead) {
                           {}};
   held.Hold();
   constexpr int kPollers = 8;  // the odd ones accept gzip
-  std::atomic<int> started{0};
   std::vector<Response> responses(kPollers);
   std::vector<std::thread> pollers;
   for (int i = 0; i < kPollers; ++i) {
-    pollers.emplace_back([&, i] {
-      ++started;
-      responses[i] = api.Handle(i % 2 == 1 ? gzip_poll : poll);
-    });
+    pollers.emplace_back([&, i] { responses[i] = api.Handle(i % 2 == 1 ? gzip_poll : poll); });
   }
-  while (started < kPollers) std::this_thread::yield();
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // all of them inside Handle
+  // All of them inside Handle: one reading, the others waiting on its build.
+  ASSERT_TRUE(testing::Eventually([&] { return api.sharing_builds() == kPollers - 1; }));
   held.Release();
   for (auto& t : pollers) t.join();
   EXPECT_EQ(held.reads(), 1);

@@ -104,18 +104,19 @@ class ScaleTest : public ::testing::Test {
     return s.is_object() ? s["progress"]["images_done"].get<int>() : -1;
   }
 
-  // Polls until `images_done` reaches `n` (or 60 s pass).
-  void WaitForDone(ImgprocProcess& api, const std::string& id, int n) {
-    for (int i = 0; i < 3000; ++i) {
-      if (DoneCount(api, id) >= n) return;
-      std::this_thread::sleep_for(20ms);
+  // Waits until `images_done` reaches `n` (or 60 s pass).
+  static void WaitForDone(ImgprocProcess& api, const std::string& id, int n) {
+    const json s = api.WaitForStatus(
+        id, [n](const json& s) { return s["progress"]["images_done"].get<int>() >= n; });
+    if (!s.is_object() || s["progress"]["images_done"].get<int>() < n) {
+      ADD_FAILURE() << "images_done never reached " << n;
     }
-    ADD_FAILURE() << "images_done never reached " << n;
   }
 
   // Every image done exactly once: the status says so, every output is a distinct file in the
   // shared media folder, in input order, and one webhook (one webhook-id) reports it.
-  void ExpectCompletedOnce(const json& status, int rows, WebhookReceiver& hook) {
+  void ExpectCompletedOnce(ImgprocProcess& api, const json& status, int rows,
+                           WebhookReceiver& hook) {
     ASSERT_EQ(status["status"], "completed") << status.dump(2).substr(0, 2000) << Logs();
     EXPECT_EQ(status["progress"]["images_done"], rows * 4);
     ASSERT_EQ(status["progress"]["images_failed"], 0) << status["products"][0].dump(2) << Logs();
@@ -136,8 +137,11 @@ class ScaleTest : public ::testing::Test {
       }
     }
     EXPECT_EQ(outputs.size(), static_cast<size_t>(rows * 4));
-    ASSERT_TRUE(hook.WaitFor(1, 30s));
-    std::this_thread::sleep_for(1s);  // a second completion would send a second webhook
+    // Settled after one attempt: a second completion would have made another.
+    const json settled = api.WaitForWebhook(status["request_id"].get<std::string>());
+    ASSERT_TRUE(settled.is_object());
+    EXPECT_EQ(settled["webhook"]["state"], "delivered");
+    EXPECT_EQ(settled["webhook"]["attempts"], 1);
     ASSERT_EQ(hook.bodies().size(), 1u);
     EXPECT_EQ(json::parse(hook.bodies()[0]).size(), static_cast<size_t>(rows));
     const auto ids = hook.ids();  // of every attempt
@@ -185,7 +189,7 @@ TEST_F(ScaleTest, AKilledWorkersImagesAreTakenOverAndDoneOnce) {
 
   json status = api.WaitForCompletion(id, 120s);
   const auto end = std::chrono::steady_clock::now();
-  ExpectCompletedOnce(status, kRows, hook);
+  ExpectCompletedOnce(api, status, kRows, hook);
   EXPECT_LE(Redone(kRows), 4u * 2) << "at most the killed worker's images in flight are redone";
   std::cout << "[ measured ] 240 images, 3 workers, one SIGKILLed at " << done_at_kill
             << " done: completed "
@@ -209,7 +213,7 @@ TEST_F(ScaleTest, RedisRestartWithoutPersistenceLosesNothing) {
   const int done_after = DoneCount(api, id);
   json status = api.WaitForCompletion(id, 120s);
   const auto end = std::chrono::steady_clock::now();
-  ExpectCompletedOnce(status, kRows, hook);
+  ExpectCompletedOnce(api, status, kRows, hook);
   std::cout << "[ measured ] 160 images, Redis restarted (data lost) with " << done_after
             << " done: completed "
             << std::chrono::duration_cast<std::chrono::milliseconds>(end - restart).count()
@@ -230,7 +234,7 @@ TEST_F(ScaleTest, PostgresRestartLosesNothing) {
   ASSERT_TRUE(ServiceCommand("restart-postgres"));
   json status = api.WaitForCompletion(id, 120s);
   const auto end = std::chrono::steady_clock::now();
-  ExpectCompletedOnce(status, kRows, hook);
+  ExpectCompletedOnce(api, status, kRows, hook);
   std::cout << "[ measured ] 160 images, PostgreSQL crash-restarted mid-request: completed "
             << std::chrono::duration_cast<std::chrono::milliseconds>(end - restart).count()
             << " ms after the restart began, " << Redone(kRows) << " download(s) redone\n";
@@ -263,7 +267,7 @@ TEST_F(ScaleTest, TwoApiProcessesServeTheSameStatus) {
   }
   json a = first.WaitForCompletion(id);
   json b = second.WaitForCompletion(id);
-  ExpectCompletedOnce(b, kRows, hook);
+  ExpectCompletedOnce(second, b, kRows, hook);
   a.erase("webhook");  // its delivery state moves on between the two reads
   b.erase("webhook");
   EXPECT_EQ(a, b);

@@ -16,6 +16,7 @@
 #include <sstream>
 #include <thread>
 
+#include "eventually.h"
 #include "fixture_server.h"
 #include "process_client.h"
 #include "process_stats.h"
@@ -86,13 +87,9 @@ class ServerTest : public ::testing::Test {
 
   // Polls the status until its webhook reaches `state` (or 5 s pass); returns the last seen.
   json WaitForWebhook(const std::string& id, const std::string& state) {
-    json webhook;
-    for (int i = 0; i < 250; ++i) {
-      webhook = server_->Status(id)["webhook"];
-      if (webhook.is_object() && webhook["state"] == state) break;
-      std::this_thread::sleep_for(20ms);
-    }
-    return webhook;
+    return server_->WaitForStatus(
+        id, [&](const json& s) { return s.contains("webhook") && s["webhook"]["state"] == state; },
+        std::chrono::seconds(5))["webhook"];
   }
 
   TempDir dir_{"it"};
@@ -185,9 +182,12 @@ TEST_F(ServerTest, OriginalExampleEveryFormatCompressedInOrder) {
   EXPECT_EQ(part->status, 206);
   EXPECT_EQ(part->body, whole->body.substr(2, 4));
 
-  // The webhook gets the original list of four-key product objects, once.
-  ASSERT_TRUE(hook.WaitFor(1));
-  std::this_thread::sleep_for(300ms);
+  // The webhook gets the original list of four-key product objects, once: settled after one
+  // attempt.
+  const json settled = server_->WaitForWebhook(id);
+  ASSERT_TRUE(settled.is_object());
+  EXPECT_EQ(settled["webhook"]["state"], "delivered");
+  EXPECT_EQ(settled["webhook"]["attempts"], 1);
   ASSERT_EQ(hook.bodies().size(), 1u);
   EXPECT_EQ(hook.content_type(0), "application/json");
   json body = json::parse(hook.bodies()[0]);
@@ -513,7 +513,7 @@ TEST_F(ServerTest, SigtermShutsDownGracefullyAndLosesNothing) {
   host_.Start();
   StartServer(TestEnv({{"WORKERS", "2"}}));
   const std::string id = Submit(OneImagePerRow(20));
-  std::this_thread::sleep_for(300ms);
+  ASSERT_TRUE(Eventually([&] { return host_.Total() >= 2; }));  // both workers downloading
   server_->Signal(SIGTERM);
   EXPECT_EQ(server_->Wait(), 0) << server_->log();
   ASSERT_TRUE(server_->Start()) << server_->log();
@@ -534,8 +534,7 @@ TEST_F(ServerTest, SigtermHandsBackWhatOutlastsTheGracePeriod) {
   host_.Start();
   StartServer(TestEnv({{"SHUTDOWN_GRACE_MS", "200"}}));
   const std::string id = Submit(OneImagePerRow(3));
-  for (int i = 0; i < 200 && host_.Total() < 3; ++i) std::this_thread::sleep_for(10ms);
-  ASSERT_EQ(host_.Total(), 3u);  // all three downloads are in flight
+  ASSERT_TRUE(Eventually([&] { return host_.Total() == 3; }));  // all three downloads in flight
   server_->Signal(SIGTERM);
   EXPECT_EQ(server_->Wait(std::chrono::seconds(4)), 0) << server_->log();  // not 6 s downloads
 
@@ -1000,11 +999,8 @@ TEST_F(ServerTest, KillDashNineLosesNothing) {
 
   const std::string id = Submit(OneImagePerRow(kImages), hook.Url());
   // Wait until some, not all, images are done, then kill without warning.
-  for (int i = 0; i < 400; ++i) {
-    json s = server_->Status(id);
-    if (s.is_object() && s["progress"]["images_done"].get<int>() >= 8) break;
-    std::this_thread::sleep_for(10ms);
-  }
+  server_->WaitForStatus(
+      id, [](const json& s) { return s["progress"]["images_done"].get<int>() >= 8; }, 4s);
   server_->Signal(SIGKILL);
   ASSERT_NE(server_->Wait(), -1);
   const auto finished = FinishedImages(dir_.path() / "imgproc.db");
@@ -1031,9 +1027,10 @@ TEST_F(ServerTest, KillDashNineLosesNothing) {
       EXPECT_EQ(host_.Count(path), fetched_before[path] + 1) << path << " not done exactly once";
     }
   }
-  ASSERT_TRUE(hook.WaitFor(1));
-  std::this_thread::sleep_for(300ms);
-  EXPECT_EQ(hook.bodies().size(), 1u);
+  const json settled = server_->WaitForWebhook(id);  // after one attempt, not one per run
+  ASSERT_TRUE(settled.is_object());
+  EXPECT_EQ(settled["webhook"]["attempts"], 1);
+  ASSERT_EQ(hook.bodies().size(), 1u);
   EXPECT_EQ(json::parse(hook.bodies()[0]).size(), static_cast<size_t>(kImages));
 }
 

@@ -10,6 +10,7 @@
 #include <set>
 #include <thread>
 
+#include "eventually.h"
 #include "process_client.h"
 #include "services.h"
 
@@ -184,7 +185,7 @@ TEST_F(RedisQueueTest, ADeadConsumersImagesAreTakenOverAfterTheLease) {
   auto lost = TakeN(*dead, "dead/0", 1);
   ASSERT_EQ(lost.size(), 1u);
   dead.reset();  // dies without recording or acknowledging
-  std::this_thread::sleep_for(400ms);
+  // Redis's clock decides when the 300 ms lease has lapsed; TakeN polls until then.
   auto taken = TakeN(*alive, "alive/0", 1);
   ASSERT_EQ(taken.size(), 1u);
   EXPECT_EQ(taken[0].image_id, lost[0].image_id);
@@ -203,9 +204,9 @@ TEST_F(RedisQueueTest, WorkLostWithRedisDataIsHandedOverAgain) {
               {"r1", std::nullopt, std::nullopt, "", 0, {Row(1, {"http://a/0", "http://a/1"})}})
           .ok());
   q->Notify();
-  for (int i = 0; i < 100 && Redis({"XLEN", stream_}).value_or("0") != "2"; ++i) {
-    std::this_thread::sleep_for(10ms);
-  }
+  ASSERT_TRUE(imgproc::testing::Eventually([&] {
+    return Redis({"XLEN", stream_}).value_or("0") == "2";
+  }));
   ASSERT_EQ(Redis({"XLEN", stream_}).value_or("?"), "2");
   ASSERT_TRUE(Redis({"DEL", stream_}).has_value());  // as a restart without persistence does
   auto tasks = TakeN(*q, "c1/0", 2);

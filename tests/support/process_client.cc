@@ -231,16 +231,33 @@ nlohmann::json ImgprocProcess::Status(const std::string& id) {
   return nlohmann::json::parse(res->body, nullptr, false);
 }
 
-nlohmann::json ImgprocProcess::WaitForCompletion(const std::string& id,
-                                                 std::chrono::seconds timeout) {
+nlohmann::json ImgprocProcess::WaitForStatus(const std::string& id,
+                                             const std::function<bool(const nlohmann::json&)>& done,
+                                             std::chrono::seconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   nlohmann::json status;
   while (std::chrono::steady_clock::now() < deadline) {
     status = Status(id);
-    if (status.is_object() && status["status"] == "completed") return status;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (status.is_object() && done(status)) return status;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a poll, not a decision
   }
   return status;
+}
+
+nlohmann::json ImgprocProcess::WaitForCompletion(const std::string& id,
+                                                 std::chrono::seconds timeout) {
+  return WaitForStatus(
+      id, [](const nlohmann::json& s) { return s["status"] == "completed"; }, timeout);
+}
+
+nlohmann::json ImgprocProcess::WaitForWebhook(const std::string& id, std::chrono::seconds timeout) {
+  return WaitForStatus(
+      id,
+      [](const nlohmann::json& s) {
+        const auto hook = s.find("webhook");
+        return hook != s.end() && ((*hook)["state"] == "delivered" || (*hook)["state"] == "failed");
+      },
+      timeout);
 }
 
 httplib::Result ImgprocProcess::Get(const std::string& path_or_url) {

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -73,9 +74,18 @@ class ImgprocProcess {
   httplib::Result Upload(const std::string& csv, const std::string& webhook_url = "");
   // GET /status/<id>/ as JSON (null if the request failed).
   nlohmann::json Status(const std::string& id);
-  // Polls the status until "completed" or the timeout; returns the last status seen.
+  // Polls the status until `done` holds for it (an object) or the timeout; returns the last
+  // status seen.
+  nlohmann::json WaitForStatus(const std::string& id,
+                               const std::function<bool(const nlohmann::json&)>& done,
+                               std::chrono::seconds timeout = std::chrono::seconds(60));
+  // Until "completed".
   nlohmann::json WaitForCompletion(const std::string& id,
                                    std::chrono::seconds timeout = std::chrono::seconds(60));
+  // Until the webhook is settled ("delivered" or "failed"): the store has recorded its last
+  // attempt, so what a receiver got is all it will get.
+  nlohmann::json WaitForWebhook(const std::string& id,
+                                std::chrono::seconds timeout = std::chrono::seconds(60));
   httplib::Result Get(const std::string& path_or_url);
 
  private:

@@ -26,7 +26,7 @@ imgproc::api::Api& TheApi() {
     return std::move(*s);
   }();
   static imgproc::api::Api api(
-      *store,
+      *store, *store,
       [] {
         imgproc::api::ApiOptions options;
         options.csv_limits.max_bytes = 16 * 1024;

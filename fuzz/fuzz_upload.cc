@@ -22,7 +22,7 @@ imgproc::api::Api& TheApi() {
     if (!s.ok()) __builtin_trap();
     return std::move(*s);
   }();
-  static imgproc::api::Api api(*store, imgproc::api::ApiOptions{}, nullptr);
+  static imgproc::api::Api api(*store, *store, imgproc::api::ApiOptions{}, nullptr);
   return api;
 }
 

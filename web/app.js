@@ -153,6 +153,7 @@
     bar.style.width = percent + '%';
     bar.setAttribute('aria-valuenow', String(percent));
     bar.classList.toggle('done', status.status === 'completed');
+    $('cancel').hidden = status.status !== 'pending' && status.status !== 'processing';
     $('progress-text').textContent = finished + ' of ' + p.images_total + ' images finished (' +
       p.images_done + ' compressed, ' + p.images_failed + ' failed)';
     let before = 0; let after = 0;
@@ -193,7 +194,7 @@
         return;
       }
       render(body);
-      if (body.status === 'completed') { loadRecent(); return; }
+      if (body.status === 'completed' || body.status === 'cancelled') { loadRecent(); return; }
     } catch (e) {
       $('progress-text').textContent = 'Cannot reach the server, retrying…';
     }
@@ -208,6 +209,17 @@
     state.rows = new Map();
     $('products').tBodies[0].replaceChildren();
     if (id) poll(id); else $('request-section').hidden = true;
+  }
+
+  // Stops the request on view: its undone images are dropped, the rest keeps what it has.
+  async function cancelRequest() {
+    const id = state.requestId;
+    if (!id) return;
+    $('cancel').disabled = true;
+    const { status, body } = await api('/api/p/requests/' + encodeURIComponent(id) + '/cancel', { method: 'POST' });
+    $('cancel').disabled = false;
+    if (id !== state.requestId) return;
+    if (status === 200) render(body); else $('progress-text').textContent = (body && body.error) || 'HTTP ' + status;
   }
 
   // Downloads the CSV with the API key when keys are on (a plain link cannot send it).
@@ -259,6 +271,7 @@
   drop.addEventListener('drop', (e) => { if (e.dataTransfer.files.length) pickFile(e.dataTransfer.files[0]); });
   $('upload-form').addEventListener('submit', upload);
   $('refresh').addEventListener('click', loadRecent);
+  $('cancel').addEventListener('click', cancelRequest);
   $('csv-link').addEventListener('click', downloadWithKey);
   $('csv-errors-link').addEventListener('click', downloadWithKey);
   $('api-key').value = apiKey();

@@ -147,13 +147,20 @@ Response Api::Handle(const Request& request) {
   // Anything under /status/ that is not one UUID is an unknown request, not an unknown route.
   const bool status = path.rfind("/status/", 0) == 0;
   const auto csv_id = SegmentAfter(path, "/api/p/requests/", "/output.csv");
+  auto cancel_id = SegmentAfter(path, "/api/p/requests/", "/cancel");
+  if (!cancel_id) cancel_id = SegmentAfter(path, "/api/p/requests/", "/cancel/");
   const bool media = path.rfind("/media/", 0) == 0;
-  if (!upload && !status && !csv_id && !media && !list) return JsonError(404, "Not found");
-  if (upload ? request.method != "POST" : !get) return JsonError(405, "Method not allowed");
+  if (!upload && !status && !csv_id && !cancel_id && !media && !list) {
+    return JsonError(404, "Not found");
+  }
+  if (upload || cancel_id ? request.method != "POST" : !get) {
+    return JsonError(405, "Method not allowed");
+  }
 
   auto caller = Caller(request);
   if (!caller.ok()) return Unauthorized(caller.status(), upload);
   if (upload) return Upload(request, *caller);
+  if (cancel_id) return Cancel(*cancel_id, *caller);
   if (list) return ListRequests(request, *caller);
   if (status) {
     return RequestStatus(SegmentAfter(path, "/status/").value_or(""), *caller,
@@ -288,6 +295,32 @@ Result<request::RequestView> Api::LoadRequest(const std::string& request_id,
   return view;
 }
 
+Response Api::Cancel(const std::string& request_id, const std::optional<std::string>& caller) {
+  auto verdict = writer_.CancelRequest(request_id, caller);
+  if (!verdict.ok()) {
+    if (verdict.status().code() == StatusCode::kNotFound) {
+      return JsonError(404, "Request ID not found");
+    }
+    const logging::ScopedRequestId log_scope(request_id);
+    spdlog::error("request {}: cancel: {}", request_id, verdict.status().message());
+    return JsonError(503, "Service unavailable: cannot cancel the request, try again");
+  }
+  switch (*verdict) {
+    case request::CancelVerdict::kAlreadyCompleted:
+      return JsonError(409, "Request already completed: nothing to cancel");
+    case request::CancelVerdict::kCancel: {
+      const logging::ScopedRequestId log_scope(request_id);
+      spdlog::info("request {}: cancelled", request_id);
+      if (options_.metrics != nullptr) options_.metrics->RequestCancelled();
+      break;
+    }
+    case request::CancelVerdict::kAlreadyCancelled:
+      break;
+  }
+  // As GET /status/<id>/ shows it now: cancelled, with what was done before.
+  return RequestStatus(request_id, caller, /*accepts_gzip=*/false);
+}
+
 Response Api::LoadError(const std::string& request_id, const imgproc::Status& status) {
   if (status.code() == StatusCode::kNotFound) return JsonError(404, "Request ID not found");
   const logging::ScopedRequestId log_scope(request_id);
@@ -363,7 +396,7 @@ void Api::BuildStatus(const std::string& request_id, BuiltStatus& built) {
   Response response;
   response.body = report::StatusJson(*view);
   const bool webhook_settled = !view->webhook || view->webhook->settled();
-  if (view->status == request::RequestStatus::kCompleted && webhook_settled) {
+  if (request::IsFinished(view->status) && webhook_settled) {
     finished_statuses_.Put(request_id, {view->owner, response.body, {}});
     // Put encoded it: the callers sharing this build take that encoding instead of making another.
     if (auto kept = finished_statuses_.Find(request_id)) {

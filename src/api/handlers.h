@@ -116,6 +116,9 @@ class Api {
   // under way waits for it and shares its result instead of starting its own. 50 clients polling
   // a 1,000-product request otherwise read and serialise it 50 times over (2 ms of CPU each).
   std::shared_ptr<const BuiltStatus> BuildStatusOnce(const std::string& request_id);
+  // POST /api/p/requests/<id>/cancel: cancels a running request (store::CancelRequest) and
+  // answers with its status; again on a cancelled one, the same (idempotent); 409 once completed.
+  Response Cancel(const std::string& request_id, const std::optional<std::string>& caller);
   Response OutputCsv(const std::string& request_id, bool with_errors,
                      const std::optional<std::string>& caller);
   Response Media(const std::string& relative, const std::optional<std::string>& caller);

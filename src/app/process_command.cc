@@ -259,7 +259,7 @@ int RunProcess(const config::Config& config_in, const ProcessOptions& options) {
   pool.Start();
   // Ends when the request completes (every image reaches done or failed: attempts are bounded
   // by MAX_ATTEMPTS), on a store error, or on Ctrl-C.
-  while (view->status != request::RequestStatus::kCompleted && interrupted == 0) {
+  while (!request::IsFinished(view->status) && interrupted == 0) {
     progress.Update(view->images_done + view->images_failed, view->images_failed, false);
     {
       MutexLock lock(&mu);

@@ -21,6 +21,8 @@ constexpr char kWebhooksHelp[] = "Webhook delivery attempts, by outcome";
 ServiceMetrics::ServiceMetrics()
     : uploads_accepted_(
           registry_.GetCounter("imgproc_uploads_accepted_total", "Uploads accepted (202)")),
+      requests_cancelled_(registry_.GetCounter("imgproc_requests_cancelled_total",
+                                               "Requests cancelled (POST .../cancel)")),
       rejected_no_file_(
           registry_.GetCounter(kUploadsRejected, kUploadsRejectedHelp, {{"reason", "no_file"}})),
       rejected_invalid_csv_(registry_.GetCounter(kUploadsRejected, kUploadsRejectedHelp,

@@ -35,6 +35,7 @@ class ServiceMetrics {
   std::string Render() const { return registry_.Render(); }
 
   void UploadAccepted() { uploads_accepted_.Inc(); }
+  void RequestCancelled() { requests_cancelled_.Inc(); }
   void UploadRejected(RejectReason reason);
   // A recorded image outcome: done, failed for good, or to be retried.
   void ImageDone() { images_done_.Inc(); }
@@ -53,6 +54,7 @@ class ServiceMetrics {
  private:
   Registry registry_;
   Counter& uploads_accepted_;
+  Counter& requests_cancelled_;
   Counter& rejected_no_file_;
   Counter& rejected_invalid_csv_;
   Counter& rejected_invalid_webhook_;

@@ -42,8 +42,22 @@ request::ImageOutcome WorkerPool::Failure(const store::ImageTask& task, bool tra
   return out;
 }
 
-request::ImageOutcome WorkerPool::Process(const store::ImageTask& task) {
+bool WorkerPool::LeaseLost(const store::ImageTask& task, const std::string& owner) {
+  // A store error is not a verdict: go on, and let the record of the outcome decide.
+  auto held = store_.HoldsLease(task.image_id, owner);
+  return held.ok() && !*held;
+}
+
+request::ImageOutcome WorkerPool::Process(const store::ImageTask& task, const std::string& owner) {
   metrics::ServiceMetrics* m = options_.metrics;
+  // Before each stage: an image whose request was cancelled (or whose lease another worker took
+  // over) stops here; its outcome would be ignored anyway.
+  const auto lost = [&] {
+    request::ImageOutcome out;
+    out.error = "stopped: no longer leased to this worker (request cancelled, or taken over)";
+    return out;
+  };
+  if (LeaseLost(task, owner)) return lost();
   // Held from before the download until the compression is over; released on every path out.
   uint64_t reserved = budget_.Reserve();
   struct Release {
@@ -99,6 +113,7 @@ request::ImageOutcome WorkerPool::Process(const store::ImageTask& task) {
   const auto input_bytes = static_cast<int64_t>(response->body.size());
   if (m) m->BytesIn(response->body.size());
 
+  if (LeaseLost(task, owner)) return lost();
   if (head_pixels == 0) {
     reserved = budget_.Correct(reserved, ReadHeader(response->body, options_.codec).pixels);
   }
@@ -112,6 +127,7 @@ request::ImageOutcome WorkerPool::Process(const store::ImageTask& task) {
   response->body_share.Release();
   budget_.Release(std::exchange(reserved, 0));
   if (!encoded.ok()) return Failure(task, false, encoded.status().message());
+  if (LeaseLost(task, owner)) return lost();
 
   const std::string name =
       std::to_string(task.serial_no) + "_" + std::to_string(task.index) + ".jpg";
@@ -274,7 +290,7 @@ void WorkerPool::Run(const std::string& owner) {
     }
     for (const auto& task : *tasks) {
       const logging::ScopedRequestId log_scope(task.request_id);
-      auto outcome = Process(task);
+      auto outcome = Process(task, owner);
       if (cancel_ && !outcome.ok) {
         // Interrupted by shutdown, not failed: hand it back, due at once for the next run.
         outcome.error = "interrupted by shutdown";

@@ -76,8 +76,10 @@ class WorkerPool {
 
  private:
   void Run(const std::string& owner) EXCLUDES(mu_);
-  // Works one image and says what to record: its output URL, a final error, or a retry time.
-  request::ImageOutcome Process(const store::ImageTask& task);
+  // Works one image leased to `owner` and says what to record: its output URL, a final error,
+  // or a retry time. Stops before a stage once the lease is lost (a cancel drops it).
+  request::ImageOutcome Process(const store::ImageTask& task, const std::string& owner);
+  bool LeaseLost(const store::ImageTask& task, const std::string& owner);
   // An outcome for a failure: retried later when transient and attempts remain, final otherwise.
   request::ImageOutcome Failure(const store::ImageTask& task, bool transient, std::string error,
                                 std::chrono::milliseconds at_least = {});

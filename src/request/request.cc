@@ -78,13 +78,33 @@ const char* ToString(RequestStatus status) {
       return "processing";
     case RequestStatus::kCompleted:
       return "completed";
+    case RequestStatus::kCancelled:
+      return "cancelled";
   }
   return "pending";
+}
+
+bool IsFinished(RequestStatus status) {
+  return status == RequestStatus::kCompleted || status == RequestStatus::kCancelled;
+}
+
+CancelVerdict DecideCancel(RequestStatus status) {
+  switch (status) {
+    case RequestStatus::kPending:
+    case RequestStatus::kProcessing:
+      return CancelVerdict::kCancel;
+    case RequestStatus::kCancelled:
+      return CancelVerdict::kAlreadyCancelled;
+    case RequestStatus::kCompleted:
+      return CancelVerdict::kAlreadyCompleted;
+  }
+  return CancelVerdict::kAlreadyCompleted;
 }
 
 RequestStatus ParseRequestStatus(std::string_view text) {
   if (text == "processing") return RequestStatus::kProcessing;
   if (text == "completed") return RequestStatus::kCompleted;
+  if (text == "cancelled") return RequestStatus::kCancelled;
   return RequestStatus::kPending;
 }
 

@@ -37,9 +37,13 @@ std::string JoinEntries(const std::vector<std::string>& entries);
 
 // ---- A new request ------------------------------------------------------------------------------
 
-enum class RequestStatus { kPending, kProcessing, kCompleted };
+// The original design's three, and "cancelled" (POST /api/p/requests/<id>/cancel).
+enum class RequestStatus { kPending, kProcessing, kCompleted, kCancelled };
 const char* ToString(RequestStatus status);
 RequestStatus ParseRequestStatus(std::string_view text);  // the inverse of ToString
+// Completed or cancelled: nothing more happens to its images, and its status no longer changes
+// (save its webhook's delivery).
+bool IsFinished(RequestStatus status);
 
 // One product as the CSV gave it.
 struct NewProduct {
@@ -120,6 +124,18 @@ struct Completion {
 };
 Completion AfterFinalImage(int64_t final_images, int64_t images_total, bool has_webhook,
                            Millis now);
+
+// ---- Cancelling a request ----------------------------------------------------------------------
+
+// The image error of every image a cancel left undone (its slot stays empty).
+inline constexpr std::string_view kCancelledError = "cancelled";
+
+// What a cancel does to a request in `status`: a pending or processing one is cancelled (no new
+// image starts; those in flight are dropped at their next stage; every undone image fails with
+// kCancelledError; the request is finished and its webhook, if any, is due once); a cancelled one
+// is left as it is (a cancel is idempotent); a completed one cannot be cancelled (409).
+enum class CancelVerdict { kCancel, kAlreadyCancelled, kAlreadyCompleted };
+CancelVerdict DecideCancel(RequestStatus status);
 
 // ---- Webhooks -----------------------------------------------------------------------------------
 

@@ -5,10 +5,12 @@
 
 #include <algorithm>
 #include <limits>
+#include <map>
 #include <string_view>
 #include <utility>
 
 #include "common/mutex.h"
+#include "store/request_row.h"
 
 namespace imgproc::store {
 namespace {
@@ -77,6 +79,11 @@ DROP INDEX images_due;
 CREATE INDEX images_due ON images(due_at, id) WHERE state IN ('queued', 'leased');
 ALTER TABLE requests ADD COLUMN client TEXT;
 CREATE INDEX requests_unfinished ON requests(client) WHERE status <> 'completed';
+)sql",
+    // 4: as the SQLite store's 7: cancelled requests are finished too.
+    R"sql(
+DROP INDEX requests_unfinished;
+CREATE INDEX requests_unfinished ON requests(client) WHERE status IN ('pending', 'processing');
 )sql",
 };
 
@@ -317,7 +324,7 @@ class PostgresStore final : public Store {
       if (!locked.ok()) return locked.status();
       auto queued = session->Exec(
           "SELECT COALESCE(SUM(images_total - images_done - images_failed), 0) FROM requests "
-          "WHERE client = $1 AND status <> 'completed'",
+          "WHERE client = $1 AND status IN ('pending', 'processing')",
           Params().Add(request.client));
       if (!queued.ok()) return queued.status();
       const int64_t have = Row(queued->get(), 0).Int(0);
@@ -421,20 +428,7 @@ class PostgresStore final : public Store {
     if (!q.ok()) return q.status();
     if (PQntuples(q->get()) == 0) return NotFound("Request ID not found");
     Row r(q->get(), 0);
-    request::RequestView view;
-    view.request_id = request_id;
-    view.status = request::ParseRequestStatus(r.Text(0));
-    view.created_at = r.Int(1);
-    view.webhook_url = r.OptText(2);
-    view.images_total = static_cast<int>(r.Int(3));
-    view.images_done = static_cast<int>(r.Int(4));
-    view.images_failed = static_cast<int>(r.Int(5));
-    view.owner = r.OptText(9);
-    if (!r.IsNull(6)) {
-      view.webhook = request::ViewOfWebhook(
-          r.Text(6), static_cast<int>(r.Int(7)),
-          r.IsNull(8) ? std::nullopt : std::optional<int>(static_cast<int>(r.Int(8))));
-    }
+    request::RequestView view = RequestViewOfRow(request_id, r);
 
     auto p = session->Exec(
         "SELECT id, serial_no, product_name, input_urls, output_urls FROM product_entries "
@@ -545,16 +539,7 @@ class PostgresStore final : public Store {
       return true;
     }
 
-    auto dec = session->Exec(
-        "UPDATE product_entries SET images_pending = images_pending - 1 WHERE id = $1 "
-        "RETURNING images_pending, input_urls",
-        Params().Add(product_id));
-    if (!dec.ok()) return dec.status();
-    if (Row(dec->get(), 0).Int(0) == 0) {
-      if (Status s = FinishProduct(*session, product_id, Row(dec->get(), 0).Text(1)); !s.ok()) {
-        return s;
-      }
-    }
+    if (Status s = ImagesFinal(*session, product_id, 1); !s.ok()) return s;
 
     // The row lock on the request serialises the last images of a request: exactly one
     // transaction sees every image final and completes it.
@@ -572,7 +557,7 @@ class PostgresStore final : public Store {
     if (completion.completed) {
       auto done = session->Exec(
           "UPDATE requests SET status = 'completed', completed_at = $1, webhook_state = $2, "
-          "webhook_next_at = $3 WHERE request_id = $4 AND status <> 'completed'",
+          "webhook_next_at = $3 WHERE request_id = $4 AND status IN ('pending', 'processing')",
           Params()
               .Add(now)
               .Add(completion.webhook_due ? std::optional<std::string>(request::kWebhookPending)
@@ -583,6 +568,63 @@ class PostgresStore final : public Store {
     }
     if (Status s = tx.Commit(); !s.ok()) return s;
     return true;
+  }
+
+  Result<request::CancelVerdict> CancelRequest(const std::string& request_id,
+                                               const std::optional<std::string>& owner) override {
+    auto session = Borrow();
+    if (!session.ok()) return session.status();
+    const Millis now = clock_.WallMillis();
+    Transaction tx(*session);
+    if (!tx.ok()) return tx.status();
+    auto q = session->Exec("SELECT status, webhook_url, owner FROM requests WHERE request_id = $1",
+                           Params().Add(request_id));
+    if (!q.ok()) return q.status();
+    if (PQntuples(q->get()) == 0) return NotFound("Request ID not found");
+    Row r(q->get(), 0);
+    if (owner && r.OptText(2) != owner) return NotFound("Request ID not found");
+    const request::CancelVerdict verdict =
+        request::DecideCancel(request::ParseRequestStatus(r.Text(0)));
+    if (verdict != request::CancelVerdict::kCancel) return verdict;  // nothing written
+    const bool has_webhook = !r.IsNull(1);
+
+    // Locks in RecordImage's order (images, products, the request), so the two never deadlock:
+    // an image being recorded is waited for, and is left out once it is final.
+    auto images = session->Exec(
+        "UPDATE images SET state = 'failed', lease_owner = NULL, error = $1, enqueued_at = NULL "
+        "WHERE request_id = $2 AND state IN ('queued', 'leased') RETURNING product_id",
+        Params().Add(std::string(request::kCancelledError)).Add(request_id));
+    if (!images.ok()) return images.status();
+    std::map<int64_t, int64_t> per_product;
+    for (int i = 0; i < PQntuples(images->get()); ++i) ++per_product[Row(images->get(), i).Int(0)];
+    for (const auto& [product_id, n] : per_product) {
+      if (Status s = ImagesFinal(*session, product_id, n); !s.ok()) return s;
+    }
+    auto done = session->Exec(
+        "UPDATE requests SET status = 'cancelled', images_failed = images_failed + $1, "
+        "completed_at = $2, webhook_state = $3, webhook_next_at = $4 "
+        "WHERE request_id = $5 AND status IN ('pending', 'processing') RETURNING 1",
+        Params()
+            .Add(static_cast<int64_t>(PQntuples(images->get())))
+            .Add(now)
+            .Add(has_webhook ? std::optional<std::string>(request::kWebhookPending) : std::nullopt)
+            .Add(has_webhook ? std::optional<Millis>(now) : std::nullopt)
+            .Add(request_id));
+    if (!done.ok()) return done.status();
+    // Its last image was recorded meanwhile, completing it: nothing to cancel (rolled back).
+    if (PQntuples(done->get()) == 0) return request::CancelVerdict::kAlreadyCompleted;
+    if (Status s = tx.Commit(); !s.ok()) return s;
+    return verdict;
+  }
+
+  Result<bool> HoldsLease(int64_t image_id, const std::string& owner) override {
+    auto session = Borrow();
+    if (!session.ok()) return session.status();
+    auto q = session->Exec(
+        "SELECT 1 FROM images WHERE id = $1 AND state = 'leased' AND lease_owner = $2",
+        Params().Add(image_id).Add(owner));
+    if (!q.ok()) return q.status();
+    return PQntuples(q->get()) > 0;
   }
 
   Result<int> ReleaseLeases() override {
@@ -700,7 +742,7 @@ class PostgresStore final : public Store {
     if (!session.ok()) return session.status();
     auto r = session->Exec(
         "SELECT COALESCE(SUM(images_total - images_done - images_failed), 0) FROM requests "
-        "WHERE status <> 'completed'");
+        "WHERE status IN ('pending', 'processing')");
     if (!r.ok()) return r.status();
     return Row(r->get(), 0).Int(0);
   }
@@ -747,6 +789,17 @@ class PostgresStore final : public Store {
 
  private:
   // The last image of a product became final: its outputs (request::ComposeOutputs).
+  // `n` more images of a product are final: the last one composes its outputs.
+  static Status ImagesFinal(Session& session, int64_t product_id, int64_t n) {
+    auto dec = session.Exec(
+        "UPDATE product_entries SET images_pending = images_pending - $1 WHERE id = $2 "
+        "RETURNING images_pending, input_urls",
+        Params().Add(n).Add(product_id));
+    if (!dec.ok()) return dec.status();
+    if (Row(dec->get(), 0).Int(0) != 0) return Status::Ok();
+    return FinishProduct(session, product_id, Row(dec->get(), 0).Text(1));
+  }
+
   static Status FinishProduct(Session& session, int64_t product_id, const std::string& input_urls) {
     auto q = session.Exec("SELECT idx, output_url FROM images WHERE product_id = $1",
                           Params().Add(product_id));

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <limits>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "common/mutex.h"
+#include "store/request_row.h"
 
 namespace imgproc::store {
 namespace {
@@ -93,6 +95,11 @@ DROP INDEX images_due;
 CREATE INDEX images_due ON images(due_at, id) WHERE state IN ('queued', 'leased');
 ALTER TABLE requests ADD COLUMN client TEXT;
 CREATE INDEX requests_unfinished ON requests(client) WHERE status != 'completed';
+)sql",
+    // 7: cancelled requests are finished too: the unfinished ones are those pending or processing.
+    R"sql(
+DROP INDEX requests_unfinished;
+CREATE INDEX requests_unfinished ON requests(client) WHERE status IN ('pending', 'processing');
 )sql",
 };
 
@@ -284,20 +291,7 @@ class Reads {
       if (!q.ok()) return c_.Error("read request");
       return NotFound("Request ID not found");
     }
-    request::RequestView view;
-    view.request_id = request_id;
-    view.status = request::ParseRequestStatus(q.Text(0));
-    view.created_at = q.Int(1);
-    view.webhook_url = q.OptText(2);
-    view.images_total = static_cast<int>(q.Int(3));
-    view.images_done = static_cast<int>(q.Int(4));
-    view.images_failed = static_cast<int>(q.Int(5));
-    view.owner = q.OptText(9);
-    if (!q.IsNull(6)) {
-      view.webhook = request::ViewOfWebhook(
-          q.Text(6), static_cast<int>(q.Int(7)),
-          q.IsNull(8) ? std::nullopt : std::optional<int>(static_cast<int>(q.Int(8))));
-    }
+    request::RequestView view = RequestViewOfRow(request_id, q);
 
     Stmt p(statements,
            "SELECT id, serial_no, product_name, input_urls, output_urls FROM product_entries "
@@ -353,11 +347,21 @@ class Reads {
     return out;
   }
 
+  Result<bool> HoldsLease(int64_t image_id, const std::string& owner) EXCLUDES(c_.mu) {
+    MutexLock lock(&c_.mu);
+    Stmt q(c_.statements,
+           "SELECT 1 FROM images WHERE id = ? AND state = 'leased' AND lease_owner = ?");
+    q.Bind(1, image_id).Bind(2, owner);
+    const bool held = q.Step();
+    if (!q.ok()) return c_.Error("read lease");
+    return held;
+  }
+
   Result<int64_t> CountUnfinishedImages() EXCLUDES(c_.mu) {
     MutexLock lock(&c_.mu);
     Stmt q(c_.statements,
            "SELECT COALESCE(SUM(images_total - images_done - images_failed), 0) FROM requests "
-           "WHERE status != 'completed'");
+           "WHERE status IN ('pending', 'processing')");
     if (!q.Step()) return c_.Error("count unfinished images");
     return q.Int(0);
   }
@@ -431,7 +435,7 @@ class SqliteStore final : public Store {
     if (request.max_client_images > 0 && plan.images_total > 0) {
       Stmt queued(statements,
                   "SELECT COALESCE(SUM(images_total - images_done - images_failed), 0) "
-                  "FROM requests WHERE client = ? AND status != 'completed'");
+                  "FROM requests WHERE client = ? AND status IN ('pending', 'processing')");
       queued.Bind(1, request.client);
       if (!queued.Step()) return writer_.Error("count the client's images");
       const int64_t have = queued.Int(0);
@@ -595,17 +599,7 @@ class SqliteStore final : public Store {
     if (!u.ok()) return writer_.Error("record image");
     if (!record.final()) return tx.Commit().ok() ? Result<bool>(true) : tx.status();
 
-    Stmt dec(statements,
-             "UPDATE product_entries SET images_pending = images_pending - 1 WHERE id = ? "
-             "RETURNING images_pending, input_urls");
-    dec.Bind(1, product_id);
-    if (!dec.Step()) return writer_.Error("update product");
-    const int64_t pending = dec.Int(0);
-    const std::string input_urls = dec.Text(1);
-    dec.Step();  // finish the statement so its write completes
-    if (pending == 0) {
-      if (Status s = FinishProduct(product_id, input_urls); !s.ok()) return s;
-    }
+    if (Status s = ImagesFinal(product_id, 1); !s.ok()) return s;
 
     Stmt count(statements,
                outcome.ok
@@ -622,7 +616,7 @@ class SqliteStore final : public Store {
     if (completion.completed) {
       Stmt done(statements,
                 "UPDATE requests SET status = 'completed', completed_at = ?, webhook_state = ?, "
-                "webhook_next_at = ? WHERE request_id = ? AND status != 'completed'");
+                "webhook_next_at = ? WHERE request_id = ? AND status IN ('pending', 'processing')");
       done.Bind(1, now)
           .Bind(2, completion.webhook_due ? std::optional<std::string>(request::kWebhookPending)
                                           : std::nullopt)
@@ -633,6 +627,60 @@ class SqliteStore final : public Store {
     }
     if (Status s = tx.Commit(); !s.ok()) return s;
     return true;
+  }
+
+  Result<request::CancelVerdict> CancelRequest(const std::string& request_id,
+                                               const std::optional<std::string>& owner) override
+      EXCLUDES(writer_.mu) {
+    MutexLock lock(&writer_.mu);
+    StatementCache& statements = writer_.statements;
+    const Millis now = clock_.WallMillis();
+    Transaction tx(this);
+    if (!tx.ok()) return tx.status();
+    Stmt q(statements, "SELECT status, webhook_url, owner FROM requests WHERE request_id = ?");
+    q.Bind(1, request_id);
+    if (!q.Step()) {
+      if (!q.ok()) return writer_.Error("read request");
+      return NotFound("Request ID not found");
+    }
+    if (owner && q.OptText(2) != owner) return NotFound("Request ID not found");
+    const request::CancelVerdict verdict =
+        request::DecideCancel(request::ParseRequestStatus(q.Text(0)));
+    const bool has_webhook = !q.IsNull(1);
+    q.Reset();
+    if (verdict != request::CancelVerdict::kCancel) return verdict;  // nothing written
+
+    Stmt images(statements,
+                "UPDATE images SET state = 'failed', lease_owner = NULL, error = ?, "
+                "enqueued_at = NULL WHERE request_id = ? AND state IN ('queued', 'leased') "
+                "RETURNING product_id");
+    images.Bind(1, std::string(request::kCancelledError)).Bind(2, request_id);
+    std::map<int64_t, int64_t> per_product;
+    int64_t cancelled = 0;
+    while (images.Step()) {
+      ++per_product[images.Int(0)];
+      ++cancelled;
+    }
+    if (!images.ok()) return writer_.Error("cancel images");
+    for (const auto& [product_id, n] : per_product) {
+      if (Status s = ImagesFinal(product_id, n); !s.ok()) return s;
+    }
+    Stmt done(statements,
+              "UPDATE requests SET status = 'cancelled', images_failed = images_failed + ?, "
+              "completed_at = ?, webhook_state = ?, webhook_next_at = ? WHERE request_id = ?");
+    done.Bind(1, cancelled)
+        .Bind(2, now)
+        .Bind(3, has_webhook ? std::optional<std::string>(request::kWebhookPending) : std::nullopt)
+        .Bind(4, has_webhook ? std::optional<Millis>(now) : std::nullopt)
+        .Bind(5, request_id)
+        .Step();
+    if (!done.ok()) return writer_.Error("cancel request");
+    if (Status s = tx.Commit(); !s.ok()) return s;
+    return verdict;
+  }
+
+  Result<bool> HoldsLease(int64_t image_id, const std::string& owner) override {
+    return reads_->HoldsLease(image_id, owner);
   }
 
   Result<int> ReleaseLeases() override EXCLUDES(writer_.mu) {
@@ -784,6 +832,19 @@ class SqliteStore final : public Store {
   }
 
   // The last image of a product became final: its outputs (request::ComposeOutputs).
+  // `n` more images of a product are final: the last one composes its outputs.
+  Status ImagesFinal(int64_t product_id, int64_t n) REQUIRES(writer_.mu) {
+    Stmt dec(writer_.statements,
+             "UPDATE product_entries SET images_pending = images_pending - ? WHERE id = ? "
+             "RETURNING images_pending, input_urls");
+    dec.Bind(1, n).Bind(2, product_id);
+    if (!dec.Step()) return writer_.Error("update product");
+    const int64_t pending = dec.Int(0);
+    const std::string input_urls = dec.Text(1);
+    dec.Step();  // finish the statement so its write completes
+    return pending == 0 ? FinishProduct(product_id, input_urls) : Status::Ok();
+  }
+
   Status FinishProduct(int64_t product_id, const std::string& input_urls) REQUIRES(writer_.mu) {
     Stmt q(writer_.statements, "SELECT idx, output_url FROM images WHERE product_id = ?");
     q.Bind(1, product_id);

@@ -43,6 +43,15 @@ class RequestWriter {
   // request without an image is completed at once. kResourceExhausted, storing nothing, when its
   // client's unfinished images would pass `max_client_images` (request::FitsClientQueue).
   [[nodiscard]] virtual Status CreateRequest(const NewRequest& request) = 0;
+
+  // Cancels a request as request::DecideCancel says, in one transaction: every image not yet
+  // final fails with request::kCancelledError (a leased one's lease is dropped, so its worker's
+  // outcome is ignored), the products still waiting get their outputs (request::ComposeOutputs),
+  // and the request is `cancelled`, its webhook (if any) due now. kAlreadyCancelled and
+  // kAlreadyCompleted change nothing. NotFound for an unknown id, or one `owner` does not own
+  // (when given).
+  [[nodiscard]] virtual Result<request::CancelVerdict> CancelRequest(
+      const std::string& request_id, const std::optional<std::string>& owner) = 0;
 };
 
 class RequestReader {
@@ -103,6 +112,11 @@ class ImageLeases {
   // the request is, the request completes in the same transaction (request::AfterFinalImage).
   [[nodiscard]] virtual Result<bool> RecordImage(int64_t image_id, const std::string& owner,
                                                  const request::ImageOutcome& outcome) = 0;
+
+  // Whether `owner` still holds the lease of `image_id`: false once it is lost (taken over after
+  // it expired, or dropped by a cancel). A worker asks before each stage of an image, so a
+  // cancelled image stops at its next stage instead of running to the end.
+  [[nodiscard]] virtual Result<bool> HoldsLease(int64_t image_id, const std::string& owner) = 0;
 
   // Returns every lease to the queue, images and webhooks: only for the single-process embedded
   // mode at start-up, where whatever a previous run had leased died with it. Returns how many

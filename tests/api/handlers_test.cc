@@ -142,6 +142,44 @@ TEST_F(ApiTest, AcceptedUploadReturnsUuidAndStatusShowsOriginalShape) {
 constexpr const char* kFinishedCsv =
     "Serial Number,Product Name,Input Image Urls\n1,SKU1,not-a-url\n2,SKU2,also-not\n";
 
+TEST_F(ApiTest, CancelStopsARunningRequestOnceAndRefusesACompletedOne) {
+  const std::string id = Body(Upload(kOriginalCsv, "https://hooks.example.com/done"))["request_id"];
+  const std::string path = "/api/p/requests/" + id + "/cancel";
+  EXPECT_EQ(Get(path).status, 405);  // a POST only
+  const Response cancelled = api_->Handle({"POST", path, {}, {}, {}, {}, {}});
+  ASSERT_EQ(cancelled.status, 200) << cancelled.content();
+  const json body = Body(cancelled);
+  EXPECT_EQ(body["status"], "cancelled");
+  EXPECT_EQ(body["progress"]["images_failed"], 4);
+  EXPECT_EQ(body["products"][0]["Output Image Urls"], ",");
+  EXPECT_EQ(body["products"][0]["Image Errors"][0]["error"], "cancelled");
+  EXPECT_EQ(body["webhook"]["state"], "pending");
+  EXPECT_EQ(Body(Get("/status/" + id + "/")), body);
+  // Again (with a slash at the end too): the same answer, nothing more happens.
+  const Response again = api_->Handle({"POST", path + "/", {}, {}, {}, {}, {}});
+  EXPECT_EQ(again.status, 200);
+  EXPECT_EQ(Body(again), body);
+  EXPECT_NE(api_->Handle({"GET", "/metrics", {}, {}, {}, {}, {}})
+                .content()
+                .find("imgproc_requests_cancelled_total 1\n"),
+            std::string::npos);
+
+  const std::string done = Body(Upload(kFinishedCsv))["request_id"];
+  const Response refused =
+      api_->Handle({"POST", "/api/p/requests/" + done + "/cancel", {}, {}, {}, {}, {}});
+  EXPECT_EQ(refused.status, 409);
+  EXPECT_EQ(Body(refused), json({{"error", "Request already completed: nothing to cancel"}}));
+  EXPECT_EQ(api_->Handle({"POST",
+                          "/api/p/requests/00000000-0000-4000-8000-000000000000/cancel",
+                          {},
+                          {},
+                          {},
+                          {},
+                          {}})
+                .status,
+            404);
+}
+
 TEST_F(ApiTest, FinishedStatusStaysTheSameWhenServedAgain) {
   const std::string id = Body(Upload(kFinishedCsv))["request_id"];
   const Response first = Get("/status/" + id + "/");
@@ -593,6 +631,18 @@ TEST_F(ApiKeysTest, AnotherKeysRequestIsNotFound) {
   EXPECT_EQ(Body(As("key-a", {"GET", done_path, {}, {}, {}, {}, {}}))["status"], "completed");
   EXPECT_EQ(Body(As("key-a", {"GET", done_path, {}, {}, {}, {}, {}}))["status"], "completed");
   EXPECT_EQ(As("key-b", {"GET", done_path, {}, {}, {}, {}, {}}).status, 404);
+}
+
+TEST_F(ApiKeysTest, OnlyTheOwnerMayCancel) {
+  Response created = As("key-a", UploadRequest());
+  ASSERT_EQ(created.status, 202);
+  const std::string path =
+      "/api/p/requests/" + Body(created)["request_id"].get<std::string>() + "/cancel";
+  EXPECT_EQ(As("", {"POST", path, {}, {}, {}, {}, {}}).status, 401);
+  EXPECT_EQ(As("key-b", {"POST", path, {}, {}, {}, {}, {}}).status, 404);
+  const Response mine = As("key-a", {"POST", path, {}, {}, {}, {}, {}});
+  EXPECT_EQ(mine.status, 200);
+  EXPECT_EQ(Body(mine)["status"], "cancelled");
 }
 
 // Finding 11 of issue 19: the scheme of an Authorization header is case-insensitive (RFC 7235);

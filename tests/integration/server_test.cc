@@ -505,6 +505,45 @@ TEST_F(ServerTest, AGigabyteDownloadIsCutAtTheLimit) {
   EXPECT_LT(PeakRssKib(server_->pid()), 256 * 1024);  // and nothing like it in memory
 }
 
+// A running request cancelled over HTTP: answered `cancelled` at once, no new download starts,
+// what was done stays, and the webhook reports it once.
+TEST_F(ServerTest, CancelStopsARunningRequestAndItsDownloads) {
+  const std::string photo = MakeImage(TestImage::kJpegRgb, 200, 100);
+  constexpr int kImages = 30;
+  for (int i = 0; i < kImages; ++i) host_.Add("p" + std::to_string(i) + ".jpg", photo);
+  host_.set_latency_ms(100);
+  host_.Start();
+  WebhookReceiver hook;
+  StartServer(TestEnv({{"WORKERS", "2"}}));
+  const std::string id = Submit(OneImagePerRow(kImages), hook.Url());
+  ASSERT_TRUE(
+      server_
+          ->WaitForStatus(
+              id, [](const json& s) { return s["progress"]["images_done"].get<int>() >= 2; })
+          .is_object());
+  httplib::Client client("127.0.0.1", server_->port());
+  auto answer = client.Post("/api/p/requests/" + id + "/cancel", "", "application/json");
+  const size_t downloads_at_answer = host_.Total();
+  ASSERT_TRUE(answer);
+  ASSERT_EQ(answer->status, 200) << answer->body;
+  const json cancelled = json::parse(answer->body);
+  EXPECT_EQ(cancelled["status"], "cancelled");
+  const int done = cancelled["progress"]["images_done"].get<int>();
+  EXPECT_GE(done, 2);
+  EXPECT_EQ(done + cancelled["progress"]["images_failed"].get<int>(), kImages);
+
+  const json settled = server_->WaitForWebhook(id);
+  ASSERT_TRUE(settled.is_object());
+  EXPECT_EQ(settled["webhook"]["attempts"], 1);
+  ASSERT_EQ(hook.bodies().size(), 1u);
+  EXPECT_EQ(json::parse(hook.bodies()[0]).size(), static_cast<size_t>(kImages));
+  EXPECT_EQ(settled["progress"], cancelled["progress"]);  // nothing recorded after the answer
+  // A worker that checked its lease just before the cancel committed may still start one
+  // download; without the cancel all 30 would have been fetched.
+  EXPECT_LE(host_.Total(), downloads_at_answer + 2);
+  EXPECT_EQ(client.Post("/api/p/requests/" + id + "/cancel", "", "application/json")->status, 200);
+}
+
 // SIGTERM: stop accepting, let images in flight finish, exit 0; a restart completes the rest.
 TEST_F(ServerTest, SigtermShutsDownGracefullyAndLosesNothing) {
   const std::string photo = MakeImage(TestImage::kJpegRgb, 200, 100);

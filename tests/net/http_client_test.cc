@@ -339,8 +339,10 @@ TEST_F(HttpClientTest, SizeCapStopsAStreamWithoutContentLength) {
   EXPECT_EQ(r.status().code(), StatusCode::kPermanent);
   EXPECT_NE(r.status().message().find("larger than 100000 bytes"), std::string::npos);
   // The server saw the connection go away long before its 10 MiB were out.
+  // (What the server got out before that is what loopback's socket buffers took: a send buffer
+  // of up to 4 MiB, and the receive window the client had opened; 4.06 MiB seen under TSan.)
   ASSERT_TRUE(imgproc::testing::Eventually(stream_aborted_));
-  EXPECT_LT(streamed_.load(), 4u * 1024 * 1024);
+  EXPECT_LT(streamed_.load(), 8u * 1024 * 1024);
 }
 
 TEST_F(HttpClientTest, ACancelledTransferStopsAndIsTransient) {

@@ -252,6 +252,27 @@ class LosesFirstClaimStore final : public testing::ForwardingStore {
 // The heartbeat extends the leases of the images the pool holds, so a slow one is not taken over
 // while its worker lives; and only those: an image whose claim was lost expires and is taken
 // again, instead of staying leased for ever.
+// A request cancelled while its image downloads: the image stops before its compression and
+// stores nothing, and the request's other image never starts.
+TEST_F(WorkerPoolTest, ACancelledRequestsImagesStopAtTheirNextStage) {
+  http_.On(kA,
+           [&](const FakeHttpClient::Call&, const net::FetchOptions&) -> Result<net::HttpResponse> {
+             EXPECT_EQ(*store_->CancelRequest("r1", std::nullopt), request::CancelVerdict::kCancel);
+             return testing::Response(200, Jpeg());
+           });
+  http_.Respond(kB, 200, Jpeg());
+  Create({kA, kB});
+  Start();
+  ASSERT_TRUE(http_.AwaitCalls(kA, 1));
+  ASSERT_TRUE(AwaitIdle());  // done with what it had taken
+  EXPECT_EQ(http_.count(kB), 0u);
+  EXPECT_FALSE(std::filesystem::exists(media_ / "r1"));  // nothing stored
+  const request::RequestView view = View();
+  EXPECT_EQ(view.status, request::RequestStatus::kCancelled);
+  EXPECT_EQ(view.images_failed, 2);
+  EXPECT_EQ(view.products[0].output_urls.value_or("?"), ",");
+}
+
 TEST_F(WorkerPoolTest, LeasesOfHeldImagesAreExtendedAndALostClaimExpires) {
   LosesFirstClaimStore store(*store_);
   options_.lease = 3s;

@@ -128,6 +128,25 @@ TEST(AfterFinalImage, CompletesOnTheLastAndThenTheWebhookIsDue) {
   EXPECT_FALSE(AfterFinalImage(3, 3, false, 10).webhook_due);
 }
 
+TEST(RequestStatus, EveryStatusReadsBackAndOnlyCompletedAndCancelledAreFinished) {
+  for (RequestStatus s : {RequestStatus::kPending, RequestStatus::kProcessing,
+                          RequestStatus::kCompleted, RequestStatus::kCancelled}) {
+    EXPECT_EQ(ParseRequestStatus(ToString(s)), s) << ToString(s);
+  }
+  EXPECT_STREQ(ToString(RequestStatus::kCancelled), "cancelled");
+  EXPECT_FALSE(IsFinished(RequestStatus::kPending));
+  EXPECT_FALSE(IsFinished(RequestStatus::kProcessing));
+  EXPECT_TRUE(IsFinished(RequestStatus::kCompleted));
+  EXPECT_TRUE(IsFinished(RequestStatus::kCancelled));
+}
+
+TEST(DecideCancel, CancelsWhatRunsIsIdempotentAndRefusesWhatCompleted) {
+  EXPECT_EQ(DecideCancel(RequestStatus::kPending), CancelVerdict::kCancel);
+  EXPECT_EQ(DecideCancel(RequestStatus::kProcessing), CancelVerdict::kCancel);
+  EXPECT_EQ(DecideCancel(RequestStatus::kCancelled), CancelVerdict::kAlreadyCancelled);
+  EXPECT_EQ(DecideCancel(RequestStatus::kCompleted), CancelVerdict::kAlreadyCompleted);
+}
+
 TEST(Webhooks, SendingShowsAsPendingUntilAFirstAttempt) {
   EXPECT_EQ(ViewOfWebhook("sending", 0, std::nullopt).state, "pending");
   EXPECT_EQ(ViewOfWebhook("sending", 2, 503).state, "retrying");

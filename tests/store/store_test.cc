@@ -461,6 +461,78 @@ TEST_P(StoreTest, AClientsUnfinishedImagesAreBounded) {
   EXPECT_TRUE(request("r6", "alice", 3).ok());
 }
 
+// A cancel fails what is not done (queued and leased alike), keeps what is, finishes every
+// product and the request, makes its webhook due once, and drops the lease of an image in
+// flight so that its worker's result is ignored.
+TEST_P(StoreTest, ACancelFinishesTheRequestKeepingWhatWasDone) {
+  ASSERT_TRUE(store_
+                  ->CreateRequest({"r1",
+                                   "http://hook/",
+                                   "alice",
+                                   "alice",
+                                   0,
+                                   {Row(1, "P1", {"http://a/0", "kept", "http://a/1"}),
+                                    Row(2, "P2", {"http://a/2"})}})
+                  .ok());
+  auto first = store_->ClaimImages("w", 1, 60'000);
+  ASSERT_TRUE(first.ok() && first->size() == 1u);
+  ASSERT_TRUE(*store_->RecordImage((*first)[0].image_id, "w", Ok("http://out/0")));
+  auto in_flight = store_->ClaimImages("w", 1, 60'000);
+  ASSERT_TRUE(in_flight.ok() && in_flight->size() == 1u);
+  const int64_t leased = (*in_flight)[0].image_id;
+  EXPECT_TRUE(*store_->HoldsLease(leased, "w"));
+
+  EXPECT_EQ(store_->CancelRequest("r1", std::string("bob")).status().code(),
+            StatusCode::kNotFound);  // another key's request
+  EXPECT_EQ(store_->CancelRequest("nope", std::nullopt).status().code(), StatusCode::kNotFound);
+  auto verdict = store_->CancelRequest("r1", std::string("alice"));
+  ASSERT_TRUE(verdict.ok()) << verdict.status().message();
+  EXPECT_EQ(*verdict, request::CancelVerdict::kCancel);
+
+  EXPECT_FALSE(*store_->HoldsLease(leased, "w"));
+  EXPECT_FALSE(*store_->RecordImage(leased, "w", Ok("http://out/late")));  // ignored
+  EXPECT_TRUE(store_->ClaimImages("w", 10, 60'000)->empty());
+  EXPECT_EQ(*store_->CountUnfinishedImages(), 0);
+  auto view = store_->GetRequest("r1");
+  ASSERT_TRUE(view.ok());
+  EXPECT_EQ(view->status, RequestStatus::kCancelled);
+  EXPECT_EQ(view->images_done, 1);
+  EXPECT_EQ(view->images_failed, 2);
+  EXPECT_EQ(view->products[0].output_urls.value_or("?"), "http://out/0,kept,");
+  EXPECT_EQ(view->products[1].output_urls.value_or("?"), "");
+  ASSERT_EQ(view->products[0].image_errors.size(), 1u);
+  EXPECT_EQ(view->products[0].image_errors[0].error, "cancelled");
+  ASSERT_TRUE(view->webhook.has_value());
+  EXPECT_EQ(view->webhook->state, "pending");
+  auto hooks = store_->ClaimWebhooks(10, 60'000);
+  ASSERT_TRUE(hooks.ok());
+  ASSERT_EQ(hooks->size(), 1u);
+  EXPECT_EQ((*hooks)[0].request_id, "r1");
+
+  // Again: nothing changes (idempotent).
+  EXPECT_EQ(*store_->CancelRequest("r1", std::nullopt), request::CancelVerdict::kAlreadyCancelled);
+  EXPECT_EQ(store_->GetRequest("r1")->images_failed, 2);
+  // A cancelled request's images no longer count against its client.
+  ASSERT_TRUE(store_
+                  ->CreateRequest(
+                      {"r2", std::nullopt, std::nullopt, "alice", 1, {Row(1, "P", {"http://a/3"})}})
+                  .ok());
+}
+
+TEST_P(StoreTest, ACompletedRequestCannotBeCancelled) {
+  ASSERT_TRUE(
+      store_
+          ->CreateRequest({"r1", std::nullopt, std::nullopt, "", 0, {Row(1, "P", {"http://a/0"})}})
+          .ok());
+  auto task = store_->ClaimImages("w", 1, 60'000);
+  ASSERT_TRUE(task.ok() && task->size() == 1u);
+  ASSERT_TRUE(*store_->RecordImage((*task)[0].image_id, "w", Ok("http://out/0")));
+  EXPECT_EQ(*store_->CancelRequest("r1", std::nullopt), request::CancelVerdict::kAlreadyCompleted);
+  auto view = store_->GetRequest("r1");
+  EXPECT_EQ(view->status, RequestStatus::kCompleted);
+  EXPECT_EQ(view->products[0].output_urls.value_or("?"), "http://out/0");
+}
+
 // Finding 3 of issue 19: each claim sorted the whole due set (SQLite's plan said "USE TEMP B-TREE
 // FOR ORDER BY"): 16.5 ms a claim at 100k queued images, seconds at millions. The plan must read
 // the due images from an index in the order it takes them.

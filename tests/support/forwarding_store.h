@@ -18,6 +18,10 @@ class ForwardingStore : public store::Store {
   Status CreateRequest(const store::NewRequest& request) override {
     return inner_.CreateRequest(request);
   }
+  Result<request::CancelVerdict> CancelRequest(const std::string& request_id,
+                                               const std::optional<std::string>& owner) override {
+    return inner_.CancelRequest(request_id, owner);
+  }
   Result<request::RequestView> GetRequest(const std::string& request_id) override {
     return inner_.GetRequest(request_id);
   }
@@ -42,6 +46,9 @@ class ForwardingStore : public store::Store {
   Result<bool> RecordImage(int64_t image_id, const std::string& owner,
                            const request::ImageOutcome& outcome) override {
     return inner_.RecordImage(image_id, owner, outcome);
+  }
+  Result<bool> HoldsLease(int64_t image_id, const std::string& owner) override {
+    return inner_.HoldsLease(image_id, owner);
   }
   Result<int> ReleaseLeases() override { return inner_.ReleaseLeases(); }
   Result<std::vector<int64_t>> TakeImagesToEnqueue(std::optional<request::Millis> enqueued_before,

@@ -123,6 +123,16 @@ test('status 200 while processing and when completed, 404; output CSV; media; li
   assert.equal(media.res.headers.get('content-type'), 'image/jpeg');
   await call('/media/{request_id}/{name}', 'get', `/media/${id}/9_9.jpg`, { expect: 404 });
 
+  // Cancel: a completed request cannot be (409); one whose image keeps failing for now (a
+  // refused connection, retried with backoff) is still processing, and is cancelled (200).
+  await call('/api/p/requests/{request_id}/cancel', 'post', `/api/p/requests/${id}/cancel`, { expect: 409 });
+  await call('/api/p/requests/{request_id}/cancel', 'post', '/api/p/requests/00000000-0000-4000-8000-000000000000/cancel', { expect: 404 });
+  const stuck = await call('/api/p/upload/', 'post', '/api/p/upload/', {
+    init: upload('Serial Number,Product Name,Input Image Urls\n1,P,http://127.0.0.1:9/refused.jpg\n'), expect: 202 });
+  const cancelled = await call('/api/p/requests/{request_id}/cancel', 'post', `/api/p/requests/${stuck.body.request_id}/cancel`, { expect: 200 });
+  assert.equal(cancelled.body.status, 'cancelled');
+  assert.equal(cancelled.body.products[0]['Image Errors'][0].error, 'cancelled');
+
   const list = await call('/api/p/requests/', 'get', '/api/p/requests/?limit=5', { expect: 200 });
   assert.ok(list.body.requests.some((r) => r.request_id === id));
   await call('/api/p/requests/', 'get', '/api/p/requests/?limit=0', { expect: 400 });

@@ -271,7 +271,11 @@ int RunProcess(const config::Config& config_in, const ProcessOptions& options) {
     view = (*store)->GetRequest(id);
     if (!view.ok()) break;
   }
-  pool.Stop(interrupted != 0 ? std::chrono::milliseconds(0) : config.pipeline.shutdown_grace);
+  if (interrupted != 0) {
+    pool.Stop(std::chrono::milliseconds(0));
+  } else {
+    pool.Stop();
+  }
   if (!view.ok()) {
     std::fprintf(stderr, "\nerror: %s\n", view.status().message().c_str());
     return 2;

@@ -135,7 +135,7 @@ void Service::Stop() {
   }
   stopped_cv_.SignalAll();
   if (server_) server_->Stop();
-  if (workers_) workers_->Stop(config_.pipeline.shutdown_grace);
+  if (workers_) workers_->Stop();
   if (webhooks_) webhooks_->Stop();
 }
 

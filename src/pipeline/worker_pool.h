@@ -72,7 +72,9 @@ class WorkerPool {
   // Stops taking work and lets images in flight finish for up to `grace`; downloads still running
   // then are cancelled and their images handed back to the queue, due at once. Returns when every
   // worker has recorded its image.
-  void Stop(std::chrono::milliseconds grace = std::chrono::seconds(25)) EXCLUDES(mu_);
+  void Stop(std::chrono::milliseconds grace) EXCLUDES(mu_);
+  // The same with the options' shutdown_grace.
+  void Stop() EXCLUDES(mu_) { Stop(options_.shutdown_grace); }
 
  private:
   void Run(const std::string& owner) EXCLUDES(mu_);

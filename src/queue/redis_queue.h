@@ -31,7 +31,7 @@ namespace imgproc::queue {
 
 struct RedisQueueOptions {
   std::string url;  // redis://[[user]:password@]host[:port][/db]
-  // The image lease (LEASE_MS). No default of its own: the service sets the pipeline's
+  // The image lease (LEASE_MS). No default of its own: config::Finalize sets the pipeline's
   // (pipeline::PipelineOptions::lease), so that the two cannot disagree.
   std::chrono::milliseconds lease{0};
   std::chrono::milliseconds sweep{1000};

@@ -71,6 +71,7 @@
     form.append('csv_file', state.file, state.file.name);
     const hook = $('webhook-url').value.trim();
     if (hook) form.append('webhook_url', hook);
+    if ($('refresh-cache').checked) form.append('refresh', 'true');
     $('submit').disabled = true;
     showUploadError('', []);
     try {
@@ -115,6 +116,8 @@
     if (size) {
       caption.append(bytes(size.input_bytes) + ' → ' + bytes(size.output_bytes) + ' ',
         el('span', { class: 'saving', text: '−' + saving(size.input_bytes, size.output_bytes) + '%' }));
+      // An output stored before (the image cache, or another slot naming the same URL).
+      if (size.reused) caption.append(' ', el('span', { class: 'reused', text: 'reused' }));
     } else if (error) {
       caption.append(el('span', { class: 'failed', text: error.error }));
     } else if (retry) {
@@ -153,9 +156,14 @@
     bar.style.width = percent + '%';
     bar.setAttribute('aria-valuenow', String(percent));
     bar.classList.toggle('done', status.status === 'completed');
+    const ended = status.status === 'completed' || status.status === 'cancelled';
     $('cancel').hidden = status.status !== 'pending' && status.status !== 'processing';
+    $('retry').hidden = !ended || p.images_failed === 0;
+    // Reused images are done without a compression of their own (an output stored before).
+    const reused = p.images_reused || 0;
     $('progress-text').textContent = finished + ' of ' + p.images_total + ' images finished (' +
-      p.images_done + ' compressed, ' + p.images_failed + ' failed)';
+      (p.images_done - reused) + ' compressed, ' + (reused ? reused + ' reused, ' : '') +
+      p.images_failed + ' failed)';
     let before = 0; let after = 0;
     for (const product of status.products) {
       for (const s of product['Image Sizes'] || []) { before += s.input_bytes; after += s.output_bytes; }
@@ -222,6 +230,22 @@
     if (status === 200) render(body); else $('progress-text').textContent = (body && body.error) || 'HTTP ' + status;
   }
 
+  // Queues the failed images of a finished request again; the page follows it as after an upload.
+  async function retryRequest() {
+    const id = state.requestId;
+    if (!id) return;
+    $('retry').disabled = true;
+    const { status, body } = await api('/api/p/requests/' + encodeURIComponent(id) + '/retry',
+      { method: 'POST' });
+    $('retry').disabled = false;
+    if (id !== state.requestId) return;
+    if (status !== 200) { $('progress-text').textContent = (body && body.error) || 'HTTP ' + status; return; }
+    render(body);
+    loadRecent();
+    clearTimeout(state.timer);
+    poll(id);
+  }
+
   // Downloads the CSV with the API key when keys are on (a plain link cannot send it).
   function downloadWithKey(event) {
     if (!apiKey()) return;
@@ -246,12 +270,14 @@
       $('recent').hidden = list.length === 0;
       $('recent-empty').textContent = status === 401 ? 'Enter your API key to see your requests.' : 'No requests yet.';
       for (const r of list) {
+        const notes = [r.progress.images_failed && r.progress.images_failed + ' failed',
+          r.progress.images_reused && r.progress.images_reused + ' reused'].filter(Boolean);
         const row = el('tr', { 'data-id': r.request_id },
           el('td', { text: r.created_at.replace('T', ' ').replace(/\.\d+Z$/, '') }),
           el('td', {}, el('code', { text: r.request_id })),
           el('td', {}, el('span', { class: 'badge ' + r.status, text: r.status })),
           el('td', { text: (r.progress.images_done + r.progress.images_failed) + '/' + r.progress.images_total +
-            (r.progress.images_failed ? ' (' + r.progress.images_failed + ' failed)' : '') }));
+            (notes.length ? ' (' + notes.join(', ') + ')' : '') }));
         row.addEventListener('click', () => { location.hash = '#/requests/' + r.request_id; });
         tbody.append(row);
       }
@@ -272,6 +298,7 @@
   $('upload-form').addEventListener('submit', upload);
   $('refresh').addEventListener('click', loadRecent);
   $('cancel').addEventListener('click', cancelRequest);
+  $('retry').addEventListener('click', retryRequest);
   $('csv-link').addEventListener('click', downloadWithKey);
   $('csv-errors-link').addEventListener('click', downloadWithKey);
   $('api-key').value = apiKey();

@@ -149,11 +149,13 @@ Response Api::Handle(const Request& request) {
   const auto csv_id = SegmentAfter(path, "/api/p/requests/", "/output.csv");
   auto cancel_id = SegmentAfter(path, "/api/p/requests/", "/cancel");
   if (!cancel_id) cancel_id = SegmentAfter(path, "/api/p/requests/", "/cancel/");
+  auto retry_id = SegmentAfter(path, "/api/p/requests/", "/retry");
+  if (!retry_id) retry_id = SegmentAfter(path, "/api/p/requests/", "/retry/");
   const bool media = path.rfind("/media/", 0) == 0;
-  if (!upload && !status && !csv_id && !cancel_id && !media && !list) {
+  if (!upload && !status && !csv_id && !cancel_id && !retry_id && !media && !list) {
     return JsonError(404, "Not found");
   }
-  if (upload || cancel_id ? request.method != "POST" : !get) {
+  if (upload || cancel_id || retry_id ? request.method != "POST" : !get) {
     return JsonError(405, "Method not allowed");
   }
 
@@ -161,6 +163,7 @@ Response Api::Handle(const Request& request) {
   if (!caller.ok()) return Unauthorized(caller.status(), upload);
   if (upload) return Upload(request, *caller);
   if (cancel_id) return Cancel(*cancel_id, *caller);
+  if (retry_id) return Retry(*retry_id, *caller);
   if (list) return ListRequests(request, *caller);
   if (status) {
     return RequestStatus(SegmentAfter(path, "/status/").value_or(""), *caller,
@@ -250,6 +253,17 @@ Response Api::Upload(const Request& request, const std::optional<std::string>& o
     }
   }
 
+  // refresh=true: the image cache is not read for this request's images (they are made anew).
+  bool refresh = false;
+  if (auto r = request.form.find("refresh"); r != request.form.end()) {
+    const std::string& value = r->second.content;
+    if (value == "true" || value == "1") {
+      refresh = true;
+    } else if (!value.empty() && value != "false" && value != "0") {
+      return JsonError(400, "Invalid refresh: use true or false");
+    }
+  }
+
   csv::ParseResult parsed = csv::ParseProducts(data, options_.csv_limits);
   if (!parsed.ok()) {
     json details = json::array();
@@ -270,7 +284,8 @@ Response Api::Upload(const Request& request, const std::optional<std::string>& o
                            owner,
                            owner ? *owner : "ip:" + request.remote_address,
                            options_.max_client_images,
-                           csv::ToProducts(std::move(parsed.rows))};
+                           csv::ToProducts(std::move(parsed.rows)),
+                           refresh};
   if (auto s = writer_.CreateRequest(stored); !s.ok()) {
     if (s.code() == StatusCode::kResourceExhausted) {
       Rejected(metrics::RejectReason::kTooManyQueued);
@@ -321,6 +336,34 @@ Response Api::Cancel(const std::string& request_id, const std::optional<std::str
   return RequestStatus(request_id, caller, /*accepts_gzip=*/false);
 }
 
+Response Api::Retry(const std::string& request_id, const std::optional<std::string>& caller) {
+  auto verdict = writer_.RetryRequest(request_id, caller);
+  if (!verdict.ok()) {
+    if (verdict.status().code() == StatusCode::kNotFound) {
+      return JsonError(404, "Request ID not found");
+    }
+    const logging::ScopedRequestId log_scope(request_id);
+    spdlog::error("request {}: retry: {}", request_id, verdict.status().message());
+    return JsonError(503, "Service unavailable: cannot retry the request, try again");
+  }
+  switch (*verdict) {
+    case request::RetryVerdict::kStillRunning:
+      return JsonError(409, "Request still running: retry it once it has finished");
+    case request::RetryVerdict::kNothingFailed:
+      return JsonError(409, "Request has no failed images: nothing to retry");
+    case request::RetryVerdict::kRetry:
+      break;
+  }
+  {
+    const logging::ScopedRequestId log_scope(request_id);
+    spdlog::info("request {}: retrying its failed images", request_id);
+  }
+  if (options_.metrics != nullptr) options_.metrics->RequestRetried();
+  finished_statuses_.Erase(request_id);
+  if (on_created_) on_created_();  // its images are queued again
+  return RequestStatus(request_id, caller, /*accepts_gzip=*/false);
+}
+
 Response Api::LoadError(const std::string& request_id, const imgproc::Status& status) {
   if (status.code() == StatusCode::kNotFound) return JsonError(404, "Request ID not found");
   const logging::ScopedRequestId log_scope(request_id);
@@ -332,7 +375,12 @@ Response Api::RequestStatus(const std::string& request_id, const std::optional<s
                             bool accepts_gzip) {
   if (auto cached = finished_statuses_.Find(request_id)) {
     if (caller && cached->owner != caller) return JsonError(404, "Request ID not found");
-    return SharedStatus(cached, cached->body, cached->gzip_body, accepts_gzip);
+    // Still its status unless it was retried since (by any API process).
+    auto round = reader_.RequestRound(request_id);
+    if (round.ok() && *round == cached->round) {
+      return SharedStatus(cached, cached->body, cached->gzip_body, accepts_gzip);
+    }
+    finished_statuses_.Erase(request_id);
   }
   const auto built = BuildStatusOnce(request_id);
   if (!built->loaded) return built->response;
@@ -397,7 +445,7 @@ void Api::BuildStatus(const std::string& request_id, BuiltStatus& built) {
   response.body = report::StatusJson(*view);
   const bool webhook_settled = !view->webhook || view->webhook->settled();
   if (request::IsFinished(view->status) && webhook_settled) {
-    finished_statuses_.Put(request_id, {view->owner, response.body, {}});
+    finished_statuses_.Put(request_id, {view->owner, view->round, response.body, {}});
     // Put encoded it: the callers sharing this build take that encoding instead of making another.
     if (auto kept = finished_statuses_.Find(request_id)) {
       std::call_once(built.gzip_once, [&] { built.gzip_body = kept->gzip_body; });
@@ -419,7 +467,11 @@ Response Api::OutputCsv(const std::string& request_id, bool with_errors,
 
 Response Api::Media(const std::string& relative, const std::optional<std::string>& caller) {
   if (!options_.media) return JsonError(404, "Not found");
-  if (caller && !LoadRequest(relative.substr(0, relative.find('/')), caller).ok()) {
+  // A request's own files are its owner's. The image cache's objects/ are named by the SHA-256 of
+  // their input, which only someone holding that input can name: any valid key may read them (it
+  // already has the image they were made from).
+  const std::string folder = relative.substr(0, relative.find('/'));
+  if (caller && folder != "objects" && !LoadRequest(folder, caller).ok()) {
     return JsonError(404, "Not found");
   }
   const auto file = options_.media(relative);
@@ -461,7 +513,8 @@ Response Api::ListRequests(const Request& request, const std::optional<std::stri
                         {"progress",
                          {{"images_total", r.images_total},
                           {"images_done", r.images_done},
-                          {"images_failed", r.images_failed}}}});
+                          {"images_failed", r.images_failed},
+                          {"images_reused", r.images_reused}}}});
   }
   return JsonResponse(200, {{"requests", std::move(requests)}});
 }

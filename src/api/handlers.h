@@ -119,6 +119,9 @@ class Api {
   // POST /api/p/requests/<id>/cancel: cancels a running request (store::CancelRequest) and
   // answers with its status; again on a cancelled one, the same (idempotent); 409 once completed.
   Response Cancel(const std::string& request_id, const std::optional<std::string>& caller);
+  // POST /api/p/requests/<id>/retry: queues a finished request's failed images again
+  // (store::RetryRequest) and answers with its status; 409 while it runs or when none failed.
+  Response Retry(const std::string& request_id, const std::optional<std::string>& caller);
   Response OutputCsv(const std::string& request_id, bool with_errors,
                      const std::optional<std::string>& caller);
   Response Media(const std::string& relative, const std::optional<std::string>& caller);

@@ -57,4 +57,13 @@ void StatusCache::Put(const std::string& request_id, Entry entry) {
   }
 }
 
+void StatusCache::Erase(const std::string& request_id) {
+  MutexLock lock(&mu_);
+  auto it = slots_.find(request_id);
+  if (it == slots_.end()) return;
+  bytes_ -= Footprint(it->first, *it->second.entry);
+  lru_.erase(it->second.position);
+  slots_.erase(it);
+}
+
 }  // namespace imgproc::api

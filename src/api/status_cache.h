@@ -1,13 +1,16 @@
 // Status bodies of finished requests, kept in memory.
 //
-// Once a request is completed and its webhook (if any) has settled, its status never changes,
-// yet clients keep polling it, and a large request's body takes a store query over every product
-// and a serialisation of hundreds of KiB. A finished body is kept here, least recently used
-// first out beyond a byte budget. Safe with several API processes: nothing cached can change.
+// Once a request is finished and its webhook (if any) has settled, its status changes only if it
+// is retried, yet clients keep polling it, and a large request's body takes a store query over
+// every product and a serialisation of hundreds of KiB. A finished body is kept here with the
+// request's round, least recently used first out beyond a byte budget; the API serves it only
+// while the store's round is the same (one indexed read), so a retry through another API process
+// is seen at once.
 #ifndef IMGPROC_API_STATUS_CACHE_H_
 #define IMGPROC_API_STATUS_CACHE_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <list>
 #include <memory>
 #include <optional>
@@ -23,6 +26,7 @@ class StatusCache {
  public:
   struct Entry {
     std::optional<std::string> owner;  // the API key digest that created the request
+    int64_t round = 0;                 // the request's round (request::RequestView::round)
     std::string body;                  // the JSON status body
     std::string gzip_body;             // the same, gzip-encoded (filled in by Put)
   };
@@ -33,6 +37,8 @@ class StatusCache {
   std::shared_ptr<const Entry> Find(const std::string& request_id);
   // Keeps `entry`, with its body compressed once for the clients that accept gzip.
   void Put(const std::string& request_id, Entry entry);
+  // Drops the entry for `request_id` (its request was retried), if any.
+  void Erase(const std::string& request_id);
 
  private:
   using Lru = std::list<std::string>;  // request ids, most recently used first

@@ -160,6 +160,9 @@ settings, 130 interrupted.)");
   command.add_flag("--errors", options.errors_column,
                    "add an Errors column to the output CSV (like ?errors=1)");
   command.add_flag("-q,--quiet", options.quiet, "no progress output, only the summary");
+  command.add_flag("--refresh", options.refresh,
+                   "make every image anew instead of reusing the image cache's outputs (the "
+                   "cache, DATA_DIR/process-cache.db, still learns the new ones)");
 }
 
 int RunProcess(const config::Config& config_in, const ProcessOptions& options) {
@@ -221,9 +224,21 @@ int RunProcess(const config::Config& config_in, const ProcessOptions& options) {
     std::fprintf(stderr, "error: %s\n", storage.status().message().c_str());
     return 2;
   }
+  // The image cache lives in DATA_DIR, beside the outputs it names, so a second run of the same
+  // CSV reuses them. Its own database: the service's cache names http:// outputs, these file://.
+  std::unique_ptr<store::Store> cache;
+  if (config.image_cache) {
+    auto opened = store::OpenSqliteStore((data_dir / "process-cache.db").string());
+    if (!opened.ok()) {
+      std::fprintf(stderr, "error: %s\n", opened.status().message().c_str());
+      return 2;
+    }
+    cache = std::move(*opened);
+  }
   const std::string id = request::NewRequestId();
-  if (Status s = (*store)->CreateRequest(
-          {id, std::nullopt, std::nullopt, "", 0, csv::ToProducts(std::move(parsed.rows))});
+  if (Status s =
+          (*store)->CreateRequest({id, std::nullopt, std::nullopt, "", 0,
+                                   csv::ToProducts(std::move(parsed.rows)), options.refresh});
       !s.ok()) {
     std::fprintf(stderr, "error: %s\n", s.message().c_str());
     return 2;
@@ -240,7 +255,8 @@ int RunProcess(const config::Config& config_in, const ProcessOptions& options) {
     }
     changed.SignalAll();
   };
-  const pipeline::PipelineOptions& pipe = config.pipeline;
+  pipeline::PipelineOptions pipe = config.pipeline;
+  pipe.cache = cache.get();
   queue::EmbeddedQueue queue(**store, pipe.lease);
   pipeline::WorkerPool pool(**store, queue, **storage, pipe, notify);
 
@@ -311,9 +327,11 @@ int RunProcess(const config::Config& config_in, const ProcessOptions& options) {
                    static_cast<long long>(p.serial_no), e.index, e.url.c_str(), e.error.c_str());
     }
   }
-  std::printf("%d products, %d images: %d ok, %d failed in %s (%.1f images/s)\n",
+  const std::string reused =
+      view->images_reused > 0 ? " (" + std::to_string(view->images_reused) + " reused)" : "";
+  std::printf("%d products, %d images: %d ok%s, %d failed in %s (%.1f images/s)\n",
               static_cast<int>(view->products.size()), view->images_total, view->images_done,
-              view->images_failed, Duration(seconds).c_str(),
+              reused.c_str(), view->images_failed, Duration(seconds).c_str(),
               seconds > 0 ? (view->images_done + view->images_failed) / seconds : 0.0);
   if (before > 0) {
     std::printf("bytes: %s before, %s after (%.0f%% smaller)\n", HumanBytes(before).c_str(),

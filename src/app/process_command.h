@@ -21,10 +21,12 @@ struct ProcessOptions {
   bool allow_failures = false;  // exit 0 even when some images failed
   bool errors_column = false;   // add the Errors column to the output CSV
   bool quiet = false;           // no progress, only the summary
+  bool refresh = false;         // do not reuse the image cache's outputs (they are made anew)
   CLI::App* command = nullptr;  // set by AddProcessFlags: tells whether --log-level was given
 };
 
-// Adds the positional input, -o/--output, --allow-failures, --errors and --quiet to `command`.
+// Adds the positional input, -o/--output, --allow-failures, --errors, --quiet and --refresh to
+// `command`.
 void AddProcessFlags(CLI::App& command, ProcessOptions& options);
 
 // Runs the pipeline. Exit codes: 0 every image done (or --allow-failures), 1 some image failed,

@@ -64,6 +64,19 @@ Result<std::unique_ptr<Service>> Service::Create(const config::Config& config, R
   // Each module's options come whole from the settings; the service adds what runs.
   pipeline::PipelineOptions pipe = config.pipeline;
   pipe.metrics = svc->metrics_.get();
+  if (config.image_cache) {
+    pipe.cache = svc->store_.get();
+    // The cache's rows older than its maximum age are of no more use (their outputs are made
+    // anew): dropped at each start, so the cache holds at most one max age of imports.
+    const auto max_age = std::chrono::hours(config.pipeline.cache_max_age_hours);
+    const auto before = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch() - max_age)
+                            .count();
+    auto purged = svc->store_->PurgeCache(before);
+    if (!purged.ok()) return purged.status();
+    if (*purged > 0)
+      spdlog::info("image cache: dropped {} entries older than its max age", *purged);
+  }
   queue::RedisQueue* broker = nullptr;
   if (config.queue.url.empty()) {
     // Work stored by another process is found by polling the shared store.

@@ -552,6 +552,13 @@ const std::vector<Setting>& Settings() {
     s.push_back(Number("QUEUE_SWEEP_MS", "--queue-sweep-ms", IMGPROC_FIELD(queue.sweep), 10, kHour,
                        "how often the store is checked for due work (images to hand to Redis, or "
                        "polled)"));
+    s.push_back(Boolean("IMAGE_CACHE", "--image-cache", IMGPROC_FIELD(image_cache), Shape::kValue,
+                        "reuse outputs across requests: conditional re-downloads, one stored "
+                        "object per content (true | false)"));
+    s.push_back(
+        Number("IMAGE_CACHE_MAX_AGE_HOURS", "--image-cache-max-age-hours",
+               IMGPROC_FIELD(pipeline.cache_max_age_hours), 0, 10 * 365 * 24,
+               "outputs of the image cache older than this are made anew (0: never reuse)"));
     s.push_back(Number("SHUTDOWN_GRACE_MS", "--shutdown-grace-ms",
                        IMGPROC_FIELD(pipeline.shutdown_grace), 0, kHour,
                        "on SIGTERM, how long images in flight may finish before they are handed "

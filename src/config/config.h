@@ -63,6 +63,9 @@ struct Config {
   std::string api_keys_file;          // API_KEYS_FILE: one key per line; '#' starts a comment
   std::string log_level = "info";     // LOG_LEVEL
   std::string log_format = "text";    // LOG_FORMAT: text | json (one JSON object per line)
+  // IMAGE_CACHE: the workers use the store's image cache (pipeline.cache);
+  // IMAGE_CACHE_MAX_AGE_HOURS is pipeline.cache_max_age_hours.
+  bool image_cache = true;
 
   // The text of each setting given as a flag or in the environment, by variable name (a list's
   // items, one value otherwise). AddFlags fills it in, Finalize reads it into the fields above.

@@ -8,6 +8,10 @@ constexpr char kUploadsRejectedHelp[] = "Uploads refused, by reason (4xx answers
 constexpr char kImages[] = "imgproc_images_total";
 constexpr char kImagesHelp[] =
     "Image outcomes recorded: done, failed for good, or retried after a transient failure";
+constexpr char kReused[] = "imgproc_images_reused_total";
+constexpr char kReusedHelp[] =
+    "Images whose stored output was reused (image cache): after a 304 Not Modified, or for bytes "
+    "already stored";
 constexpr char kHeld[] = "imgproc_downloads_held_total";
 constexpr char kHeldHelp[] =
     "Downloads held at the image's header until its pixels fitted the budget, by outcome";
@@ -23,6 +27,8 @@ ServiceMetrics::ServiceMetrics()
           registry_.GetCounter("imgproc_uploads_accepted_total", "Uploads accepted (202)")),
       requests_cancelled_(registry_.GetCounter("imgproc_requests_cancelled_total",
                                                "Requests cancelled (POST .../cancel)")),
+      requests_retried_(registry_.GetCounter("imgproc_requests_retried_total",
+                                             "Requests retried (POST .../retry)")),
       rejected_no_file_(
           registry_.GetCounter(kUploadsRejected, kUploadsRejectedHelp, {{"reason", "no_file"}})),
       rejected_invalid_csv_(registry_.GetCounter(kUploadsRejected, kUploadsRejectedHelp,
@@ -38,6 +44,8 @@ ServiceMetrics::ServiceMetrics()
       images_done_(registry_.GetCounter(kImages, kImagesHelp, {{"outcome", "done"}})),
       images_failed_(registry_.GetCounter(kImages, kImagesHelp, {{"outcome", "failed"}})),
       images_retried_(registry_.GetCounter(kImages, kImagesHelp, {{"outcome", "retried"}})),
+      reused_304_(registry_.GetCounter(kReused, kReusedHelp, {{"how", "not_modified"}})),
+      reused_content_(registry_.GetCounter(kReused, kReusedHelp, {{"how", "same_content"}})),
       held_resumed_(registry_.GetCounter(kHeld, kHeldHelp, {{"outcome", "resumed"}})),
       held_abandoned_(registry_.GetCounter(kHeld, kHeldHelp, {{"outcome", "abandoned"}})),
       bytes_in_(registry_.GetCounter("imgproc_image_bytes_in_total",

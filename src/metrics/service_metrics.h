@@ -36,11 +36,15 @@ class ServiceMetrics {
 
   void UploadAccepted() { uploads_accepted_.Inc(); }
   void RequestCancelled() { requests_cancelled_.Inc(); }
+  void RequestRetried() { requests_retried_.Inc(); }
   void UploadRejected(RejectReason reason);
   // A recorded image outcome: done, failed for good, or to be retried.
   void ImageDone() { images_done_.Inc(); }
   void ImageFailed() { images_failed_.Inc(); }
   void ImageRetried() { images_retried_.Inc(); }
+  // An image whose earlier output was reused from the image cache: its host answered 304 Not
+  // Modified to a conditional request, or sent bytes whose output was already stored.
+  void ImageReused(bool not_modified) { (not_modified ? reused_304_ : reused_content_).Inc(); }
   // A download held at the image's header until its pixels fitted the budget: resumed, or
   // abandoned after waiting half its timeout (and made again once there was room).
   void DownloadHeld(bool resumed) { (resumed ? held_resumed_ : held_abandoned_).Inc(); }
@@ -55,6 +59,7 @@ class ServiceMetrics {
   Registry registry_;
   Counter& uploads_accepted_;
   Counter& requests_cancelled_;
+  Counter& requests_retried_;
   Counter& rejected_no_file_;
   Counter& rejected_invalid_csv_;
   Counter& rejected_invalid_webhook_;
@@ -64,6 +69,8 @@ class ServiceMetrics {
   Counter& images_done_;
   Counter& images_failed_;
   Counter& images_retried_;
+  Counter& reused_304_;
+  Counter& reused_content_;
   Counter& held_resumed_;
   Counter& held_abandoned_;
   Counter& bytes_in_;

@@ -756,8 +756,15 @@ void InitHttpClient() {
 
 Result<HttpResponse> Get(const std::string& url, const FetchOptions& options,
                          const HeadGate* gate) {
-  return Perform(url, options, /*follow=*/true, gate,
-                 [](CURL* c) { curl_easy_setopt(c, CURLOPT_HTTPGET, 1L); });
+  SlistPtr list;
+  if (!options.headers.empty()) {
+    list = HeaderList(options.headers);
+    if (!list) return Internal("out of memory");
+  }
+  return Perform(url, options, /*follow=*/true, gate, [&](CURL* c) {
+    curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+    if (list) curl_easy_setopt(c, CURLOPT_HTTPHEADER, list.get());
+  });
 }
 
 Result<HttpResponse> Post(const std::string& url, const std::string& content_type,

@@ -131,6 +131,8 @@ struct FetchOptions {
   // most HeadGate::max_bytes): so a download held for something else is never the oldest Share,
   // which must always be free to go on.
   DownloadBudget* body_budget = nullptr;
+  // Extra request headers of a GET ("Name: value"), e.g. a conditional request's If-None-Match.
+  std::vector<std::string> headers;
 };
 
 struct HttpResponse {

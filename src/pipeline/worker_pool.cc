@@ -1,5 +1,6 @@
 #include "pipeline/worker_pool.h"
 
+#include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -19,7 +20,37 @@ void ObserveSince(metrics::Histogram* histogram, const Clock& clock, Clock::Time
   histogram->Observe(std::chrono::duration<double>(clock.Now() - start).count());
 }
 
+// The value of a response header (lower-case name), if the response has it.
+std::optional<std::string> Header(const net::HttpResponse& response, const std::string& name) {
+  auto it = response.headers.find(name);
+  if (it == response.headers.end()) return std::nullopt;
+  return it->second;
+}
+
+request::ImageOutcome Reused(std::string output_url, int64_t input_bytes, int64_t output_bytes) {
+  request::ImageOutcome out;
+  out.ok = true;
+  out.reused = true;
+  out.output_url = std::move(output_url);
+  out.input_bytes = input_bytes;
+  out.output_bytes = output_bytes;
+  return out;
+}
+
 }  // namespace
+
+std::string Sha256Hex(std::string_view bytes) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_Digest(bytes.data(), bytes.size(), digest, &length, EVP_sha256(), nullptr);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string hex;
+  for (unsigned int i = 0; i < length; ++i) {
+    hex += kHex[digest[i] >> 4];
+    hex += kHex[digest[i] & 15];
+  }
+  return hex;
+}
 
 std::chrono::milliseconds RetryDelay(int attempt, std::chrono::milliseconds base, double jitter,
                                      std::chrono::milliseconds at_least) {
@@ -58,6 +89,25 @@ request::ImageOutcome WorkerPool::Process(const store::ImageTask& task, const st
     return out;
   };
   if (LeaseLost(task, owner)) return lost();
+  // What the image cache has for this URL: asked for conditionally, a 304 reuses its output.
+  store::ImageCache* const cache = options_.cache;
+  const request::Millis stored_since = request::ReusableSince(
+      clock_.WallMillis(), int64_t{options_.cache_max_age_hours} * 3'600'000, task.refresh_since);
+  std::optional<request::CachedSource> known;
+  if (cache != nullptr && !task.refresh_since) {
+    auto found = cache->FindSource(task.url, options_.variant);
+    if (found.ok() && *found && (*found)->known_since >= stored_since &&
+        storage_.Holds((*found)->output_url)) {
+      known = std::move(**found);
+    }
+  }
+  net::FetchOptions conditional;
+  if (known) {
+    conditional = options_.fetch;
+    conditional.headers = request::ConditionalHeaders(*known);
+  }
+  const net::FetchOptions& fetch = known ? conditional : options_.fetch;
+
   // Held from before the download until the compression is over; released on every path out.
   uint64_t reserved = budget_.Reserve();
   struct Release {
@@ -89,11 +139,11 @@ request::ImageOutcome WorkerPool::Process(const store::ImageTask& task, const st
     if (m) m->DownloadHeld(!abandoned);
     return !abandoned;
   };
-  auto response = http_.Get(task.url, options_.fetch, &gate);
+  auto response = http_.Get(task.url, fetch, &gate);
   if (!refusal.ok()) return Failure(task, false, refusal.message());
   if (abandoned) {
     budget_.Resize(reserved, head_pixels, Clock::TimePoint::max());
-    response = http_.Get(task.url, options_.fetch, nullptr);
+    response = http_.Get(task.url, fetch, nullptr);
   }
   ObserveSince(m ? &m->download_seconds() : nullptr, clock_, start);
   if (!response.ok()) {
@@ -101,6 +151,22 @@ request::ImageOutcome WorkerPool::Process(const store::ImageTask& task, const st
                    "download failed: " + response.status().message());
   }
   const long code = response->status;
+  if (known && code == 304) {  // not modified: the output stored for it stands
+    // A 304 may carry fresh validators (RFC 9110 15.4.5); the ones it leaves out stand. Written
+    // only when they changed: the entry's age is that of its output anyway (known_since), and a
+    // write per 304 was 7 % of a re-import's CPU (perf, 400 images).
+    auto etag = Header(*response, "etag");
+    auto last_modified = Header(*response, "last-modified");
+    if (!etag) etag = known->etag;
+    if (!last_modified) last_modified = known->last_modified;
+    if (etag != known->etag || last_modified != known->last_modified) {
+      Status remembered = cache->RememberSource(task.url, options_.variant, known->sha256, etag,
+                                                last_modified, known->input_bytes);
+      if (!remembered.ok()) spdlog::warn("image cache: {}", remembered.message());
+    }
+    if (m) m->ImageReused(/*not_modified=*/true);
+    return Reused(known->output_url, known->input_bytes, known->output_bytes);
+  }
   if (code < 200 || code >= 300) {
     const bool transient = code == 408 || code == 429 || code >= 500;
     std::chrono::milliseconds retry_after{};
@@ -112,6 +178,37 @@ request::ImageOutcome WorkerPool::Process(const store::ImageTask& task, const st
   if (response->body.empty()) return Failure(task, false, "download failed: empty body");
   const auto input_bytes = static_cast<int64_t>(response->body.size());
   if (m) m->BytesIn(response->body.size());
+
+  // The image cache's key for these bytes: an output stored for them before is reused, and one
+  // made now is stored under it, once for every URL that sends them. Not for a response that
+  // forbids keeping it (Cache-Control: no-store): that one is made and stored as without a cache.
+  std::string sha256;
+  // A claim to store the content, held until its output is recorded: any way out before that
+  // drops it, so a worker waiting with the same bytes takes over at once instead of waiting for
+  // the claim to run out.
+  struct HeldClaim {
+    store::ImageCache* cache = nullptr;  // set while held
+    const std::string& sha256;
+    const std::string& variant;
+    const std::string& owner;
+    ~HeldClaim() {
+      if (cache != nullptr) (void)cache->ReleaseContent(sha256, variant, owner);
+    }
+  } claim{nullptr, sha256, options_.variant, owner};
+  if (cache != nullptr && request::MayCache(Header(*response, "cache-control").value_or(""))) {
+    sha256 = Sha256Hex(response->body);
+    Status remembered =
+        cache->RememberSource(task.url, options_.variant, sha256, Header(*response, "etag"),
+                              Header(*response, "last-modified"), input_bytes);
+    if (!remembered.ok()) spdlog::warn("image cache: {}", remembered.message());
+    auto content = ClaimContent(sha256, owner, stored_since);
+    if (!content.ok()) return Failure(task, true, content.status().message());
+    if (content->verdict == request::ContentVerdict::kReuse) {
+      if (m) m->ImageReused(/*not_modified=*/false);
+      return Reused(content->output_url, input_bytes, content->output_bytes);
+    }
+    claim.cache = cache;
+  }
 
   if (LeaseLost(task, owner)) return lost();
   if (head_pixels == 0) {
@@ -129,22 +226,67 @@ request::ImageOutcome WorkerPool::Process(const store::ImageTask& task, const st
   if (!encoded.ok()) return Failure(task, false, encoded.status().message());
   if (LeaseLost(task, owner)) return lost();
 
+  // Content-addressed with the cache (objects/<sha256>_<variant>.jpg), so the same bytes are one
+  // object whatever URL or request sent them; else per request (<request>/<serial>_<index>.jpg).
+  const bool by_content = !sha256.empty();
   const std::string name =
-      std::to_string(task.serial_no) + "_" + std::to_string(task.index) + ".jpg";
+      by_content ? sha256 + "_" + options_.variant + ".jpg"
+                 : std::to_string(task.serial_no) + "_" + std::to_string(task.index) + ".jpg";
   start = clock_.Now();
-  auto url = storage_.Put(task.request_id, name, encoded->jpeg);
+  auto url = storage_.Put(by_content ? "objects" : task.request_id, name, encoded->jpeg);
   ObserveSince(m ? &m->upload_seconds() : nullptr, clock_, start);
   if (!url.ok()) {
     return Failure(task, url.status().transient(), url.status().message(),
                    url.status().retry_after());
   }
   if (m) m->BytesOut(encoded->jpeg.size());
+  if (by_content) {
+    Status stored = cache->StoreContent(sha256, options_.variant, owner, *url,
+                                        static_cast<int64_t>(encoded->jpeg.size()));
+    if (stored.ok()) {
+      claim.cache = nullptr;  // recorded, and the claim with it
+    } else {
+      spdlog::warn("image cache: {}", stored.message());
+    }
+  }
   request::ImageOutcome out;
   out.ok = true;
   out.output_url = *url;
   out.input_bytes = input_bytes;
   out.output_bytes = static_cast<int64_t>(encoded->jpeg.size());
   return out;
+}
+
+Result<store::ContentClaim> WorkerPool::ClaimContent(const std::string& sha256,
+                                                     const std::string& owner,
+                                                     request::Millis stored_since) {
+  // Another worker storing the same content is waited for (its compression and upload: well
+  // under half a lease), so the two never store two objects; past that, the image is tried again.
+  const auto wait_until = clock_.Now() + options_.lease / 2;
+  bool forgotten = false;
+  while (true) {
+    auto claim = options_.cache->ClaimContent(sha256, options_.variant, owner, stored_since,
+                                              options_.lease.count());
+    if (!claim.ok()) return claim.status();
+    switch (claim->verdict) {
+      case request::ContentVerdict::kStore:
+        return claim;
+      case request::ContentVerdict::kReuse:
+        if (storage_.Holds(claim->output_url)) return claim;
+        // Its output is gone from the storage (deleted by hand, say): forget it and store anew.
+        if (forgotten) return Internal("the image cache names an output the storage lacks");
+        if (Status s = options_.cache->ForgetContent(sha256, options_.variant); !s.ok()) return s;
+        forgotten = true;
+        break;
+      case request::ContentVerdict::kWait:
+        // (Not cut short by a shutdown: the worker storing it finishes within the grace too.)
+        if (clock_.Now() >= wait_until) {
+          return Transient("waiting for the same image, being stored by another worker");
+        }
+        clock_.SleepFor(std::chrono::milliseconds(50));
+        break;
+    }
+  }
 }
 
 WorkerPool::WorkerPool(store::ImageLeases& store, queue::WorkQueue& queue,

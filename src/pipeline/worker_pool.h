@@ -50,6 +50,14 @@ struct PipelineOptions {
   // are cancelled and they go back to the queue: what the service passes to WorkerPool::Stop().
   std::chrono::milliseconds shutdown_grace{25'000};
   metrics::ServiceMetrics* metrics = nullptr;  // stage durations, bytes, outcomes; may be null
+  // The image cache (IMAGE_CACHE): an image whose URL answers 304 to a conditional request, or
+  // whose bytes were stored before in `variant`, reuses that output; an output made anew is
+  // stored once per content, under its SHA-256. Null: every image is fetched and made anew.
+  store::ImageCache* cache = nullptr;
+  // How long an output of the cache may be reused (IMAGE_CACHE_MAX_AGE_HOURS).
+  int cache_max_age_hours = 24 * 30;
+  // The output settings, part of the cache's key: an output is reused only for the same ones.
+  std::string variant = "jpeg-q50";
 };
 
 // The delay before an image's next attempt after a transient failure of attempt `attempt`
@@ -58,6 +66,9 @@ struct PipelineOptions {
 // (`at_least`, its Retry-After).
 std::chrono::milliseconds RetryDelay(int attempt, std::chrono::milliseconds base, double jitter,
                                      std::chrono::milliseconds at_least);
+
+// The SHA-256 of `bytes`, in lower-case hex: the image cache's key for some content.
+std::string Sha256Hex(std::string_view bytes);
 
 class WorkerPool {
  public:
@@ -82,6 +93,10 @@ class WorkerPool {
   // or a retry time. Stops before a stage once the lease is lost (a cancel drops it).
   request::ImageOutcome Process(const store::ImageTask& task, const std::string& owner);
   bool LeaseLost(const store::ImageTask& task, const std::string& owner);
+  // What the image cache says `owner` does with content `sha256` (request::DecideContent): reuse
+  // an output the storage still holds, or store it; waits while another worker stores it.
+  Result<store::ContentClaim> ClaimContent(const std::string& sha256, const std::string& owner,
+                                           request::Millis stored_since);
   // An outcome for a failure: retried later when transient and attempts remain, final otherwise.
   request::ImageOutcome Failure(const store::ImageTask& task, bool transient, std::string error,
                                 std::chrono::milliseconds at_least = {});

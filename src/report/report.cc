@@ -36,8 +36,10 @@ json ProductJson(const request::ProductView& p, bool extensions) {
     j["Image Retries"] = ImageErrors(p.image_retries);
     json sizes = json::array();
     for (const auto& z : p.image_sizes) {
-      sizes.push_back(
-          {{"index", z.index}, {"input_bytes", z.input_bytes}, {"output_bytes", z.output_bytes}});
+      sizes.push_back({{"index", z.index},
+                       {"input_bytes", z.input_bytes},
+                       {"output_bytes", z.output_bytes},
+                       {"reused", z.reused}});
     }
     j["Image Sizes"] = std::move(sizes);
   }
@@ -55,7 +57,8 @@ std::string StatusJson(const request::RequestView& request) {
       {"progress",
        {{"images_total", request.images_total},
         {"images_done", request.images_done},
-        {"images_failed", request.images_failed}}},
+        {"images_failed", request.images_failed},
+        {"images_reused", request.images_reused}}},
       {"products", std::move(products)},
   };
   if (request.webhook) {

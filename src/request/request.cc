@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <random>
+#include <unordered_map>
 
 namespace imgproc::request {
 
@@ -111,11 +112,17 @@ RequestStatus ParseRequestStatus(std::string_view text) {
 RequestPlan PlanRequest(const std::vector<NewProduct>& products, bool has_webhook, Millis now) {
   RequestPlan plan;
   plan.products.reserve(products.size());
-  for (const NewProduct& product : products) {
+  std::unordered_map<std::string_view, SlotRef> first_slot;  // by URL
+  for (size_t pos = 0; pos < products.size(); ++pos) {
+    const NewProduct& product = products[pos];
     ProductPlan p;
     p.input_urls = JoinEntries(product.entries);
     for (size_t i = 0; i < product.entries.size(); ++i) {
-      if (IsImageEntry(product.entries[i])) p.image_indices.push_back(static_cast<int>(i));
+      if (!IsImageEntry(product.entries[i])) continue;
+      const SlotRef slot{pos, static_cast<int>(i)};
+      auto [it, first] = first_slot.emplace(product.entries[i], slot);
+      p.image_indices.push_back(slot.index);
+      p.same_as.push_back(first ? std::nullopt : std::optional<SlotRef>(it->second));
     }
     if (p.image_indices.empty()) p.output_urls = p.input_urls;
     plan.images_total += static_cast<int64_t>(p.image_indices.size());
@@ -150,6 +157,8 @@ const char* ToString(ImageState state) {
       return "done";
     case ImageState::kFailed:
       return "failed";
+    case ImageState::kWaiting:
+      return "waiting";
   }
   return "queued";
 }
@@ -158,6 +167,7 @@ ImageState ParseImageState(std::string_view text) {
   if (text == "leased") return ImageState::kLeased;
   if (text == "done") return ImageState::kDone;
   if (text == "failed") return ImageState::kFailed;
+  if (text == "waiting") return ImageState::kWaiting;
   return ImageState::kQueued;
 }
 
@@ -168,6 +178,7 @@ ImageRecord RecordOf(const ImageOutcome& outcome) {
     record.output_url = outcome.output_url;
     record.input_bytes = outcome.input_bytes;
     record.output_bytes = outcome.output_bytes;
+    record.reused = outcome.reused;
     return record;
   }
   record.error = outcome.error;
@@ -196,6 +207,18 @@ Completion AfterFinalImage(int64_t final_images, int64_t images_total, bool has_
   c.completed = final_images >= images_total;
   if (c.completed && has_webhook) c.webhook_due = now;
   return c;
+}
+
+RetryVerdict DecideRetry(RequestStatus status, int64_t images_failed) {
+  if (!IsFinished(status)) return RetryVerdict::kStillRunning;
+  return images_failed > 0 ? RetryVerdict::kRetry : RetryVerdict::kNothingFailed;
+}
+
+std::string WebhookId(std::string_view request_id, int64_t round) {
+  // Round 0 keeps the id deliveries had before retries existed: receivers de-duplicate on it.
+  std::string id = "msg_" + std::string(request_id);
+  if (round > 0) id += "_" + std::to_string(round);
+  return id;
 }
 
 std::string_view WebhookStateAfterAttempt(bool delivered, bool retry) {
@@ -241,13 +264,56 @@ void AttachImages(const std::vector<int64_t>& product_ids, const std::vector<Ima
     ProductView& product = products[cursor];
     if (row.state == ImageState::kDone) {
       if (row.input_bytes) {
-        product.image_sizes.push_back({row.index, *row.input_bytes, row.output_bytes.value_or(0)});
+        product.image_sizes.push_back(
+            {row.index, *row.input_bytes, row.output_bytes.value_or(0), row.reused});
       }
     } else if (row.error) {
       (row.state == ImageState::kFailed ? product.image_errors : product.image_retries)
           .push_back({row.index, row.url, *row.error, row.attempts});
     }
   }
+}
+
+Millis ReusableSince(Millis now, Millis max_age, std::optional<Millis> refresh_since) {
+  return refresh_since ? *refresh_since : now - max_age;
+}
+
+std::vector<std::string> ConditionalHeaders(const CachedSource& source) {
+  std::vector<std::string> headers;
+  if (source.etag) headers.push_back("If-None-Match: " + *source.etag);
+  if (source.last_modified) headers.push_back("If-Modified-Since: " + *source.last_modified);
+  return headers;
+}
+
+bool MayCache(std::string_view cache_control) {
+  // Directives are comma-separated tokens, case-insensitive (RFC 9111 5.2).
+  for (std::string_view rest = cache_control; !rest.empty();) {
+    const size_t comma = rest.find(',');
+    std::string_view token = rest.substr(0, comma);
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    while (!token.empty() && (token.front() == ' ' || token.front() == '\t'))
+      token.remove_prefix(1);
+    while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
+    constexpr std::string_view kNoStore = "no-store";
+    if (token.size() == kNoStore.size() &&
+        std::equal(token.begin(), token.end(), kNoStore.begin(), [](char a, char b) {
+          return std::tolower(static_cast<unsigned char>(a)) == b;
+        })) {
+      return false;
+    }
+  }
+  return true;
+}
+
+ContentVerdict DecideContent(const std::optional<ContentRow>& row, std::string_view owner,
+                             Millis now, Millis stored_since) {
+  if (!row) return ContentVerdict::kStore;
+  if (row->output_url && row->stored_at >= stored_since) {
+    return ContentVerdict::kReuse;
+  }
+  // Stored but not to be reused, or not stored yet: whoever holds a live claim stores it.
+  if (row->owner && *row->owner != owner && row->claimed_until > now) return ContentVerdict::kWait;
+  return ContentVerdict::kStore;
 }
 
 }  // namespace imgproc::request

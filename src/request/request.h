@@ -52,10 +52,24 @@ struct NewProduct {
   std::vector<std::string> entries;  // in input order
 };
 
+// An image slot of a request: a product (its position in the file) and an entry's index.
+struct SlotRef {
+  size_t product = 0;
+  int index = 0;
+  bool operator==(const SlotRef& other) const {
+    return product == other.product && index == other.index;
+  }
+};
+
 // What is stored for a product of a new request.
 struct ProductPlan {
-  std::string input_urls;                  // the entries joined
-  std::vector<int> image_indices;          // the entries that are images, in order
+  std::string input_urls;          // the entries joined
+  std::vector<int> image_indices;  // the entries that are images, in order
+  // One per image_indices entry: the request's first slot with the same URL, when this one is
+  // not it. Such a slot is never downloaded: it waits for that one and takes its outcome (its
+  // output URL, or its error), so a URL named many times in a request is fetched, compressed and
+  // stored once.
+  std::vector<std::optional<SlotRef>> same_as;
   std::optional<std::string> output_urls;  // final at once when it has no image
 };
 
@@ -78,7 +92,9 @@ std::string ClientQueueMessage(int64_t queued, int64_t adding, int64_t limit);
 
 // ---- An image's outcome -------------------------------------------------------------------------
 
-enum class ImageState { kQueued, kLeased, kDone, kFailed };
+// kWaiting: a slot whose URL an earlier slot of its request also names (ProductPlan::same_as);
+// it is never taken by a worker and becomes final with that slot's outcome.
+enum class ImageState { kQueued, kLeased, kDone, kFailed, kWaiting };
 const char* ToString(ImageState state);
 ImageState ParseImageState(std::string_view text);  // the inverse of ToString
 
@@ -92,6 +108,8 @@ struct ImageOutcome {
   // When ok: bytes downloaded and bytes of the stored output (shown as the saving).
   int64_t input_bytes = 0;
   int64_t output_bytes = 0;
+  // When ok: the output is one stored before (the image cache), not compressed or stored again.
+  bool reused = false;
 };
 
 // What recording an outcome makes of the image's row: queued again for a retry (due at
@@ -103,6 +121,7 @@ struct ImageRecord {
   std::optional<std::string> error;
   std::optional<int64_t> input_bytes;
   std::optional<int64_t> output_bytes;
+  bool reused = false;
   bool final() const { return state == ImageState::kDone || state == ImageState::kFailed; }
 };
 ImageRecord RecordOf(const ImageOutcome& outcome);
@@ -137,6 +156,16 @@ inline constexpr std::string_view kCancelledError = "cancelled";
 enum class CancelVerdict { kCancel, kAlreadyCancelled, kAlreadyCompleted };
 CancelVerdict DecideCancel(RequestStatus status);
 
+// ---- Retrying a request's failed images ---------------------------------------------------------
+
+// What a retry does to a request in `status` with `images_failed` failed images: a finished one
+// with failed images has them queued again with fresh attempts (the slots waiting on them too),
+// their products' outputs cleared, and the request back to `processing` for one more round: it
+// completes again and its webhook, if any, is sent again (WebhookId). A request still running
+// cannot be retried (409), nor one without a failed image (409: there is nothing to redo).
+enum class RetryVerdict { kRetry, kStillRunning, kNothingFailed };
+RetryVerdict DecideRetry(RequestStatus status, int64_t images_failed);
+
 // ---- Webhooks -----------------------------------------------------------------------------------
 
 // A webhook's delivery as the store keeps it: "pending" (due, never attempted), "sending"
@@ -147,6 +176,11 @@ inline constexpr std::string_view kWebhookSending = "sending";
 inline constexpr std::string_view kWebhookRetrying = "retrying";
 inline constexpr std::string_view kWebhookDelivered = "delivered";
 inline constexpr std::string_view kWebhookFailed = "failed";
+
+// The webhook-id of a request's delivery in round `round` (0 for its first run, one more for each
+// retry): the same for every attempt of a round, so receivers can de-duplicate, and new for each
+// retry, whose delivery is a new message.
+std::string WebhookId(std::string_view request_id, int64_t round);
 
 // The stored state after an attempt: delivered, due again (`retry`), or failed for good.
 std::string_view WebhookStateAfterAttempt(bool delivered, bool retry);
@@ -202,6 +236,7 @@ struct ImageSize {
   int index = 0;
   int64_t input_bytes = 0;
   int64_t output_bytes = 0;
+  bool reused = false;  // an output stored before: nothing compressed or stored for it this time
 };
 
 struct ProductView {
@@ -223,6 +258,8 @@ struct RequestView {
   int images_total = 0;
   int images_done = 0;                // finished successfully
   int images_failed = 0;              // finished with an error
+  int images_reused = 0;              // done with an output stored before (ImageOutcome::reused)
+  int64_t round = 0;                  // 0, and one more for each retry (WebhookId)
   std::vector<ProductView> products;  // file order
   std::optional<WebhookView> webhook;
 };
@@ -235,6 +272,7 @@ struct RequestSummary {
   int images_total = 0;
   int images_done = 0;
   int images_failed = 0;
+  int images_reused = 0;
 };
 
 // An image row as the status reads it: the stores select a request's images that carry an error
@@ -248,12 +286,61 @@ struct ImageRow {
   int attempts = 0;
   std::optional<int64_t> input_bytes;
   std::optional<int64_t> output_bytes;
+  bool reused = false;
 };
 // Adds to `products` (whose store ids are `product_ids`, in the same order) what `rows` (in
 // product order) show: a failed image's error, a queued one's last error (to be retried), a done
 // image's sizes.
 void AttachImages(const std::vector<int64_t>& product_ids, const std::vector<ImageRow>& rows,
                   std::vector<ProductView>& products);
+
+// ---- Reusing earlier outputs (the image cache)
+// ---------------------------------------------------
+
+// What the image cache knows of a URL, for one output variant: the validators and the SHA-256 of
+// the bytes it last answered, and the output stored for those bytes.
+struct CachedSource {
+  std::string sha256;  // hex, of the input bytes
+  std::optional<std::string> etag;
+  std::optional<std::string> last_modified;
+  // The entry's age: the older of the URL's last answer (200 or 304) and its output's storing.
+  Millis known_since = 0;
+  std::string output_url;
+  int64_t input_bytes = 0;
+  int64_t output_bytes = 0;
+};
+
+// The oldest output of the image cache an image may reuse at `now`: one made within `max_age`
+// (IMAGE_CACHE_MAX_AGE), or, for a request that asked for refresh (made at `refresh_since`), one
+// made since (by another slot of it, or a request after it). Anything older is made anew.
+Millis ReusableSince(Millis now, Millis max_age, std::optional<Millis> refresh_since);
+
+// The headers of a conditional GET for a cached source: If-None-Match for its ETag,
+// If-Modified-Since for its Last-Modified (a server that has both uses the ETag, RFC 9110 13.2.2).
+std::vector<std::string> ConditionalHeaders(const CachedSource& source);
+
+// Whether a response may be remembered and its output reused later: not when its Cache-Control
+// says no-store (then the image is processed as without a cache, now and next time).
+bool MayCache(std::string_view cache_control);
+
+// The cache's row for some content (the SHA-256 of an input) in one output variant: stored (an
+// output URL), or being stored by a worker (`owner`, until `claimed_until`).
+struct ContentRow {
+  std::optional<std::string> output_url;
+  int64_t output_bytes = 0;
+  Millis stored_at = 0;
+  std::optional<std::string> owner;
+  Millis claimed_until = 0;
+};
+
+// What a worker holding content does: reuse the stored output (stored at `stored_since` or later:
+// within IMAGE_CACHE_MAX_AGE, or since its request was made when that request asked for
+// `refresh`); store it itself (nobody has, or the output is older, or the worker storing it let
+// its claim run out, or it is this worker's own claim); or wait for the worker storing it now, so
+// that two workers never store two objects for the same content.
+enum class ContentVerdict { kReuse, kStore, kWait };
+ContentVerdict DecideContent(const std::optional<ContentRow>& row, std::string_view owner,
+                             Millis now, Millis stored_since);
 
 }  // namespace imgproc::request
 

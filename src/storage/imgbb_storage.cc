@@ -31,6 +31,8 @@ Result<std::string> ImgbbStorage::Put(const std::string& /*request_id*/, const s
   return url;
 }
 
+bool ImgbbStorage::Holds(const std::string& url) { return url.rfind("https://i.ibb.co/", 0) == 0; }
+
 Result<std::string> ParseImgbbResponse(long http_status, const std::string& body) {
   const auto json = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
   std::string message;

@@ -36,6 +36,12 @@ Result<std::string> LocalStorage::Put(const std::string& request_id, const std::
   return public_base_url_ + "/media/" + request_id + "/" + name;
 }
 
+bool LocalStorage::Holds(const std::string& url) {
+  const std::string prefix = public_base_url_ + "/media/";
+  if (url.compare(0, prefix.size(), prefix) != 0) return false;
+  return ResolveMediaPath(media_dir_, std::string_view(url).substr(prefix.size())).has_value();
+}
+
 std::optional<std::filesystem::path> ResolveMediaPath(const std::filesystem::path& media_dir,
                                                       std::string_view relative) {
   // Only "<segment>/<segment>" made of safe characters: no "..", no hidden files, no separators

@@ -18,6 +18,8 @@ class LocalStorage final : public ImageStorage {
   // Writes to a temporary file and renames it, so a reader never sees half an image.
   Result<std::string> Put(const std::string& request_id, const std::string& name,
                           const std::string& jpeg) override;
+  // A URL under this storage's /media/ whose file is there.
+  bool Holds(const std::string& url) override;
 
  private:
   std::filesystem::path media_dir_;

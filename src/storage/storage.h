@@ -20,6 +20,10 @@ class ImageStorage {
   // may succeed (rate limits, 5xx, timeouts) and kPermanent otherwise.
   virtual Result<std::string> Put(const std::string& request_id, const std::string& name,
                                   const std::string& jpeg) = 0;
+
+  // Whether an output URL this storage returned still names a stored image: the image cache
+  // reuses an output only while it does (a local file deleted by hand is made again).
+  virtual bool Holds(const std::string& url) = 0;
 };
 
 struct StorageConfig {

@@ -85,6 +85,38 @@ CREATE INDEX requests_unfinished ON requests(client) WHERE status <> 'completed'
 DROP INDEX requests_unfinished;
 CREATE INDEX requests_unfinished ON requests(client) WHERE status IN ('pending', 'processing');
 )sql",
+    // 5: as the SQLite store's 8: re-imports (slots waiting on an earlier slot of the same URL,
+    // reused outputs, a request's round and refresh, and the image cache).
+    R"sql(
+ALTER TABLE requests ADD COLUMN images_reused INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE requests ADD COLUMN retry_round INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE requests ADD COLUMN refresh BOOLEAN NOT NULL DEFAULT false;
+ALTER TABLE images ADD COLUMN same_as BIGINT;
+ALTER TABLE images ADD COLUMN reused BOOLEAN NOT NULL DEFAULT false;
+CREATE INDEX images_same_as ON images(same_as) WHERE same_as IS NOT NULL;
+CREATE TABLE image_sources (
+  url TEXT NOT NULL,
+  variant TEXT NOT NULL,
+  sha256 TEXT NOT NULL,
+  etag TEXT,
+  last_modified TEXT,
+  input_bytes BIGINT NOT NULL,
+  checked_at BIGINT NOT NULL,
+  PRIMARY KEY (url, variant)
+);
+CREATE INDEX image_sources_checked ON image_sources(checked_at);
+CREATE TABLE image_contents (
+  sha256 TEXT NOT NULL,
+  variant TEXT NOT NULL,
+  output_url TEXT,
+  output_bytes BIGINT NOT NULL DEFAULT 0,
+  stored_at BIGINT NOT NULL DEFAULT 0,
+  owner TEXT,
+  claimed_until BIGINT NOT NULL DEFAULT 0,
+  PRIMARY KEY (sha256, variant)
+);
+CREATE INDEX image_contents_stored ON image_contents(stored_at);
+)sql",
 };
 
 // Any constant: the advisory lock that serialises migrations of processes starting together.
@@ -242,8 +274,10 @@ std::string LeaseStatement(std::string_view due) {
          "RETURNING i.id, i.request_id, i.product_id, i.idx, i.url, i.attempts), "
          "started AS (UPDATE requests SET status = 'processing' WHERE status = 'pending' "
          "AND request_id IN (SELECT request_id FROM leased)) "
-         "SELECT l.id, l.request_id, p.serial_no, l.idx, l.url, l.attempts FROM leased l "
-         "JOIN product_entries p ON p.id = l.product_id ORDER BY l.id";
+         "SELECT l.id, l.request_id, p.serial_no, l.idx, l.url, l.attempts, "
+         "CASE WHEN r.refresh THEN r.created_at END FROM leased l "
+         "JOIN product_entries p ON p.id = l.product_id "
+         "JOIN requests r ON r.request_id = l.request_id ORDER BY l.id";
 }
 
 std::vector<ImageTask> TasksFrom(const PGresult* r) {
@@ -256,7 +290,8 @@ std::vector<ImageTask> TasksFrom(const PGresult* r) {
                      static_cast<int>(row.Int(3)),
                      row.Text(4),
                      static_cast<int>(row.Int(5)),
-                     {}});
+                     {},
+                     row.OptInt(6)});
   }
   return tasks;
 }
@@ -335,8 +370,8 @@ class PostgresStore final : public Store {
     }
     auto req = session->Exec(
         "INSERT INTO requests (request_id, status, created_at, webhook_url, images_total, "
-        "completed_at, webhook_state, webhook_next_at, owner, client) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "completed_at, webhook_state, webhook_next_at, owner, client, refresh) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         Params()
             .Add(request.request_id)
             .Add(request::ToString(plan.status))
@@ -348,7 +383,8 @@ class PostgresStore final : public Store {
                                   : std::nullopt)
             .Add(plan.webhook_due)
             .Add(request.owner)
-            .Add(request.client));
+            .Add(request.client)
+            .Add(request.refresh ? "true" : "false"));
     if (!req.ok()) return req.status();
 
     // Products in batches of multi-row INSERTs; their ids come back with their positions.
@@ -381,36 +417,55 @@ class PostgresStore final : public Store {
       }
     }
 
-    // Images, one row per image entry, in batches too.
+    // Images, one row per image entry, in batches too: first the first slot of each URL, whose
+    // ids the slots waiting on them then name.
     std::string sql;
     Params params;
     size_t batched = 0;
+    std::map<std::pair<int64_t, int64_t>, int64_t> first_ids;  // by (product id, index)
     auto flush = [&]() -> Status {
       if (batched == 0) return Status::Ok();
       auto r = session->Exec(
-          "INSERT INTO images (request_id, product_id, idx, url, due_at) VALUES " + sql, params);
+          "INSERT INTO images (request_id, product_id, idx, url, due_at, state, same_as) VALUES " +
+              sql + " RETURNING id, product_id, idx, same_as IS NULL",
+          params);
       sql.clear();
       params = Params();
       batched = 0;
-      return r.ok() ? Status::Ok() : r.status();
+      if (!r.ok()) return r.status();
+      for (int i = 0; i < PQntuples(r->get()); ++i) {
+        Row row(r->get(), i);
+        if (row.Text(3) == "t") first_ids[{row.Int(1), row.Int(2)}] = row.Int(0);
+      }
+      return Status::Ok();
     };
-    for (size_t pos = 0; pos < products.size(); ++pos) {
-      for (const int i : products[pos].image_indices) {
-        const size_t n = params.size();
-        sql += (batched ? ",(" : "(");
-        for (size_t k = 1; k <= 5; ++k) sql += (k > 1 ? ",$" : "$") + std::to_string(n + k);
-        sql += ")";
-        params.Add(request.request_id)
-            .Add(product_ids[pos])
-            .Add(int64_t{i})
-            .Add(request.products[pos].entries[static_cast<size_t>(i)])
-            .Add(now);
-        if (++batched == kInsertBatch) {
-          if (Status s = flush(); !s.ok()) return s;
+    for (const bool waiting : {false, true}) {
+      for (size_t pos = 0; pos < products.size(); ++pos) {
+        for (size_t k = 0; k < products[pos].image_indices.size(); ++k) {
+          const std::optional<request::SlotRef>& same_as = products[pos].same_as[k];
+          if (same_as.has_value() != waiting) continue;
+          const int i = products[pos].image_indices[k];
+          const size_t n = params.size();
+          sql += (batched ? ",(" : "(");
+          for (size_t c = 1; c <= 7; ++c) sql += (c > 1 ? ",$" : "$") + std::to_string(n + c);
+          sql += ")";
+          params.Add(request.request_id)
+              .Add(product_ids[pos])
+              .Add(int64_t{i})
+              .Add(request.products[pos].entries[static_cast<size_t>(i)])
+              .Add(now)
+              .Add(request::ToString(waiting ? request::ImageState::kWaiting
+                                             : request::ImageState::kQueued))
+              .Add(same_as ? std::optional<int64_t>(first_ids.at(
+                                 {product_ids[same_as->product], int64_t{same_as->index}}))
+                           : std::nullopt);
+          if (++batched == kInsertBatch) {
+            if (Status s = flush(); !s.ok()) return s;
+          }
         }
       }
+      if (Status s = flush(); !s.ok()) return s;
     }
-    if (Status s = flush(); !s.ok()) return s;
     return tx.Commit();
   }
 
@@ -422,8 +477,8 @@ class PostgresStore final : public Store {
     if (!tx.ok()) return tx.status();
     auto q = session->Exec(
         "SELECT status, created_at, webhook_url, images_total, images_done, images_failed, "
-        "webhook_state, webhook_attempts, webhook_last_status, owner FROM requests "
-        "WHERE request_id = $1",
+        "webhook_state, webhook_attempts, webhook_last_status, owner, images_reused, "
+        "retry_round FROM requests WHERE request_id = $1",
         Params().Add(request_id));
     if (!q.ok()) return q.status();
     if (PQntuples(q->get()) == 0) return NotFound("Request ID not found");
@@ -445,7 +500,7 @@ class PostgresStore final : public Store {
     // The images the status shows more of: failed or waiting to be retried (an error), and done
     // with their sizes.
     auto images = session->Exec(
-        "SELECT product_id, idx, url, state, error, attempts, input_bytes, output_bytes "
+        "SELECT product_id, idx, url, state, error, attempts, input_bytes, output_bytes, reused "
         "FROM images WHERE request_id = $1 AND ((error IS NOT NULL AND state <> 'done') OR "
         "(state = 'done' AND input_bytes IS NOT NULL)) ORDER BY product_id, idx",
         Params().Add(request_id));
@@ -455,7 +510,8 @@ class PostgresStore final : public Store {
       Row row(images->get(), i);
       rows.push_back({row.Int(0), static_cast<int>(row.Int(1)), row.Text(2),
                       request::ParseImageState(row.Text(3)), row.OptText(4),
-                      static_cast<int>(row.Int(5)), row.OptInt(6), row.OptInt(7)});
+                      static_cast<int>(row.Int(5)), row.OptInt(6), row.OptInt(7),
+                      row.Text(8) == "t"});
     }
     request::AttachImages(product_ids, rows, view.products);
     if (Status s = tx.Commit(); !s.ok()) return s;
@@ -522,8 +578,9 @@ class PostgresStore final : public Store {
     const request::ImageRecord record = request::RecordOf(outcome);
     auto u = session->Exec(
         "UPDATE images SET state = $1, lease_owner = NULL, due_at = COALESCE($2, due_at), "
-        "output_url = $3, error = $4, input_bytes = $5, output_bytes = $6, "
-        "enqueued_at = CASE WHEN $7 THEN enqueued_at ELSE NULL END WHERE id = $8",
+        "output_url = $3, error = $4, input_bytes = $5, output_bytes = $6, reused = $7, "
+        "enqueued_at = CASE WHEN $8 THEN enqueued_at ELSE NULL END WHERE id = $9 "
+        "RETURNING attempts",
         Params()
             .Add(request::ToString(record.state))
             .Add(record.due_at)
@@ -531,6 +588,7 @@ class PostgresStore final : public Store {
             .Add(record.error)
             .Add(record.input_bytes)
             .Add(record.output_bytes)
+            .Add(record.reused ? "true" : "false")
             .Add(record.final() ? "true" : "false")
             .Add(image_id));
     if (!u.ok()) return u.status();
@@ -539,17 +597,41 @@ class PostgresStore final : public Store {
       return true;
     }
 
-    if (Status s = ImagesFinal(*session, product_id, 1); !s.ok()) return s;
+    // The slots waiting on this one take its outcome (a done one's output is reused by them).
+    auto followers = session->Exec(
+        "UPDATE images SET state = $1, output_url = $2, error = $3, input_bytes = $4, "
+        "output_bytes = $5, reused = $6, attempts = $7 WHERE same_as = $8 AND state = 'waiting' "
+        "RETURNING product_id",
+        Params()
+            .Add(request::ToString(record.state))
+            .Add(record.output_url)
+            .Add(record.error)
+            .Add(record.input_bytes)
+            .Add(record.output_bytes)
+            .Add(record.state == request::ImageState::kDone ? "true" : "false")
+            .Add(Row(u->get(), 0).Int(0))
+            .Add(image_id));
+    if (!followers.ok()) return followers.status();
+    std::map<int64_t, int64_t> per_product{{product_id, 1}};
+    const int64_t finals = 1 + PQntuples(followers->get());
+    for (int i = 0; i < PQntuples(followers->get()); ++i) {
+      ++per_product[Row(followers->get(), i).Int(0)];
+    }
+    for (const auto& [id, n] : per_product) {
+      if (Status s = ImagesFinal(*session, id, n); !s.ok()) return s;
+    }
 
     // The row lock on the request serialises the last images of a request: exactly one
     // transaction sees every image final and completes it.
+    const int64_t reused = outcome.ok ? finals - 1 + int64_t{outcome.reused} : 0;
     auto count = session->Exec(
-        outcome.ok ? "UPDATE requests SET images_done = images_done + 1 WHERE request_id = $1 "
+        outcome.ok ? "UPDATE requests SET images_done = images_done + $1, "
+                     "images_reused = images_reused + $2 WHERE request_id = $3 "
                      "RETURNING images_done + images_failed, images_total, webhook_url"
-                   : "UPDATE requests SET images_failed = images_failed + 1 "
-                     "WHERE request_id = $1 "
+                   : "UPDATE requests SET images_failed = images_failed + $1, "
+                     "images_reused = images_reused + $2 WHERE request_id = $3 "
                      "RETURNING images_done + images_failed, images_total, webhook_url",
-        Params().Add(request_id));
+        Params().Add(finals).Add(reused).Add(request_id));
     if (!count.ok()) return count.status();
     Row c(count->get(), 0);
     const request::Completion completion =
@@ -592,7 +674,7 @@ class PostgresStore final : public Store {
     // an image being recorded is waited for, and is left out once it is final.
     auto images = session->Exec(
         "UPDATE images SET state = 'failed', lease_owner = NULL, error = $1, enqueued_at = NULL "
-        "WHERE request_id = $2 AND state IN ('queued', 'leased') RETURNING product_id",
+        "WHERE request_id = $2 AND state IN ('queued', 'leased', 'waiting') RETURNING product_id",
         Params().Add(std::string(request::kCancelledError)).Add(request_id));
     if (!images.ok()) return images.status();
     std::map<int64_t, int64_t> per_product;
@@ -615,6 +697,157 @@ class PostgresStore final : public Store {
     if (PQntuples(done->get()) == 0) return request::CancelVerdict::kAlreadyCompleted;
     if (Status s = tx.Commit(); !s.ok()) return s;
     return verdict;
+  }
+
+  Result<request::RetryVerdict> RetryRequest(const std::string& request_id,
+                                             const std::optional<std::string>& owner) override {
+    auto session = Borrow();
+    if (!session.ok()) return session.status();
+    const Millis now = clock_.WallMillis();
+    Transaction tx(*session);
+    if (!tx.ok()) return tx.status();
+    // The request's row lock first: a retry and a cancel (or a second retry) of one request take
+    // turns, and a finished request has no image being recorded to wait for.
+    auto q = session->Exec(
+        "SELECT status, images_failed, owner FROM requests WHERE request_id = $1 FOR UPDATE",
+        Params().Add(request_id));
+    if (!q.ok()) return q.status();
+    if (PQntuples(q->get()) == 0) return NotFound("Request ID not found");
+    Row r(q->get(), 0);
+    if (owner && r.OptText(2) != owner) return NotFound("Request ID not found");
+    const request::RetryVerdict verdict =
+        request::DecideRetry(request::ParseRequestStatus(r.Text(0)), r.Int(1));
+    if (verdict != request::RetryVerdict::kRetry) return verdict;  // nothing written
+
+    auto images = session->Exec(
+        "WITH retried AS (UPDATE images SET state = CASE WHEN same_as IS NULL THEN 'queued' "
+        "ELSE 'waiting' END, lease_owner = NULL, due_at = $1, attempts = 0, output_url = NULL, "
+        "error = NULL, input_bytes = NULL, output_bytes = NULL, reused = false, "
+        "enqueued_at = NULL WHERE request_id = $2 AND state = 'failed' RETURNING product_id) "
+        "SELECT product_id, count(*) FROM retried GROUP BY product_id ORDER BY product_id",
+        Params().Add(now).Add(request_id));
+    if (!images.ok()) return images.status();
+    int64_t retried = 0;
+    for (int i = 0; i < PQntuples(images->get()); ++i) {
+      Row row(images->get(), i);
+      auto product = session->Exec(
+          "UPDATE product_entries SET images_pending = images_pending + $1, output_urls = NULL "
+          "WHERE id = $2",
+          Params().Add(row.Int(1)).Add(row.Int(0)));
+      if (!product.ok()) return product.status();
+      retried += row.Int(1);
+    }
+    auto again = session->Exec(kRetryRequestUpdate, Params().Add(retried).Add(request_id));
+    if (!again.ok()) return again.status();
+    if (Status s = tx.Commit(); !s.ok()) return s;
+    return verdict;
+  }
+
+  Result<std::optional<request::CachedSource>> FindSource(const std::string& url,
+                                                          const std::string& variant) override {
+    auto session = Borrow();
+    if (!session.ok()) return session.status();
+    auto q = session->Exec(kFindSource, Params().Add(url).Add(variant));
+    if (!q.ok()) return q.status();
+    if (PQntuples(q->get()) == 0) return std::optional<request::CachedSource>();
+    return std::optional<request::CachedSource>(CachedSourceOfRow(Row(q->get(), 0)));
+  }
+
+  Status RememberSource(const std::string& url, const std::string& variant,
+                        const std::string& sha256, const std::optional<std::string>& etag,
+                        const std::optional<std::string>& last_modified,
+                        int64_t input_bytes) override {
+    auto session = Borrow();
+    if (!session.ok()) return session.status();
+    auto r = session->Exec(kRememberSource, Params()
+                                                .Add(url)
+                                                .Add(variant)
+                                                .Add(sha256)
+                                                .Add(etag)
+                                                .Add(last_modified)
+                                                .Add(input_bytes)
+                                                .Add(clock_.WallMillis()));
+    return r.ok() ? Status::Ok() : r.status();
+  }
+
+  Result<ContentClaim> ClaimContent(const std::string& sha256, const std::string& variant,
+                                    const std::string& owner, Millis stored_since,
+                                    Millis lease_ms) override {
+    auto session = Borrow();
+    if (!session.ok()) return session.status();
+    const Millis now = clock_.WallMillis();
+    Transaction tx(*session);
+    if (!tx.ok()) return tx.status();
+    // The first to insert the row claims the content; the others find it, locked until the
+    // first one's transaction ends, and decide from what it then holds.
+    auto inserted = session->Exec(
+        "INSERT INTO image_contents (sha256, variant, owner, claimed_until) "
+        "VALUES ($1, $2, $3, $4) ON CONFLICT (sha256, variant) DO NOTHING RETURNING 1",
+        Params().Add(sha256).Add(variant).Add(owner).Add(now + lease_ms));
+    if (!inserted.ok()) return inserted.status();
+    ContentClaim claim;
+    if (PQntuples(inserted->get()) == 0) {
+      auto q = session->Exec(
+          "SELECT output_url, output_bytes, stored_at, owner, claimed_until FROM image_contents "
+          "WHERE sha256 = $1 AND variant = $2 FOR UPDATE",
+          Params().Add(sha256).Add(variant));
+      if (!q.ok()) return q.status();
+      Row row(q->get(), 0);
+      const request::ContentRow content{row.OptText(0), row.Int(1), row.Int(2), row.OptText(3),
+                                        row.Int(4)};
+      claim.verdict = request::DecideContent(content, owner, now, stored_since);
+      if (claim.verdict == request::ContentVerdict::kReuse) {
+        claim.output_url = *content.output_url;
+        claim.output_bytes = content.output_bytes;
+      } else if (claim.verdict == request::ContentVerdict::kStore) {
+        auto u = session->Exec(kClaimContent,
+                               Params().Add(sha256).Add(variant).Add(owner).Add(now + lease_ms));
+        if (!u.ok()) return u.status();
+      }
+    }
+    if (Status s = tx.Commit(); !s.ok()) return s;
+    return claim;
+  }
+
+  Status StoreContent(const std::string& sha256, const std::string& variant,
+                      const std::string& owner, const std::string& output_url,
+                      int64_t output_bytes) override {
+    auto session = Borrow();
+    if (!session.ok()) return session.status();
+    auto r = session->Exec(kStoreContent, Params()
+                                              .Add(output_url)
+                                              .Add(output_bytes)
+                                              .Add(clock_.WallMillis())
+                                              .Add(sha256)
+                                              .Add(variant)
+                                              .Add(owner));
+    return r.ok() ? Status::Ok() : r.status();
+  }
+
+  Status ReleaseContent(const std::string& sha256, const std::string& variant,
+                        const std::string& owner) override {
+    auto session = Borrow();
+    if (!session.ok()) return session.status();
+    auto r = session->Exec(kReleaseContent, Params().Add(sha256).Add(variant).Add(owner));
+    return r.ok() ? Status::Ok() : r.status();
+  }
+
+  Status ForgetContent(const std::string& sha256, const std::string& variant) override {
+    auto session = Borrow();
+    if (!session.ok()) return session.status();
+    auto r = session->Exec(kForgetContent, Params().Add(sha256).Add(variant));
+    return r.ok() ? Status::Ok() : r.status();
+  }
+
+  Result<int64_t> PurgeCache(Millis before) override {
+    auto session = Borrow();
+    if (!session.ok()) return session.status();
+    auto sources = session->Exec(kPurgeSources, Params().Add(before));
+    if (!sources.ok()) return sources.status();
+    auto contents = session->Exec(kPurgeContents, Params().Add(before).Add(clock_.WallMillis()));
+    if (!contents.ok()) return contents.status();
+    return std::strtoll(PQcmdTuples(sources->get()), nullptr, 10) +
+           std::strtoll(PQcmdTuples(contents->get()), nullptr, 10);
   }
 
   Result<bool> HoldsLease(int64_t image_id, const std::string& owner) override {
@@ -689,29 +922,31 @@ class PostgresStore final : public Store {
         "WHERE request_id IN (SELECT request_id FROM requests "
         "WHERE webhook_state IN ('pending', 'retrying', 'sending') AND webhook_next_at <= $1 "
         "ORDER BY webhook_next_at LIMIT $3 FOR UPDATE SKIP LOCKED) "
-        "RETURNING request_id, webhook_url, webhook_attempts",
+        "RETURNING request_id, webhook_url, webhook_attempts, retry_round",
         Params().Add(now).Add(now + lease_ms).Add(int64_t{max}));
     if (!r.ok()) return r.status();
     std::vector<WebhookJob> jobs;
     for (int i = 0; i < PQntuples(r->get()); ++i) {
       Row row(r->get(), i);
-      jobs.push_back({row.Text(0), row.Text(1), static_cast<int>(row.Int(2))});
+      jobs.push_back({row.Text(0), row.Text(1), static_cast<int>(row.Int(2)), row.Int(3)});
     }
     return jobs;
   }
 
-  Status RecordWebhook(const std::string& request_id, bool delivered,
+  Status RecordWebhook(const std::string& request_id, int64_t round, bool delivered,
                        std::optional<int> http_status, std::optional<Millis> retry_at) override {
     auto session = Borrow();
     if (!session.ok()) return session.status();
     auto r = session->Exec(
         "UPDATE requests SET webhook_state = $1, webhook_attempts = webhook_attempts + 1, "
-        "webhook_last_status = $2, webhook_next_at = $3 WHERE request_id = $4",
+        "webhook_last_status = $2, webhook_next_at = $3 WHERE request_id = $4 "
+        "AND retry_round = $5",
         Params()
             .Add(std::string(request::WebhookStateAfterAttempt(delivered, retry_at.has_value())))
             .Add(http_status ? std::optional<int64_t>(*http_status) : std::nullopt)
             .Add(retry_at)
-            .Add(request_id));
+            .Add(request_id)
+            .Add(round));
     return r.ok() ? Status::Ok() : r.status();
   }
 
@@ -720,8 +955,8 @@ class PostgresStore final : public Store {
     auto session = Borrow();
     if (!session.ok()) return session.status();
     const std::string select =
-        "SELECT request_id, status, created_at, images_total, images_done, images_failed "
-        "FROM requests ";
+        "SELECT request_id, status, created_at, images_total, images_done, images_failed, "
+        "images_reused FROM requests ";
     const std::string order = " ORDER BY created_at DESC, request_id DESC LIMIT ";
     auto r = owner ? session->Exec(select + "WHERE owner = $1" + order + "$2",
                                    Params().Add(*owner).Add(int64_t{limit}))
@@ -732,9 +967,19 @@ class PostgresStore final : public Store {
       Row row(r->get(), i);
       out.push_back({row.Text(0), request::ParseRequestStatus(row.Text(1)), row.Int(2),
                      static_cast<int>(row.Int(3)), static_cast<int>(row.Int(4)),
-                     static_cast<int>(row.Int(5))});
+                     static_cast<int>(row.Int(5)), static_cast<int>(row.Int(6))});
     }
     return out;
+  }
+
+  Result<int64_t> RequestRound(const std::string& request_id) override {
+    auto session = Borrow();
+    if (!session.ok()) return session.status();
+    auto r = session->Exec("SELECT retry_round FROM requests WHERE request_id = $1",
+                           Params().Add(request_id));
+    if (!r.ok()) return r.status();
+    if (PQntuples(r->get()) == 0) return NotFound("Request ID not found");
+    return Row(r->get(), 0).Int(0);
   }
 
   Result<int64_t> CountUnfinishedImages() override {

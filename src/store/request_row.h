@@ -1,12 +1,16 @@
 // The row of `requests` that both stores read for a request, mapped to its view in one place.
 // Internal to src/store: each store selects these columns, in this order, with its own SQL:
 //   status, created_at, webhook_url, images_total, images_done, images_failed,
-//   webhook_state, webhook_attempts, webhook_last_status, owner
+//   webhook_state, webhook_attempts, webhook_last_status, owner, images_reused, retry_round
+// and the statements that are the same SQL on both. Their parameters are written $1, $2, ... and
+// appear in that order: SQLite numbers such named parameters by first appearance, so both stores
+// bind them by the same positions.
 #ifndef IMGPROC_STORE_REQUEST_ROW_H_
 #define IMGPROC_STORE_REQUEST_ROW_H_
 
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "request/request.h"
 
@@ -24,6 +28,8 @@ request::RequestView RequestViewOfRow(const std::string& request_id, const Row& 
   view.images_done = static_cast<int>(row.Int(4));
   view.images_failed = static_cast<int>(row.Int(5));
   view.owner = row.OptText(9);
+  view.images_reused = static_cast<int>(row.Int(10));
+  view.round = row.Int(11);
   if (!row.IsNull(6)) {
     view.webhook = request::ViewOfWebhook(
         row.Text(6), static_cast<int>(row.Int(7)),
@@ -31,6 +37,61 @@ request::RequestView RequestViewOfRow(const std::string& request_id, const Row& 
   }
   return view;
 }
+
+// What the image cache knows of a URL ($1) in a variant ($2), with its content's stored output.
+// The entry is as old as the older of its two parts: the URL's last answer and the output.
+inline constexpr std::string_view kFindSource =
+    "SELECT s.sha256, s.etag, s.last_modified, "
+    "CASE WHEN s.checked_at < c.stored_at THEN s.checked_at ELSE c.stored_at END, c.output_url, "
+    "s.input_bytes, c.output_bytes FROM image_sources s JOIN image_contents c "
+    "ON c.sha256 = s.sha256 AND c.variant = s.variant "
+    "WHERE s.url = $1 AND s.variant = $2 AND c.output_url IS NOT NULL";
+
+template <typename Row>
+request::CachedSource CachedSourceOfRow(const Row& row) {
+  return {row.Text(0), row.OptText(1), row.OptText(2), row.Int(3),
+          row.Text(4), row.Int(5),     row.Int(6)};
+}
+
+// $1 url, $2 variant, $3 sha256, $4 etag, $5 last_modified, $6 input_bytes, $7 now.
+inline constexpr std::string_view kRememberSource =
+    "INSERT INTO image_sources (url, variant, sha256, etag, last_modified, input_bytes, "
+    "checked_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (url, variant) DO UPDATE SET "
+    "sha256 = excluded.sha256, etag = excluded.etag, last_modified = excluded.last_modified, "
+    "input_bytes = excluded.input_bytes, checked_at = excluded.checked_at";
+
+// $1 sha256, $2 variant, $3 owner, $4 claimed_until: the content is claimed by `owner`.
+inline constexpr std::string_view kClaimContent =
+    "INSERT INTO image_contents (sha256, variant, owner, claimed_until) VALUES ($1, $2, $3, $4) "
+    "ON CONFLICT (sha256, variant) DO UPDATE SET owner = excluded.owner, "
+    "claimed_until = excluded.claimed_until";
+
+// $1 output_url, $2 output_bytes, $3 now, $4 sha256, $5 variant, $6 owner: only the claim's
+// holder records its output (one whose claim ran out and was taken over lost it).
+inline constexpr std::string_view kStoreContent =
+    "UPDATE image_contents SET output_url = $1, output_bytes = $2, stored_at = $3, owner = NULL, "
+    "claimed_until = 0 WHERE sha256 = $4 AND variant = $5 AND owner = $6";
+
+// $1 sha256, $2 variant, $3 owner.
+inline constexpr std::string_view kReleaseContent =
+    "UPDATE image_contents SET owner = NULL, claimed_until = 0 "
+    "WHERE sha256 = $1 AND variant = $2 AND owner = $3";
+
+// $1 sha256, $2 variant.
+inline constexpr std::string_view kForgetContent =
+    "UPDATE image_contents SET output_url = NULL, stored_at = 0 WHERE sha256 = $1 AND variant = $2";
+
+// $1 before, $2 now: entries older than the maximum age (a content's live claim is kept).
+inline constexpr std::string_view kPurgeSources = "DELETE FROM image_sources WHERE checked_at < $1";
+inline constexpr std::string_view kPurgeContents =
+    "DELETE FROM image_contents WHERE stored_at < $1 AND claimed_until < $2";
+
+// $1 images retried, $2 request_id: the request's next round (RequestWriter::RetryRequest).
+inline constexpr std::string_view kRetryRequestUpdate =
+    "UPDATE requests SET status = 'processing', images_failed = images_failed - $1, "
+    "completed_at = NULL, retry_round = retry_round + 1, webhook_state = NULL, "
+    "webhook_attempts = 0, webhook_next_at = NULL, webhook_last_status = NULL "
+    "WHERE request_id = $2";
 
 }  // namespace imgproc::store
 

@@ -22,8 +22,10 @@ namespace {
 // The images a worker may take now: queued and due, or leased with the lease expired. Its
 // condition is the images_due index's (migration 6), so that index serves it.
 constexpr std::string_view kDueImageSelect =
-    "SELECT i.id, i.request_id, p.serial_no, i.idx, i.url, i.attempts FROM images i "
+    "SELECT i.id, i.request_id, p.serial_no, i.idx, i.url, i.attempts, "
+    "CASE WHEN r.refresh THEN r.created_at END FROM images i "
     "JOIN product_entries p ON p.id = i.product_id "
+    "JOIN requests r ON r.request_id = i.request_id "
     "WHERE i.state IN ('queued', 'leased') AND i.due_at <= ?";
 
 // Schema versions, applied in order; a database records the highest one it has.
@@ -100,6 +102,40 @@ CREATE INDEX requests_unfinished ON requests(client) WHERE status != 'completed'
     R"sql(
 DROP INDEX requests_unfinished;
 CREATE INDEX requests_unfinished ON requests(client) WHERE status IN ('pending', 'processing');
+)sql",
+    // 8: re-imports. Slots of a request that name an earlier slot's URL wait for it (same_as);
+    // outputs reused from the image cache (reused, images_reused); a request's round (one more
+    // per retry) and whether it bypasses the cache (refresh); the image cache itself: what a URL
+    // answered, and the output stored for some content in an output variant.
+    R"sql(
+ALTER TABLE requests ADD COLUMN images_reused INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE requests ADD COLUMN retry_round INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE requests ADD COLUMN refresh INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE images ADD COLUMN same_as INTEGER;
+ALTER TABLE images ADD COLUMN reused INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX images_same_as ON images(same_as) WHERE same_as IS NOT NULL;
+CREATE TABLE image_sources (
+  url TEXT NOT NULL,
+  variant TEXT NOT NULL,
+  sha256 TEXT NOT NULL,
+  etag TEXT,
+  last_modified TEXT,
+  input_bytes INTEGER NOT NULL,
+  checked_at INTEGER NOT NULL,
+  PRIMARY KEY (url, variant)
+);
+CREATE INDEX image_sources_checked ON image_sources(checked_at);
+CREATE TABLE image_contents (
+  sha256 TEXT NOT NULL,
+  variant TEXT NOT NULL,
+  output_url TEXT,
+  output_bytes INTEGER NOT NULL DEFAULT 0,
+  stored_at INTEGER NOT NULL DEFAULT 0,
+  owner TEXT,
+  claimed_until INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (sha256, variant)
+);
+CREATE INDEX image_contents_stored ON image_contents(stored_at);
 )sql",
 };
 
@@ -284,8 +320,8 @@ class Reads {
     if (!snapshot.ok()) return c_.Error("begin");
     Stmt q(statements,
            "SELECT status, created_at, webhook_url, images_total, images_done, images_failed, "
-           "webhook_state, webhook_attempts, webhook_last_status, owner FROM requests "
-           "WHERE request_id = ?");
+           "webhook_state, webhook_attempts, webhook_last_status, owner, images_reused, "
+           "retry_round FROM requests WHERE request_id = ?");
     q.Bind(1, request_id);
     if (!q.Step()) {
       if (!q.ok()) return c_.Error("read request");
@@ -307,7 +343,7 @@ class Reads {
     // The images the status shows more of: failed or waiting to be retried (an error), and done
     // with their sizes.
     Stmt i(statements,
-           "SELECT product_id, idx, url, state, error, attempts, input_bytes, output_bytes "
+           "SELECT product_id, idx, url, state, error, attempts, input_bytes, output_bytes, reused "
            "FROM images WHERE request_id = ? AND ((error IS NOT NULL AND state != 'done') OR "
            "(state = 'done' AND input_bytes IS NOT NULL)) ORDER BY product_id, idx");
     i.Bind(1, request_id);
@@ -315,7 +351,7 @@ class Reads {
     while (i.Step()) {
       rows.push_back({i.Int(0), static_cast<int>(i.Int(1)), i.Text(2),
                       request::ParseImageState(i.Text(3)), i.OptText(4), static_cast<int>(i.Int(5)),
-                      i.OptInt(6), i.OptInt(7)});
+                      i.OptInt(6), i.OptInt(7), i.Int(8) != 0});
     }
     if (!i.ok()) return c_.Error("read images");
     request::AttachImages(product_ids, rows, view.products);
@@ -327,10 +363,10 @@ class Reads {
     MutexLock lock(&c_.mu);
     Stmt q(c_.statements, owner
                               ? "SELECT request_id, status, created_at, images_total, images_done, "
-                                "images_failed FROM requests WHERE owner = ? "
+                                "images_failed, images_reused FROM requests WHERE owner = ? "
                                 "ORDER BY created_at DESC, request_id DESC LIMIT ?"
                               : "SELECT request_id, status, created_at, images_total, images_done, "
-                                "images_failed FROM requests "
+                                "images_failed, images_reused FROM requests "
                                 "ORDER BY created_at DESC, request_id DESC LIMIT ?");
     if (owner) {
       q.Bind(1, *owner).Bind(2, static_cast<int64_t>(limit));
@@ -341,7 +377,7 @@ class Reads {
     while (q.Step()) {
       out.push_back({q.Text(0), request::ParseRequestStatus(q.Text(1)), q.Int(2),
                      static_cast<int>(q.Int(3)), static_cast<int>(q.Int(4)),
-                     static_cast<int>(q.Int(5))});
+                     static_cast<int>(q.Int(5)), static_cast<int>(q.Int(6))});
     }
     if (!q.ok()) return c_.Error("list requests");
     return out;
@@ -355,6 +391,30 @@ class Reads {
     const bool held = q.Step();
     if (!q.ok()) return c_.Error("read lease");
     return held;
+  }
+
+  Result<std::optional<request::CachedSource>> FindSource(const std::string& url,
+                                                          const std::string& variant)
+      EXCLUDES(c_.mu) {
+    MutexLock lock(&c_.mu);
+    Stmt q(c_.statements, std::string(kFindSource));
+    q.Bind(1, url).Bind(2, variant);
+    if (!q.Step()) {
+      if (!q.ok()) return c_.Error("read image cache");
+      return std::optional<request::CachedSource>();
+    }
+    return std::optional<request::CachedSource>(CachedSourceOfRow(q));
+  }
+
+  Result<int64_t> RequestRound(const std::string& request_id) EXCLUDES(c_.mu) {
+    MutexLock lock(&c_.mu);
+    Stmt q(c_.statements, "SELECT retry_round FROM requests WHERE request_id = ?");
+    q.Bind(1, request_id);
+    if (!q.Step()) {
+      if (!q.ok()) return c_.Error("read request round");
+      return NotFound("Request ID not found");
+    }
+    return q.Int(0);
   }
 
   Result<int64_t> CountUnfinishedImages() EXCLUDES(c_.mu) {
@@ -446,8 +506,8 @@ class SqliteStore final : public Store {
     }
     Stmt req(statements,
              "INSERT INTO requests (request_id, status, created_at, webhook_url, images_total, "
-             "completed_at, webhook_state, webhook_next_at, owner, client) "
-             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+             "completed_at, webhook_state, webhook_next_at, owner, client, refresh) "
+             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     req.Bind(1, request.request_id)
         .Bind(2, request::ToString(plan.status))
         .Bind(3, now)
@@ -459,6 +519,7 @@ class SqliteStore final : public Store {
         .Bind(8, plan.webhook_due)
         .Bind(9, request.owner)
         .Bind(10, request.client)
+        .Bind(11, int64_t{request.refresh})
         .Step();
     if (!req.ok()) return writer_.Error("insert request");
 
@@ -466,8 +527,9 @@ class SqliteStore final : public Store {
                  "INSERT INTO product_entries (request_id, position, serial_no, product_name, "
                  "input_urls, output_urls, images_pending) VALUES (?, ?, ?, ?, ?, ?, ?)");
     Stmt image(statements,
-               "INSERT INTO images (request_id, product_id, idx, url, due_at) "
-               "VALUES (?, ?, ?, ?, ?)");
+               "INSERT INTO images (request_id, product_id, idx, url, due_at, state, same_as) "
+               "VALUES (?, ?, ?, ?, ?, ?, ?)");
+    std::map<std::pair<size_t, int>, int64_t> first_ids;  // the first slot of each URL: its id
     for (size_t pos = 0; pos < plan.products.size(); ++pos) {
       const request::ProductPlan& p = plan.products[pos];
       const request::NewProduct& in = request.products[pos];
@@ -482,15 +544,23 @@ class SqliteStore final : public Store {
       if (!product.ok()) return writer_.Error("insert product");
       product.Reset();
       const int64_t product_id = sqlite3_last_insert_rowid(writer_.db);
-      for (const int i : p.image_indices) {
+      for (size_t k = 0; k < p.image_indices.size(); ++k) {
+        const int i = p.image_indices[k];
+        const std::optional<request::SlotRef>& same_as = p.same_as[k];
         image.Bind(1, request.request_id)
             .Bind(2, product_id)
             .Bind(3, int64_t{i})
             .Bind(4, in.entries[static_cast<size_t>(i)])
             .Bind(5, now)
+            .Bind(6, request::ToString(same_as ? request::ImageState::kWaiting
+                                               : request::ImageState::kQueued))
+            .Bind(7, same_as
+                         ? std::optional<int64_t>(first_ids.at({same_as->product, same_as->index}))
+                         : std::nullopt)
             .Step();
         if (!image.ok()) return writer_.Error("insert image");
         image.Reset();
+        if (!same_as) first_ids[{pos, i}] = sqlite3_last_insert_rowid(writer_.db);
       }
     }
     return tx.Commit();
@@ -506,6 +576,10 @@ class SqliteStore final : public Store {
   }
 
   Result<int64_t> CountUnfinishedImages() override { return reads_->CountUnfinishedImages(); }
+
+  Result<int64_t> RequestRound(const std::string& request_id) override {
+    return reads_->RequestRound(request_id);
+  }
 
   Result<std::vector<ImageTask>> ClaimImages(const std::string& owner, int max,
                                              Millis lease_ms) override EXCLUDES(writer_.mu) {
@@ -585,7 +659,7 @@ class SqliteStore final : public Store {
     const request::ImageRecord record = request::RecordOf(outcome);
     Stmt u(statements,
            "UPDATE images SET state = ?, lease_owner = NULL, due_at = COALESCE(?, due_at), "
-           "output_url = ?, error = ?, input_bytes = ?, output_bytes = ?, "
+           "output_url = ?, error = ?, input_bytes = ?, output_bytes = ?, reused = ?, "
            "enqueued_at = CASE WHEN ? THEN enqueued_at ELSE NULL END WHERE id = ?");
     u.Bind(1, request::ToString(record.state))
         .Bind(2, record.due_at)
@@ -593,22 +667,46 @@ class SqliteStore final : public Store {
         .Bind(4, record.error)
         .Bind(5, record.input_bytes)
         .Bind(6, record.output_bytes)
-        .Bind(7, int64_t{record.final()})
-        .Bind(8, image_id)
+        .Bind(7, int64_t{record.reused})
+        .Bind(8, int64_t{record.final()})
+        .Bind(9, image_id)
         .Step();
     if (!u.ok()) return writer_.Error("record image");
     if (!record.final()) return tx.Commit().ok() ? Result<bool>(true) : tx.status();
 
-    if (Status s = ImagesFinal(product_id, 1); !s.ok()) return s;
+    // The slots waiting on this one take its outcome (a done one's output is reused by them).
+    Stmt followers(statements,
+                   "UPDATE images SET state = ?, output_url = ?, error = ?, input_bytes = ?, "
+                   "output_bytes = ?, reused = ?, attempts = (SELECT attempts FROM images "
+                   "WHERE id = ?) WHERE same_as = ? AND state = 'waiting' RETURNING product_id");
+    followers.Bind(1, request::ToString(record.state))
+        .Bind(2, record.output_url)
+        .Bind(3, record.error)
+        .Bind(4, record.input_bytes)
+        .Bind(5, record.output_bytes)
+        .Bind(6, int64_t{record.state == request::ImageState::kDone})
+        .Bind(7, image_id)
+        .Bind(8, image_id);
+    std::map<int64_t, int64_t> per_product{{product_id, 1}};
+    int64_t finals = 1;
+    while (followers.Step()) {
+      ++per_product[followers.Int(0)];
+      ++finals;
+    }
+    if (!followers.ok()) return writer_.Error("record waiting images");
+    for (const auto& [id, n] : per_product) {
+      if (Status s = ImagesFinal(id, n); !s.ok()) return s;
+    }
 
+    const int64_t reused = outcome.ok ? finals - 1 + int64_t{outcome.reused} : 0;
     Stmt count(statements,
-               outcome.ok
-                   ? "UPDATE requests SET images_done = images_done + 1 WHERE request_id = ? "
-                     "RETURNING images_done + images_failed, images_total, webhook_url"
-                   : "UPDATE requests SET images_failed = images_failed + 1 "
-                     "WHERE request_id = ? "
-                     "RETURNING images_done + images_failed, images_total, webhook_url");
-    count.Bind(1, request_id);
+               outcome.ok ? "UPDATE requests SET images_done = images_done + ?, "
+                            "images_reused = images_reused + ? WHERE request_id = ? "
+                            "RETURNING images_done + images_failed, images_total, webhook_url"
+                          : "UPDATE requests SET images_failed = images_failed + ?, "
+                            "images_reused = images_reused + ? WHERE request_id = ? "
+                            "RETURNING images_done + images_failed, images_total, webhook_url");
+    count.Bind(1, finals).Bind(2, reused).Bind(3, request_id);
     if (!count.Step()) return writer_.Error("update request");
     const request::Completion completion =
         request::AfterFinalImage(count.Int(0), count.Int(1), !count.IsNull(2), now);
@@ -650,10 +748,11 @@ class SqliteStore final : public Store {
     q.Reset();
     if (verdict != request::CancelVerdict::kCancel) return verdict;  // nothing written
 
-    Stmt images(statements,
-                "UPDATE images SET state = 'failed', lease_owner = NULL, error = ?, "
-                "enqueued_at = NULL WHERE request_id = ? AND state IN ('queued', 'leased') "
-                "RETURNING product_id");
+    Stmt images(
+        statements,
+        "UPDATE images SET state = 'failed', lease_owner = NULL, error = ?, "
+        "enqueued_at = NULL WHERE request_id = ? AND state IN ('queued', 'leased', 'waiting') "
+        "RETURNING product_id");
     images.Bind(1, std::string(request::kCancelledError)).Bind(2, request_id);
     std::map<int64_t, int64_t> per_product;
     int64_t cancelled = 0;
@@ -679,8 +778,156 @@ class SqliteStore final : public Store {
     return verdict;
   }
 
+  Result<request::RetryVerdict> RetryRequest(const std::string& request_id,
+                                             const std::optional<std::string>& owner) override
+      EXCLUDES(writer_.mu) {
+    MutexLock lock(&writer_.mu);
+    StatementCache& statements = writer_.statements;
+    const Millis now = clock_.WallMillis();
+    Transaction tx(this);
+    if (!tx.ok()) return tx.status();
+    Stmt q(statements, "SELECT status, images_failed, owner FROM requests WHERE request_id = ?");
+    q.Bind(1, request_id);
+    if (!q.Step()) {
+      if (!q.ok()) return writer_.Error("read request");
+      return NotFound("Request ID not found");
+    }
+    if (owner && q.OptText(2) != owner) return NotFound("Request ID not found");
+    const request::RetryVerdict verdict =
+        request::DecideRetry(request::ParseRequestStatus(q.Text(0)), q.Int(1));
+    q.Reset();
+    if (verdict != request::RetryVerdict::kRetry) return verdict;  // nothing written
+
+    Stmt images(statements,
+                "UPDATE images SET state = CASE WHEN same_as IS NULL THEN 'queued' ELSE 'waiting' "
+                "END, lease_owner = NULL, due_at = ?, attempts = 0, output_url = NULL, "
+                "error = NULL, input_bytes = NULL, output_bytes = NULL, reused = 0, "
+                "enqueued_at = NULL WHERE request_id = ? AND state = 'failed' "
+                "RETURNING product_id");
+    images.Bind(1, now).Bind(2, request_id);
+    std::map<int64_t, int64_t> per_product;
+    int64_t retried = 0;
+    while (images.Step()) {
+      ++per_product[images.Int(0)];
+      ++retried;
+    }
+    if (!images.ok()) return writer_.Error("retry images");
+    Stmt product(statements,
+                 "UPDATE product_entries SET images_pending = images_pending + ?, "
+                 "output_urls = NULL WHERE id = ?");
+    for (const auto& [product_id, n] : per_product) {
+      product.Bind(1, n).Bind(2, product_id).Step();
+      if (!product.ok()) return writer_.Error("retry product");
+      product.Reset();
+    }
+    Stmt again(statements, std::string(kRetryRequestUpdate));
+    again.Bind(1, retried).Bind(2, request_id).Step();
+    if (!again.ok()) return writer_.Error("retry request");
+    if (Status s = tx.Commit(); !s.ok()) return s;
+    return verdict;
+  }
+
   Result<bool> HoldsLease(int64_t image_id, const std::string& owner) override {
     return reads_->HoldsLease(image_id, owner);
+  }
+
+  Result<std::optional<request::CachedSource>> FindSource(const std::string& url,
+                                                          const std::string& variant) override {
+    return reads_->FindSource(url, variant);
+  }
+
+  Status RememberSource(const std::string& url, const std::string& variant,
+                        const std::string& sha256, const std::optional<std::string>& etag,
+                        const std::optional<std::string>& last_modified,
+                        int64_t input_bytes) override EXCLUDES(writer_.mu) {
+    MutexLock lock(&writer_.mu);
+    Stmt u(writer_.statements, std::string(kRememberSource));
+    u.Bind(1, url)
+        .Bind(2, variant)
+        .Bind(3, sha256)
+        .Bind(4, etag)
+        .Bind(5, last_modified)
+        .Bind(6, input_bytes)
+        .Bind(7, clock_.WallMillis())
+        .Step();
+    return u.ok() ? Status::Ok() : writer_.Error("remember image source");
+  }
+
+  Result<ContentClaim> ClaimContent(const std::string& sha256, const std::string& variant,
+                                    const std::string& owner, Millis stored_since,
+                                    Millis lease_ms) override EXCLUDES(writer_.mu) {
+    MutexLock lock(&writer_.mu);
+    const Millis now = clock_.WallMillis();
+    Transaction tx(this);
+    if (!tx.ok()) return tx.status();
+    Stmt q(writer_.statements,
+           "SELECT output_url, output_bytes, stored_at, owner, claimed_until FROM image_contents "
+           "WHERE sha256 = ? AND variant = ?");
+    q.Bind(1, sha256).Bind(2, variant);
+    std::optional<request::ContentRow> row;
+    if (q.Step())
+      row = request::ContentRow{q.OptText(0), q.Int(1), q.Int(2), q.OptText(3), q.Int(4)};
+    if (!q.ok()) return writer_.Error("read image content");
+    q.Reset();
+    ContentClaim claim;
+    claim.verdict = request::DecideContent(row, owner, now, stored_since);
+    if (claim.verdict == request::ContentVerdict::kReuse) {
+      claim.output_url = *row->output_url;
+      claim.output_bytes = row->output_bytes;
+    } else if (claim.verdict == request::ContentVerdict::kStore) {
+      Stmt u(writer_.statements, std::string(kClaimContent));
+      u.Bind(1, sha256).Bind(2, variant).Bind(3, owner).Bind(4, now + lease_ms).Step();
+      if (!u.ok()) return writer_.Error("claim image content");
+    }
+    if (Status s = tx.Commit(); !s.ok()) return s;
+    return claim;
+  }
+
+  Status StoreContent(const std::string& sha256, const std::string& variant,
+                      const std::string& owner, const std::string& output_url,
+                      int64_t output_bytes) override EXCLUDES(writer_.mu) {
+    MutexLock lock(&writer_.mu);
+    Stmt u(writer_.statements, std::string(kStoreContent));
+    u.Bind(1, output_url)
+        .Bind(2, output_bytes)
+        .Bind(3, clock_.WallMillis())
+        .Bind(4, sha256)
+        .Bind(5, variant)
+        .Bind(6, owner)
+        .Step();
+    return u.ok() ? Status::Ok() : writer_.Error("store image content");
+  }
+
+  Status ReleaseContent(const std::string& sha256, const std::string& variant,
+                        const std::string& owner) override EXCLUDES(writer_.mu) {
+    MutexLock lock(&writer_.mu);
+    Stmt u(writer_.statements, std::string(kReleaseContent));
+    u.Bind(1, sha256).Bind(2, variant).Bind(3, owner).Step();
+    return u.ok() ? Status::Ok() : writer_.Error("release image content");
+  }
+
+  Status ForgetContent(const std::string& sha256, const std::string& variant) override
+      EXCLUDES(writer_.mu) {
+    MutexLock lock(&writer_.mu);
+    Stmt u(writer_.statements, std::string(kForgetContent));
+    u.Bind(1, sha256).Bind(2, variant).Step();
+    return u.ok() ? Status::Ok() : writer_.Error("forget image content");
+  }
+
+  Result<int64_t> PurgeCache(Millis before) override EXCLUDES(writer_.mu) {
+    MutexLock lock(&writer_.mu);
+    Transaction tx(this);
+    if (!tx.ok()) return tx.status();
+    Stmt sources(writer_.statements, std::string(kPurgeSources));
+    sources.Bind(1, before).Step();
+    if (!sources.ok()) return writer_.Error("purge image cache");
+    int64_t purged = sqlite3_changes(writer_.db);
+    Stmt contents(writer_.statements, std::string(kPurgeContents));
+    contents.Bind(1, before).Bind(2, clock_.WallMillis()).Step();
+    if (!contents.ok()) return writer_.Error("purge image cache");
+    purged += sqlite3_changes(writer_.db);
+    if (Status s = tx.Commit(); !s.ok()) return s;
+    return purged;
   }
 
   Result<int> ReleaseLeases() override EXCLUDES(writer_.mu) {
@@ -744,12 +991,12 @@ class SqliteStore final : public Store {
     Transaction tx(this);
     if (!tx.ok()) return tx.status();
     Stmt q(writer_.statements,
-           "SELECT request_id, webhook_url, webhook_attempts FROM requests "
+           "SELECT request_id, webhook_url, webhook_attempts, retry_round FROM requests "
            "WHERE webhook_state IN ('pending', 'retrying', 'sending') AND webhook_next_at <= ? "
            "ORDER BY webhook_next_at LIMIT ?");
     q.Bind(1, now).Bind(2, static_cast<int64_t>(max));
     std::vector<WebhookJob> jobs;
-    while (q.Step()) jobs.push_back({q.Text(0), q.Text(1), static_cast<int>(q.Int(2))});
+    while (q.Step()) jobs.push_back({q.Text(0), q.Text(1), static_cast<int>(q.Int(2)), q.Int(3)});
     if (!q.ok()) return writer_.Error("claim webhooks");
     Stmt lease(writer_.statements,
                "UPDATE requests SET webhook_state = 'sending', webhook_next_at = ? "
@@ -763,17 +1010,18 @@ class SqliteStore final : public Store {
     return jobs;
   }
 
-  Status RecordWebhook(const std::string& request_id, bool delivered,
+  Status RecordWebhook(const std::string& request_id, int64_t round, bool delivered,
                        std::optional<int> http_status, std::optional<Millis> retry_at) override
       EXCLUDES(writer_.mu) {
     MutexLock lock(&writer_.mu);
     Stmt u(writer_.statements,
            "UPDATE requests SET webhook_state = ?, webhook_attempts = webhook_attempts + 1, "
-           "webhook_last_status = ?, webhook_next_at = ? WHERE request_id = ?");
+           "webhook_last_status = ?, webhook_next_at = ? WHERE request_id = ? AND retry_round = ?");
     u.Bind(1, request::WebhookStateAfterAttempt(delivered, retry_at.has_value()))
         .Bind(2, http_status ? std::optional<int64_t>(*http_status) : std::nullopt)
         .Bind(3, retry_at)
         .Bind(4, request_id)
+        .Bind(5, round)
         .Step();
     return u.ok() ? Status::Ok() : writer_.Error("record webhook");
   }
@@ -808,7 +1056,7 @@ class SqliteStore final : public Store {
     return {q.Int(0),  q.Text(1),
             q.Int(2),  static_cast<int>(q.Int(3)),
             q.Text(4), static_cast<int>(q.Int(5)) + 1,
-            {}};
+            {},        q.OptInt(6)};
   }
 
   // Leases `tasks` to `owner` until `until`, counting an attempt, and marks their requests started.

@@ -33,6 +33,9 @@ struct NewRequest {
   // Refused (kResourceExhausted) when the client's unfinished images would pass this; 0: no limit.
   int64_t max_client_images = 0;
   std::vector<request::NewProduct> products;
+  // The image cache is not read for its images (refresh=true): each is fetched and compressed
+  // anew, and the result replaces what the cache had.
+  bool refresh = false;
 };
 
 class RequestWriter {
@@ -52,6 +55,14 @@ class RequestWriter {
   // (when given).
   [[nodiscard]] virtual Result<request::CancelVerdict> CancelRequest(
       const std::string& request_id, const std::optional<std::string>& owner) = 0;
+
+  // Retries a request as request::DecideRetry says, in one transaction: its failed images are
+  // queued again with no attempt counted (those waiting on another slot wait again), their
+  // products' outputs are cleared, and the request is `processing` in its next round, its webhook
+  // (if any) to be sent again when it completes. The other verdicts change nothing. NotFound as
+  // for CancelRequest.
+  [[nodiscard]] virtual Result<request::RetryVerdict> RetryRequest(
+      const std::string& request_id, const std::optional<std::string>& owner) = 0;
 };
 
 class RequestReader {
@@ -61,6 +72,10 @@ class RequestReader {
   // The request as its status shows it; NotFound when the id is unknown. One consistent
   // snapshot, read beside the pipeline's writes (never waiting for them).
   [[nodiscard]] virtual Result<request::RequestView> GetRequest(const std::string& request_id) = 0;
+
+  // The request's round (0, one more per retry): whether a finished status kept in memory is still
+  // its status. NotFound when the id is unknown.
+  [[nodiscard]] virtual Result<int64_t> RequestRound(const std::string& request_id) = 0;
 
   // The newest requests first (created_at descending, then request_id), at most `limit`. With an
   // `owner`, only that owner's requests; without one, every request.
@@ -82,6 +97,9 @@ struct ImageTask {
   std::string url;
   int attempts = 0;       // attempts started so far, this one included
   std::string queue_ref;  // the broker's handle for this delivery (a Redis stream entry), if any
+  // When its request asked for refresh: the request's creation time (outputs stored before it are
+  // not reused).
+  std::optional<Millis> refresh_since;
 };
 
 class ImageLeases {
@@ -137,7 +155,8 @@ class ImageLeases {
 struct WebhookJob {
   std::string request_id;
   std::string url;
-  int attempts = 0;  // attempts made before this one
+  int attempts = 0;   // attempts made before this one
+  int64_t round = 0;  // the request's round (request::WebhookId)
 };
 
 class WebhookDeliveries {
@@ -148,18 +167,74 @@ class WebhookDeliveries {
   // past their lease) for lease_ms.
   [[nodiscard]] virtual Result<std::vector<WebhookJob>> ClaimWebhooks(int max, Millis lease_ms) = 0;
 
-  // Records a delivery attempt: delivered, or to be tried again at `retry_at`, or failed for good
-  // (request::WebhookStateAfterAttempt).
-  [[nodiscard]] virtual Status RecordWebhook(const std::string& request_id, bool delivered,
-                                             std::optional<int> http_status,
+  // Records a delivery attempt of the request's round `round` (WebhookJob::round): delivered, or
+  // to be tried again at `retry_at`, or failed for good (request::WebhookStateAfterAttempt). An
+  // attempt of an earlier round (the request was retried meanwhile) changes nothing.
+  [[nodiscard]] virtual Status RecordWebhook(const std::string& request_id, int64_t round,
+                                             bool delivered, std::optional<int> http_status,
                                              std::optional<Millis> retry_at) = 0;
+};
+
+// What the cache has on some content, and whether this worker is to store it.
+struct ContentClaim {
+  request::ContentVerdict verdict = request::ContentVerdict::kStore;
+  std::string output_url;  // kReuse: the stored output
+  int64_t output_bytes = 0;
+};
+
+// The image cache, shared by every worker of every process on the store: what a URL answered
+// (its validators and the SHA-256 of its bytes), and the output stored for some content in an
+// output variant (the output settings, e.g. "jpeg-q50"), so that the same image is neither
+// fetched, compressed nor stored twice. Its rows are small (a URL, a hash, a few times) and are
+// dropped when older than the cache's maximum age (PurgeCache).
+class ImageCache {
+ public:
+  virtual ~ImageCache() = default;
+
+  // What the cache knows of `url` in `variant`, with the output of its content; nothing when the
+  // URL is unknown or its content has no stored output.
+  [[nodiscard]] virtual Result<std::optional<request::CachedSource>> FindSource(
+      const std::string& url, const std::string& variant) = 0;
+
+  // Remembers what `url` answered now (a 200 with these bytes and validators, or a 304).
+  [[nodiscard]] virtual Status RememberSource(const std::string& url, const std::string& variant,
+                                              const std::string& sha256,
+                                              const std::optional<std::string>& etag,
+                                              const std::optional<std::string>& last_modified,
+                                              int64_t input_bytes) = 0;
+
+  // Decides (request::DecideContent), in one transaction, what `owner` does with content
+  // `sha256`: reuse its output, store it (the content is then claimed by `owner` until
+  // now + lease_ms), or wait for another worker storing it.
+  [[nodiscard]] virtual Result<ContentClaim> ClaimContent(const std::string& sha256,
+                                                          const std::string& variant,
+                                                          const std::string& owner,
+                                                          Millis stored_since, Millis lease_ms) = 0;
+
+  // Records the output `owner` stored for content it claimed, and drops the claim.
+  [[nodiscard]] virtual Status StoreContent(const std::string& sha256, const std::string& variant,
+                                            const std::string& owner, const std::string& output_url,
+                                            int64_t output_bytes) = 0;
+
+  // Drops `owner`'s claim on some content without an output (its compression or upload failed),
+  // so another worker with the same bytes need not wait for the claim to run out.
+  [[nodiscard]] virtual Status ReleaseContent(const std::string& sha256, const std::string& variant,
+                                              const std::string& owner) = 0;
+
+  // Forgets the output of some content (it is no longer in the storage): stored again next time.
+  [[nodiscard]] virtual Status ForgetContent(const std::string& sha256,
+                                             const std::string& variant) = 0;
+
+  // Drops what the cache learnt before `before` (its maximum age). Returns the rows dropped.
+  [[nodiscard]] virtual Result<int64_t> PurgeCache(Millis before) = 0;
 };
 
 // Every role, for the process that wires them (and the tests).
 class Store : public RequestWriter,
               public RequestReader,
               public ImageLeases,
-              public WebhookDeliveries {};
+              public WebhookDeliveries,
+              public ImageCache {};
 
 // Opens the store named by a DATABASE_URL ("sqlite:///abs/path.db", "sqlite://rel/path.db" or
 // "postgresql://user:password@host:port/db"), creating and migrating the schema. Its times

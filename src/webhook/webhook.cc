@@ -288,7 +288,7 @@ void Sender::DeliveryLoop() {
 void Sender::Record(const store::WebhookJob& job, bool delivered, std::optional<int> http_status,
                     std::optional<request::Millis> retry_at, metrics::DeliveryOutcome outcome) {
   const Status recorded =
-      deliveries_.RecordWebhook(job.request_id, delivered, http_status, retry_at);
+      deliveries_.RecordWebhook(job.request_id, job.round, delivered, http_status, retry_at);
   if (!recorded.ok()) {
     // The job stays leased: when the lease runs out it is claimed and attempted again (a
     // delivered one is then sent twice, with the same webhook-id for receivers to de-duplicate).
@@ -319,7 +319,7 @@ void Sender::Deliver(const store::WebhookJob& job) {
   const std::string body = report::WebhookJson(*request);
   std::vector<std::string> headers;
   if (!options_.secret.empty()) {
-    const std::string id = "msg_" + job.request_id;  // stable, so receivers can de-duplicate
+    const std::string id = request::WebhookId(job.request_id, job.round);  // per round
     const int64_t ts = clock_.WallMillis() / 1000;
     headers = {"webhook-id: " + id, "webhook-timestamp: " + std::to_string(ts),
                "webhook-signature: " + Sign(options_.secret, id, ts, body)};

@@ -124,8 +124,9 @@ TEST_F(ApiTest, AcceptedUploadReturnsUuidAndStatusShowsOriginalShape) {
   json body = Body(s);
   EXPECT_EQ(body["request_id"], id);
   EXPECT_EQ(body["status"], "pending");
-  EXPECT_EQ(body["progress"],
-            json({{"images_total", 4}, {"images_done", 0}, {"images_failed", 0}}));
+  EXPECT_EQ(
+      body["progress"],
+      json({{"images_total", 4}, {"images_done", 0}, {"images_failed", 0}, {"images_reused", 0}}));
   ASSERT_EQ(body["products"].size(), 2u);
   json p = body["products"][0];
   EXPECT_EQ(p["Serial Number"], 1);
@@ -180,6 +181,64 @@ TEST_F(ApiTest, CancelStopsARunningRequestOnceAndRefusesACompletedOne) {
             404);
 }
 
+TEST_F(ApiTest, RetryRedoesTheFailedImagesOfAFinishedRequestOnly) {
+  const std::string id = Body(Upload(kOriginalCsv, "https://hooks.example.com/done"))["request_id"];
+  const std::string path = "/api/p/requests/" + id + "/retry";
+  EXPECT_EQ(Get(path).status, 405);  // a POST only
+  const Response running = api_->Handle({"POST", path, {}, {}, {}, {}, {}});
+  EXPECT_EQ(running.status, 409);
+  EXPECT_EQ(Body(running),
+            json({{"error", "Request still running: retry it once it has finished"}}));
+  ASSERT_EQ(api_->Handle({"POST", "/api/p/requests/" + id + "/cancel", {}, {}, {}, {}, {}}).status,
+            200);
+  // Its finished status is kept in memory now: the retry must not be hidden behind it.
+  ASSERT_EQ(Body(Get("/status/" + id + "/"))["status"], "cancelled");
+  created_ = 0;
+  const Response retried = api_->Handle({"POST", path + "/", {}, {}, {}, {}, {}});
+  ASSERT_EQ(retried.status, 200) << retried.content();
+  const json body = Body(retried);
+  EXPECT_EQ(body["status"], "processing");
+  EXPECT_EQ(body["progress"]["images_failed"], 0);
+  EXPECT_EQ(body["products"][0]["Output Image Urls"], nullptr);
+  EXPECT_FALSE(body.contains("webhook"));  // sent again once it completes
+  EXPECT_EQ(Body(Get("/status/" + id + "/")), body);
+  EXPECT_EQ(created_, 1);  // the queue was woken
+  EXPECT_NE(api_->Handle({"GET", "/metrics", {}, {}, {}, {}, {}})
+                .content()
+                .find("imgproc_requests_retried_total 1\n"),
+            std::string::npos);
+
+  const std::string done = Body(Upload(kFinishedCsv))["request_id"];
+  const Response nothing =
+      api_->Handle({"POST", "/api/p/requests/" + done + "/retry", {}, {}, {}, {}, {}});
+  EXPECT_EQ(nothing.status, 409);
+  EXPECT_EQ(Body(nothing), json({{"error", "Request has no failed images: nothing to retry"}}));
+  EXPECT_EQ(api_->Handle({"POST",
+                          "/api/p/requests/00000000-0000-4000-8000-000000000000/retry",
+                          {},
+                          {},
+                          {},
+                          {},
+                          {}})
+                .status,
+            404);
+}
+
+TEST_F(ApiTest, RefreshIsAYesOrNo) {
+  for (const char* yes : {"true", "1"}) {
+    Request r{"POST", "/api/p/upload/", {}, {}, {}, {}, {}};
+    r.form["csv_file"] = {"p.csv", "text/csv", kOriginalCsv};
+    r.form["refresh"] = {"", "", yes};
+    EXPECT_EQ(api_->Handle(r).status, 202) << yes;
+  }
+  Request bad{"POST", "/api/p/upload/", {}, {}, {}, {}, {}};
+  bad.form["csv_file"] = {"p.csv", "text/csv", kOriginalCsv};
+  bad.form["refresh"] = {"", "", "maybe"};
+  const Response refused = api_->Handle(bad);
+  EXPECT_EQ(refused.status, 400);
+  EXPECT_EQ(Body(refused), json({{"error", "Invalid refresh: use true or false"}}));
+}
+
 TEST_F(ApiTest, FinishedStatusStaysTheSameWhenServedAgain) {
   const std::string id = Body(Upload(kFinishedCsv))["request_id"];
   const Response first = Get("/status/" + id + "/");
@@ -201,9 +260,9 @@ TEST_F(ApiTest, StatusFollowsTheWebhookUntilItSettles) {
   auto jobs = store_->ClaimWebhooks(10, 60'000);
   ASSERT_TRUE(jobs.ok());
   ASSERT_EQ(jobs->size(), 1u);
-  ASSERT_TRUE(store_->RecordWebhook(id, false, 500, RealClock().WallMillis() + 60'000).ok());
+  ASSERT_TRUE(store_->RecordWebhook(id, 0, false, 500, RealClock().WallMillis() + 60'000).ok());
   EXPECT_EQ(Body(Get("/status/" + id + "/"))["webhook"]["state"], "retrying");
-  ASSERT_TRUE(store_->RecordWebhook(id, true, 200, std::nullopt).ok());
+  ASSERT_TRUE(store_->RecordWebhook(id, 0, true, 200, std::nullopt).ok());
   EXPECT_EQ(Body(Get("/status/" + id + "/"))["webhook"]["state"], "delivered");
   EXPECT_EQ(Body(Get("/status/" + id + "/"))["webhook"]["attempts"], 2);
 }
@@ -341,18 +400,18 @@ TEST(AcceptsGzip, ReadsTheAcceptEncodingList) {
 TEST(StatusCacheTest, KeepsTheMostRecentlyUsedWithinItsBudget) {
   StatusCache cache(4000);  // entries of up to 1000 bytes (a quarter)
   const std::string body(900, 'x');
-  cache.Put("a", {std::nullopt, body, {}});
-  cache.Put("b", {std::string("owner"), body, {}});
-  cache.Put("c", {std::nullopt, body, {}});
+  cache.Put("a", {std::nullopt, 0, body, {}});
+  cache.Put("b", {std::string("owner"), 0, body, {}});
+  cache.Put("c", {std::nullopt, 0, body, {}});
   ASSERT_NE(cache.Find("a"), nullptr);  // now the most recently used
-  cache.Put("d", {std::nullopt, body, {}});
-  cache.Put("e", {std::nullopt, body, {}});  // over 4000 bytes: the least recently used (b) goes
+  cache.Put("d", {std::nullopt, 0, body, {}});
+  cache.Put("e", {std::nullopt, 0, body, {}});  // over 4000 bytes: the least recently used (b) goes
   EXPECT_EQ(cache.Find("b"), nullptr);
   ASSERT_NE(cache.Find("a"), nullptr);
   EXPECT_EQ(cache.Find("a")->body, body);
   EXPECT_EQ(Gunzip(cache.Find("a")->gzip_body), body);
   EXPECT_NE(cache.Find("e"), nullptr);
-  cache.Put("huge", {std::nullopt, std::string(2000, 'y'), {}});  // over a quarter: not kept
+  cache.Put("huge", {std::nullopt, 0, std::string(2000, 'y'), {}});  // over a quarter: not kept
   EXPECT_EQ(cache.Find("huge"), nullptr);
   EXPECT_NE(cache.Find("e"), nullptr);
 }
@@ -447,8 +506,9 @@ TEST_F(ApiTest, StatusHasImageSizesOfDoneImages) {
   o.output_bytes = 321;
   ASSERT_TRUE(*store_->RecordImage((*tasks)[0].image_id, "w", o));
   json p = Body(Get("/status/" + id + "/"))["products"][0];
-  EXPECT_EQ(p["Image Sizes"],
-            json::parse(R"([{"index": 0, "input_bytes": 1234, "output_bytes": 321}])"));
+  EXPECT_EQ(
+      p["Image Sizes"],
+      json::parse(R"([{"index": 0, "input_bytes": 1234, "output_bytes": 321, "reused": false}])"));
   // The original four keys come first, unchanged.
   std::vector<std::string> keys;
   for (auto it = p.begin(); it != p.end(); ++it) keys.push_back(it.key());
@@ -463,8 +523,9 @@ TEST_F(ApiTest, ListsRecentRequestsNewestFirst) {
   json list = Body(all)["requests"];
   ASSERT_EQ(list.size(), 3u);
   EXPECT_EQ(list[0]["status"], "pending");
-  EXPECT_EQ(list[0]["progress"],
-            json({{"images_total", 4}, {"images_done", 0}, {"images_failed", 0}}));
+  EXPECT_EQ(
+      list[0]["progress"],
+      json({{"images_total", 4}, {"images_done", 0}, {"images_failed", 0}, {"images_reused", 0}}));
   EXPECT_EQ(list[0]["created_at"].get<std::string>().size(), 24u);  // 2026-01-31T12:00:00.000Z
   std::set<std::string> listed;
   for (const auto& r : list) listed.insert(r["request_id"].get<std::string>());
@@ -647,6 +708,29 @@ TEST_F(ApiKeysTest, OnlyTheOwnerMayCancel) {
 
 // Finding 11 of issue 19: the scheme of an Authorization header is case-insensitive (RFC 7235);
 // "bearer" was refused.
+TEST_F(ApiKeysTest, OnlyTheOwnerMayRetry) {
+  Response created = As("key-a", UploadRequest());
+  const std::string id = Body(created)["request_id"];
+  ASSERT_EQ(As("key-a", {"POST", "/api/p/requests/" + id + "/cancel", {}, {}, {}, {}, {}}).status,
+            200);
+  const std::string path = "/api/p/requests/" + id + "/retry";
+  EXPECT_EQ(As("", {"POST", path, {}, {}, {}, {}, {}}).status, 401);
+  EXPECT_EQ(As("key-b", {"POST", path, {}, {}, {}, {}, {}}).status, 404);
+  EXPECT_EQ(As("key-a", {"POST", path, {}, {}, {}, {}, {}}).status, 200);
+}
+
+// The image cache's objects are named by the SHA-256 of their input and shared by every request
+// that sent those bytes: any valid key may read them, no key may not.
+TEST_F(ApiKeysTest, TheCachesObjectsAreReadWithAnyValidKey) {
+  fs::create_directories(dir_ / "media" / "objects");
+  std::ofstream(dir_ / "media" / "objects" / "ab12_jpeg-q50.jpg") << "JPEG";
+  const std::string path = "/media/objects/ab12_jpeg-q50.jpg";
+  EXPECT_EQ(As("key-a", {"GET", path, {}, {}, {}, {}, {}}).status, 200);
+  EXPECT_EQ(As("key-b", {"GET", path, {}, {}, {}, {}, {}}).status, 200);
+  EXPECT_EQ(As("", {"GET", path, {}, {}, {}, {}, {}}).status, 401);
+  EXPECT_EQ(As("key-a", {"GET", "/media/objects/none.jpg", {}, {}, {}, {}, {}}).status, 404);
+}
+
 TEST_F(ApiKeysTest, TheBearerSchemeIsCaseInsensitive) {
   for (const char* header : {"bearer key-a", "BEARER key-a", "Bearer   key-a", "bEaReR key-b"}) {
     Request r = UploadRequest();

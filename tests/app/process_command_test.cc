@@ -90,7 +90,9 @@ TEST_F(ProcessCommandTest, WritesTheOutputCsvWithFileUrlsAndASummary) {
   EXPECT_NE(lines[2].find("2,SKU2,\"keep-me.jpg,http"), std::string::npos) << lines[2];
   EXPECT_NE(lines[2].find(",\"keep-me.jpg,file://"), std::string::npos) << lines[2];
 
-  EXPECT_NE(r.out.find("2 products, 3 images: 3 ok, 0 failed"), std::string::npos) << r.out;
+  // photo.jpg is named twice: made once.
+  EXPECT_NE(r.out.find("2 products, 3 images: 3 ok (1 reused), 0 failed"), std::string::npos)
+      << r.out;
   EXPECT_NE(r.out.find("bytes: "), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("% smaller)"), std::string::npos) << r.out;
   // Not a terminal: plain progress lines, no carriage returns or escape codes.
@@ -99,6 +101,23 @@ TEST_F(ProcessCommandTest, WritesTheOutputCsvWithFileUrlsAndASummary) {
   EXPECT_EQ(r.err.find('\x1b'), std::string::npos);
   // The scratch store is gone; only the media stay.
   EXPECT_FALSE(fs::exists(dir_.path() / "data" / "imgproc.db"));
+}
+
+// The image cache lives in DATA_DIR: the same CSV again reuses every output; --refresh makes
+// them anew (the slot naming photo.jpg a second time still waits for the first).
+TEST_F(ProcessCommandTest, ASecondRunReusesTheOutputsUnlessRefreshed) {
+  WriteCsv("S. No.,Product Name,Input Image Urls\n1,SKU1," + host_.Url("/photo.jpg") + "," +
+           host_.Url("/pic.png") + "\n2,SKU2," + host_.Url("/photo.jpg") + "\n");
+  ASSERT_EQ(Process().exit_code, 0);
+  const std::string first = ReadAll(dir_.path() / "out.csv");
+  const CommandResult again = Process();
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_NE(again.out.find("3 images: 3 ok (3 reused)"), std::string::npos) << again.out;
+  EXPECT_EQ(ReadAll(dir_.path() / "out.csv"), first);  // the same outputs
+  EXPECT_TRUE(fs::exists(dir_.path() / "data" / "process-cache.db"));
+  const CommandResult refreshed = Process({"--refresh"});
+  ASSERT_EQ(refreshed.exit_code, 0) << refreshed.err;
+  EXPECT_NE(refreshed.out.find("3 images: 3 ok (1 reused)"), std::string::npos) << refreshed.out;
 }
 
 TEST_F(ProcessCommandTest, AFailedImageMakesTheExitCodeOneUnlessAllowed) {

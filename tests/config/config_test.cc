@@ -259,6 +259,8 @@ const BadValue kBadValues[] = {
     {"MAX_IMAGE_PIXELS", "0", "must be an integer from 1 to 1000000000000"},
     {"MAX_ANIMATION_FRAMES", "0", "must be an integer from 1 to 100000"},
     {"JPEG_FAST_PATH", "fast", "must be true or false"},
+    {"IMAGE_CACHE", "sometimes", "must be true or false"},
+    {"IMAGE_CACHE_MAX_AGE_HOURS", "-1", "must be an integer from 0 to 87600"},
     {"FETCH_CONNECT_TIMEOUT_MS", "0", "must be an integer from 100 to 3600000"},
     {"FETCH_TIMEOUT_MS", "1e3", "(got '1e3')"},
     {"MAX_REDIRECTS", "-1", "must be an integer from 0 to 20"},

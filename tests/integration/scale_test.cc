@@ -43,6 +43,9 @@ class ScaleTest : public ::testing::Test {
         {"QUEUE_SWEEP_MS", "200"},
         {"WORKERS", "4"},
         {"CPU_THREADS", "1"},
+        // Off unless a test is about it: the others count one file per image (their images
+        // share their bytes, which the cache stores once).
+        {"IMAGE_CACHE", image_cache_ ? "true" : "false"},
         {"LOG_LEVEL", "info"}};
     if (with_redis) env["REDIS_URL"] = *RedisUrl();
     return env;
@@ -164,6 +167,7 @@ class ScaleTest : public ::testing::Test {
   // How many downloads the host served beyond one per image: work redone after a fault.
   size_t Redone(int rows) const { return host_.Total() - static_cast<size_t>(rows * 4); }
 
+  bool image_cache_ = false;
   std::unique_ptr<TempPostgresDatabase> db_;
   TempDir shared_{"shared"};
   ImageHost host_;
@@ -171,6 +175,40 @@ class ScaleTest : public ::testing::Test {
   std::vector<std::unique_ptr<ImgprocProcess>> apis_;
   std::vector<std::unique_ptr<ImgprocProcess>> workers_;
 };
+
+// Issue 21's race: three worker processes (four threads each) take 160 URLs that all send the
+// same bytes, at once. One of them compresses and stores it; every other image waits for that
+// output and reuses it: one object in the storage, one compression (every image done is either
+// reused or the one made). A re-import of the same CSV then makes and stores nothing.
+TEST_F(ScaleTest, ManyWorkerProcessesStoreTheSameContentOnce) {
+  constexpr int kRows = 40;  // 160 URLs, one photo
+  image_cache_ = true;
+  const std::string csv = StartHostAndMakeCsv(kRows, /*latency_ms=*/20);
+  WebhookReceiver hook;
+  ImgprocProcess& api = StartApi(/*with_redis=*/true);
+  for (int i = 0; i < 3; ++i) StartWorker(/*with_redis=*/true);
+
+  const std::string id = Submit(api, csv, hook.Url());
+  json status = api.WaitForCompletion(id, 120s);
+  ASSERT_EQ(status["status"], "completed") << Logs();
+  EXPECT_EQ(status["progress"]["images_done"], kRows * 4);
+  EXPECT_EQ(status["progress"]["images_reused"], kRows * 4 - 1) << "more than one compression";
+  const auto objects = shared_.path() / "media" / "objects";
+  ASSERT_TRUE(std::filesystem::exists(objects));
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(objects), {}), 1);
+  std::set<std::string> outputs;
+  for (const auto& p : status["products"])
+    outputs.insert(p["Output Image Urls"].get<std::string>());
+  EXPECT_EQ(outputs.size(), 1u);  // every product: four times the one object
+
+  const size_t downloads = host_.Total();
+  const std::string again = Submit(api, csv, "");
+  status = api.WaitForCompletion(again, 120s);
+  ASSERT_EQ(status["status"], "completed") << Logs();
+  EXPECT_EQ(status["progress"]["images_reused"], kRows * 4);             // nothing made or stored
+  EXPECT_EQ(host_.Total() - downloads, static_cast<size_t>(kRows * 4));  // the host has no ETag
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(objects), {}), 1);
+}
 
 TEST_F(ScaleTest, AKilledWorkersImagesAreTakenOverAndDoneOnce) {
   constexpr int kRows = 60;  // 240 images

@@ -136,8 +136,11 @@ TEST_F(ServerTest, OriginalExampleEveryFormatCompressedInOrder) {
 
   json status = server_->WaitForCompletion(id);
   ASSERT_EQ(status["status"], "completed") << status.dump(2) << server_->log();
-  EXPECT_EQ(status["progress"],
-            json({{"images_total", 13}, {"images_done", 13}, {"images_failed", 0}}));
+  // i0 is named twice: downloaded, compressed and stored once (the second slot reuses it).
+  EXPECT_EQ(
+      status["progress"],
+      json(
+          {{"images_total", 13}, {"images_done", 13}, {"images_failed", 0}, {"images_reused", 1}}));
   ASSERT_EQ(status["products"].size(), 4u);
 
   for (int row = 0; row < 3; ++row) {
@@ -149,8 +152,9 @@ TEST_F(ServerTest, OriginalExampleEveryFormatCompressedInOrder) {
     for (int j = 0; j < 4; ++j) {
       const Input& in = inputs[static_cast<size_t>(row * 4 + j)];
       SCOPED_TRACE(std::string(TestImageName(in.kind)) + " -> " + outputs[j]);
-      EXPECT_EQ(outputs[j], server_->BaseUrl() + "/media/" + id + "/" + std::to_string(row + 1) +
-                                "_" + std::to_string(j) + ".jpg");
+      // Stored once per content, under its SHA-256 (the image cache's objects).
+      EXPECT_EQ(outputs[j].rfind(server_->BaseUrl() + "/media/objects/", 0), 0u);
+      EXPECT_EQ(outputs[j].size() - outputs[j].rfind('/'), 1 + 64 + 13u);  // <sha256>_jpeg-q50.jpg
       auto res = server_->Get(outputs[j]);
       ASSERT_TRUE(res);
       ASSERT_EQ(res->status, 200);
@@ -172,7 +176,8 @@ TEST_F(ServerTest, OriginalExampleEveryFormatCompressedInOrder) {
   const auto last = Split(status["products"][3]["Output Image Urls"].get<std::string>());
   ASSERT_EQ(last.size(), 2u);
   EXPECT_EQ(last[0], "not-a-url.jpg");
-  EXPECT_EQ(last[1], server_->BaseUrl() + "/media/" + id + "/4_1.jpg");
+  EXPECT_EQ(last[1], Split(status["products"][0]["Output Image Urls"].get<std::string>())[0]);
+  EXPECT_EQ(host_.Count("/img/i0"), 1u);
   // A byte range of a stored image is a 206 with just those bytes.
   auto whole = server_->Get(last[1]);
   ASSERT_TRUE(whole);
@@ -346,11 +351,13 @@ TEST_F(ServerTest, ImgbbStorageUsesItsApiAndReportsItsErrors) {
   ASSERT_EQ(status["status"], "completed");
   auto outputs = Split(status["products"][0]["Output Image Urls"].get<std::string>());
   ASSERT_EQ(outputs.size(), 2u);
-  EXPECT_EQ(std::set<std::string>(outputs.begin(), outputs.end()),
-            (std::set<std::string>{"https://i.ibb.co/x/1.jpg", "https://i.ibb.co/x/2.jpg"}));
-  EXPECT_EQ(imgbb.CountRequests("/1/upload"), 3u);  // one rate-limited, retried
+  // The same URL twice in a request: one upload (after one rate-limited try), both slots its URL.
+  EXPECT_EQ(outputs,
+            (std::vector<std::string>{"https://i.ibb.co/x/1.jpg", "https://i.ibb.co/x/1.jpg"}));
+  EXPECT_EQ(imgbb.CountRequests("/1/upload"), 2u);
 
-  // A wrong key is a clear, permanent error for each image.
+  // The same CSV again: the image cache reuses the ImgBB URL without uploading (even with a key
+  // that no longer works).
   server_->Signal(SIGTERM);
   ASSERT_EQ(server_->Wait(), 0);
   StartServer(TestEnv({{"STORAGE", "imgbb"},
@@ -359,8 +366,22 @@ TEST_F(ServerTest, ImgbbStorageUsesItsApiAndReportsItsErrors) {
   id = Submit(csv);
   status = server_->WaitForCompletion(id);
   ASSERT_EQ(status["status"], "completed");
+  EXPECT_EQ(status["products"][0]["Output Image Urls"],
+            "https://i.ibb.co/x/1.jpg,https://i.ibb.co/x/1.jpg");
+  EXPECT_EQ(imgbb.CountRequests("/1/upload"), 2u);
+
+  // A wrong key is a clear, permanent error for each image (made anew: no cache).
+  server_->Signal(SIGTERM);
+  ASSERT_EQ(server_->Wait(), 0);
+  StartServer(TestEnv({{"STORAGE", "imgbb"},
+                       {"IMGBB_API_KEY", "bad-key"},
+                       {"IMGBB_UPLOAD_URL", imgbb.Url("/1/upload")},
+                       {"IMAGE_CACHE", "false"}}));
+  id = Submit(csv);
+  status = server_->WaitForCompletion(id);
+  ASSERT_EQ(status["status"], "completed");
   EXPECT_EQ(status["products"][0]["Output Image Urls"], ",");
-  ASSERT_EQ(status["products"][0]["Image Errors"].size(), 2u);
+  ASSERT_EQ(status["products"][0]["Image Errors"].size(), 2u);  // the URL's error on both slots
   EXPECT_NE(status["products"][0]["Image Errors"][0]["error"].get<std::string>().find(
                 "Invalid API v1 key."),
             std::string::npos);
@@ -888,7 +909,10 @@ TEST_F(ServerTest, LargeImagesAfterSmallOnesAreHeldAtTheirHeaderUntilTheyFit) {
            "\n";
   }
   // One 1.08 MP image fits at a time.
+  // Without the image cache: every large image is its own download and compression here (their
+  // bytes are the same, which the cache would store once).
   StartServer(TestEnv({{"PIXEL_BUDGET", "1200000"},
+                       {"IMAGE_CACHE", "false"},
                        {"CPU_THREADS", "1"},
                        {"FETCH_TIMEOUT_MS", "400"},
                        {"LOG_LEVEL", "info"}}));
@@ -1027,6 +1051,75 @@ std::set<std::string> FinishedImages(const std::filesystem::path& db_path) {
   return done;
 }
 
+// A cancel is durable once answered: the service killed right after the answer comes back with
+// the request cancelled as the answer showed it, and starts none of its images again.
+TEST_F(ServerTest, ACancelSurvivesKillDashNineRightAfterItsAnswer) {
+  const std::string photo = MakeImage(TestImage::kJpegRgb, 200, 100);
+  for (int i = 0; i < 30; ++i) host_.Add("p" + std::to_string(i) + ".jpg", photo);
+  host_.set_latency_ms(100);
+  host_.Start();
+  StartServer(TestEnv({{"WORKERS", "2"}}));
+  const std::string id = Submit(OneImagePerRow(30));
+  server_->WaitForStatus(
+      id, [](const json& s) { return s["progress"]["images_done"].get<int>() >= 2; }, 10s);
+  httplib::Client client("127.0.0.1", server_->port());
+  auto answer = client.Post("/api/p/requests/" + id + "/cancel", "", "application/json");
+  ASSERT_TRUE(answer);
+  ASSERT_EQ(answer->status, 200);
+  const json cancelled = json::parse(answer->body);
+  server_->Signal(SIGKILL);
+  ASSERT_NE(server_->Wait(), -1);
+  const size_t downloads = host_.Total();
+
+  ASSERT_TRUE(server_->Start()) << server_->log();
+  // A request after it is done once the restarted workers have looked at the queue.
+  const std::string later = Submit(OneImagePerRow(1));
+  ASSERT_EQ(server_->WaitForCompletion(later)["status"], "completed");
+  const json status = server_->Status(id);
+  EXPECT_EQ(status["status"], "cancelled");
+  EXPECT_EQ(status["progress"], cancelled["progress"]);
+  EXPECT_EQ(host_.Total(), downloads + 1);  // only the later request's image
+}
+
+// A retry is durable once answered: killed right after it, the service comes back and completes
+// the request's failed images (here those its cancel left undone).
+TEST_F(ServerTest, ARetrySurvivesKillDashNineRightAfterItsAnswer) {
+  const std::string photo = MakeImage(TestImage::kJpegRgb, 200, 100);
+  for (int i = 0; i < 20; ++i) host_.Add("p" + std::to_string(i) + ".jpg", photo);
+  host_.set_latency_ms(50);
+  host_.Start();
+  WebhookReceiver hook;
+  StartServer(TestEnv({{"WORKERS", "2"}, {"WEBHOOK_SECRET", kWebhookSecret}}));
+  const std::string id = Submit(OneImagePerRow(20), hook.Url());
+  server_->WaitForStatus(
+      id, [](const json& s) { return s["progress"]["images_done"].get<int>() >= 2; }, 10s);
+  httplib::Client client("127.0.0.1", server_->port());
+  ASSERT_EQ(client.Post("/api/p/requests/" + id + "/cancel", "", "application/json")->status, 200);
+  auto answer = client.Post("/api/p/requests/" + id + "/retry", "", "application/json");
+  ASSERT_TRUE(answer);
+  ASSERT_EQ(answer->status, 200) << answer->body;
+  EXPECT_EQ(json::parse(answer->body)["status"], "processing");
+  server_->Signal(SIGKILL);
+  ASSERT_NE(server_->Wait(), -1);
+
+  ASSERT_TRUE(server_->Start()) << server_->log();
+  const json status = server_->WaitForCompletion(id);
+  ASSERT_EQ(status["status"], "completed") << status.dump(2);
+  EXPECT_EQ(status["progress"]["images_done"], 20);
+  EXPECT_EQ(status["progress"]["images_failed"], 0);
+  for (const auto& p : status["products"]) EXPECT_NE(p["Output Image Urls"], "");
+  // The completion of the retried round is delivered with a webhook-id of its own (the cancel's,
+  // "msg_<id>", went out only if it was sent before the retry).
+  const auto delivered = [&] {
+    const auto ids = hook.ids();
+    return std::find(ids.begin(), ids.end(), "msg_" + id + "_1") != ids.end();
+  };
+  ASSERT_TRUE(Eventually(delivered, 10s));
+  for (const std::string& seen : hook.ids()) {
+    EXPECT_TRUE(seen == "msg_" + id || seen == "msg_" + id + "_1") << seen;
+  }
+}
+
 TEST_F(ServerTest, KillDashNineLosesNothing) {
   constexpr int kImages = 40;
   const std::string photo = MakeImage(TestImage::kJpegRgb, 200, 100);
@@ -1058,8 +1151,8 @@ TEST_F(ServerTest, KillDashNineLosesNothing) {
   for (int i = 0; i < kImages; ++i) {
     const std::string path = "/img/p" + std::to_string(i) + ".jpg";
     const auto& p = status["products"][static_cast<size_t>(i)];
-    EXPECT_EQ(p["Output Image Urls"],
-              server_->BaseUrl() + "/media/" + id + "/" + std::to_string(i + 1) + "_0.jpg");
+    // The same photo at every URL: one object, before the kill and after.
+    EXPECT_EQ(p["Output Image Urls"], status["products"][0]["Output Image Urls"]);
     if (finished.count(host_.Url(path))) {
       EXPECT_EQ(host_.Count(path), fetched_before[path]) << path << " was done, yet redone";
     } else {

@@ -70,22 +70,31 @@ class WorkerPoolTest : public ::testing::Test {
   }
   void Start() { Start(*store_); }
 
-  void Create(std::vector<std::string> urls) {
-    ASSERT_TRUE(store_
-                    ->CreateRequest(
-                        {"r1", std::nullopt, std::nullopt, "", 0, {{1, "Shoe", std::move(urls)}}})
-                    .ok());
+  void Create(std::vector<std::string> urls, const std::string& id = "r1", bool refresh = false) {
+    ASSERT_TRUE(
+        store_
+            ->CreateRequest(
+                {id, std::nullopt, std::nullopt, "", 0, {{1, "Shoe", std::move(urls)}}, refresh})
+            .ok());
+    if (queue_) queue_->Notify();
   }
-  request::RequestView View() {
-    auto view = store_->GetRequest("r1");
+  request::RequestView View(const std::string& id = "r1") {
+    auto view = store_->GetRequest(id);
     EXPECT_TRUE(view.ok()) << view.status().message();
     return view.ok() ? *view : request::RequestView{};
   }
   // True once the request has completed (in real time: the pool's threads get there by
   // themselves once the fake clock has moved far enough).
-  bool AwaitCompleted() {
-    return testing::Eventually([&] { return View().status == request::RequestStatus::kCompleted; },
-                               10s);
+  bool AwaitCompleted(const std::string& id = "r1") {
+    return testing::Eventually(
+        [&] { return View(id).status == request::RequestStatus::kCompleted; }, 10s);
+  }
+  // The files stored under media/<folder>.
+  size_t Stored(const std::string& folder) {
+    std::error_code ec;
+    if (!std::filesystem::exists(media_ / folder, ec)) return 0;
+    return static_cast<size_t>(
+        std::distance(std::filesystem::directory_iterator(media_ / folder), {}));
   }
   // The pool is idle until the fake clock moves: its worker waits for due work and its
   // heartbeat for its next beat.
@@ -271,6 +280,139 @@ TEST_F(WorkerPoolTest, ACancelledRequestsImagesStopAtTheirNextStage) {
   EXPECT_EQ(view.status, request::RequestStatus::kCancelled);
   EXPECT_EQ(view.images_failed, 2);
   EXPECT_EQ(view.products[0].output_urls.value_or("?"), ",");
+}
+
+// The ETag a host sends for Jpeg(), and a handler for a host that answers conditional requests
+// for it with 304 (a host with validators), recording the conditional headers it saw.
+constexpr char kEtag[] = "\"v1\"";
+FakeHttpClient::Handler HostWithValidators(std::vector<std::vector<std::string>>* seen) {
+  return [seen](const FakeHttpClient::Call&,
+                const net::FetchOptions& options) -> Result<net::HttpResponse> {
+    seen->push_back(options.headers);
+    for (const std::string& h : options.headers) {
+      if (h == std::string("If-None-Match: ") + kEtag) return testing::Response(304);
+    }
+    return testing::Response(200, Jpeg(),
+                             {{"etag", kEtag}, {"last-modified", "Tue, 01 Dec 2026 10:00:00 GMT"}});
+  };
+}
+
+// With the image cache: the same bytes from two URLs are compressed and stored once; a second
+// request asks the host with validators conditionally (304: nothing downloaded or made), and
+// the host without them sends the same bytes again, whose output is reused.
+TEST_F(WorkerPoolTest, AReimportReusesOutputsByValidatorsAndByContent) {
+  std::vector<std::vector<std::string>> seen;
+  http_.On(kA, HostWithValidators(&seen));
+  http_.Respond(kB, 200, Jpeg());  // no validators: same bytes under another URL
+  options_.cache = store_.get();
+  Create({kA, kB});
+  Start();
+  ASSERT_TRUE(AwaitCompleted());
+  request::RequestView first = View();
+  EXPECT_EQ(first.images_done, 2);
+  EXPECT_EQ(first.images_reused, 1);  // b: its bytes were a's
+  EXPECT_EQ(Stored("objects"), 1u);
+  EXPECT_EQ(Stored("r1"), 0u);
+  const std::string output =
+      "http://127.0.0.1:1/media/objects/" + Sha256Hex(Jpeg()) + "_jpeg-q50.jpg";
+  EXPECT_EQ(first.products[0].output_urls.value_or("?"), output + "," + output);
+  const auto stored_at =
+      std::filesystem::last_write_time(media_ / "objects" / (Sha256Hex(Jpeg()) + "_jpeg-q50.jpg"));
+
+  Create({kB, kA}, "r2");
+  ASSERT_TRUE(AwaitCompleted("r2"));
+  request::RequestView second = View("r2");
+  EXPECT_EQ(second.images_reused, 2);
+  EXPECT_EQ(second.products[0].output_urls.value_or("?"), output + "," + output);
+  ASSERT_EQ(second.products[0].image_sizes.size(), 2u);
+  EXPECT_TRUE(second.products[0].image_sizes[1].reused);
+  EXPECT_EQ(second.products[0].image_sizes[1].input_bytes, static_cast<int64_t>(Jpeg().size()));
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_TRUE(seen[0].empty());  // the first time: unconditional
+  EXPECT_EQ(seen[1],
+            (std::vector<std::string>{std::string("If-None-Match: ") + kEtag,
+                                      "If-Modified-Since: Tue, 01 Dec 2026 10:00:00 GMT"}));
+  EXPECT_EQ(Stored("objects"), 1u);
+  EXPECT_EQ(
+      std::filesystem::last_write_time(media_ / "objects" / (Sha256Hex(Jpeg()) + "_jpeg-q50.jpg")),
+      stored_at);  // not stored again
+}
+
+// An output deleted from the storage by hand is not reused: the image is made and stored again.
+TEST_F(WorkerPoolTest, AnOutputGoneFromTheStorageIsMadeAgain) {
+  std::vector<std::vector<std::string>> seen;
+  http_.On(kA, HostWithValidators(&seen));
+  options_.cache = store_.get();
+  Create({kA});
+  Start();
+  ASSERT_TRUE(AwaitCompleted());
+  std::filesystem::remove_all(media_ / "objects");
+  Create({kA}, "r2");
+  ASSERT_TRUE(AwaitCompleted("r2"));
+  EXPECT_EQ(View("r2").images_reused, 0);
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_TRUE(seen[1].empty());  // not asked conditionally: its output was gone
+  EXPECT_EQ(Stored("objects"), 1u);
+}
+
+// Cache-Control: no-store is never kept (made anew each time, stored per request), and a request
+// with refresh makes its images anew (the cache then has the new output).
+TEST_F(WorkerPoolTest, NoStoreResponsesAndRefreshedRequestsAreMadeAnew) {
+  http_.Respond(kA, 200, Jpeg(), {{"etag", kEtag}, {"cache-control", "private, no-store"}});
+  std::vector<std::vector<std::string>> seen;
+  http_.On(kB, HostWithValidators(&seen));
+  options_.cache = store_.get();
+  Create({kA, kB});
+  Start();
+  ASSERT_TRUE(AwaitCompleted());
+  clock_.Advance(1s);  // r2 comes later: what r1 stored is older than it
+  Create({kA, kB}, "r2", /*refresh=*/true);
+  ASSERT_TRUE(AwaitCompleted("r2"));
+  const request::RequestView view = View("r2");
+  EXPECT_EQ(view.images_reused, 0);
+  EXPECT_EQ(Stored("r1"), 1u);  // a, per request, both times
+  EXPECT_EQ(Stored("r2"), 1u);
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_TRUE(seen[1].empty());  // refresh: not asked conditionally
+  EXPECT_EQ(view.products[0].output_urls.value_or("?"),
+            "http://127.0.0.1:1/media/r2/1_0.jpg,http://127.0.0.1:1/media/objects/" +
+                Sha256Hex(Jpeg()) + "_jpeg-q50.jpg");
+}
+
+// Two pools (two worker processes) on one store, each with a different URL of the same bytes at
+// the same time: one object is stored, and the other pool reuses it.
+TEST_F(WorkerPoolTest, TwoPoolsWithTheSameContentStoreOneObject) {
+  std::atomic<int> downloading{0};
+  // Both downloads are in flight together before either answers: a real race.
+  const auto together = [&](const FakeHttpClient::Call&,
+                            const net::FetchOptions&) -> Result<net::HttpResponse> {
+    ++downloading;
+    testing::Eventually([&] { return downloading.load() >= 2; }, 10s);
+    return testing::Response(200, Jpeg());
+  };
+  http_.On(kA, together);
+  http_.On(kB, together);
+  options_.cache = store_.get();
+  Create({kA});
+  Create({kB}, "r2");
+  Start();
+  queue::EmbeddedQueue other_queue(*store_, options_.lease, 1h, clock_);
+  WorkerPool other(*store_, other_queue, storage_, options_, nullptr, clock_, http_);
+  other.Start();
+  // The pool that lost the race polls the cache in steps of the (fake) clock while the other
+  // stores the output: time moves on until both requests are done.
+  const bool done = testing::Eventually(
+      [&] {
+        clock_.Advance(50ms);
+        return View().status == request::RequestStatus::kCompleted &&
+               View("r2").status == request::RequestStatus::kCompleted;
+      },
+      10s);
+  other.Stop();
+  ASSERT_TRUE(done);
+  EXPECT_EQ(Stored("objects"), 1u);
+  EXPECT_EQ(View().images_reused + View("r2").images_reused, 1);
+  EXPECT_EQ(View().products[0].output_urls, View("r2").products[0].output_urls);
 }
 
 TEST_F(WorkerPoolTest, LeasesOfHeldImagesAreExtendedAndALostClaimExpires) {

@@ -26,14 +26,15 @@ request::RequestView Sample() {
 TEST(Report, StatusHasTheSeedsShapeAndOurExtensions) {
   request::RequestView view = Sample();
   view.webhook = request::WebhookView{"delivered", 1, 204};
-  EXPECT_EQ(StatusJson(view),
-            R"({"request_id":"r1","status":"completed","progress":{"images_total":2,)"
-            R"("images_done":1,"images_failed":1},"products":[{"Serial Number":7,)"
-            R"("Product Name":"Shoe, \"red\"","Input Image Urls":"http://a/0,http://a/1",)"
-            R"("Output Image Urls":"http://o/0,","Image Errors":[{"index":1,)"
-            R"("url":"http://a/1","error":"HTTP 404","attempts":2}],"Image Retries":[],)"
-            R"("Image Sizes":[{"index":0,"input_bytes":1000,"output_bytes":100}]}],)"
-            R"("webhook":{"state":"delivered","attempts":1,"last_status":204}})");
+  EXPECT_EQ(
+      StatusJson(view),
+      R"({"request_id":"r1","status":"completed","progress":{"images_total":2,)"
+      R"("images_done":1,"images_failed":1,"images_reused":0},"products":[{"Serial Number":7,)"
+      R"("Product Name":"Shoe, \"red\"","Input Image Urls":"http://a/0,http://a/1",)"
+      R"("Output Image Urls":"http://o/0,","Image Errors":[{"index":1,)"
+      R"("url":"http://a/1","error":"HTTP 404","attempts":2}],"Image Retries":[],)"
+      R"("Image Sizes":[{"index":0,"input_bytes":1000,"output_bytes":100,"reused":false}]}],)"
+      R"("webhook":{"state":"delivered","attempts":1,"last_status":204}})");
 }
 
 TEST(Report, TheWebhookBodyIsTheFourKeysOnly) {

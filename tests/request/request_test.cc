@@ -58,6 +58,21 @@ TEST(PlanRequest, CountsImagesAndFinishesProductsWithoutAny) {
   EXPECT_TRUE(plan.products[1].image_indices.empty());
 }
 
+TEST(PlanRequest, ASlotNamingAnEarlierSlotsUrlWaitsForThatOne) {
+  const RequestPlan plan = PlanRequest({{1, "A", {"http://a/0", "keep", "http://a/1"}},
+                                        {2, "B", {"http://a/1", "http://a/0", "http://a/2"}},
+                                        {3, "C", {"http://a/0", "HTTP://a/0"}}},
+                                       false, 1000);
+  EXPECT_EQ(plan.images_total, 7);  // every slot is an image of its own: counted, shown, composed
+  EXPECT_EQ(plan.products[0].same_as,
+            (std::vector<std::optional<SlotRef>>{std::nullopt, std::nullopt}));
+  EXPECT_EQ(plan.products[1].same_as,
+            (std::vector<std::optional<SlotRef>>{SlotRef{0, 2}, SlotRef{0, 0}, std::nullopt}));
+  // The first slot of a URL, not the latest: and URLs compare exactly (the path is case-sensitive).
+  EXPECT_EQ(plan.products[2].same_as,
+            (std::vector<std::optional<SlotRef>>{SlotRef{0, 0}, std::nullopt}));
+}
+
 TEST(PlanRequest, WithoutImagesIsCompletedAtOnceAndItsWebhookDue) {
   const RequestPlan with_hook = PlanRequest({{1, "A", {"x"}}}, true, 1000);
   EXPECT_EQ(with_hook.status, RequestStatus::kCompleted);
@@ -147,6 +162,20 @@ TEST(DecideCancel, CancelsWhatRunsIsIdempotentAndRefusesWhatCompleted) {
   EXPECT_EQ(DecideCancel(RequestStatus::kCompleted), CancelVerdict::kAlreadyCompleted);
 }
 
+TEST(DecideRetry, RetriesTheFailedImagesOfAFinishedRequestOnly) {
+  EXPECT_EQ(DecideRetry(RequestStatus::kCompleted, 2), RetryVerdict::kRetry);
+  EXPECT_EQ(DecideRetry(RequestStatus::kCancelled, 5), RetryVerdict::kRetry);
+  EXPECT_EQ(DecideRetry(RequestStatus::kCompleted, 0), RetryVerdict::kNothingFailed);
+  EXPECT_EQ(DecideRetry(RequestStatus::kProcessing, 3), RetryVerdict::kStillRunning);
+  EXPECT_EQ(DecideRetry(RequestStatus::kPending, 0), RetryVerdict::kStillRunning);
+}
+
+TEST(Webhooks, EachRoundHasItsOwnIdAndTheFirstKeepsTheOriginalOne) {
+  EXPECT_EQ(WebhookId("abc", 0), "msg_abc");
+  EXPECT_EQ(WebhookId("abc", 1), "msg_abc_1");
+  EXPECT_EQ(WebhookId("abc", 2), "msg_abc_2");
+}
+
 TEST(Webhooks, SendingShowsAsPendingUntilAFirstAttempt) {
   EXPECT_EQ(ViewOfWebhook("sending", 0, std::nullopt).state, "pending");
   EXPECT_EQ(ViewOfWebhook("sending", 2, 503).state, "retrying");
@@ -218,6 +247,53 @@ TEST(AttachImages, ShowsErrorsRetriesAndSizesOnTheirProducts) {
   ASSERT_EQ(products[2].image_retries.size(), 2u);
   EXPECT_EQ(products[2].image_retries[1].attempts, 3);
   EXPECT_TRUE(products[2].image_sizes.empty());
+}
+
+TEST(ImageCache, OutputsAreReusableWithinTheMaxAgeOrSinceARefresh) {
+  EXPECT_EQ(ReusableSince(10'000, 3'000, std::nullopt), 7'000);
+  EXPECT_EQ(ReusableSince(10'000, 3'000, 9'500), 9'500);  // refresh: only what it made itself
+  // Through DecideContent: an output as old as the max age is made anew.
+  const ContentRow stored{"u", 1, 7'000, std::nullopt, 0};
+  EXPECT_EQ(DecideContent(stored, "w", 10'000, ReusableSince(10'000, 3'000, std::nullopt)),
+            ContentVerdict::kReuse);
+  EXPECT_EQ(DecideContent(stored, "w", 10'001, ReusableSince(10'001, 3'000, std::nullopt)),
+            ContentVerdict::kStore);
+}
+
+TEST(ImageCache, ConditionalHeadersCarryTheValidatorsTheHostGave) {
+  CachedSource both{"ab", "\"v1\"", "Tue, 01 Dec 2026 10:00:00 GMT", 0, "u", 1, 1};
+  EXPECT_EQ(ConditionalHeaders(both),
+            (std::vector<std::string>{"If-None-Match: \"v1\"",
+                                      "If-Modified-Since: Tue, 01 Dec 2026 10:00:00 GMT"}));
+  CachedSource none{"ab", std::nullopt, std::nullopt, 0, "u", 1, 1};
+  EXPECT_TRUE(ConditionalHeaders(none).empty());
+}
+
+TEST(ImageCache, NoStoreInAnyCaseAndPositionIsRespected) {
+  EXPECT_TRUE(MayCache(""));
+  EXPECT_TRUE(MayCache("public, max-age=3600"));
+  EXPECT_TRUE(MayCache("no-cache"));  // may be kept, revalidated before use: which we do
+  EXPECT_FALSE(MayCache("no-store"));
+  EXPECT_FALSE(MayCache("max-age=0, No-Store"));
+  EXPECT_FALSE(MayCache("private,no-store ,must-revalidate"));
+  EXPECT_TRUE(MayCache("no-storey"));
+}
+
+TEST(ImageCache, ContentIsStoredOnceAndWaitedForWhileAnotherWorkerStoresIt) {
+  const Millis now = 10'000;
+  EXPECT_EQ(DecideContent(std::nullopt, "w1", now, 0), ContentVerdict::kStore);
+  ContentRow claimed{std::nullopt, 0, 0, "w1", now + 500};
+  EXPECT_EQ(DecideContent(claimed, "w2", now, 0), ContentVerdict::kWait);
+  EXPECT_EQ(DecideContent(claimed, "w1", now, 0), ContentVerdict::kStore);  // its own claim
+  claimed.claimed_until = now;  // w1 died: its claim ran out
+  EXPECT_EQ(DecideContent(claimed, "w2", now, 0), ContentVerdict::kStore);
+  ContentRow stored{"http://out/x.jpg", 10, 9'000, std::nullopt, 0};
+  EXPECT_EQ(DecideContent(stored, "w2", now, 9'000), ContentVerdict::kReuse);
+  // Stored before what the request accepts (older than the max age, or before a refresh).
+  EXPECT_EQ(DecideContent(stored, "w2", now, 9'001), ContentVerdict::kStore);
+  stored.owner = "w1";  // and being stored again by another worker now
+  stored.claimed_until = now + 1;
+  EXPECT_EQ(DecideContent(stored, "w2", now, 9'001), ContentVerdict::kWait);
 }
 
 }  // namespace

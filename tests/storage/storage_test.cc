@@ -38,6 +38,18 @@ TEST_F(LocalStorageTest, PutWritesTheFileAndReturnsItsPublicUrl) {
   EXPECT_EQ(std::distance(fs::directory_iterator(dir_ / "media" / "req-1"), {}), 1);
 }
 
+TEST_F(LocalStorageTest, HoldsOnlyItsOwnUrlsWhoseFileIsThere) {
+  LocalStorage storage(dir_ / "media", "http://127.0.0.1:8000");
+  auto url = storage.Put("objects", "ab12_jpeg-q50.jpg", "JPEG");
+  ASSERT_TRUE(url.ok());
+  EXPECT_TRUE(storage.Holds(*url));
+  EXPECT_FALSE(storage.Holds("http://127.0.0.1:9999/media/objects/ab12_jpeg-q50.jpg"));
+  EXPECT_FALSE(storage.Holds("http://127.0.0.1:8000/media/../media/objects/ab12_jpeg-q50.jpg"));
+  EXPECT_FALSE(storage.Holds(""));
+  fs::remove(dir_ / "media" / "objects" / "ab12_jpeg-q50.jpg");  // deleted by hand
+  EXPECT_FALSE(storage.Holds(*url));
+}
+
 // A Put that cannot store its file (here: a folder stands where the file would go, so the rename
 // fails) is a transient error and leaves no temporary file behind.
 TEST_F(LocalStorageTest, AFailedPutLeavesNoTemporaryFile) {
@@ -117,6 +129,14 @@ TEST(ImgbbStorage, UploadsKeyAndImageAsMultipart) {
   EXPECT_EQ(got_key, "secret-key");
   EXPECT_EQ(got_image, std::string("\xff\xd8\xff\x00jpeg", 8));
   EXPECT_EQ(got_filename, "1_0.jpg");
+}
+
+TEST(ImgbbStorage, HoldsTheUrlsImgbbGivesOnly) {
+  ImgbbStorage storage("key", "http://127.0.0.1:1/1/upload");
+  EXPECT_TRUE(storage.Holds("https://i.ibb.co/x/1.jpg"));
+  // A local output cached before STORAGE changed is made again, not reused.
+  EXPECT_FALSE(storage.Holds("http://127.0.0.1:8000/media/objects/ab_jpeg-q50.jpg"));
+  EXPECT_FALSE(storage.Holds(""));
 }
 
 TEST(MakeStorage, ChecksItsConfiguration) {

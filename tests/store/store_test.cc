@@ -240,12 +240,12 @@ TEST_P(StoreTest, WebhookDeliveryStateIsRecorded) {
   auto jobs = store_->ClaimWebhooks(10, 60'000);
   ASSERT_EQ(jobs->size(), 1u);
   EXPECT_TRUE(store_->ClaimWebhooks(10, 60'000)->empty());  // leased
-  ASSERT_TRUE(store_->RecordWebhook("r1", false, 500, NowMillis() - 1).ok());
+  ASSERT_TRUE(store_->RecordWebhook("r1", 0, false, 500, NowMillis() - 1).ok());
   EXPECT_EQ(store_->GetRequest("r1")->webhook->state, "retrying");
   jobs = store_->ClaimWebhooks(10, 60'000);
   ASSERT_EQ(jobs->size(), 1u);
   EXPECT_EQ((*jobs)[0].attempts, 1);
-  ASSERT_TRUE(store_->RecordWebhook("r1", true, 200, std::nullopt).ok());
+  ASSERT_TRUE(store_->RecordWebhook("r1", 0, true, 200, std::nullopt).ok());
   auto view = store_->GetRequest("r1");
   EXPECT_EQ(view->webhook->state, "delivered");
   EXPECT_EQ(view->webhook->attempts, 2);
@@ -348,7 +348,11 @@ TEST_P(StoreTest, VersionThreeDatabaseIsMigratedKeepingItsRows) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
   for (const char* sql :
-       {"DROP INDEX requests_unfinished", "ALTER TABLE requests DROP COLUMN client",
+       {"DROP TABLE image_sources", "DROP TABLE image_contents", "DROP INDEX images_same_as",
+        "ALTER TABLE images DROP COLUMN same_as", "ALTER TABLE images DROP COLUMN reused",
+        "ALTER TABLE requests DROP COLUMN images_reused",
+        "ALTER TABLE requests DROP COLUMN retry_round", "ALTER TABLE requests DROP COLUMN refresh",
+        "DROP INDEX requests_unfinished", "ALTER TABLE requests DROP COLUMN client",
         "DROP INDEX images_due", "CREATE INDEX images_due ON images(state, due_at)",
         "DROP INDEX requests_created", "DROP INDEX requests_owner_created",
         "ALTER TABLE images DROP COLUMN input_bytes", "ALTER TABLE images DROP COLUMN output_bytes",
@@ -531,6 +535,193 @@ TEST_P(StoreTest, ACompletedRequestCannotBeCancelled) {
   auto view = store_->GetRequest("r1");
   EXPECT_EQ(view->status, RequestStatus::kCompleted);
   EXPECT_EQ(view->products[0].output_urls.value_or("?"), "http://out/0");
+}
+
+TEST_P(StoreTest, SlotsNamingTheSameUrlAreDoneOnceAndTakeItsOutcome) {
+  ASSERT_TRUE(store_
+                  ->CreateRequest({"r1",
+                                   std::nullopt,
+                                   std::nullopt,
+                                   "",
+                                   0,
+                                   {Row(1, "P1", {"http://a/0", "http://a/1", "http://a/0"}),
+                                    Row(2, "P2", {"http://a/1", "keep", "http://a/0"})}})
+                  .ok());
+  EXPECT_EQ(*store_->CountUnfinishedImages(), 5);
+  auto tasks = store_->ClaimImages("w", 10, 60'000);
+  ASSERT_TRUE(tasks.ok());
+  ASSERT_EQ(tasks->size(), 2u);  // one per distinct URL
+  EXPECT_EQ((*tasks)[0].url, "http://a/0");
+  EXPECT_EQ((*tasks)[1].url, "http://a/1");
+  ImageOutcome done = Ok("http://out/a0");
+  done.input_bytes = 100;
+  done.output_bytes = 10;
+  ASSERT_TRUE(*store_->RecordImage((*tasks)[0].image_id, "w", done));
+  auto view = store_->GetRequest("r1");
+  EXPECT_EQ(view->images_done, 3);  // the slot and the two waiting on it
+  EXPECT_EQ(view->images_reused, 2);
+  EXPECT_FALSE(view->products[0].output_urls);  // a/1 is still to come
+  ASSERT_TRUE(*store_->RecordImage((*tasks)[1].image_id, "w", Failed("HTTP 404")));
+  view = store_->GetRequest("r1");
+  EXPECT_EQ(view->status, RequestStatus::kCompleted);
+  EXPECT_EQ(view->images_done, 3);
+  EXPECT_EQ(view->images_failed, 2);
+  EXPECT_EQ(view->products[0].output_urls.value_or("?"), "http://out/a0,,http://out/a0");
+  EXPECT_EQ(view->products[1].output_urls.value_or("?"), ",keep,http://out/a0");
+  ASSERT_EQ(view->products[1].image_errors.size(), 1u);  // the same error on every slot
+  EXPECT_EQ(view->products[1].image_errors[0].error, "HTTP 404");
+  ASSERT_EQ(view->products[0].image_sizes.size(), 2u);
+  EXPECT_FALSE(view->products[0].image_sizes[0].reused);
+  EXPECT_TRUE(view->products[0].image_sizes[1].reused);
+  EXPECT_EQ(view->products[0].image_sizes[1].output_bytes, 10);
+}
+
+TEST_P(StoreTest, ARetryRedoesOnlyTheFailedImagesInANewRound) {
+  ASSERT_TRUE(store_
+                  ->CreateRequest({"r1",
+                                   "http://hook/",
+                                   "alice",
+                                   "alice",
+                                   0,
+                                   {Row(1, "P1", {"http://a/0", "http://a/1"}),
+                                    Row(2, "P2", {"http://a/1", "http://a/2"})}})
+                  .ok());
+  auto tasks = store_->ClaimImages("w", 10, 60'000);
+  ASSERT_EQ(tasks->size(), 3u);
+  EXPECT_EQ(*store_->RetryRequest("r1", std::nullopt), request::RetryVerdict::kStillRunning);
+  ASSERT_TRUE(*store_->RecordImage((*tasks)[0].image_id, "w", Ok("http://out/0")));
+  ASSERT_TRUE(*store_->RecordImage((*tasks)[1].image_id, "w", Failed("HTTP 503")));
+  ASSERT_TRUE(*store_->RecordImage((*tasks)[2].image_id, "w", Ok("http://out/2")));
+  auto hooks = store_->ClaimWebhooks(10, 60'000);
+  ASSERT_EQ(hooks->size(), 1u);
+  EXPECT_EQ((*hooks)[0].round, 0);
+  ASSERT_TRUE(store_->RecordWebhook("r1", 0, true, 200, std::nullopt).ok());
+  EXPECT_EQ(store_->GetRequest("r1")->images_failed, 2);
+
+  EXPECT_EQ(store_->RetryRequest("r1", std::string("bob")).status().code(), StatusCode::kNotFound);
+  auto verdict = store_->RetryRequest("r1", std::string("alice"));
+  ASSERT_TRUE(verdict.ok()) << verdict.status().message();
+  EXPECT_EQ(*verdict, request::RetryVerdict::kRetry);
+  auto view = store_->GetRequest("r1");
+  EXPECT_EQ(view->status, RequestStatus::kProcessing);
+  EXPECT_EQ(view->round, 1);
+  EXPECT_EQ(view->images_done, 2);
+  EXPECT_EQ(view->images_failed, 0);
+  EXPECT_FALSE(view->webhook);
+  EXPECT_FALSE(view->products[0].output_urls);
+  EXPECT_FALSE(view->products[1].output_urls);
+  EXPECT_TRUE(view->products[0].image_errors.empty());
+  EXPECT_EQ(*store_->CountUnfinishedImages(), 2);
+  EXPECT_EQ(*store_->RequestRound("r1"), 1);
+  // A sender still holding round 0's delivery records it late: that changes nothing now.
+  ASSERT_TRUE(store_->RecordWebhook("r1", 0, false, 500, NowMillis() + 1000).ok());
+  EXPECT_FALSE(store_->GetRequest("r1")->webhook);
+
+  auto again = store_->ClaimImages("w", 10, 60'000);  // only the failed URL, fresh attempts
+  ASSERT_EQ(again->size(), 1u);
+  EXPECT_EQ((*again)[0].url, "http://a/1");
+  EXPECT_EQ((*again)[0].attempts, 1);
+  ASSERT_TRUE(*store_->RecordImage((*again)[0].image_id, "w", Ok("http://out/1")));
+  view = store_->GetRequest("r1");
+  EXPECT_EQ(view->status, RequestStatus::kCompleted);
+  EXPECT_EQ(view->products[0].output_urls.value_or("?"), "http://out/0,http://out/1");
+  EXPECT_EQ(view->products[1].output_urls.value_or("?"), "http://out/1,http://out/2");
+  hooks = store_->ClaimWebhooks(10, 60'000);  // sent again, in round 1
+  ASSERT_EQ(hooks->size(), 1u);
+  EXPECT_EQ((*hooks)[0].round, 1);
+  EXPECT_EQ((*hooks)[0].attempts, 0);
+  EXPECT_EQ(*store_->RetryRequest("r1", std::nullopt), request::RetryVerdict::kNothingFailed);
+  EXPECT_EQ(store_->RetryRequest("nope", std::nullopt).status().code(), StatusCode::kNotFound);
+}
+
+TEST_P(StoreTest, ACancelledRequestIsRetriedWhereItStopped) {
+  ASSERT_TRUE(store_
+                  ->CreateRequest({"r1",
+                                   std::nullopt,
+                                   std::nullopt,
+                                   "",
+                                   0,
+                                   {Row(1, "P", {"http://a/0", "http://a/1", "http://a/0"})}})
+                  .ok());
+  auto first = store_->ClaimImages("w", 1, 60'000);
+  ASSERT_TRUE(*store_->RecordImage((*first)[0].image_id, "w", Ok("http://out/0")));
+  ASSERT_EQ(*store_->CancelRequest("r1", std::nullopt), request::CancelVerdict::kCancel);
+  ASSERT_EQ(*store_->RetryRequest("r1", std::nullopt), request::RetryVerdict::kRetry);
+  auto rest = store_->ClaimImages("w", 10, 60'000);
+  ASSERT_EQ(rest->size(), 1u);
+  ASSERT_TRUE(*store_->RecordImage((*rest)[0].image_id, "w", Ok("http://out/1")));
+  auto view = store_->GetRequest("r1");
+  EXPECT_EQ(view->status, RequestStatus::kCompleted);
+  EXPECT_EQ(view->products[0].output_urls.value_or("?"), "http://out/0,http://out/1,http://out/0");
+}
+
+TEST_P(StoreTest, TheImageCacheRemembersSourcesAndStoresEachContentOnce) {
+  EXPECT_FALSE(*store_->FindSource("http://a/0", "jpeg-q50"));
+  ASSERT_TRUE(
+      store_->RememberSource("http://a/0", "jpeg-q50", "abc", "\"v1\"", std::nullopt, 1000).ok());
+  EXPECT_FALSE(*store_->FindSource("http://a/0", "jpeg-q50"));  // its content is not stored yet
+
+  const Millis since = NowMillis() - 60'000;
+  auto first = store_->ClaimContent("abc", "jpeg-q50", "w1", since, 60'000);
+  ASSERT_TRUE(first.ok()) << first.status().message();
+  EXPECT_EQ(first->verdict, request::ContentVerdict::kStore);
+  // Another worker with the same bytes waits; in another variant it is other content.
+  EXPECT_EQ(store_->ClaimContent("abc", "jpeg-q50", "w2", since, 60'000)->verdict,
+            request::ContentVerdict::kWait);
+  EXPECT_EQ(store_->ClaimContent("abc", "webp-q70", "w2", since, 60'000)->verdict,
+            request::ContentVerdict::kStore);
+  ASSERT_TRUE(store_->StoreContent("abc", "jpeg-q50", "w1", "http://out/abc.jpg", 99).ok());
+  auto reuse = store_->ClaimContent("abc", "jpeg-q50", "w2", since, 60'000);
+  EXPECT_EQ(reuse->verdict, request::ContentVerdict::kReuse);
+  EXPECT_EQ(reuse->output_url, "http://out/abc.jpg");
+  EXPECT_EQ(reuse->output_bytes, 99);
+
+  auto found = store_->FindSource("http://a/0", "jpeg-q50");
+  ASSERT_TRUE(found.ok() && found->has_value());
+  EXPECT_EQ((*found)->sha256, "abc");
+  EXPECT_EQ((*found)->etag.value_or(""), "\"v1\"");
+  EXPECT_FALSE((*found)->last_modified);
+  EXPECT_EQ((*found)->output_url, "http://out/abc.jpg");
+  EXPECT_EQ((*found)->input_bytes, 1000);
+  EXPECT_GE((*found)->known_since, since);
+  EXPECT_FALSE(*store_->FindSource("http://a/0", "webp-q70"));
+
+  // Outputs older than what a request accepts are stored again (by one worker at a time).
+  const Millis later = NowMillis() + 1;
+  EXPECT_EQ(store_->ClaimContent("abc", "jpeg-q50", "w3", later, 60'000)->verdict,
+            request::ContentVerdict::kStore);
+  EXPECT_EQ(store_->ClaimContent("abc", "jpeg-q50", "w2", later, 60'000)->verdict,
+            request::ContentVerdict::kWait);
+  // Forgotten (the storage lost it): no longer found, and stored again.
+  ASSERT_TRUE(store_->ForgetContent("abc", "jpeg-q50").ok());
+  EXPECT_FALSE(*store_->FindSource("http://a/0", "jpeg-q50"));
+  // Everything older than the max age goes.
+  auto purged = store_->PurgeCache(NowMillis() + 120'000);
+  ASSERT_TRUE(purged.ok()) << purged.status().message();
+  EXPECT_EQ(*purged, 1);  // the source; the two contents claimed (by w3, w2) stay until then
+  EXPECT_EQ(*store_->PurgeCache(NowMillis() + 120'000), 0);
+}
+
+// Many workers (threads here, processes in production) with the same content at once: exactly
+// one is told to store it, the rest wait and then reuse its output.
+TEST_P(StoreTest, OfManyWorkersWithTheSameContentOneStoresIt) {
+  constexpr int kWorkers = 8;
+  std::vector<std::future<request::ContentVerdict>> verdicts;
+  for (int i = 0; i < kWorkers; ++i) {
+    verdicts.push_back(std::async(std::launch::async, [this, i] {
+      auto claim = store_->ClaimContent("same", "jpeg-q50", "w" + std::to_string(i), 0, 60'000);
+      return claim.ok() ? claim->verdict : request::ContentVerdict::kReuse;
+    }));
+  }
+  int store = 0;
+  int wait = 0;
+  for (auto& v : verdicts) {
+    const auto verdict = v.get();
+    store += verdict == request::ContentVerdict::kStore;
+    wait += verdict == request::ContentVerdict::kWait;
+  }
+  EXPECT_EQ(store, 1);
+  EXPECT_EQ(wait, kWorkers - 1);
 }
 
 // Finding 3 of issue 19: each claim sorted the whole due set (SQLite's plan said "USE TEMP B-TREE

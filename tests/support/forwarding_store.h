@@ -29,6 +29,9 @@ class ForwardingStore : public store::Store {
                                                             int limit) override {
     return inner_.ListRequests(owner, limit);
   }
+  Result<int64_t> RequestRound(const std::string& request_id) override {
+    return inner_.RequestRound(request_id);
+  }
   Result<int64_t> CountUnfinishedImages() override { return inner_.CountUnfinishedImages(); }
   Result<std::vector<store::ImageTask>> ClaimImages(const std::string& owner, int max,
                                                     request::Millis lease_ms) override {
@@ -59,11 +62,43 @@ class ForwardingStore : public store::Store {
   Result<std::vector<store::WebhookJob>> ClaimWebhooks(int max, request::Millis lease_ms) override {
     return inner_.ClaimWebhooks(max, lease_ms);
   }
-  Status RecordWebhook(const std::string& request_id, bool delivered,
+  Status RecordWebhook(const std::string& request_id, int64_t round, bool delivered,
                        std::optional<int> http_status,
                        std::optional<request::Millis> retry_at) override {
-    return inner_.RecordWebhook(request_id, delivered, http_status, retry_at);
+    return inner_.RecordWebhook(request_id, round, delivered, http_status, retry_at);
   }
+  Result<request::RetryVerdict> RetryRequest(const std::string& request_id,
+                                             const std::optional<std::string>& owner) override {
+    return inner_.RetryRequest(request_id, owner);
+  }
+  Result<std::optional<request::CachedSource>> FindSource(const std::string& url,
+                                                          const std::string& variant) override {
+    return inner_.FindSource(url, variant);
+  }
+  Status RememberSource(const std::string& url, const std::string& variant,
+                        const std::string& sha256, const std::optional<std::string>& etag,
+                        const std::optional<std::string>& last_modified,
+                        int64_t input_bytes) override {
+    return inner_.RememberSource(url, variant, sha256, etag, last_modified, input_bytes);
+  }
+  Result<store::ContentClaim> ClaimContent(const std::string& sha256, const std::string& variant,
+                                           const std::string& owner, request::Millis stored_since,
+                                           request::Millis lease_ms) override {
+    return inner_.ClaimContent(sha256, variant, owner, stored_since, lease_ms);
+  }
+  Status StoreContent(const std::string& sha256, const std::string& variant,
+                      const std::string& owner, const std::string& output_url,
+                      int64_t output_bytes) override {
+    return inner_.StoreContent(sha256, variant, owner, output_url, output_bytes);
+  }
+  Status ReleaseContent(const std::string& sha256, const std::string& variant,
+                        const std::string& owner) override {
+    return inner_.ReleaseContent(sha256, variant, owner);
+  }
+  Status ForgetContent(const std::string& sha256, const std::string& variant) override {
+    return inner_.ForgetContent(sha256, variant);
+  }
+  Result<int64_t> PurgeCache(request::Millis before) override { return inner_.PurgeCache(before); }
 
  protected:
   store::Store& inner_;

@@ -1,6 +1,7 @@
 // The web page in headless Chromium (Debian's, driven by playwright-core): upload a CSV through
 // the page, see its errors row by row, follow a good one to completion, check that every
-// thumbnail rendered and the output CSV link works, and save a screenshot.
+// thumbnail rendered and the output CSV link works, and save a screenshot; retry a request's
+// failed image and see it reused.
 // Run as `node browser.test.mjs` (ctest does): exits 77 (skipped) when Chromium is missing,
 // unless IMGPROC_REQUIRE_BROWSER=1, when that is a failure.
 import assert from 'node:assert/strict';
@@ -85,6 +86,9 @@ test('a good CSV runs to completion with thumbnails, sizes and the output CSV', 
   assert.match(id, /^[0-9a-f-]{36}$/);
   assert.equal(await page.getAttribute('#progress-bar', 'aria-valuenow'), '100');
   assert.match(await page.textContent('#progress-text'), /5 of 5 images finished \(4 compressed, 1 failed\)/);
+  // Finished with a failed image: Retry is offered, Cancel is not.
+  await page.waitForSelector('#retry:not([hidden])', { timeout: 10_000 });
+  assert.ok(await page.isHidden('#cancel'));
 
   // Four compressed images: a before and an after thumbnail each, all decoded by the browser;
   // the missing image's "before" (a 404) became a placeholder.
@@ -114,7 +118,8 @@ test('a good CSV runs to completion with thumbnails, sizes and the output CSV', 
   assert.equal(csv.status, 200);
   assert.equal(csv.type, 'text/csv; charset=utf-8');
   assert.match(csv.text, /^Serial Number,Product Name,Input Image Urls,Output Image Urls\r\n1,SKU1,/);
-  assert.ok(csv.text.includes(`/media/${id}/1_0.jpg`));
+  // The image cache (on by default) stores content-addressed objects.
+  assert.match(csv.text, /^1,SKU1,.*"http:\/\/127\.0\.0\.1:\d+\/media\/objects\/[0-9a-f]{64}_jpeg-q50\.jpg,/m);
   const download = await Promise.all([page.waitForEvent('download'), page.click('#csv-errors-link')]);
   assert.equal(download[0].suggestedFilename(), `output-${id}.csv`);
 
@@ -126,6 +131,37 @@ test('a good CSV runs to completion with thumbnails, sizes and the output CSV', 
   await page.screenshot({ path: shot, fullPage: true });
   assert.ok(existsSync(shot));
   console.log(`screenshot: ${shot}`);
+});
+
+test('Refresh is sent with the upload; Retry redoes the failed image of a finished request', async () => {
+  await page.goto(server.base + '/');
+  await page.check('#refresh-cache');
+  const csv = `Serial Number,Product Name,Input Image Urls\n1,SKU1,"${images.url('img1.jpg')},${images.url('late.jpg')}"\n`;
+  await chooseCsv('late.csv', csv);
+  await page.waitForFunction(() => document.querySelector('#request-status')?.textContent === 'completed',
+    null, { timeout: 60_000 });
+  // The upload sent refresh=true: img1.jpg was compressed anew, although the request before stored
+  // its output (without it, its host's 304 would have reused that: "0 compressed, 1 reused").
+  assert.equal(await page.textContent('#progress-text'), '2 of 2 images finished (1 compressed, 1 failed)');
+  await page.waitForSelector('#retry:not([hidden])');
+
+  // The host has the image now, with img1.jpg's bytes: the retry reuses that output.
+  images.add('late.jpg', images.file('img1.jpg'));
+  const [retry] = await Promise.all([page.waitForResponse((r) => r.url().endsWith('/retry')), page.click('#retry')]);
+  assert.equal(retry.status(), 200);
+  assert.equal((await retry.json()).status, 'processing');
+  await page.waitForFunction(() => document.querySelector('#request-status')?.textContent === 'completed' &&
+    /0 failed\)$/.test(document.querySelector('#progress-text')?.textContent), null, { timeout: 60_000 });
+  assert.equal(await page.textContent('#progress-text'), '2 of 2 images finished (1 compressed, 1 reused, 0 failed)');
+  assert.ok(await page.isHidden('#retry'));
+  const badges = await page.$$eval('#products figure', (fs) => fs.map((f) => !!f.querySelector('figcaption .reused')));
+  assert.deepEqual(badges, [false, true]);
+  await page.waitForFunction(() => {
+    const imgs = [...document.querySelectorAll('#products img.after')];
+    return imgs.length === 2 && imgs.every((img) => img.complete && img.naturalWidth > 0);
+  }, null, { timeout: 20_000 });
+  mkdirSync(artifacts, { recursive: true });
+  await page.screenshot({ path: path.join(artifacts, 'web-retried.png'), fullPage: true });
 });
 
 test('with API keys on, the page asks for a key and uses it for everything', async () => {

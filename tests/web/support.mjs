@@ -1,5 +1,6 @@
 // Helpers for the node tests: a free port, a local image server, and a real imgproc process.
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, createWriteStream } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -19,17 +20,33 @@ export function freePort() {
   });
 }
 
-// Serves the files of `dir` (the repository's examples/images) on 127.0.0.1; counts requests.
+// Serves the files of `dir` (the repository's examples/images) on 127.0.0.1, like a CDN: each
+// with an ETag, a matching If-None-Match answered 304; under /no-store/ the same files with
+// Cache-Control: no-store. Counts the answers by path and status; `add` serves one more file.
 export async function startImageServer(dir) {
   const files = new Map(readdirSync(dir).map((name) => [`/${name}`, readFileSync(path.join(dir, name))]));
+  const etag = (body) => `"${createHash('sha256').update(body).digest('hex').slice(0, 16)}"`;
+  const answers = new Map();  // "<path> <status>" -> count
   const server = http.createServer((req, res) => {
-    const body = files.get(req.url);
+    const noStore = req.url.startsWith('/no-store/');
+    const body = files.get(noStore ? req.url.slice('/no-store'.length) : req.url);
+    const answer = (status) => answers.set(`${req.url} ${status}`, (answers.get(`${req.url} ${status}`) || 0) + 1);
     if (!body) {
+      answer(404);
       res.writeHead(404, { 'Content-Type': 'text/plain' });
       res.end('not found');
       return;
     }
-    res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': body.length });
+    const headers = { ETag: etag(body), ...(noStore ? { 'Cache-Control': 'no-store' } : {}) };
+    const wanted = (req.headers['if-none-match'] || '').split(',').map((t) => t.trim().replace(/^W\//, ''));
+    if (wanted.includes(headers.ETag)) {
+      answer(304);
+      res.writeHead(304, headers);
+      res.end();
+      return;
+    }
+    answer(200);
+    res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': body.length, ...headers });
     res.end(body);
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -37,6 +54,9 @@ export async function startImageServer(dir) {
   return {
     url: (name) => `http://127.0.0.1:${port}/${name}`,
     size: (name) => files.get(`/${name}`).length,
+    file: (name) => files.get(`/${name}`),
+    add: (name, body) => { files.set(`/${name}`, body); },
+    answered: (name, status) => answers.get(`/${name} ${status}`) || 0,
     close: () => new Promise((resolve) => server.close(resolve)),
   };
 }

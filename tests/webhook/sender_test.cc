@@ -123,12 +123,12 @@ class WatchedStore : public testing::ForwardingStore {
     if (!get_failure_.ok()) return get_failure_;
     return ForwardingStore::GetRequest(request_id);
   }
-  Status RecordWebhook(const std::string& request_id, bool delivered,
+  Status RecordWebhook(const std::string& request_id, int64_t round, bool delivered,
                        std::optional<int> http_status,
                        std::optional<request::Millis> retry_at) override {
     Status status = record_failure_;
     if (status.ok()) {
-      status = ForwardingStore::RecordWebhook(request_id, delivered, http_status, retry_at);
+      status = ForwardingStore::RecordWebhook(request_id, round, delivered, http_status, retry_at);
     }
     // Noted after the store has it, so that a test that saw the note sees the state.
     Note([&] { records_[request_id].push_back(delivered); });

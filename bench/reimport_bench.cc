@@ -14,7 +14,9 @@
 //   2. the same CSV from a host that sends neither validator (the re-import downloads every image
 //      again and finds the same bytes: 0 compressions, 0 uploads);
 //   3. a CSV of 400 rows naming only 8 distinct URLs (one each): the host's downloads, the
-//      compressions, the uploads and the files in DATA_DIR/media/objects (target 8 of each).
+//      compressions, the uploads and the files in DATA_DIR/media/objects (target 8 of each);
+//   4. what the cache costs when nothing can be reused: case 2's first import against the same
+//      import with IMAGE_CACHE=false.
 // Each case has an imgproc of its own (default settings plus ALLOW_PRIVATE_URLS=1 and
 // LOG_LEVEL=warn, as the other benches: the image cache is on) with a fresh DATA_DIR, so no case
 // warms another's cache; the images are generated once (libvips, 2 threads; most of the run) and
@@ -214,10 +216,12 @@ json ToJson(const Import& r) {
 // first / again, with CPU ticks (10 ms) as the floor of the denominator.
 double Ratio(double first, double again) { return first / std::max(again, 0.01); }
 
-std::unique_ptr<ImgprocProcess> StartImgproc(const TempDir& dir) {
+std::unique_ptr<ImgprocProcess> StartImgproc(const TempDir& dir, bool image_cache = true) {
   auto server = std::make_unique<ImgprocProcess>(
       dir.path(),
-      std::map<std::string, std::string>{{"ALLOW_PRIVATE_URLS", "1"}, {"LOG_LEVEL", "warn"}});
+      std::map<std::string, std::string>{{"ALLOW_PRIVATE_URLS", "1"},
+                                         {"LOG_LEVEL", "warn"},
+                                         {"IMAGE_CACHE", image_cache ? "true" : "false"}});
   if (!server->Start()) {
     std::fprintf(stderr, "imgproc did not start:\n%s\n", server->log().c_str());
     return nullptr;
@@ -498,6 +502,29 @@ int main(int argc, char** argv) {
                      {"rows", dup_rows},
                      {"distinct_urls", distinct_small},
                      {"target_distinct_each", t3}};
+
+  // ---- Case 4: what the cache costs when nothing can be reused --------------------------------
+  // Case 2's first import again (new images to a fresh cache: every one hashed, its source and
+  // content written, then compressed and stored), against the same import with IMAGE_CACHE=false.
+  Import uncached;
+  {
+    TempDir dir("bench-reimport-nocache");
+    auto server = StartImgproc(dir, /*image_cache=*/false);
+    if (!server) return 1;
+    uncached =
+        RunImport(*server, DistinctCsv(host, "/plain/", rows, per_row), plain_counts, timeout);
+    Stop(*server);
+  }
+  const double cost_cpu = first2.cpu_s / std::max(uncached.cpu_s, 0.01);
+  const double cost_wall = first2.wall_s / std::max(uncached.wall_s, 0.01);
+  std::printf("4. a first import (case 2's) without the cache, against case 2's with it\n");
+  Header();
+  Row("IMAGE_CACHE=false", uncached);
+  Row("IMAGE_CACHE=true", first2);
+  std::printf("  the cache on new images: %.2fx the wall, %.2fx the CPU\n\n", cost_wall, cost_cpu);
+  all_ok = all_ok && uncached.ok;
+  out["first_import_cost"] = {
+      {"without_cache", ToJson(uncached)}, {"wall_ratio", cost_wall}, {"cpu_ratio", cost_cpu}};
 
   out["workload"] = {{"rows", rows},
                      {"per_row", per_row},

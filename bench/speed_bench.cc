@@ -236,6 +236,11 @@ std::map<std::string, std::string> ImgprocEnv(const Options& options, const Serv
                                             {"IMGBB_API_KEY", "x"},
                                             {"IMGBB_UPLOAD_URL", servers.UploadUrl()},
                                             {"ALLOW_PRIVATE_URLS", "1"},
+                                            // Every image compressed, like the codec loop it is
+                                            // set against: the corpus repeats its pictures under
+                                            // distinct URLs, which the image cache would make
+                                            // once (bench/reimport_bench.cc measures the cache).
+                                            {"IMAGE_CACHE", "false"},
                                             {"LOG_LEVEL", "warn"}};
   for (const std::string& kv : options.env) {
     const size_t eq = kv.find('=');

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <random>
 
+#include "common/clock.h"
 #include "queue/embedded_queue.h"
 #include "queue/redis_queue.h"
 #include "storage/local_storage.h"
@@ -68,11 +69,8 @@ Result<std::unique_ptr<Service>> Service::Create(const config::Config& config, R
     pipe.cache = svc->store_.get();
     // The cache's rows older than its maximum age are of no more use (their outputs are made
     // anew): dropped at each start, so the cache holds at most one max age of imports.
-    const auto max_age = std::chrono::hours(config.pipeline.cache_max_age_hours);
-    const auto before = std::chrono::duration_cast<std::chrono::milliseconds>(
-                            std::chrono::system_clock::now().time_since_epoch() - max_age)
-                            .count();
-    auto purged = svc->store_->PurgeCache(before);
+    auto purged =
+        svc->store_->PurgeCache(RealClock().WallMillis() - config.pipeline.cache_max_age_ms());
     if (!purged.ok()) return purged.status();
     if (*purged > 0)
       spdlog::info("image cache: dropped {} entries older than its max age", *purged);

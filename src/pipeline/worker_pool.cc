@@ -91,8 +91,8 @@ request::ImageOutcome WorkerPool::Process(const store::ImageTask& task, const st
   if (LeaseLost(task, owner)) return lost();
   // What the image cache has for this URL: asked for conditionally, a 304 reuses its output.
   store::ImageCache* const cache = options_.cache;
-  const request::Millis stored_since = request::ReusableSince(
-      clock_.WallMillis(), int64_t{options_.cache_max_age_hours} * 3'600'000, task.refresh_since);
+  const request::Millis stored_since =
+      request::ReusableSince(clock_.WallMillis(), options_.cache_max_age_ms(), task.refresh_since);
   std::optional<request::CachedSource> known;
   if (cache != nullptr && !task.refresh_since) {
     auto found = cache->FindSource(task.url, options_.variant);

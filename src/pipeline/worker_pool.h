@@ -56,6 +56,7 @@ struct PipelineOptions {
   store::ImageCache* cache = nullptr;
   // How long an output of the cache may be reused (IMAGE_CACHE_MAX_AGE_HOURS).
   int cache_max_age_hours = 24 * 30;
+  int64_t cache_max_age_ms() const { return int64_t{cache_max_age_hours} * 3'600'000; }
   // The output settings, part of the cache's key: an output is reused only for the same ones.
   std::string variant = "jpeg-q50";
 };

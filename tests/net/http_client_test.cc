@@ -509,8 +509,9 @@ TEST_F(HttpClientTest, AHeldDownloadWaitsWithoutReadingOnAndThenCompletes) {
   // TCP held the rest back: the server got out what the sockets' buffers take, not 64 MiB.
   EXPECT_LT(sent_while_held, kLarge / 2);
   // Neither the transfer thread nor anything else spun meanwhile: a spin takes the whole 0.5 s of
-  // a core; waiting costs next to nothing (0.01 s here, 0.12 s under ThreadSanitizer).
-  EXPECT_LT(cpu_while_held, 0.25);
+  // a core; waiting costs little (0.01 s here; 0.12-0.27 s under ThreadSanitizer, the fixture
+  // server's thread filling the socket buffers included: 0.27 s failed a CI run at 0.25).
+  EXPECT_LT(cpu_while_held, 0.4);
 }
 
 TEST_F(HttpClientTest, AHeldDownloadLetGoIsAbandoned) {

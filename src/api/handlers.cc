@@ -360,8 +360,11 @@ Response Api::Retry(const std::string& request_id, const std::optional<std::stri
   }
   if (options_.metrics != nullptr) options_.metrics->RequestRetried();
   finished_statuses_.Erase(request_id);
+  // The answer is the status the retry made (`processing`), read before the workers are woken:
+  // a quick image could otherwise complete the request before it is read.
+  Response answer = RequestStatus(request_id, caller, /*accepts_gzip=*/false);
   if (on_created_) on_created_();  // its images are queued again
-  return RequestStatus(request_id, caller, /*accepts_gzip=*/false);
+  return answer;
 }
 
 Response Api::LoadError(const std::string& request_id, const imgproc::Status& status) {

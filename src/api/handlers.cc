@@ -1,6 +1,5 @@
 #include "api/handlers.h"
 
-#include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -17,6 +16,7 @@
 #include "common/logging.h"
 #include "net/address.h"
 #include "report/report.h"
+#include "request/request.h"
 
 namespace imgproc::api {
 namespace {
@@ -96,18 +96,7 @@ Response JsonError(int status, const std::string& message) {
   return JsonResponse(status, {{"error", message}});
 }
 
-std::string KeyDigest(const std::string& key) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  EVP_Digest(key.data(), key.size(), digest, &length, EVP_sha256(), nullptr);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string hex;
-  for (unsigned int i = 0; i < length; ++i) {
-    hex += kHex[digest[i] >> 4];
-    hex += kHex[digest[i] & 15];
-  }
-  return hex;
-}
+std::string KeyDigest(const std::string& key) { return request::Sha256Hex(key); }
 
 Api::Api(store::RequestWriter& writer, store::RequestReader& reader, ApiOptions options,
          std::function<void()> on_created)

@@ -1,6 +1,5 @@
 #include "pipeline/worker_pool.h"
 
-#include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -38,19 +37,6 @@ request::ImageOutcome Reused(std::string output_url, int64_t input_bytes, int64_
 }
 
 }  // namespace
-
-std::string Sha256Hex(std::string_view bytes) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  EVP_Digest(bytes.data(), bytes.size(), digest, &length, EVP_sha256(), nullptr);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string hex;
-  for (unsigned int i = 0; i < length; ++i) {
-    hex += kHex[digest[i] >> 4];
-    hex += kHex[digest[i] & 15];
-  }
-  return hex;
-}
 
 std::chrono::milliseconds RetryDelay(int attempt, std::chrono::milliseconds base, double jitter,
                                      std::chrono::milliseconds at_least) {
@@ -196,7 +182,7 @@ request::ImageOutcome WorkerPool::Process(const store::ImageTask& task, const st
     }
   } claim{nullptr, sha256, options_.variant, owner};
   if (cache != nullptr && request::MayCache(Header(*response, "cache-control").value_or(""))) {
-    sha256 = Sha256Hex(response->body);
+    sha256 = request::Sha256Hex(response->body);
     Status remembered =
         cache->RememberSource(task.url, options_.variant, sha256, Header(*response, "etag"),
                               Header(*response, "last-modified"), input_bytes);

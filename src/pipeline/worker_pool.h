@@ -68,9 +68,6 @@ struct PipelineOptions {
 std::chrono::milliseconds RetryDelay(int attempt, std::chrono::milliseconds base, double jitter,
                                      std::chrono::milliseconds at_least);
 
-// The SHA-256 of `bytes`, in lower-case hex: the image cache's key for some content.
-std::string Sha256Hex(std::string_view bytes);
-
 class WorkerPool {
  public:
   // `on_recorded` runs after each recorded outcome (e.g. to wake the webhook sender). Times come

@@ -23,6 +23,9 @@ using Millis = int64_t;
 std::string NewRequestId();
 // True when `id` is a canonical UUID (8-4-4-4-12 hex digits).
 bool IsUuid(std::string_view id);
+// The SHA-256 of `bytes` in lower-case hex: an API key's digest, and the image cache's key for
+// some content.
+std::string Sha256Hex(std::string_view bytes);
 
 // ---- Entries ------------------------------------------------------------------------------------
 

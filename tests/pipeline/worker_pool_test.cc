@@ -314,10 +314,10 @@ TEST_F(WorkerPoolTest, AReimportReusesOutputsByValidatorsAndByContent) {
   EXPECT_EQ(Stored("objects"), 1u);
   EXPECT_EQ(Stored("r1"), 0u);
   const std::string output =
-      "http://127.0.0.1:1/media/objects/" + Sha256Hex(Jpeg()) + "_jpeg-q50.jpg";
+      "http://127.0.0.1:1/media/objects/" + request::Sha256Hex(Jpeg()) + "_jpeg-q50.jpg";
   EXPECT_EQ(first.products[0].output_urls.value_or("?"), output + "," + output);
-  const auto stored_at =
-      std::filesystem::last_write_time(media_ / "objects" / (Sha256Hex(Jpeg()) + "_jpeg-q50.jpg"));
+  const auto stored_at = std::filesystem::last_write_time(
+      media_ / "objects" / (request::Sha256Hex(Jpeg()) + "_jpeg-q50.jpg"));
 
   Create({kB, kA}, "r2");
   ASSERT_TRUE(AwaitCompleted("r2"));
@@ -333,9 +333,9 @@ TEST_F(WorkerPoolTest, AReimportReusesOutputsByValidatorsAndByContent) {
             (std::vector<std::string>{std::string("If-None-Match: ") + kEtag,
                                       "If-Modified-Since: Tue, 01 Dec 2026 10:00:00 GMT"}));
   EXPECT_EQ(Stored("objects"), 1u);
-  EXPECT_EQ(
-      std::filesystem::last_write_time(media_ / "objects" / (Sha256Hex(Jpeg()) + "_jpeg-q50.jpg")),
-      stored_at);  // not stored again
+  EXPECT_EQ(std::filesystem::last_write_time(media_ / "objects" /
+                                             (request::Sha256Hex(Jpeg()) + "_jpeg-q50.jpg")),
+            stored_at);  // not stored again
 }
 
 // An output deleted from the storage by hand is not reused: the image is made and stored again.
@@ -376,7 +376,7 @@ TEST_F(WorkerPoolTest, NoStoreResponsesAndRefreshedRequestsAreMadeAnew) {
   EXPECT_TRUE(seen[1].empty());  // refresh: not asked conditionally
   EXPECT_EQ(view.products[0].output_urls.value_or("?"),
             "http://127.0.0.1:1/media/r2/1_0.jpg,http://127.0.0.1:1/media/objects/" +
-                Sha256Hex(Jpeg()) + "_jpeg-q50.jpg");
+                request::Sha256Hex(Jpeg()) + "_jpeg-q50.jpg");
 }
 
 // Two pools (two worker processes) on one store, each with a different URL of the same bytes at

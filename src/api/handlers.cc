@@ -155,8 +155,11 @@ Response Api::Handle(const Request& request) {
   if (retry_id) return Retry(*retry_id, *caller);
   if (list) return ListRequests(request, *caller);
   if (status) {
-    return RequestStatus(SegmentAfter(path, "/status/").value_or(""), *caller,
-                         AcceptsGzip(request));
+    const std::string id = SegmentAfter(path, "/status/").value_or("");
+    if (!request.query.contains("offset") && !request.query.contains("limit")) {
+      return RequestStatus(id, *caller, AcceptsGzip(request));
+    }
+    return StatusPage(id, request, *caller);
   }
   if (csv_id) {
     auto it = request.query.find("errors");
@@ -479,6 +482,41 @@ Response Api::Media(const std::string& relative, const std::optional<std::string
   r.headers["X-Content-Type-Options"] = "nosniff";
   r.ranges = true;
   return r;
+}
+
+namespace {
+
+// A query parameter that must be a whole number from 0 to kMaxPageNumber, when present.
+constexpr int64_t kMaxPageNumber = 1'000'000'000;
+Result<std::optional<int64_t>> PageNumber(const Request& request, const std::string& name) {
+  const auto it = request.query.find(name);
+  if (it == request.query.end()) return std::optional<int64_t>();
+  const std::string& text = it->second;
+  if (text.empty() || text.size() > 10 ||
+      text.find_first_not_of("0123456789") != std::string::npos ||
+      std::stoll(text) > kMaxPageNumber) {
+    return InvalidArgument(name + " must be a whole number from 0 to " +
+                           std::to_string(kMaxPageNumber));
+  }
+  return std::optional<int64_t>(std::stoll(text));
+}
+
+}  // namespace
+
+Response Api::StatusPage(const std::string& request_id, const Request& request,
+                         const std::optional<std::string>& caller) {
+  auto offset = PageNumber(request, "offset");
+  if (!offset.ok()) return JsonError(400, offset.status().message());
+  auto limit = PageNumber(request, "limit");
+  if (!limit.ok()) return JsonError(400, limit.status().message());
+  const request::ProductRange range{offset->value_or(0), *limit};
+  if (!request::IsUuid(request_id)) return JsonError(404, "Request ID not found");
+  auto view = reader_.GetRequestPage(request_id, range);
+  if (view.ok() && caller && view->owner != caller) return JsonError(404, "Request ID not found");
+  if (!view.ok()) return LoadError(request_id, view.status());
+  Response response;
+  response.body = report::StatusJson(*view, range);
+  return response;
 }
 
 Response Api::ListRequests(const Request& request, const std::optional<std::string>& caller) {

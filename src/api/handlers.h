@@ -102,6 +102,11 @@ class Api {
   // A finished request's status comes from memory, gzip-encoded when `accepts_gzip`.
   Response RequestStatus(const std::string& request_id, const std::optional<std::string>& caller,
                          bool accepts_gzip);
+  // GET /status/<id>/?offset=N&limit=M: the status with that slice of the products (file order)
+  // and their count ("page"), read from the store for each call (a page is small; the whole
+  // status is what polls of a big request share and keep).
+  Response StatusPage(const std::string& request_id, const Request& request,
+                      const std::optional<std::string>& caller);
   // A status read from the store, for any caller: `owner` is checked by each of them.
   struct BuiltStatus {
     bool loaded = false;               // the request exists (else `response` is the error)

@@ -67,14 +67,14 @@ bool WorkerPool::LeaseLost(const store::ImageTask& task, const std::string& owne
 
 request::ImageOutcome WorkerPool::Process(const store::ImageTask& task, const std::string& owner) {
   metrics::ServiceMetrics* m = options_.metrics;
-  // Before each stage: an image whose request was cancelled (or whose lease another worker took
-  // over) stops here; its outcome would be ignored anyway.
+  // Before compressing and before storing (the download starts as the image is taken): an image
+  // whose request was cancelled (or whose lease another worker took over) stops there; its
+  // outcome would be ignored anyway.
   const auto lost = [&] {
     request::ImageOutcome out;
     out.error = "stopped: no longer leased to this worker (request cancelled, or taken over)";
     return out;
   };
-  if (LeaseLost(task, owner)) return lost();
   // What the image cache has for this URL: asked for conditionally, a 304 reuses its output.
   store::ImageCache* const cache = options_.cache;
   const request::Millis stored_since =
@@ -370,12 +370,44 @@ void WorkerPool::Heartbeat() {
   }
 }
 
+struct WorkerPool::PendingRecord {
+  const store::ImageResult& result;
+  std::optional<Result<bool>> answer;  // under record_mu_: set by the writer of its batch
+  CondVar turn;                        // answered, or at the front of the line
+};
+
+Result<bool> WorkerPool::RecordTogether(const store::ImageResult& result) {
+  PendingRecord me{result, std::nullopt, {}};
+  MutexLock lock(&record_mu_);
+  records_.push_back(&me);
+  while (!me.answer && records_.front() != &me) me.turn.Wait(&record_mu_);
+  if (me.answer) return *std::move(me.answer);
+
+  // At the front: write every outcome in line, this one first. The line is at most one per
+  // worker, so the batch is bounded by the workers.
+  const std::vector<PendingRecord*> batch(records_.begin(), records_.end());
+  std::vector<store::ImageResult> results;
+  results.reserve(batch.size());
+  for (const PendingRecord* pending : batch) results.push_back(pending->result);
+  lock.Unlock();
+  auto recorded = store_.RecordImages(results);
+  lock.Lock();
+  for (size_t i = 0; i < batch.size(); ++i) {
+    batch[i]->answer = recorded.ok() ? Result<bool>((*recorded)[i]) : recorded.status();
+    records_.pop_front();
+    if (batch[i] != &me) batch[i]->turn.Signal();
+  }
+  if (!records_.empty()) records_.front()->turn.Signal();  // the next batch's writer
+  return *std::move(me.answer);
+}
+
 bool WorkerPool::Record(const store::ImageTask& task, const std::string& owner,
                         const request::ImageOutcome& outcome) {
   const auto give_up = clock_.Now() + options_.lease;
   auto delay = std::chrono::milliseconds(100);
+  const store::ImageResult result{task.image_id, owner, outcome};
   while (true) {
-    auto recorded = store_.RecordImage(task.image_id, owner, outcome);
+    auto recorded = RecordTogether(result);
     if (recorded.ok()) {
       if (!*recorded) {
         spdlog::info("request {} image {}#{}: lease lost, another worker's result stands",

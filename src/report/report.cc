@@ -48,7 +48,8 @@ json ProductJson(const request::ProductView& p, bool extensions) {
 
 }  // namespace
 
-std::string StatusJson(const request::RequestView& request) {
+std::string StatusJson(const request::RequestView& request,
+                       const std::optional<request::ProductRange>& page) {
   json products = json::array();
   for (const auto& p : request.products) products.push_back(ProductJson(p, /*extensions=*/true));
   json body = {
@@ -61,6 +62,11 @@ std::string StatusJson(const request::RequestView& request) {
         {"images_reused", request.images_reused}}},
       {"products", std::move(products)},
   };
+  if (page) {
+    body["page"] = {{"offset", page->offset},
+                    {"limit", page->limit ? json(*page->limit) : json()},
+                    {"total", request.products_total}};
+  }
   if (request.webhook) {
     json hook = {{"state", request.webhook->state}, {"attempts", request.webhook->attempts}};
     hook["last_status"] =

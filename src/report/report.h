@@ -4,6 +4,7 @@
 #ifndef IMGPROC_REPORT_REPORT_H_
 #define IMGPROC_REPORT_REPORT_H_
 
+#include <optional>
 #include <string>
 
 #include "request/request.h"
@@ -12,7 +13,10 @@ namespace imgproc::report {
 
 // The body of GET /status/<id>/: request_id, status, progress, products (the four keys, and
 // "Image Errors", "Image Retries" and "Image Sizes"), and the webhook's delivery when there is one.
-std::string StatusJson(const request::RequestView& request);
+// With a `page` (the products of the view are that range): "page" with its offset, limit and the
+// total of products.
+std::string StatusJson(const request::RequestView& request,
+                       const std::optional<request::ProductRange>& page = std::nullopt);
 
 // The webhook's body: the JSON list of the four-key product objects, in file order.
 std::string WebhookJson(const request::RequestView& request);

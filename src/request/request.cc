@@ -215,6 +215,24 @@ std::string ComposeOutputs(std::string_view input_urls, const std::vector<FinalI
   return JoinEntries(outputs);
 }
 
+ImageTally& ImageTally::operator+=(const ImageTally& other) {
+  done += other.done;
+  failed += other.failed;
+  reused += other.reused;
+  return *this;
+}
+
+ImageTally TallyOf(const ImageOutcome& outcome, int64_t finals) {
+  ImageTally t;
+  if (!outcome.ok) {
+    t.failed = finals;
+    return t;
+  }
+  t.done = finals;
+  t.reused = finals - 1 + int64_t{outcome.reused};
+  return t;
+}
+
 Completion AfterFinalImage(int64_t final_images, int64_t images_total, bool has_webhook,
                            Millis now) {
   Completion c;

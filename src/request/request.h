@@ -138,6 +138,19 @@ struct FinalImage {
 // order; an image's output URL, empty for a failed one, and every other entry unchanged.
 std::string ComposeOutputs(std::string_view input_urls, const std::vector<FinalImage>& images);
 
+// What final images add to their request's counters. An outcome made final `finals` slots: the
+// worker's image and the slots that waited on it (ProductPlan::same_as), which reuse its output
+// when it is done. Summed over the outcomes recorded in one transaction
+// (ImageLeases::RecordImages).
+struct ImageTally {
+  int64_t done = 0;
+  int64_t failed = 0;
+  int64_t reused = 0;  // of `done`: outputs not made for this slot
+  int64_t finals() const { return done + failed; }
+  ImageTally& operator+=(const ImageTally& other);
+};
+ImageTally TallyOf(const ImageOutcome& outcome, int64_t finals);
+
 // What one more final image makes of its request: completed when it was the last, and then its
 // webhook (if it has one) is due now.
 struct Completion {
@@ -252,6 +265,13 @@ struct ProductView {
   std::vector<ImageSize> image_sizes;      // done images with known sizes, by index
 };
 
+// Which products of a request a read returns, in file order: from `offset` (0-based), at most
+// `limit` of them (all the rest when unset).
+struct ProductRange {
+  int64_t offset = 0;
+  std::optional<int64_t> limit;
+};
+
 struct RequestView {
   std::string request_id;
   RequestStatus status = RequestStatus::kPending;
@@ -263,7 +283,8 @@ struct RequestView {
   int images_failed = 0;              // finished with an error
   int images_reused = 0;              // done with an output stored before (ImageOutcome::reused)
   int64_t round = 0;                  // 0, and one more for each retry (WebhookId)
-  std::vector<ProductView> products;  // file order
+  std::vector<ProductView> products;  // file order: those of the ProductRange read
+  int64_t products_total = 0;         // every product of the request
   std::optional<WebhookView> webhook;
 };
 

@@ -469,7 +469,8 @@ class PostgresStore final : public Store {
     return tx.Commit();
   }
 
-  Result<request::RequestView> GetRequest(const std::string& request_id) override {
+  Result<request::RequestView> GetRequestPage(const std::string& request_id,
+                                              const request::ProductRange& range) override {
     auto session = Borrow();
     if (!session.ok()) return session.status();
     // One consistent snapshot for the request, its products and its images.
@@ -485,10 +486,8 @@ class PostgresStore final : public Store {
     Row r(q->get(), 0);
     request::RequestView view = RequestViewOfRow(request_id, r);
 
-    auto p = session->Exec(
-        "SELECT id, serial_no, product_name, input_urls, output_urls FROM product_entries "
-        "WHERE request_id = $1 ORDER BY position",
-        Params().Add(request_id));
+    auto p =
+        session->Exec(kProductPage, Params().Add(request_id).Add(LimitOf(range)).Add(range.offset));
     if (!p.ok()) return p.status();
     std::vector<int64_t> product_ids;
     for (int i = 0; i < PQntuples(p->get()); ++i) {
@@ -497,13 +496,19 @@ class PostgresStore final : public Store {
       view.products.push_back({row.Int(1), row.Text(2), row.Text(3), row.OptText(4), {}, {}, {}});
     }
 
-    // The images the status shows more of: failed or waiting to be retried (an error), and done
-    // with their sizes.
+    view.products_total = static_cast<int64_t>(view.products.size());
+    if (range.offset > 0 || range.limit) {
+      auto count = session->Exec(kProductCount, Params().Add(request_id));
+      if (!count.ok()) return count.status();
+      view.products_total = Row(count->get(), 0).Int(0);
+    }
+    if (product_ids.empty()) {
+      if (Status s = tx.Commit(); !s.ok()) return s;
+      return view;
+    }
+
     auto images = session->Exec(
-        "SELECT product_id, idx, url, state, error, attempts, input_bytes, output_bytes, reused "
-        "FROM images WHERE request_id = $1 AND ((error IS NOT NULL AND state <> 'done') OR "
-        "(state = 'done' AND input_bytes IS NOT NULL)) ORDER BY product_id, idx",
-        Params().Add(request_id));
+        kShownImages, Params().Add(request_id).Add(product_ids.front()).Add(product_ids.back()));
     if (!images.ok()) return images.status();
     std::vector<request::ImageRow> rows;
     for (int i = 0; i < PQntuples(images->get()); ++i) {
@@ -558,88 +563,99 @@ class PostgresStore final : public Store {
     return static_cast<int>(std::strtol(PQcmdTuples(r->get()), nullptr, 10));
   }
 
-  Result<bool> RecordImage(int64_t image_id, const std::string& owner,
-                           const request::ImageOutcome& outcome) override {
+  Result<std::vector<bool>> RecordImages(const std::vector<ImageResult>& results) override {
+    std::vector<int64_t> ids;
+    ids.reserve(results.size());
+    for (const ImageResult& result : results) ids.push_back(result.image_id);
     auto session = Borrow();
     if (!session.ok()) return session.status();
     const Millis now = clock_.WallMillis();
     Transaction tx(*session);
     if (!tx.ok()) return tx.status();
-    // The row lock keeps a claim of an expired lease from slipping in while we decide.
+    // The images' rows first, in id order (as CancelRequest locks them): a claim of an expired
+    // lease cannot slip in while we decide, and two transactions never wait on each other here.
     auto q = session->Exec(
-        "SELECT request_id, product_id FROM images "
-        "WHERE id = $1 AND state = 'leased' AND lease_owner = $2 FOR UPDATE",
-        Params().Add(image_id).Add(owner));
+        "SELECT id, request_id, product_id FROM images WHERE id = ANY($1::bigint[]) "
+        "AND state = 'leased' AND lease_owner IS NOT NULL ORDER BY id FOR UPDATE",
+        Params().AddIds(ids));
     if (!q.ok()) return q.status();
-    if (PQntuples(q->get()) == 0) return false;  // the lease was lost: the first result wins
-    const std::string request_id = Row(q->get(), 0).Text(0);
-    const int64_t product_id = Row(q->get(), 0).Int(1);
-
-    const request::ImageRecord record = request::RecordOf(outcome);
-    auto u = session->Exec(
-        "UPDATE images SET state = $1, lease_owner = NULL, due_at = COALESCE($2, due_at), "
-        "output_url = $3, error = $4, input_bytes = $5, output_bytes = $6, reused = $7, "
-        "enqueued_at = CASE WHEN $8 THEN enqueued_at ELSE NULL END WHERE id = $9 "
-        "RETURNING attempts",
-        Params()
-            .Add(request::ToString(record.state))
-            .Add(record.due_at)
-            .Add(record.output_url)
-            .Add(record.error)
-            .Add(record.input_bytes)
-            .Add(record.output_bytes)
-            .Add(record.reused ? "true" : "false")
-            .Add(record.final() ? "true" : "false")
-            .Add(image_id));
-    if (!u.ok()) return u.status();
-    if (!record.final()) {
-      if (Status s = tx.Commit(); !s.ok()) return s;
-      return true;
+    std::map<int64_t, std::pair<std::string, int64_t>> leased;  // id: request, product
+    for (int i = 0; i < PQntuples(q->get()); ++i) {
+      Row row(q->get(), i);
+      leased[row.Int(0)] = {row.Text(1), row.Int(2)};
     }
 
-    // The slots waiting on this one take its outcome (a done one's output is reused by them).
-    auto followers = session->Exec(
-        "UPDATE images SET state = $1, output_url = $2, error = $3, input_bytes = $4, "
-        "output_bytes = $5, reused = $6, attempts = $7 WHERE same_as = $8 AND state = 'waiting' "
-        "RETURNING product_id",
-        Params()
-            .Add(request::ToString(record.state))
-            .Add(record.output_url)
-            .Add(record.error)
-            .Add(record.input_bytes)
-            .Add(record.output_bytes)
-            .Add(record.state == request::ImageState::kDone ? "true" : "false")
-            .Add(Row(u->get(), 0).Int(0))
-            .Add(image_id));
-    if (!followers.ok()) return followers.status();
-    std::map<int64_t, int64_t> per_product{{product_id, 1}};
-    const int64_t finals = 1 + PQntuples(followers->get());
-    for (int i = 0; i < PQntuples(followers->get()); ++i) {
-      ++per_product[Row(followers->get(), i).Int(0)];
+    std::vector<bool> recorded;
+    std::map<int64_t, int64_t> per_product;  // final images per product
+    std::map<std::string, request::ImageTally> per_request;
+    for (const ImageResult& result : results) {
+      const auto it = leased.find(result.image_id);
+      if (it == leased.end()) {
+        recorded.push_back(false);
+        continue;
+      }
+      const request::ImageRecord record = request::RecordOf(result.outcome);
+      // Only the lease's holder: one whose lease was lost (taken over, or dropped by a cancel)
+      // changes nothing, and the first result stands.
+      auto u = session->Exec(
+          "UPDATE images SET state = $1, lease_owner = NULL, due_at = COALESCE($2, due_at), "
+          "output_url = $3, error = $4, input_bytes = $5, output_bytes = $6, reused = $7, "
+          "enqueued_at = CASE WHEN $8 THEN enqueued_at ELSE NULL END "
+          "WHERE id = $9 AND lease_owner = $10 RETURNING attempts",
+          Params()
+              .Add(request::ToString(record.state))
+              .Add(record.due_at)
+              .Add(record.output_url)
+              .Add(record.error)
+              .Add(record.input_bytes)
+              .Add(record.output_bytes)
+              .Add(record.reused ? "true" : "false")
+              .Add(record.final() ? "true" : "false")
+              .Add(result.image_id)
+              .Add(result.owner));
+      if (!u.ok()) return u.status();
+      recorded.push_back(PQntuples(u->get()) == 1);
+      if (!recorded.back() || !record.final()) continue;
+
+      // The slots waiting on this one take its outcome (a done one's output is reused by them).
+      auto followers = session->Exec(
+          "UPDATE images SET state = $1, output_url = $2, error = $3, input_bytes = $4, "
+          "output_bytes = $5, reused = $6, attempts = $7 WHERE same_as = $8 AND state = 'waiting' "
+          "RETURNING product_id",
+          Params()
+              .Add(request::ToString(record.state))
+              .Add(record.output_url)
+              .Add(record.error)
+              .Add(record.input_bytes)
+              .Add(record.output_bytes)
+              .Add(record.state == request::ImageState::kDone ? "true" : "false")
+              .Add(Row(u->get(), 0).Int(0))
+              .Add(result.image_id));
+      if (!followers.ok()) return followers.status();
+      const auto& [request_id, product_id] = it->second;
+      ++per_product[product_id];
+      for (int i = 0; i < PQntuples(followers->get()); ++i) {
+        ++per_product[Row(followers->get(), i).Int(0)];
+      }
+      per_request[request_id] += request::TallyOf(result.outcome, 1 + PQntuples(followers->get()));
     }
+
+    // Products, then requests, each in key order (std::map): the same order in every
+    // transaction, so concurrent batches wait for each other instead of deadlocking.
     for (const auto& [id, n] : per_product) {
       if (Status s = ImagesFinal(*session, id, n); !s.ok()) return s;
     }
-
-    // The row lock on the request serialises the last images of a request: exactly one
-    // transaction sees every image final and completes it.
-    const int64_t reused = outcome.ok ? finals - 1 + int64_t{outcome.reused} : 0;
-    auto count = session->Exec(
-        outcome.ok ? "UPDATE requests SET images_done = images_done + $1, "
-                     "images_reused = images_reused + $2 WHERE request_id = $3 "
-                     "RETURNING images_done + images_failed, images_total, webhook_url"
-                   : "UPDATE requests SET images_failed = images_failed + $1, "
-                     "images_reused = images_reused + $2 WHERE request_id = $3 "
-                     "RETURNING images_done + images_failed, images_total, webhook_url",
-        Params().Add(finals).Add(reused).Add(request_id));
-    if (!count.ok()) return count.status();
-    Row c(count->get(), 0);
-    const request::Completion completion =
-        request::AfterFinalImage(c.Int(0), c.Int(1), !c.IsNull(2), now);
-    if (completion.completed) {
+    for (const auto& [request_id, tally] : per_request) {
+      auto count = session->Exec(
+          kCountFinalImages,
+          Params().Add(tally.done).Add(tally.failed).Add(tally.reused).Add(request_id));
+      if (!count.ok()) return count.status();
+      Row c(count->get(), 0);
+      const request::Completion completion =
+          request::AfterFinalImage(c.Int(0), c.Int(1), !c.IsNull(2), now);
+      if (!completion.completed) continue;
       auto done = session->Exec(
-          "UPDATE requests SET status = 'completed', completed_at = $1, webhook_state = $2, "
-          "webhook_next_at = $3 WHERE request_id = $4 AND status IN ('pending', 'processing')",
+          kCompleteRequest,
           Params()
               .Add(now)
               .Add(completion.webhook_due ? std::optional<std::string>(request::kWebhookPending)
@@ -649,7 +665,7 @@ class PostgresStore final : public Store {
       if (!done.ok()) return done.status();
     }
     if (Status s = tx.Commit(); !s.ok()) return s;
-    return true;
+    return recorded;
   }
 
   Result<request::CancelVerdict> CancelRequest(const std::string& request_id,
@@ -670,8 +686,13 @@ class PostgresStore final : public Store {
     if (verdict != request::CancelVerdict::kCancel) return verdict;  // nothing written
     const bool has_webhook = !r.IsNull(1);
 
-    // Locks in RecordImage's order (images, products, the request), so the two never deadlock:
-    // an image being recorded is waited for, and is left out once it is final.
+    // Locks in RecordImages' order (images in id order, products, the request), so the two never
+    // deadlock: an image being recorded is waited for, and is left out once it is final.
+    auto locked = session->Exec(
+        "SELECT id FROM images WHERE request_id = $1 AND state IN ('queued', 'leased', 'waiting') "
+        "ORDER BY id FOR UPDATE",
+        Params().Add(request_id));
+    if (!locked.ok()) return locked.status();
     auto images = session->Exec(
         "UPDATE images SET state = 'failed', lease_owner = NULL, error = $1, enqueued_at = NULL "
         "WHERE request_id = $2 AND state IN ('queued', 'leased', 'waiting') RETURNING product_id",

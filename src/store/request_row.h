@@ -8,6 +8,7 @@
 #ifndef IMGPROC_STORE_REQUEST_ROW_H_
 #define IMGPROC_STORE_REQUEST_ROW_H_
 
+#include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -36,6 +37,29 @@ request::RequestView RequestViewOfRow(const std::string& request_id, const Row& 
         row.IsNull(8) ? std::nullopt : std::optional<int>(static_cast<int>(row.Int(8))));
   }
   return view;
+}
+
+// $1 request_id, $2 limit, $3 offset: the products of a ProductRange, in file order.
+inline constexpr std::string_view kProductPage =
+    "SELECT id, serial_no, product_name, input_urls, output_urls FROM product_entries "
+    "WHERE request_id = $1 ORDER BY position LIMIT $2 OFFSET $3";
+
+// $1 request_id.
+inline constexpr std::string_view kProductCount =
+    "SELECT count(*) FROM product_entries WHERE request_id = $1";
+
+// $1 request_id, $2 and $3 the first and last product id of a page (a request's products have
+// ids ascending in file order): the images the status shows more of, failed or waiting to be
+// retried (an error), and done with their sizes; for request::AttachImages.
+inline constexpr std::string_view kShownImages =
+    "SELECT product_id, idx, url, state, error, attempts, input_bytes, output_bytes, reused "
+    "FROM images WHERE request_id = $1 AND product_id BETWEEN $2 AND $3 AND "
+    "((error IS NOT NULL AND state <> 'done') OR (state = 'done' AND input_bytes IS NOT NULL)) "
+    "ORDER BY product_id, idx";
+
+// The limit that reads every product of a range without one.
+inline int64_t LimitOf(const request::ProductRange& range) {
+  return range.limit.value_or(std::numeric_limits<int64_t>::max());
 }
 
 // What the image cache knows of a URL ($1) in a variant ($2), with its content's stored output.
@@ -85,6 +109,19 @@ inline constexpr std::string_view kForgetContent =
 inline constexpr std::string_view kPurgeSources = "DELETE FROM image_sources WHERE checked_at < $1";
 inline constexpr std::string_view kPurgeContents =
     "DELETE FROM image_contents WHERE stored_at < $1 AND claimed_until < $2";
+
+// $1 done, $2 failed, $3 reused (a request::ImageTally), $4 request_id: answers the final images,
+// the images and the webhook URL, for request::AfterFinalImage. The row lock it takes serialises
+// the last images of a request: exactly one transaction sees every image final and completes it.
+inline constexpr std::string_view kCountFinalImages =
+    "UPDATE requests SET images_done = images_done + $1, images_failed = images_failed + $2, "
+    "images_reused = images_reused + $3 WHERE request_id = $4 "
+    "RETURNING images_done + images_failed, images_total, webhook_url";
+
+// $1 now, $2 webhook_state, $3 webhook_next_at, $4 request_id (request::Completion).
+inline constexpr std::string_view kCompleteRequest =
+    "UPDATE requests SET status = 'completed', completed_at = $1, webhook_state = $2, "
+    "webhook_next_at = $3 WHERE request_id = $4 AND status IN ('pending', 'processing')";
 
 // $1 images retried, $2 request_id: the request's next round (RequestWriter::RetryRequest).
 inline constexpr std::string_view kRetryRequestUpdate =

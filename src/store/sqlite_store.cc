@@ -313,7 +313,8 @@ class Reads {
  public:
   explicit Reads(Connection& c) : c_(c) {}
 
-  Result<request::RequestView> GetRequest(const std::string& request_id) EXCLUDES(c_.mu) {
+  Result<request::RequestView> GetRequestPage(const std::string& request_id,
+                                              const request::ProductRange& range) EXCLUDES(c_.mu) {
     MutexLock lock(&c_.mu);
     StatementCache& statements = c_.statements;
     Snapshot snapshot(statements);
@@ -329,24 +330,25 @@ class Reads {
     }
     request::RequestView view = RequestViewOfRow(request_id, q);
 
-    Stmt p(statements,
-           "SELECT id, serial_no, product_name, input_urls, output_urls FROM product_entries "
-           "WHERE request_id = ? ORDER BY position");
-    p.Bind(1, request_id);
+    Stmt p(statements, std::string(kProductPage));
+    p.Bind(1, request_id).Bind(2, LimitOf(range)).Bind(3, range.offset);
     std::vector<int64_t> product_ids;
     while (p.Step()) {
       product_ids.push_back(p.Int(0));
       view.products.push_back({p.Int(1), p.Text(2), p.Text(3), p.OptText(4), {}, {}, {}});
     }
     if (!p.ok()) return c_.Error("read products");
+    view.products_total = static_cast<int64_t>(view.products.size());
+    if (range.offset > 0 || range.limit) {
+      Stmt count(statements, std::string(kProductCount));
+      count.Bind(1, request_id);
+      if (!count.Step()) return c_.Error("count products");
+      view.products_total = count.Int(0);
+    }
+    if (product_ids.empty()) return view;
 
-    // The images the status shows more of: failed or waiting to be retried (an error), and done
-    // with their sizes.
-    Stmt i(statements,
-           "SELECT product_id, idx, url, state, error, attempts, input_bytes, output_bytes, reused "
-           "FROM images WHERE request_id = ? AND ((error IS NOT NULL AND state != 'done') OR "
-           "(state = 'done' AND input_bytes IS NOT NULL)) ORDER BY product_id, idx");
-    i.Bind(1, request_id);
+    Stmt i(statements, std::string(kShownImages));
+    i.Bind(1, request_id).Bind(2, product_ids.front()).Bind(3, product_ids.back());
     std::vector<request::ImageRow> rows;
     while (i.Step()) {
       rows.push_back({i.Int(0), static_cast<int>(i.Int(1)), i.Text(2),
@@ -566,8 +568,9 @@ class SqliteStore final : public Store {
     return tx.Commit();
   }
 
-  Result<request::RequestView> GetRequest(const std::string& request_id) override {
-    return reads_->GetRequest(request_id);
+  Result<request::RequestView> GetRequestPage(const std::string& request_id,
+                                              const request::ProductRange& range) override {
+    return reads_->GetRequestPage(request_id, range);
   }
 
   Result<std::vector<request::RequestSummary>> ListRequests(const std::optional<std::string>& owner,
@@ -637,84 +640,32 @@ class SqliteStore final : public Store {
     return extended;
   }
 
-  Result<bool> RecordImage(int64_t image_id, const std::string& owner,
-                           const request::ImageOutcome& outcome) override EXCLUDES(writer_.mu) {
+  Result<std::vector<bool>> RecordImages(const std::vector<ImageResult>& results) override
+      EXCLUDES(writer_.mu) {
     MutexLock lock(&writer_.mu);
-    StatementCache& statements = writer_.statements;
     const Millis now = clock_.WallMillis();
     Transaction tx(this);
     if (!tx.ok()) return tx.status();
-    Stmt q(statements,
-           "SELECT request_id, product_id FROM images "
-           "WHERE id = ? AND state = 'leased' AND lease_owner = ?");
-    q.Bind(1, image_id).Bind(2, owner);
-    if (!q.Step()) {
-      if (!q.ok()) return writer_.Error("read image");
-      return false;  // the lease was lost: another worker owns (or finished) this image
+    std::vector<bool> recorded;
+    std::map<int64_t, int64_t> per_product;  // final images per product
+    std::map<std::string, request::ImageTally> per_request;
+    for (const ImageResult& result : results) {
+      auto one = RecordOne(result, per_product, per_request);
+      if (!one.ok()) return one.status();
+      recorded.push_back(*one);
     }
-    const std::string request_id = q.Text(0);
-    const int64_t product_id = q.Int(1);
-    q.Reset();
-
-    const request::ImageRecord record = request::RecordOf(outcome);
-    Stmt u(statements,
-           "UPDATE images SET state = ?, lease_owner = NULL, due_at = COALESCE(?, due_at), "
-           "output_url = ?, error = ?, input_bytes = ?, output_bytes = ?, reused = ?, "
-           "enqueued_at = CASE WHEN ? THEN enqueued_at ELSE NULL END WHERE id = ?");
-    u.Bind(1, request::ToString(record.state))
-        .Bind(2, record.due_at)
-        .Bind(3, record.output_url)
-        .Bind(4, record.error)
-        .Bind(5, record.input_bytes)
-        .Bind(6, record.output_bytes)
-        .Bind(7, int64_t{record.reused})
-        .Bind(8, int64_t{record.final()})
-        .Bind(9, image_id)
-        .Step();
-    if (!u.ok()) return writer_.Error("record image");
-    if (!record.final()) return tx.Commit().ok() ? Result<bool>(true) : tx.status();
-
-    // The slots waiting on this one take its outcome (a done one's output is reused by them).
-    Stmt followers(statements,
-                   "UPDATE images SET state = ?, output_url = ?, error = ?, input_bytes = ?, "
-                   "output_bytes = ?, reused = ?, attempts = (SELECT attempts FROM images "
-                   "WHERE id = ?) WHERE same_as = ? AND state = 'waiting' RETURNING product_id");
-    followers.Bind(1, request::ToString(record.state))
-        .Bind(2, record.output_url)
-        .Bind(3, record.error)
-        .Bind(4, record.input_bytes)
-        .Bind(5, record.output_bytes)
-        .Bind(6, int64_t{record.state == request::ImageState::kDone})
-        .Bind(7, image_id)
-        .Bind(8, image_id);
-    std::map<int64_t, int64_t> per_product{{product_id, 1}};
-    int64_t finals = 1;
-    while (followers.Step()) {
-      ++per_product[followers.Int(0)];
-      ++finals;
-    }
-    if (!followers.ok()) return writer_.Error("record waiting images");
     for (const auto& [id, n] : per_product) {
       if (Status s = ImagesFinal(id, n); !s.ok()) return s;
     }
-
-    const int64_t reused = outcome.ok ? finals - 1 + int64_t{outcome.reused} : 0;
-    Stmt count(statements,
-               outcome.ok ? "UPDATE requests SET images_done = images_done + ?, "
-                            "images_reused = images_reused + ? WHERE request_id = ? "
-                            "RETURNING images_done + images_failed, images_total, webhook_url"
-                          : "UPDATE requests SET images_failed = images_failed + ?, "
-                            "images_reused = images_reused + ? WHERE request_id = ? "
-                            "RETURNING images_done + images_failed, images_total, webhook_url");
-    count.Bind(1, finals).Bind(2, reused).Bind(3, request_id);
-    if (!count.Step()) return writer_.Error("update request");
-    const request::Completion completion =
-        request::AfterFinalImage(count.Int(0), count.Int(1), !count.IsNull(2), now);
-    count.Step();
-    if (completion.completed) {
-      Stmt done(statements,
-                "UPDATE requests SET status = 'completed', completed_at = ?, webhook_state = ?, "
-                "webhook_next_at = ? WHERE request_id = ? AND status IN ('pending', 'processing')");
+    for (const auto& [request_id, tally] : per_request) {
+      Stmt count(writer_.statements, std::string(kCountFinalImages));
+      count.Bind(1, tally.done).Bind(2, tally.failed).Bind(3, tally.reused).Bind(4, request_id);
+      if (!count.Step()) return writer_.Error("update request");
+      const request::Completion completion =
+          request::AfterFinalImage(count.Int(0), count.Int(1), !count.IsNull(2), now);
+      count.Step();
+      if (!completion.completed) continue;
+      Stmt done(writer_.statements, std::string(kCompleteRequest));
       done.Bind(1, now)
           .Bind(2, completion.webhook_due ? std::optional<std::string>(request::kWebhookPending)
                                           : std::nullopt)
@@ -724,7 +675,7 @@ class SqliteStore final : public Store {
       if (!done.ok()) return writer_.Error("complete request");
     }
     if (Status s = tx.Commit(); !s.ok()) return s;
-    return true;
+    return recorded;
   }
 
   Result<request::CancelVerdict> CancelRequest(const std::string& request_id,
@@ -1081,6 +1032,66 @@ class SqliteStore final : public Store {
 
   // The last image of a product became final: its outputs (request::ComposeOutputs).
   // `n` more images of a product are final: the last one composes its outputs.
+  // One outcome of RecordImages: its image's row and the slots waiting on it; the products and
+  // requests they finish are left to the caller, counted in `per_product` and `per_request`.
+  Result<bool> RecordOne(const ImageResult& result, std::map<int64_t, int64_t>& per_product,
+                         std::map<std::string, request::ImageTally>& per_request)
+      REQUIRES(writer_.mu) {
+    StatementCache& statements = writer_.statements;
+    Stmt q(statements,
+           "SELECT request_id, product_id FROM images "
+           "WHERE id = ? AND state = 'leased' AND lease_owner = ?");
+    q.Bind(1, result.image_id).Bind(2, result.owner);
+    if (!q.Step()) {
+      if (!q.ok()) return writer_.Error("read image");
+      return false;  // the lease was lost: another worker owns (or finished) this image
+    }
+    const std::string request_id = q.Text(0);
+    const int64_t product_id = q.Int(1);
+    q.Reset();
+
+    const request::ImageRecord record = request::RecordOf(result.outcome);
+    Stmt u(statements,
+           "UPDATE images SET state = ?, lease_owner = NULL, due_at = COALESCE(?, due_at), "
+           "output_url = ?, error = ?, input_bytes = ?, output_bytes = ?, reused = ?, "
+           "enqueued_at = CASE WHEN ? THEN enqueued_at ELSE NULL END WHERE id = ?");
+    u.Bind(1, request::ToString(record.state))
+        .Bind(2, record.due_at)
+        .Bind(3, record.output_url)
+        .Bind(4, record.error)
+        .Bind(5, record.input_bytes)
+        .Bind(6, record.output_bytes)
+        .Bind(7, int64_t{record.reused})
+        .Bind(8, int64_t{record.final()})
+        .Bind(9, result.image_id)
+        .Step();
+    if (!u.ok()) return writer_.Error("record image");
+    if (!record.final()) return true;
+
+    // The slots waiting on this one take its outcome (a done one's output is reused by them).
+    Stmt followers(statements,
+                   "UPDATE images SET state = ?, output_url = ?, error = ?, input_bytes = ?, "
+                   "output_bytes = ?, reused = ?, attempts = (SELECT attempts FROM images "
+                   "WHERE id = ?) WHERE same_as = ? AND state = 'waiting' RETURNING product_id");
+    followers.Bind(1, request::ToString(record.state))
+        .Bind(2, record.output_url)
+        .Bind(3, record.error)
+        .Bind(4, record.input_bytes)
+        .Bind(5, record.output_bytes)
+        .Bind(6, int64_t{record.state == request::ImageState::kDone})
+        .Bind(7, result.image_id)
+        .Bind(8, result.image_id);
+    ++per_product[product_id];
+    int64_t finals = 1;
+    while (followers.Step()) {
+      ++per_product[followers.Int(0)];
+      ++finals;
+    }
+    if (!followers.ok()) return writer_.Error("record waiting images");
+    per_request[request_id] += request::TallyOf(result.outcome, finals);
+    return true;
+  }
+
   Status ImagesFinal(int64_t product_id, int64_t n) REQUIRES(writer_.mu) {
     Stmt dec(writer_.statements,
              "UPDATE product_entries SET images_pending = images_pending - ? WHERE id = ? "

@@ -69,9 +69,16 @@ class RequestReader {
  public:
   virtual ~RequestReader() = default;
 
-  // The request as its status shows it; NotFound when the id is unknown. One consistent
-  // snapshot, read beside the pipeline's writes (never waiting for them).
-  [[nodiscard]] virtual Result<request::RequestView> GetRequest(const std::string& request_id) = 0;
+  // The request as its status shows it, with the products of `range` (and the count of all of
+  // them); NotFound when the id is unknown. One consistent snapshot, read beside the pipeline's
+  // writes (never waiting for them).
+  [[nodiscard]] virtual Result<request::RequestView> GetRequestPage(
+      const std::string& request_id, const request::ProductRange& range) = 0;
+
+  // GetRequestPage with every product.
+  [[nodiscard]] Result<request::RequestView> GetRequest(const std::string& request_id) {
+    return GetRequestPage(request_id, {});
+  }
 
   // The request's round (0, one more per retry): whether a finished status kept in memory is still
   // its status. NotFound when the id is unknown.
@@ -102,6 +109,13 @@ struct ImageTask {
   std::optional<Millis> refresh_since;
 };
 
+// A worker's outcome for the image it holds, to record (ImageLeases::RecordImages).
+struct ImageResult {
+  int64_t image_id = 0;
+  std::string owner;  // the lease's holder
+  request::ImageOutcome outcome;
+};
+
 class ImageLeases {
  public:
   virtual ~ImageLeases() = default;
@@ -124,12 +138,22 @@ class ImageLeases {
                                                  const std::vector<int64_t>& image_ids,
                                                  Millis lease_ms) = 0;
 
-  // Records a worker's outcome (request::RecordOf). Ignored (returns OK with false) unless
-  // `owner` still holds the lease, so a slow worker cannot overwrite a result. When the last image
-  // of a product is final its outputs are composed (request::ComposeOutputs), and when the last of
-  // the request is, the request completes in the same transaction (request::AfterFinalImage).
-  [[nodiscard]] virtual Result<bool> RecordImage(int64_t image_id, const std::string& owner,
-                                                 const request::ImageOutcome& outcome) = 0;
+  // Records workers' outcomes (request::RecordOf), all in one transaction, and answers for each
+  // whether it was taken. One is ignored (false) unless its `owner` still holds the lease, so a
+  // slow worker cannot overwrite a result. When the last image of a product is final its outputs
+  // are composed (request::ComposeOutputs), and when the last of the request is, the request
+  // completes in the same transaction (request::AfterFinalImage). The transaction locks products,
+  // then requests, each in key order, so that concurrent batches never deadlock.
+  [[nodiscard]] virtual Result<std::vector<bool>> RecordImages(
+      const std::vector<ImageResult>& results) = 0;
+
+  // RecordImages for one outcome.
+  [[nodiscard]] Result<bool> RecordImage(int64_t image_id, const std::string& owner,
+                                         const request::ImageOutcome& outcome) {
+    auto recorded = RecordImages({{image_id, owner, outcome}});
+    if (!recorded.ok()) return recorded.status();
+    return static_cast<bool>(recorded->front());
+  }
 
   // Whether `owner` still holds the lease of `image_id`: false once it is lost (taken over after
   // it expired, or dropped by a cancel). A worker asks before each stage of an image, so a

@@ -327,13 +327,14 @@ class HeldStore final : public testing::ForwardingStore {
     return reads_;
   }
 
-  Result<request::RequestView> GetRequest(const std::string& request_id) override {
+  Result<request::RequestView> GetRequestPage(const std::string& request_id,
+                                              const request::ProductRange& range) override {
     {
       std::unique_lock<std::mutex> lock(mu_);
       ++reads_;
       released_.wait(lock, [this] { return !held_; });
     }
-    return ForwardingStore::GetRequest(request_id);
+    return ForwardingStore::GetRequestPage(request_id, range);
   }
 
  private:
@@ -536,6 +537,57 @@ TEST_F(ApiTest, ListsRecentRequestsNewestFirst) {
     EXPECT_EQ(r.status, 400) << bad;
     EXPECT_TRUE(Body(r)["error"].is_string());
   }
+}
+
+TEST_F(ApiTest, StatusPagesReadASliceOfTheProductsAndTheirTotal) {
+  std::string csv = "Serial Number,Product Name,Input Image Urls\n";
+  for (int i = 1; i <= 5; ++i) {
+    csv += std::to_string(i) + ",SKU" + std::to_string(i) + ",https://example.com/" +
+           std::to_string(i) + ".jpg\n";
+  }
+  const std::string id = Body(Upload(csv))["request_id"];
+  auto tasks = store_->ClaimImages("w", 10, 60'000);
+  ASSERT_EQ(tasks->size(), 5u);
+  for (const auto& t : *tasks) {
+    request::ImageOutcome o;
+    o.ok = t.serial_no != 3;
+    o.output_url = "http://out/" + std::to_string(t.serial_no);
+    o.error = "HTTP 404";
+    ASSERT_TRUE(*store_->RecordImage(t.image_id, "w", o));
+  }
+
+  json page = Body(Get("/status/" + id + "/", {{"offset", "1"}, {"limit", "2"}}));
+  EXPECT_EQ(page["status"], "completed");
+  EXPECT_EQ(page["progress"]["images_total"], 5);
+  EXPECT_EQ(page["page"], json({{"offset", 1}, {"limit", 2}, {"total", 5}}));
+  ASSERT_EQ(page["products"].size(), 2u);
+  EXPECT_EQ(page["products"][0]["Serial Number"], 2);
+  EXPECT_EQ(page["products"][0]["Output Image Urls"], "http://out/2");
+  EXPECT_EQ(page["products"][0]["Image Errors"], json::array());
+  EXPECT_EQ(page["products"][1]["Serial Number"], 3);  // its image error comes with it
+  ASSERT_EQ(page["products"][1]["Image Errors"].size(), 1u);
+  EXPECT_EQ(page["products"][1]["Image Errors"][0]["error"], "HTTP 404");
+
+  json rest = Body(Get("/status/" + id + "/", {{"offset", "3"}}));
+  EXPECT_EQ(rest["page"], json({{"offset", 3}, {"limit", nullptr}, {"total", 5}}));
+  ASSERT_EQ(rest["products"].size(), 2u);
+  EXPECT_EQ(rest["products"][1]["Serial Number"], 5);
+  json counts = Body(Get("/status/" + id + "/", {{"limit", "0"}}));
+  EXPECT_EQ(counts["products"], json::array());
+  EXPECT_EQ(counts["page"]["total"], 5);
+  EXPECT_EQ(Body(Get("/status/" + id + "/", {{"offset", "9"}}))["products"], json::array());
+
+  // The whole list, as before, has no page.
+  json whole = Body(Get("/status/" + id + "/"));
+  EXPECT_EQ(whole["products"].size(), 5u);
+  EXPECT_FALSE(whole.contains("page"));
+  for (const auto& [name, bad] : std::vector<std::pair<std::string, std::string>>{
+           {"offset", "-1"}, {"limit", "x"}, {"limit", ""}, {"offset", "99999999999"}}) {
+    Response r = Get("/status/" + id + "/", {{name, bad}});
+    EXPECT_EQ(r.status, 400) << name << "=" << bad;
+    EXPECT_NE(Body(r)["error"].get<std::string>().find(name), std::string::npos);
+  }
+  EXPECT_EQ(Get("/status/00000000-0000-4000-8000-000000000000/", {{"limit", "1"}}).status, 404);
 }
 
 TEST_F(ApiTest, ReadyWhileTheStoreAnswers) {

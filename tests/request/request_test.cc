@@ -134,6 +134,25 @@ TEST(ComposeOutputs, KeepsInputOrderPassThroughAndEmptyForFailures) {
   EXPECT_EQ(ComposeOutputs("http://a", {{5, "out of range"}}), "http://a");
 }
 
+TEST(TallyOf, FollowersReuseADoneOutputAndShareAFailure) {
+  ImageOutcome made;
+  made.ok = true;
+  ImageTally t = TallyOf(made, 3);  // made once, two waiting slots take it
+  EXPECT_EQ(t.done, 3);
+  EXPECT_EQ(t.failed, 0);
+  EXPECT_EQ(t.reused, 2);
+  ImageOutcome cached = made;
+  cached.reused = true;
+  EXPECT_EQ(TallyOf(cached, 1).reused, 1);
+  ImageOutcome failed;
+  failed.error = "download failed";
+  t += TallyOf(failed, 2);
+  EXPECT_EQ(t.done, 3);
+  EXPECT_EQ(t.failed, 2);
+  EXPECT_EQ(t.reused, 2);
+  EXPECT_EQ(t.finals(), 5);
+}
+
 TEST(AfterFinalImage, CompletesOnTheLastAndThenTheWebhookIsDue) {
   EXPECT_FALSE(AfterFinalImage(2, 3, true, 10).completed);
   EXPECT_FALSE(AfterFinalImage(2, 3, true, 10).webhook_due);

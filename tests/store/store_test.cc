@@ -7,6 +7,7 @@
 #include <chrono>
 #include <filesystem>
 #include <future>
+#include <map>
 #include <memory>
 #include <set>
 #include <thread>
@@ -181,6 +182,100 @@ TEST_P(StoreTest, OnlyTheLeaseHolderRecordsAndFirstResultWins) {
   auto view = store_->GetRequest("r1");
   EXPECT_EQ(view->products[0].output_urls.value_or(""), "http://out/fast");
   EXPECT_EQ(view->images_done, 1);
+}
+
+TEST_P(StoreTest, OutcomesRecordedTogetherFinishProductsAndRequestsOnce) {
+  ASSERT_TRUE(store_
+                  ->CreateRequest({"r1",
+                                   "http://hook/",
+                                   std::nullopt,
+                                   "",
+                                   0,
+                                   {Row(1, "P1", {"http://a/0", "http://a/1", "http://a/0"}),
+                                    Row(2, "P2", {"http://a/2"})}})
+                  .ok());
+  ASSERT_TRUE(store_
+                  ->CreateRequest({"r2",
+                                   std::nullopt,
+                                   std::nullopt,
+                                   "",
+                                   0,
+                                   {Row(1, "Q1", {"http://b/0", "http://b/1"})}})
+                  .ok());
+  auto tasks = store_->ClaimImages("w", 10, 60'000);
+  ASSERT_TRUE(tasks.ok());
+  ASSERT_EQ(tasks->size(), 5u);  // a/0 (and the slot waiting on it), a/1, a/2, b/0, b/1
+  std::map<std::string, int64_t> id;
+  for (const auto& t : *tasks) id[t.url] = t.image_id;
+  ImageOutcome transient = Failed("HTTP 503");
+  transient.retry_at = NowMillis() + 60'000;
+  // In one transaction: all of r1 (one failed, one a lost lease first), and half of r2.
+  auto recorded = store_->RecordImages({{id["http://a/1"], "other", Ok("http://out/lost")},
+                                        {id["http://b/0"], "w", transient},
+                                        {id["http://a/0"], "w", Ok("http://out/a0")},
+                                        {id["http://a/1"], "w", Failed("HTTP 404")},
+                                        {id["http://a/2"], "w", Ok("http://out/a2")}});
+  ASSERT_TRUE(recorded.ok()) << recorded.status().message();
+  EXPECT_EQ(*recorded, (std::vector<bool>{false, true, true, true, true}));
+
+  auto r1 = store_->GetRequest("r1");
+  EXPECT_EQ(r1->status, RequestStatus::kCompleted);
+  EXPECT_EQ(r1->images_done, 3);  // a/0 twice (one reused) and a/2
+  EXPECT_EQ(r1->images_failed, 1);
+  EXPECT_EQ(r1->images_reused, 1);
+  EXPECT_EQ(r1->products[0].output_urls.value_or("?"), "http://out/a0,,http://out/a0");
+  EXPECT_EQ(r1->products[1].output_urls.value_or("?"), "http://out/a2");
+  auto hooks = store_->ClaimWebhooks(10, 1000);
+  ASSERT_EQ(hooks->size(), 1u);  // r1's, once
+  EXPECT_EQ((*hooks)[0].request_id, "r1");
+
+  auto r2 = store_->GetRequest("r2");
+  EXPECT_EQ(r2->status, RequestStatus::kProcessing);
+  EXPECT_EQ(r2->images_done + r2->images_failed, 0);  // b/0 is queued again, b/1 still leased
+  EXPECT_TRUE(*store_->RecordImage(id["http://b/1"], "w", Ok("http://out/b1")));
+  EXPECT_EQ(store_->GetRequest("r2")->images_done, 1);
+}
+
+TEST_P(StoreTest, APageOfProductsComesWithItsImagesAndTheTotal) {
+  ASSERT_TRUE(
+      store_
+          ->CreateRequest({"r1",
+                           std::nullopt,
+                           std::nullopt,
+                           "",
+                           0,
+                           {Row(1, "P1", {"http://a/1"}), Row(2, "P2", {"http://a/2"}),
+                            Row(3, "P3", {"http://a/3", "keep"}), Row(4, "P4", {"http://a/4"})}})
+          .ok());
+  // Another request's products and images interleave with r1's in no page.
+  ASSERT_TRUE(
+      store_
+          ->CreateRequest({"r2", std::nullopt, std::nullopt, "", 0, {Row(1, "Q1", {"http://b/1"})}})
+          .ok());
+  auto tasks = store_->ClaimImages("w", 10, 60'000);
+  ASSERT_EQ(tasks->size(), 5u);
+  for (const auto& t : *tasks) {
+    ASSERT_TRUE(*store_->RecordImage(t.image_id, "w", Failed("failed " + t.url)));
+  }
+  auto page = store_->GetRequestPage("r1", {1, 2});
+  ASSERT_TRUE(page.ok()) << page.status().message();
+  EXPECT_EQ(page->products_total, 4);
+  EXPECT_EQ(page->images_failed, 4);  // the request's counters, not the page's
+  ASSERT_EQ(page->products.size(), 2u);
+  EXPECT_EQ(page->products[0].product_name, "P2");
+  EXPECT_EQ(page->products[1].product_name, "P3");
+  ASSERT_EQ(page->products[0].image_errors.size(), 1u);
+  EXPECT_EQ(page->products[0].image_errors[0].error, "failed http://a/2");
+  ASSERT_EQ(page->products[1].image_errors.size(), 1u);
+  EXPECT_EQ(page->products[1].image_errors[0].error, "failed http://a/3");
+  EXPECT_EQ(page->products[1].output_urls.value_or("?"), ",keep");
+
+  auto past = store_->GetRequestPage("r1", {10, std::nullopt});
+  EXPECT_TRUE(past->products.empty());
+  EXPECT_EQ(past->products_total, 4);
+  auto whole = store_->GetRequest("r1");
+  EXPECT_EQ(whole->products.size(), 4u);
+  EXPECT_EQ(whole->products_total, 4);
 }
 
 TEST_P(StoreTest, TransientFailureIsRetriedAfterItsTime) {

@@ -22,8 +22,9 @@ class ForwardingStore : public store::Store {
                                                const std::optional<std::string>& owner) override {
     return inner_.CancelRequest(request_id, owner);
   }
-  Result<request::RequestView> GetRequest(const std::string& request_id) override {
-    return inner_.GetRequest(request_id);
+  Result<request::RequestView> GetRequestPage(const std::string& request_id,
+                                              const request::ProductRange& range) override {
+    return inner_.GetRequestPage(request_id, range);
   }
   Result<std::vector<request::RequestSummary>> ListRequests(const std::optional<std::string>& owner,
                                                             int limit) override {
@@ -46,9 +47,8 @@ class ForwardingStore : public store::Store {
                            request::Millis lease_ms) override {
     return inner_.ExtendLeases(owner_prefix, image_ids, lease_ms);
   }
-  Result<bool> RecordImage(int64_t image_id, const std::string& owner,
-                           const request::ImageOutcome& outcome) override {
-    return inner_.RecordImage(image_id, owner, outcome);
+  Result<std::vector<bool>> RecordImages(const std::vector<store::ImageResult>& results) override {
+    return inner_.RecordImages(results);
   }
   Result<bool> HoldsLease(int64_t image_id, const std::string& owner) override {
     return inner_.HoldsLease(image_id, owner);

@@ -246,8 +246,18 @@ nlohmann::json ImgprocProcess::WaitForStatus(const std::string& id,
 
 nlohmann::json ImgprocProcess::WaitForCompletion(const std::string& id,
                                                  std::chrono::seconds timeout) {
-  return WaitForStatus(
-      id, [](const nlohmann::json& s) { return s["status"] == "completed"; }, timeout);
+  // As a client of a big request does (docs/api.md): polls only the counts (?limit=0), and
+  // reads the products once it is completed.
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto res = Get("/status/" + id + "/?limit=0");
+    if (res && res->status == 200) {
+      const auto counts = nlohmann::json::parse(res->body, nullptr, false);
+      if (counts.is_object() && counts.value("status", "") == "completed") return Status(id);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a poll, not a decision
+  }
+  return Status(id);
 }
 
 nlohmann::json ImgprocProcess::WaitForWebhook(const std::string& id, std::chrono::seconds timeout) {

@@ -79,7 +79,7 @@ class ImgprocProcess {
   nlohmann::json WaitForStatus(const std::string& id,
                                const std::function<bool(const nlohmann::json&)>& done,
                                std::chrono::seconds timeout = std::chrono::seconds(60));
-  // Until "completed".
+  // Until "completed", polling the counts only (?limit=0); then the whole status.
   nlohmann::json WaitForCompletion(const std::string& id,
                                    std::chrono::seconds timeout = std::chrono::seconds(60));
   // Until the webhook is settled ("delivered" or "failed"): the store has recorded its last

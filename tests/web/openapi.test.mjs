@@ -130,6 +130,11 @@ test('status 200 while processing and when completed, 404; output CSV; media; li
   assert.equal(done.progress.images_failed, 1);
   assert.equal(done.products[0]['Image Sizes'][0].input_bytes, images.size('img1.jpg'));
   assert.match(done.products[0]['Output Image Urls'].split(',')[0], kObject);
+  // A page of the products: the same shape, with `page`.
+  const page = await call('/status/{request_id}/', 'get', `/status/${id}/?offset=1&limit=1`, { expect: 200 });
+  assert.deepEqual(page.body.products, [done.products[1]]);
+  assert.deepEqual(page.body.page, { offset: 1, limit: 1, total: done.products.length });
+  await call('/status/{request_id}/', 'get', `/status/${id}/?limit=-1`, { expect: 400 });
   await call('/status/{request_id}/', 'get', '/status/00000000-0000-4000-8000-000000000000/', { expect: 404 });
   await call('/status/{request_id}/', 'get', '/status/not-a-uuid/', { expect: 404 });
 

@@ -118,10 +118,11 @@ class WatchedStore : public testing::ForwardingStore {
   void FailGetRequest(Status status) { get_failure_ = std::move(status); }
   void FailRecordWebhook(Status status) { record_failure_ = std::move(status); }
 
-  Result<request::RequestView> GetRequest(const std::string& request_id) override {
+  Result<request::RequestView> GetRequestPage(const std::string& request_id,
+                                              const request::ProductRange& range) override {
     Note([&] { ++reads_[request_id]; });
     if (!get_failure_.ok()) return get_failure_;
-    return ForwardingStore::GetRequest(request_id);
+    return ForwardingStore::GetRequestPage(request_id, range);
   }
   Status RecordWebhook(const std::string& request_id, int64_t round, bool delivered,
                        std::optional<int> http_status,

@@ -13,6 +13,13 @@ enum Column { kSerial, kName, kUrls };
 constexpr const char* kColumnNames[] = {"Serial Number", "Product Name", "Input Image Urls"};
 constexpr size_t kNone = static_cast<size_t>(-1);
 constexpr size_t kMaxNameChars = 255;
+
+// Follows the problem of a file past one of the service's limits: which setting that is, and how
+// whoever runs imgproc raises it (docs/security.md lists them).
+std::string RaiseHint(std::string_view setting, std::string_view flag) {
+  return ": the limit is " + std::string(setting) + ", raised where imgproc runs with " +
+         std::string(setting) + "=<n> (or " + std::string(flag) + ")";
+}
 constexpr size_t kMaxShownBytes = 50;
 constexpr std::string_view kWhitespace = " \t\r\n\v\f";
 
@@ -210,7 +217,9 @@ class Builder {
 
   void DataRecord() {
     if (++rows_ > limits_.max_rows) {
-      Add(record_line_, "", "more than " + std::to_string(limits_.max_rows) + " rows");
+      Add(record_line_, "",
+          "more than " + std::to_string(limits_.max_rows) + " rows" +
+              RaiseHint("MAX_ROWS", "--max-rows"));
       done_ = true;
       return;
     }
@@ -239,7 +248,8 @@ class Builder {
     } else if (url_count_ > limits_.max_urls_per_row) {
       Add(record_line_, kColumnNames[kUrls],
           "more than " + std::to_string(limits_.max_urls_per_row) + " URL entries (" +
-              std::to_string(url_count_) + ")");
+              std::to_string(url_count_) + ")" +
+              RaiseHint("MAX_URLS_PER_ROW", "--max-urls-per-row"));
     }
     if (!long_url_.empty()) {
       Add(record_line_, kColumnNames[kUrls],
@@ -310,8 +320,9 @@ void OnRecord(int /*terminator*/, void* builder) { static_cast<Builder*>(builder
 ParseResult ParseProducts(std::string_view data, const Limits& limits) {
   ParseResult result;
   if (data.size() > limits.max_bytes) {
-    result.problems.push_back(
-        {0, "", "file is larger than " + std::to_string(limits.max_bytes) + " bytes"});
+    result.problems.push_back({0, "",
+                               "file is larger than " + std::to_string(limits.max_bytes) +
+                                   " bytes" + RaiseHint("MAX_CSV_BYTES", "--max-csv-bytes")});
     return result;
   }
   if (data.starts_with("\xEF\xBB\xBF")) data.remove_prefix(3);

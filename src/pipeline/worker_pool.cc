@@ -287,7 +287,10 @@ WorkerPool::WorkerPool(store::ImageLeases& store, queue::WorkQueue& queue,
       http_(http),
       cpu_(std::max(1, options_.cpu_threads)),
       budget_(options_.pixel_budget, clock),
-      body_budget_(options_.download_budget_bytes) {
+      body_budget_(options_.download_budget_bytes),
+      records_([this](const std::vector<store::ImageResult>& results) {
+        return store_.RecordImages(results);
+      }) {
   options_.fetch.cancel = &cancel_;
   options_.fetch.body_budget = &body_budget_;
 }
@@ -370,44 +373,13 @@ void WorkerPool::Heartbeat() {
   }
 }
 
-struct WorkerPool::PendingRecord {
-  const store::ImageResult& result;
-  std::optional<Result<bool>> answer;  // under record_mu_: set by the writer of its batch
-  CondVar turn;                        // answered, or at the front of the line
-};
-
-Result<bool> WorkerPool::RecordTogether(const store::ImageResult& result) {
-  PendingRecord me{result, std::nullopt, {}};
-  MutexLock lock(&record_mu_);
-  records_.push_back(&me);
-  while (!me.answer && records_.front() != &me) me.turn.Wait(&record_mu_);
-  if (me.answer) return *std::move(me.answer);
-
-  // At the front: write every outcome in line, this one first. The line is at most one per
-  // worker, so the batch is bounded by the workers.
-  const std::vector<PendingRecord*> batch(records_.begin(), records_.end());
-  std::vector<store::ImageResult> results;
-  results.reserve(batch.size());
-  for (const PendingRecord* pending : batch) results.push_back(pending->result);
-  lock.Unlock();
-  auto recorded = store_.RecordImages(results);
-  lock.Lock();
-  for (size_t i = 0; i < batch.size(); ++i) {
-    batch[i]->answer = recorded.ok() ? Result<bool>((*recorded)[i]) : recorded.status();
-    records_.pop_front();
-    if (batch[i] != &me) batch[i]->turn.Signal();
-  }
-  if (!records_.empty()) records_.front()->turn.Signal();  // the next batch's writer
-  return *std::move(me.answer);
-}
-
 bool WorkerPool::Record(const store::ImageTask& task, const std::string& owner,
                         const request::ImageOutcome& outcome) {
   const auto give_up = clock_.Now() + options_.lease;
   auto delay = std::chrono::milliseconds(100);
   const store::ImageResult result{task.image_id, owner, outcome};
   while (true) {
-    auto recorded = RecordTogether(result);
+    auto recorded = records_.Call(result);
     if (recorded.ok()) {
       if (!*recorded) {
         spdlog::info("request {} image {}#{}: lease lost, another worker's result stands",

@@ -11,7 +11,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <set>
@@ -19,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/batcher.h"
 #include "common/clock.h"
 #include "common/mutex.h"
 #include "metrics/service_metrics.h"
@@ -104,11 +104,6 @@ class WorkerPool {
   // True when it was recorded (this worker still held the lease).
   bool Record(const store::ImageTask& task, const std::string& owner,
               const request::ImageOutcome& outcome);
-  // Records `result` together with those of the workers recording at the same time, in one store
-  // transaction (a group commit, as LevelDB's DBImpl::Write): the first in line writes the
-  // outcomes queued behind it, and they take its answer. One transaction per image was a third of
-  // a re-import's CPU (perf, 400 images answered 304).
-  Result<bool> RecordTogether(const store::ImageResult& result) EXCLUDES(record_mu_);
   bool stopping() EXCLUDES(mu_);
 
   store::ImageLeases& store_;
@@ -129,9 +124,9 @@ class WorkerPool {
   Mutex held_mu_;
   // The images taken and not yet recorded: the leases to extend.
   std::multiset<int64_t> held_ GUARDED_BY(held_mu_);
-  struct PendingRecord;  // an outcome in line to be recorded, and then its answer
-  Mutex record_mu_;
-  std::deque<PendingRecord*> records_ GUARDED_BY(record_mu_);  // the front one is writing
+  // The outcomes of the workers recording at the same time, in one store transaction. One
+  // transaction per image was a third of a re-import's CPU (perf, 400 images answered 304).
+  Batcher<store::ImageResult, bool> records_;
   std::string process_;  // every lease owner of this pool starts with it
   std::vector<std::thread> threads_;
   std::thread heartbeat_;

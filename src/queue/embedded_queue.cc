@@ -6,7 +6,13 @@ namespace imgproc::queue {
 
 EmbeddedQueue::EmbeddedQueue(store::ImageLeases& store, std::chrono::milliseconds lease,
                              std::chrono::milliseconds poll, Clock& clock)
-    : store_(store), lease_(lease), poll_(poll), clock_(clock) {}
+    : store_(store),
+      lease_(lease),
+      poll_(poll),
+      clock_(clock),
+      claims_([this](const std::vector<store::ImageClaim>& claims) {
+        return store_.ClaimImagesFor(claims, lease_.count());
+      }) {}
 
 void EmbeddedQueue::Notify() {
   {
@@ -34,7 +40,7 @@ Result<std::vector<store::ImageTask>> EmbeddedQueue::Take(const std::string& own
       if (shutdown_) return std::vector<store::ImageTask>();
       seen = generation_;
     }
-    auto tasks = store_.ClaimImages(owner, max, lease_.count());
+    auto tasks = claims_.Call({owner, max});
     if (!tasks.ok() || !tasks->empty()) return tasks;
 
     // Nothing due: sleep until notified, until the next retry or lease expiry, or the deadline.

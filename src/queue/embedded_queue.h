@@ -4,6 +4,7 @@
 #ifndef IMGPROC_QUEUE_EMBEDDED_QUEUE_H_
 #define IMGPROC_QUEUE_EMBEDDED_QUEUE_H_
 
+#include "common/batcher.h"
 #include "common/clock.h"
 #include "common/mutex.h"
 #include "queue/queue.h"
@@ -29,6 +30,9 @@ class EmbeddedQueue final : public WorkQueue {
   const std::chrono::milliseconds lease_;
   const std::chrono::milliseconds poll_;
   Clock& clock_;
+  // The claims of the workers taking at the same time, in one store transaction: one per image
+  // was, after the results were batched, the largest write of a re-import (perf, 400 images).
+  Batcher<store::ImageClaim, std::vector<store::ImageTask>> claims_;
   Mutex mu_;
   CondVar cv_;
   uint64_t generation_ GUARDED_BY(mu_) = 0;  // bumped by Notify(), so a wake-up is never missed

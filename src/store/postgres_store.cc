@@ -523,17 +523,32 @@ class PostgresStore final : public Store {
     return view;
   }
 
-  Result<std::vector<ImageTask>> ClaimImages(const std::string& owner, int max,
-                                             Millis lease_ms) override {
+  Result<std::vector<std::vector<ImageTask>>> ClaimImagesFor(const std::vector<ImageClaim>& claims,
+                                                             Millis lease_ms) override {
     auto session = Borrow();
     if (!session.ok()) return session.status();
     const Millis now = clock_.WallMillis();
-    auto r = session->Exec(LeaseStatement("SELECT id FROM images "
-                                          "WHERE state IN ('queued', 'leased') AND due_at <= $1 "
-                                          "ORDER BY due_at, id LIMIT $4 FOR UPDATE SKIP LOCKED"),
-                           Params().Add(now).Add(owner).Add(now + lease_ms).Add(int64_t{max}));
-    if (!r.ok()) return r.status();
-    return TasksFrom(r->get());
+    // One statement per claim; several in one transaction (one alone needs none). Images a claim
+    // leased are due no more, so the next claim's statement passes them by.
+    std::optional<Transaction> tx;
+    if (claims.size() > 1) {
+      tx.emplace(*session);
+      if (!tx->ok()) return tx->status();
+    }
+    std::vector<std::vector<ImageTask>> claimed;
+    for (const ImageClaim& claim : claims) {
+      auto r = session->Exec(
+          LeaseStatement("SELECT id FROM images "
+                         "WHERE state IN ('queued', 'leased') AND due_at <= $1 "
+                         "ORDER BY due_at, id LIMIT $4 FOR UPDATE SKIP LOCKED"),
+          Params().Add(now).Add(claim.owner).Add(now + lease_ms).Add(int64_t{claim.max}));
+      if (!r.ok()) return r.status();
+      claimed.push_back(TasksFrom(r->get()));
+    }
+    if (tx) {
+      if (Status s = tx->Commit(); !s.ok()) return s;
+    }
+    return claimed;
   }
 
   Result<std::vector<ImageTask>> ClaimImagesById(const std::vector<int64_t>& image_ids,

@@ -584,20 +584,29 @@ class SqliteStore final : public Store {
     return reads_->RequestRound(request_id);
   }
 
-  Result<std::vector<ImageTask>> ClaimImages(const std::string& owner, int max,
-                                             Millis lease_ms) override EXCLUDES(writer_.mu) {
+  Result<std::vector<std::vector<ImageTask>>> ClaimImagesFor(const std::vector<ImageClaim>& claims,
+                                                             Millis lease_ms) override
+      EXCLUDES(writer_.mu) {
     MutexLock lock(&writer_.mu);
     const Millis now = clock_.WallMillis();
     Transaction tx(this);
     if (!tx.ok()) return tx.status();
+    int64_t wanted = 0;
+    for (const ImageClaim& claim : claims) wanted += std::max(claim.max, 0);
     Stmt q(writer_.statements, SqliteClaimQuery());
-    q.Bind(1, now).Bind(2, static_cast<int64_t>(max));
-    std::vector<ImageTask> tasks;
-    while (q.Step()) tasks.push_back(TaskFrom(q));
+    q.Bind(1, now).Bind(2, wanted);
+    std::vector<std::vector<ImageTask>> claimed(claims.size());
+    size_t who = 0;  // the claim being served: each takes its max, in turn
+    while (q.Step()) {
+      while (static_cast<int>(claimed[who].size()) >= claims[who].max) ++who;
+      claimed[who].push_back(TaskFrom(q));
+    }
     if (!q.ok()) return writer_.Error("claim images");
-    if (Status s = Lease(tasks, owner, now + lease_ms); !s.ok()) return s;
+    for (size_t i = 0; i < claims.size(); ++i) {
+      if (Status s = Lease(claimed[i], claims[i].owner, now + lease_ms); !s.ok()) return s;
+    }
     if (Status s = tx.Commit(); !s.ok()) return s;
-    return tasks;
+    return claimed;
   }
 
   Result<std::vector<ImageTask>> ClaimImagesById(const std::vector<int64_t>& image_ids,
@@ -1030,8 +1039,6 @@ class SqliteStore final : public Store {
     return Status::Ok();
   }
 
-  // The last image of a product became final: its outputs (request::ComposeOutputs).
-  // `n` more images of a product are final: the last one composes its outputs.
   // One outcome of RecordImages: its image's row and the slots waiting on it; the products and
   // requests they finish are left to the caller, counted in `per_product` and `per_request`.
   Result<bool> RecordOne(const ImageResult& result, std::map<int64_t, int64_t>& per_product,
@@ -1092,6 +1099,7 @@ class SqliteStore final : public Store {
     return true;
   }
 
+  // `n` more images of a product are final: the last one composes its outputs.
   Status ImagesFinal(int64_t product_id, int64_t n) REQUIRES(writer_.mu) {
     Stmt dec(writer_.statements,
              "UPDATE product_entries SET images_pending = images_pending - ? WHERE id = ? "
@@ -1104,6 +1112,7 @@ class SqliteStore final : public Store {
     return pending == 0 ? FinishProduct(product_id, input_urls) : Status::Ok();
   }
 
+  // The last image of a product became final: its outputs (request::ComposeOutputs).
   Status FinishProduct(int64_t product_id, const std::string& input_urls) REQUIRES(writer_.mu) {
     Stmt q(writer_.statements, "SELECT idx, output_url FROM images WHERE product_id = ?");
     q.Bind(1, product_id);

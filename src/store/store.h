@@ -109,6 +109,12 @@ struct ImageTask {
   std::optional<Millis> refresh_since;
 };
 
+// Who claims images, and how many at most (ImageLeases::ClaimImagesFor).
+struct ImageClaim {
+  std::string owner;  // the leases' holder
+  int max = 1;
+};
+
 // A worker's outcome for the image it holds, to record (ImageLeases::RecordImages).
 struct ImageResult {
   int64_t image_id = 0;
@@ -120,10 +126,19 @@ class ImageLeases {
  public:
   virtual ~ImageLeases() = default;
 
-  // Leases up to `max` images that are due (queued and past their retry time, or whose lease
-  // expired) to `owner` until now + lease_ms, counting an attempt for each.
-  [[nodiscard]] virtual Result<std::vector<ImageTask>> ClaimImages(const std::string& owner,
-                                                                   int max, Millis lease_ms) = 0;
+  // Leases images that are due (queued and past their retry time, or whose lease expired) until
+  // now + lease_ms, counting an attempt for each, in one transaction for several claimants: up
+  // to `max` to each of `claims` in turn, the first the earliest due. Answers each claim's images.
+  [[nodiscard]] virtual Result<std::vector<std::vector<ImageTask>>> ClaimImagesFor(
+      const std::vector<ImageClaim>& claims, Millis lease_ms) = 0;
+
+  // ClaimImagesFor one owner.
+  [[nodiscard]] Result<std::vector<ImageTask>> ClaimImages(const std::string& owner, int max,
+                                                           Millis lease_ms) {
+    auto claimed = ClaimImagesFor({{owner, max}}, lease_ms);
+    if (!claimed.ok()) return claimed.status();
+    return std::move(claimed->front());
+  }
 
   // Like ClaimImages, for the given images only (those a broker handed out). Images that are not
   // due (finished, waiting for a retry, or leased to a live worker) are left out of the result.

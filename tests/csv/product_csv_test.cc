@@ -328,11 +328,15 @@ TEST(ProductCsv, TooManyUrlEntries) {
   std::string urls;
   for (int i = 0; i < 51; ++i) urls += ",u" + std::to_string(i);
   EXPECT_TRUE(HasOnlyProblem(Parse(std::string(kHeader) + "1,SKU1" + urls + "\n"), 2, kUrls,
-                             "more than 50 URL entries (51)"));
+                             "more than 50 URL entries (51): the limit is MAX_URLS_PER_ROW, raised "
+                             "where imgproc runs with MAX_URLS_PER_ROW=<n> (or "
+                             "--max-urls-per-row)"));
   Limits limits;
   limits.max_urls_per_row = 2;
   EXPECT_TRUE(HasOnlyProblem(Parse(std::string(kHeader) + "1,SKU1,\"a,b\",c\n", limits), 2, kUrls,
-                             "more than 2 URL entries (3)"));
+                             "more than 2 URL entries (3): the limit is MAX_URLS_PER_ROW, raised "
+                             "where imgproc runs with MAX_URLS_PER_ROW=<n> (or "
+                             "--max-urls-per-row)"));
 }
 
 TEST(ProductCsv, UrlTooLong) {
@@ -345,8 +349,10 @@ TEST(ProductCsv, UrlTooLong) {
 TEST(ProductCsv, FileTooLarge) {
   Limits limits;
   limits.max_bytes = 20;
-  EXPECT_TRUE(HasOnlyProblem(Parse(std::string(kHeader) + "1,a,u\n", limits), 0, "",
-                             "file is larger than 20 bytes"));
+  EXPECT_TRUE(
+      HasOnlyProblem(Parse(std::string(kHeader) + "1,a,u\n", limits), 0, "",
+                     "file is larger than 20 bytes: the limit is MAX_CSV_BYTES, raised where "
+                     "imgproc runs with MAX_CSV_BYTES=<n> (or --max-csv-bytes)"));
 }
 
 TEST(ProductCsv, TooManyRowsStopsParsing) {
@@ -354,7 +360,9 @@ TEST(ProductCsv, TooManyRowsStopsParsing) {
   limits.max_rows = 2;
   // Line 5 is the third data row; the bad row after it is never looked at.
   const std::string data = std::string(kHeader) + "1,a,u\n\n2,b,u\n3,c,u\nx,,\n";
-  EXPECT_TRUE(HasOnlyProblem(Parse(data, limits), 5, "", "more than 2 rows"));
+  EXPECT_TRUE(HasOnlyProblem(Parse(data, limits), 5, "",
+                             "more than 2 rows: the limit is MAX_ROWS, raised where imgproc runs "
+                             "with MAX_ROWS=<n> (or --max-rows)"));
 }
 
 TEST(ProductCsv, TooFewFields) {

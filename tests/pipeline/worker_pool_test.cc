@@ -243,13 +243,15 @@ class LosesFirstClaimStore final : public testing::ForwardingStore {
  public:
   using ForwardingStore::ForwardingStore;
 
-  Result<std::vector<store::ImageTask>> ClaimImages(const std::string& owner, int max,
-                                                    request::Millis lease_ms) override {
-    auto tasks = ForwardingStore::ClaimImages(owner, max, lease_ms);
-    if (tasks.ok() && !tasks->empty() && !lost_one_.exchange(true)) {
+  Result<std::vector<std::vector<store::ImageTask>>> ClaimImagesFor(
+      const std::vector<store::ImageClaim>& claims, request::Millis lease_ms) override {
+    auto claimed = ForwardingStore::ClaimImagesFor(claims, lease_ms);
+    const bool took = claimed.ok() && std::any_of(claimed->begin(), claimed->end(),
+                                                  [](const auto& tasks) { return !tasks.empty(); });
+    if (took && !lost_one_.exchange(true)) {
       return Transient("connection lost after the claim was committed");
     }
-    return tasks;
+    return claimed;
   }
 
   bool lost_one() const { return lost_one_; }

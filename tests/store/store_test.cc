@@ -278,6 +278,35 @@ TEST_P(StoreTest, APageOfProductsComesWithItsImagesAndTheTotal) {
   EXPECT_EQ(whole->products_total, 4);
 }
 
+TEST_P(StoreTest, ClaimsMadeTogetherTakeTheirShareInTurn) {
+  ASSERT_TRUE(store_
+                  ->CreateRequest({"r1",
+                                   std::nullopt,
+                                   std::nullopt,
+                                   "",
+                                   0,
+                                   {Row(1, "P1", {"http://a/0", "http://a/1", "http://a/2"}),
+                                    Row(2, "P2", {"http://a/3"})}})
+                  .ok());
+  auto claimed = store_->ClaimImagesFor({{"a", 2}, {"b", 0}, {"c", 3}, {"d", 1}}, 60'000);
+  ASSERT_TRUE(claimed.ok()) << claimed.status().message();
+  ASSERT_EQ(claimed->size(), 4u);
+  ASSERT_EQ((*claimed)[0].size(), 2u);  // the earliest due
+  EXPECT_EQ((*claimed)[0][0].url, "http://a/0");
+  EXPECT_EQ((*claimed)[0][1].url, "http://a/1");
+  EXPECT_TRUE((*claimed)[1].empty());
+  ASSERT_EQ((*claimed)[2].size(), 2u);  // what is left
+  EXPECT_EQ((*claimed)[2][0].url, "http://a/2");
+  EXPECT_TRUE((*claimed)[3].empty());
+  EXPECT_EQ(store_->GetRequest("r1")->status, RequestStatus::kProcessing);
+  // Each lease is its claimant's.
+  const int64_t a1 = (*claimed)[0][1].image_id;
+  EXPECT_FALSE(*store_->RecordImage(a1, "c", Ok("http://out/wrong")));
+  EXPECT_TRUE(*store_->RecordImage(a1, "a", Ok("http://out/a1")));
+  EXPECT_TRUE(*store_->RecordImage((*claimed)[2][1].image_id, "c", Ok("http://out/a3")));
+  EXPECT_TRUE(store_->ClaimImages("e", 10, 60'000)->empty());
+}
+
 TEST_P(StoreTest, TransientFailureIsRetriedAfterItsTime) {
   ASSERT_TRUE(
       store_

@@ -34,9 +34,9 @@ class ForwardingStore : public store::Store {
     return inner_.RequestRound(request_id);
   }
   Result<int64_t> CountUnfinishedImages() override { return inner_.CountUnfinishedImages(); }
-  Result<std::vector<store::ImageTask>> ClaimImages(const std::string& owner, int max,
-                                                    request::Millis lease_ms) override {
-    return inner_.ClaimImages(owner, max, lease_ms);
+  Result<std::vector<std::vector<store::ImageTask>>> ClaimImagesFor(
+      const std::vector<store::ImageClaim>& claims, request::Millis lease_ms) override {
+    return inner_.ClaimImagesFor(claims, lease_ms);
   }
   Result<std::vector<store::ImageTask>> ClaimImagesById(const std::vector<int64_t>& image_ids,
                                                         const std::string& owner,

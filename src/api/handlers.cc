@@ -449,14 +449,40 @@ void Api::BuildStatus(const std::string& request_id, BuiltStatus& built) {
   built.response = std::move(response);
 }
 
+namespace {
+constexpr int64_t kCsvPage = 500;  // products read and sent at a time (Api::OutputCsv)
+}  // namespace
+
 Response Api::OutputCsv(const std::string& request_id, bool with_errors,
                         const std::optional<std::string>& caller) {
-  auto view = LoadRequest(request_id, caller);
-  if (!view.ok()) return LoadError(request_id, view.status());
+  // Read and sent a page of products at a time (kCsvPage), so memory does not grow with the
+  // request; the first page is read here, so an unknown id or a store error is still a 404 or a
+  // 503. Each page is its own snapshot: of a request still running, a later page may show more
+  // outputs than an earlier one did.
+  if (!request::IsUuid(request_id)) return JsonError(404, "Request ID not found");
+  auto first = reader_.GetRequestPage(request_id, {0, kCsvPage});
+  if (first.ok() && caller && first->owner != caller) return JsonError(404, "Request ID not found");
+  if (!first.ok()) return LoadError(request_id, first.status());
   Response r;
   r.content_type = "text/csv; charset=utf-8";
-  r.body = report::OutputCsv(*view, with_errors);
   r.headers["Content-Disposition"] = "attachment; filename=\"output-" + request_id + ".csv\"";
+  r.stream = [this, request_id, with_errors, page = std::move(first->products), read = true,
+              next = int64_t{0}, header = true, done = false]() mutable -> Result<std::string> {
+    if (done) return std::string();  // the end
+    std::string piece = header ? report::OutputCsvHeader(with_errors) : std::string();
+    header = false;
+    if (!read) {
+      auto more = reader_.GetRequestPage(request_id, {next, kCsvPage});
+      if (!more.ok()) return more.status();
+      page = std::move(more->products);
+    }
+    read = false;
+    piece += report::OutputCsvLines(page, with_errors);
+    next += static_cast<int64_t>(page.size());
+    done = static_cast<int64_t>(page.size()) < kCsvPage;  // a short page is the last
+    page.clear();
+    return piece;
+  };
   return r;
 }
 
@@ -502,6 +528,18 @@ Result<std::optional<int64_t>> PageNumber(const Request& request, const std::str
 }
 
 }  // namespace
+
+Status ReadWholeBody(Response& response) {
+  if (!response.stream) return Status::Ok();
+  while (true) {
+    Result<std::string> piece = response.stream();
+    if (!piece.ok()) return piece.status();
+    if (piece->empty()) break;
+    response.body += *piece;
+  }
+  response.stream = nullptr;
+  return Status::Ok();
+}
 
 Response Api::StatusPage(const std::string& request_id, const Request& request,
                          const std::optional<std::string>& caller) {

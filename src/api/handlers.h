@@ -40,6 +40,12 @@ struct Response {
   // Set instead of `body` for bytes kept elsewhere (a finished status held in memory): the
   // transport sends them from there, without a copy per response.
   std::shared_ptr<const std::string> shared_body;
+  // Set instead of `body` for a body made as it is sent (a big request's output CSV): called
+  // until it answers an empty piece, the end. The transport sends the pieces as they come
+  // (chunked, and gzip-encoded as they go when the client accepts it), so memory does not grow
+  // with the body. An error can no longer change the status: the connection is closed, and the
+  // client sees the body cut short.
+  std::function<Result<std::string>()> stream;
   std::map<std::string, std::string> headers;
   // The transport may answer a request for one byte range of it with a 206 (a stored image);
   // other responses are always sent whole.
@@ -150,6 +156,10 @@ class Api {
 
 // A JSON error response: {"error": message}.
 Response JsonError(int status, const std::string& message);
+
+// Reads a streamed body (Response::stream) to its end into `body`, for a client that takes no
+// chunks (HTTP/1.0) and for tests; a body that is not streamed is left as it is.
+Status ReadWholeBody(Response& response);
 
 // The stored identity of an API key: hex SHA-256, so the store never holds keys.
 std::string KeyDigest(const std::string& key);

@@ -1,6 +1,7 @@
 #include "api/http_connection.h"
 
 #include <poll.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -18,6 +19,7 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/status.hpp>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <optional>
 #include <string_view>
@@ -340,10 +342,69 @@ std::optional<std::pair<uint64_t, uint64_t>> OneRange(std::string_view value, ui
   return std::pair(*first, last ? std::min(*last + 1, size) : size);
 }
 
+// Writes a response made as it is sent (Response::stream) in HTTP/1.1 chunks, gzip-encoded as
+// it goes when the client accepts it; false when the client or the stream fails (the body is
+// then cut short: the connection must close).
+bool WriteStreamed(SocketStream& stream, const Request& request, Response& response, bool close) {
+  std::optional<GzipStream> gzip;
+  if (Compressible(response.content_type) && AcceptsGzip(request)) {
+    gzip.emplace();
+    response.headers["Content-Encoding"] = "gzip";
+    response.headers["Vary"] = "Accept-Encoding";
+  }
+  const auto status = static_cast<http::status>(response.status);
+  const beast::string_view reason = http::obsolete_reason(status);
+  std::string head;
+  head.append("HTTP/1.1 ")
+      .append(std::to_string(response.status))
+      .append(" ")
+      .append(reason.data(), reason.size())
+      .append("\r\nContent-Type: ")
+      .append(response.content_type)
+      .append("\r\nTransfer-Encoding: chunked\r\n");
+  for (const auto& [name, value] : response.headers) {
+    head.append(name).append(": ").append(value).append("\r\n");
+  }
+  if (close) head.append("Connection: close\r\n");
+  head.append("\r\n");
+  if (!stream.Send(head)) return false;
+  if (request.method == "HEAD") return true;
+  const auto chunk = [&](std::string_view data) {
+    if (data.empty()) return true;
+    char size[24];
+    const int n = std::snprintf(size, sizeof size, "%zx\r\n", data.size());
+    return stream.Send(std::string_view(size, static_cast<size_t>(n)), data) && stream.Send("\r\n");
+  };
+  while (true) {
+    Result<std::string> piece = response.stream();
+    if (!piece.ok()) {
+      spdlog::error("streamed response cut short: {}", piece.status().message());
+      return false;
+    }
+    const bool last = piece->empty();
+    if (gzip) {
+      const std::string encoded = gzip->Add(*piece, last);
+      if (!gzip->ok()) return false;
+      if (!chunk(encoded)) return false;
+    } else if (!chunk(*piece)) {
+      return false;
+    }
+    if (last) return stream.Send("0\r\n\r\n");
+  }
+}
+
 // Writes `response` (its head only for a HEAD request); gzip-encoded when the client accepts it
 // and the API has not encoded it already.
 bool WriteResponse(SocketStream& stream, const Request* request, Response response, bool close,
                    bool http10) {
+  if (response.stream) {
+    if (request != nullptr && !http10) return WriteStreamed(stream, *request, response, close);
+    // An HTTP/1.0 client takes no chunks: the body is made whole first.
+    if (Status s = ReadWholeBody(response); !s.ok()) {
+      spdlog::error("streamed response not made: {}", s.message());
+      return false;
+    }
+  }
   std::string encoded;
   std::string_view body = response.content();
   const bool head_only = request != nullptr && request->method == "HEAD";

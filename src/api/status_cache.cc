@@ -39,6 +39,41 @@ std::string Gzip(std::string_view data) {
   return rc == Z_STREAM_END ? out : std::string();
 }
 
+struct GzipStream::State {
+  z_stream z{};
+};
+
+GzipStream::GzipStream()
+    : state_(std::make_unique<State>()),
+      ok_(deflateInit2(&state_->z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8,
+                       Z_DEFAULT_STRATEGY) == Z_OK) {}
+
+GzipStream::~GzipStream() {
+  if (ok_) deflateEnd(&state_->z);
+}
+
+std::string GzipStream::Add(std::string_view piece, bool last) {
+  if (!ok_) return {};
+  z_stream& z = state_->z;
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(piece.data()));
+  z.avail_in = static_cast<uInt>(piece.size());
+  std::string out;
+  char buffer[16 * 1024];
+  int rc = Z_OK;
+  do {
+    z.next_out = reinterpret_cast<Bytef*>(buffer);
+    z.avail_out = sizeof buffer;
+    rc = deflate(&z, last ? Z_FINISH : Z_NO_FLUSH);
+    if (rc == Z_STREAM_ERROR) {
+      ok_ = false;
+      deflateEnd(&z);
+      return {};
+    }
+    out.append(buffer, sizeof buffer - z.avail_out);
+  } while (z.avail_out == 0 || (last && rc != Z_STREAM_END));
+  return out;
+}
+
 void StatusCache::Put(const std::string& request_id, Entry entry) {
   if (entry.body.size() + request_id.size() > max_bytes_ / 4) return;  // would push out the rest
   entry.gzip_body = Gzip(entry.body);

@@ -57,6 +57,26 @@ class StatusCache {
 // `data` in gzip format (RFC 1952); empty if zlib fails.
 std::string Gzip(std::string_view data);
 
+// Gzip for a body sent in pieces (a streamed response): each piece in, what zlib has ready out,
+// the trailer with the last. One piece's worth of memory, whatever the body's length.
+class GzipStream {
+ public:
+  GzipStream();
+  ~GzipStream();
+  GzipStream(const GzipStream&) = delete;
+  GzipStream& operator=(const GzipStream&) = delete;
+
+  // The gzip bytes that `piece` makes ready (maybe none); with `last`, the rest and the trailer.
+  // Empty with !ok() if zlib fails.
+  std::string Add(std::string_view piece, bool last);
+  bool ok() const { return ok_; }
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+  bool ok_ = false;
+};
+
 }  // namespace imgproc::api
 
 #endif  // IMGPROC_API_STATUS_CACHE_H_

@@ -83,9 +83,18 @@ std::string WebhookJson(const request::RequestView& request) {
 }
 
 std::string OutputCsv(const request::RequestView& request, bool with_errors) {
+  return OutputCsvHeader(with_errors) + OutputCsvLines(request.products, with_errors);
+}
+
+std::string OutputCsvHeader(bool with_errors) {
   std::string out = "Serial Number,Product Name,Input Image Urls,Output Image Urls";
   out += with_errors ? ",Errors\r\n" : "\r\n";
-  for (const auto& p : request.products) {
+  return out;
+}
+
+std::string OutputCsvLines(const std::vector<request::ProductView>& products, bool with_errors) {
+  std::string out;
+  for (const auto& p : products) {
     out += std::to_string(p.serial_no);
     out += ',';
     out += csv::EscapeField(p.product_name);

@@ -23,8 +23,10 @@ std::string WebhookJson(const request::RequestView& request);
 
 // The output CSV: Serial Number, Product Name, Input Image Urls, Output Image Urls (and Errors,
 // "#<index> <url>: <error>; ...", when `with_errors`), CRLF lines, cells escaped against CSV
-// injection.
+// injection. Whole, or in pieces: its header line, then the lines of the products in turn.
 std::string OutputCsv(const request::RequestView& request, bool with_errors);
+std::string OutputCsvHeader(bool with_errors);
+std::string OutputCsvLines(const std::vector<request::ProductView>& products, bool with_errors);
 
 }  // namespace imgproc::report
 

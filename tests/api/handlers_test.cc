@@ -58,8 +58,11 @@ class ApiTest : public ::testing::Test {
     if (webhook) r.form["webhook_url"] = {"", "", *webhook};
     return api_->Handle(r);
   }
+  // A streamed body (Response::stream) is read to its end into `body`, as the transport sends it.
   Response Get(const std::string& path, std::map<std::string, std::string> query = {}) {
-    return api_->Handle({"GET", path, std::move(query), {}, {}, {}, {}});
+    Response r = api_->Handle({"GET", path, std::move(query), {}, {}, {}, {}});
+    EXPECT_TRUE(ReadWholeBody(r).ok());
+    return r;
   }
   static json Body(const Response& r) { return json::parse(r.content()); }
 
@@ -588,6 +591,44 @@ TEST_F(ApiTest, StatusPagesReadASliceOfTheProductsAndTheirTotal) {
     EXPECT_NE(Body(r)["error"].get<std::string>().find(name), std::string::npos);
   }
   EXPECT_EQ(Get("/status/00000000-0000-4000-8000-000000000000/", {{"limit", "1"}}).status, 404);
+}
+
+TEST_F(ApiTest, TheOutputCsvOfABigRequestIsStreamedAPageAtATime) {
+  std::vector<request::NewProduct> products;
+  for (int i = 1; i <= 1201; ++i) {
+    products.push_back({i, "SKU" + std::to_string(i), {"keep-" + std::to_string(i)}});
+  }
+  const std::string id = "6f1f0a52-3e62-4b6a-9a3c-3b0c2d1e0a01";
+  ASSERT_TRUE(
+      store_->CreateRequest({id, std::nullopt, std::nullopt, "", 0, std::move(products)}).ok());
+  Response streamed =
+      api_->Handle({"GET", "/api/p/requests/" + id + "/output.csv", {}, {}, {}, {}, {}});
+  ASSERT_EQ(streamed.status, 200);
+  ASSERT_TRUE(streamed.stream);  // made as it is sent, not held whole
+  EXPECT_TRUE(streamed.body.empty());
+  std::vector<std::string> pieces;
+  for (int i = 0; i < 10; ++i) {
+    auto piece = streamed.stream();
+    ASSERT_TRUE(piece.ok());
+    if (piece->empty()) break;
+    pieces.push_back(*piece);
+  }
+  ASSERT_EQ(pieces.size(), 3u);             // 500 + 500 + 201 products, the header with the first
+  EXPECT_TRUE(streamed.stream()->empty());  // and the end stays the end
+  std::string whole;
+  for (const auto& p : pieces) whole += p;
+  std::vector<std::string> lines;
+  for (size_t at = 0, end; (end = whole.find("\r\n", at)) != std::string::npos; at = end + 2) {
+    lines.push_back(whole.substr(at, end - at));
+  }
+  ASSERT_EQ(lines.size(), 1202u);
+  EXPECT_EQ(lines[0], "Serial Number,Product Name,Input Image Urls,Output Image Urls");
+  EXPECT_EQ(lines[1], "1,SKU1,keep-1,keep-1");
+  EXPECT_EQ(lines[500], "500,SKU500,keep-500,keep-500");
+  EXPECT_EQ(lines[501], "501,SKU501,keep-501,keep-501");
+  EXPECT_EQ(lines[1201], "1201,SKU1201,keep-1201,keep-1201");
+  // Read whole through the same path, it is the same file.
+  EXPECT_EQ(Get("/api/p/requests/" + id + "/output.csv").body, whole);
 }
 
 TEST_F(ApiTest, ReadyWhileTheStoreAnswers) {

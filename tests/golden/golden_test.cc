@@ -86,7 +86,8 @@ class GoldenTest : public ::testing::TestWithParam<std::string> {
   }
 
   std::string Get(const std::string& path) {
-    const api::Response r = api_->Handle({"GET", path, {}, {}, {}, {}, {}});
+    api::Response r = api_->Handle({"GET", path, {}, {}, {}, {}, {}});
+    EXPECT_TRUE(api::ReadWholeBody(r).ok());
     EXPECT_EQ(r.status, 200) << path << ": " << r.content();
     return std::string(r.content());
   }
@@ -144,7 +145,9 @@ TEST_P(GoldenTest, StatusOutputCsvAndWebhookBodyAreUnchanged) {
   api::Request with_errors{
       "GET", std::string("/api/p/requests/") + kId + "/output.csv", {}, {}, {}, {}, {}};
   with_errors.query["errors"] = "1";
-  ExpectGolden("output_errors.csv", std::string(api_->Handle(with_errors).content()));
+  api::Response errors_csv = api_->Handle(with_errors);
+  ASSERT_TRUE(api::ReadWholeBody(errors_csv).ok());
+  ExpectGolden("output_errors.csv", errors_csv.body);
   auto view = store_->GetRequest(kId);
   ASSERT_TRUE(view.ok());
   ExpectGolden("webhook.json", report::WebhookJson(*view));

@@ -512,6 +512,38 @@ TEST_F(ServerTest, ResponsesAreGzipEncodedNeverBrotli) {
   EXPECT_EQ(decoded->body, plain->body);
 }
 
+TEST_F(ServerTest, TheOutputCsvIsSentInChunksPlainOrGzipEncoded) {
+  StartServer(TestEnv({}));
+  const std::string id = SubmitPassThrough(1200);  // three pages of 500 products
+  const std::string path = "/api/p/requests/" + id + "/output.csv";
+  httplib::Client client("127.0.0.1", server_->port());
+  auto plain = client.Get(path, {{"Accept-Encoding", "identity"}});
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(plain->status, 200);
+  EXPECT_EQ(plain->get_header_value("Transfer-Encoding"), "chunked");
+  EXPECT_FALSE(plain->has_header("Content-Length"));
+  EXPECT_EQ(plain->get_header_value("Content-Type"), "text/csv; charset=utf-8");
+  EXPECT_EQ(std::count(plain->body.begin(), plain->body.end(), '\n'), 1201);
+  EXPECT_NE(plain->body.find("\r\n1200,P1200,x,x\r\n"), std::string::npos);
+  httplib::Client decompressing("127.0.0.1", server_->port());
+  auto gzip = decompressing.Get(path, {{"Accept-Encoding", "gzip"}});
+  ASSERT_TRUE(gzip);
+  EXPECT_EQ(gzip->get_header_value("Content-Encoding"), "gzip");
+  EXPECT_EQ(gzip->body, plain->body);  // decoded by the client
+  // HTTP/1.0 takes no chunks: the whole file, with its length.
+  const int fd = Connect(server_->port());
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(SendAll(fd, "GET " + path + " HTTP/1.0\r\nHost: x\r\n\r\n"));
+  const std::string raw = ReadAll(fd);
+  close(fd);
+  EXPECT_NE(raw.find("Content-Length: " + std::to_string(plain->body.size())), std::string::npos);
+  EXPECT_EQ(raw.substr(raw.find("\r\n\r\n") + 4), plain->body);
+  // And the connection still serves what follows on it.
+  auto after = client.Get("/status/" + id + "/?limit=0");
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->status, 200);
+}
+
 TEST_F(ServerTest, AGigabyteDownloadIsCutAtTheLimit) {
   host_.Start();
   StartServer(TestEnv({{"MAX_DOWNLOAD_BYTES", "5000000"}}));

@@ -1,7 +1,7 @@
 // The web page in headless Chromium (Debian's, driven by playwright-core): upload a CSV through
 // the page, see its errors row by row, follow a good one to completion, check that every
 // thumbnail rendered and the output CSV link works, and save a screenshot; retry a request's
-// failed image and see it reused.
+// failed image and see it reused; page through a request of 10,000 products (timed).
 // Run as `node browser.test.mjs` (ctest does): exits 77 (skipped) when Chromium is missing,
 // unless IMGPROC_REQUIRE_BROWSER=1, when that is a failure.
 import assert from 'node:assert/strict';
@@ -77,6 +77,9 @@ test('a bad CSV shows its problems row by row', async () => {
 });
 
 test('a good CSV runs to completion with thumbnails, sizes and the output CSV', async () => {
+  const originalsLoaded = [];
+  const onRequest = (r) => { if (r.url().startsWith(images.url(''))) originalsLoaded.push(r.url()); };
+  page.on('request', onRequest);
   await page.goto(server.base + '/');
   await chooseCsv('products.csv', exampleCsv(images));
   await page.waitForSelector('#request-section:not([hidden])', { timeout: 10_000 });
@@ -90,18 +93,29 @@ test('a good CSV runs to completion with thumbnails, sizes and the output CSV', 
   await page.waitForSelector('#retry:not([hidden])', { timeout: 10_000 });
   assert.ok(await page.isHidden('#cancel'));
 
-  // Four compressed images: a before and an after thumbnail each, all decoded by the browser;
-  // the missing image's "before" (a 404) became a placeholder.
+  // Four compressed images, from our own media, all decoded by the browser; the originals stay on
+  // their host until asked for.
   await page.waitForFunction(() => {
     const imgs = [...document.querySelectorAll('#products img')];
-    return imgs.length === 8 && imgs.every((img) => img.complete && img.naturalWidth > 0);
+    return imgs.length === 4 && imgs.every((img) => img.complete && img.naturalWidth > 0);
   }, null, { timeout: 20_000 }).catch(async (e) => {
     const state = await page.$$eval('#products img', (imgs) => imgs.map((i) => [i.src, i.complete, i.naturalWidth]));
     throw new Error(`${e.message}: ${JSON.stringify(state)}`);
   });
-  const widths = await page.$$eval('#products img.after', (imgs) => imgs.map((i) => i.naturalWidth));
-  assert.equal(widths.length, 4);
-  assert.ok(widths.every((w) => w > 0), JSON.stringify(widths));
+  const afters = await page.$$eval('#products img.after', (imgs) => imgs.map((i) => [i.naturalWidth, i.src, i.loading]));
+  assert.equal(afters.length, 4);
+  assert.ok(afters.every(([w, src, loading]) => w > 0 && src.startsWith(`${server.base}/media/`) && loading === 'lazy'),
+    JSON.stringify(afters));
+  assert.equal(originalsLoaded.length, 0, JSON.stringify(originalsLoaded));
+  // On demand, the originals load in place: four decode, the missing one (a 404) becomes a placeholder.
+  for (const button of await page.$$('#products button.original')) await button.click();
+  await page.waitForFunction(() => {
+    const imgs = [...document.querySelectorAll('#products img.before')];
+    return imgs.length === 4 && imgs.every((img) => img.complete && img.naturalWidth > 0) &&
+      document.querySelectorAll('#products button.original').length === 0 &&
+      [...document.querySelectorAll('#products .placeholder')].some((p) => p.textContent === 'cannot load');
+  }, null, { timeout: 20_000 });
+  assert.equal(originalsLoaded.length, 5, JSON.stringify(originalsLoaded));
   const captions = await page.$$eval('#products figcaption', (cs) => cs.map((c) => c.textContent));
   assert.equal(captions.filter((c) => /KB → .*−\d+%/.test(c)).length, 4, JSON.stringify(captions));
   assert.ok(captions.some((c) => /HTTP 404/.test(c)), JSON.stringify(captions));
@@ -131,6 +145,7 @@ test('a good CSV runs to completion with thumbnails, sizes and the output CSV', 
   await page.screenshot({ path: shot, fullPage: true });
   assert.ok(existsSync(shot));
   console.log(`screenshot: ${shot}`);
+  page.off('request', onRequest);
 });
 
 test('Refresh is sent with the upload; Retry redoes the failed image of a finished request', async () => {
@@ -162,6 +177,162 @@ test('Refresh is sent with the upload; Retry redoes the failed image of a finish
   }, null, { timeout: 20_000 });
   mkdirSync(artifacts, { recursive: true });
   await page.screenshot({ path: path.join(artifacts, 'web-retried.png'), fullPage: true });
+});
+
+// A whole catalogue: 10,000 products of 5 images each, naming only a handful of image URLs (each
+// downloaded once, every other slot reusing it), 10 of them a 404. The page shows 100 products at a
+// time, read through the paged status API, with lazy thumbnails from our own media and never an
+// original from the image host unless asked; a summary gives the counts, the bytes saved and the
+// failed images.
+test('a request of 10,000 products x 5 images stays fast: pages, lazy thumbnails, a summary', async () => {
+  const rowsTotal = 10_000;
+  images.add('img5.jpg', images.file('img1.jpg'));
+  const urls = ['img1.jpg', 'img2.jpg', 'img3.png', 'img4.webp', 'img5.jpg'].map((n) => images.url(n));
+  const lines = ['Serial Number,Product Name,Input Image Urls'];
+  for (let i = 1; i <= rowsTotal; i++) {
+    const list = i % 1000 === 0 ? [...urls.slice(0, 4), images.url('missing.jpg')] : urls;
+    lines.push(`${i},SKU${i},"${list.join(',')}"`);
+  }
+  const form = new FormData();
+  form.append('csv_file', new Blob([lines.join('\n') + '\n'], { type: 'text/csv' }), 'big.csv');
+  const uploaded = await fetch(`${server.base}/api/p/upload/`, { method: 'POST', body: form });
+  assert.equal(uploaded.status, 202, await uploaded.clone().text());
+  const id = (await uploaded.json()).request_id;
+
+  // A page of its own, which notes when the first product row is drawn and when each image loaded
+  // (in the page's time, from the start of its navigation).
+  const page = await context.newPage();
+  page.on('pageerror', (e) => console.error('page error:', e.message));
+  await page.addInitScript(() => {
+    window.imgprocTiming = { firstRow: null };
+    new MutationObserver((_, observer) => {
+      if (!document.querySelector('#products tbody tr')) return;
+      observer.disconnect();
+      requestAnimationFrame(() => { window.imgprocTiming.firstRow = performance.now(); });
+    }).observe(document, { subtree: true, childList: true });
+    document.addEventListener('load', (e) => {
+      if (e.target.tagName === 'IMG') e.target.dataset.loadedAt = String(performance.now());
+    }, true);
+  });
+  // Everything the page asks for: nothing from the image host, and never the whole status.
+  const imageOrigin = images.url('');
+  const fromImageHost = [];
+  const statusReads = [];
+  const onRequest = (r) => {
+    if (r.url().startsWith(imageOrigin)) fromImageHost.push(r.url());
+    if (r.url().startsWith(`${server.base}/status/`)) statusReads.push(r.url());
+  };
+  page.on('request', onRequest);
+  try {
+    // Followed live until it completes.
+    await page.goto(`${server.base}/#/requests/${id}`);
+    await page.waitForFunction(() => document.querySelector('#request-status')?.textContent === 'completed',
+      null, { timeout: 120_000 });
+
+    // Opened afresh, finished: the first page of products, then its thumbnails as it scrolls.
+    await page.goto('about:blank');
+    await page.goto(`${server.base}/#/requests/${id}`);
+    const firstRender = await (await page.waitForFunction(() => window.imgprocTiming.firstRow,
+      null, { timeout: 30_000 })).jsonValue();
+    assert.equal(await page.textContent('#request-status'), 'completed');
+    // Scroll like a reader until the 100th thumbnail is on screen (the thumbnails are lazy), then
+    // wait for all of the first 100. (Here they name 5 images only, so once those are decoded the
+    // browser shows the rest from its memory, lazy or not: a real catalogue's are all different.)
+    await page.evaluate(async () => {
+      const target = document.querySelectorAll('#products img.after')[99];
+      while (target.getBoundingClientRect().bottom > innerHeight &&
+             innerHeight + scrollY < document.documentElement.scrollHeight) {
+        scrollBy(0, 400);
+        await new Promise((resolve) => requestAnimationFrame(resolve));
+      }
+    });
+    const hundred = await (await page.waitForFunction(() => {
+      const imgs = [...document.querySelectorAll('#products img.after')].slice(0, 100);
+      return imgs.length === 100 && imgs.every((img) => img.complete && img.naturalWidth > 0 && img.dataset.loadedAt) &&
+        Math.max(...imgs.map((img) => Number(img.dataset.loadedAt)));
+    }, null, { timeout: 30_000 })).jsonValue();
+    console.log(`big request (${rowsTotal} rows x 5 images): first render of the request view ${Math.round(firstRender)} ms after navigation`);
+    console.log(`big request (${rowsTotal} rows x 5 images): first 100 thumbnails loaded ${Math.round(hundred)} ms after navigation`);
+
+    // At most a page of products in the DOM, serials 1 to 100; every thumbnail lazy, from our media.
+    const serials = () => page.$$eval('#products tbody tr', (trs) => trs.map((tr) => Number(tr.dataset.serial)));
+    const range = (from, n) => Array.from({ length: n }, (_, i) => from + i);
+    assert.deepEqual(await serials(), range(1, 100));
+    const thumbs = await page.$$eval('#products img', (imgs) => imgs.map((i) => [i.className, i.getAttribute('loading'), i.src]));
+    assert.equal(thumbs.length, 500);
+    const ownMedia = thumbs.filter(([cls, loading, src]) => cls === 'after' && loading === 'lazy' &&
+      src.startsWith(`${server.base}/media/`));
+    assert.equal(ownMedia.length, thumbs.length, JSON.stringify(thumbs.slice(0, 3)));
+    assert.equal(await page.textContent('#pager-top .info'), 'products 1–100 of 10,000');
+
+    // The summary: the counts of the request, as the API gives them.
+    const counts = await (await fetch(`${server.base}/status/${id}/?limit=0`)).json();
+    assert.equal(counts.products.length, 0);
+    assert.deepEqual([counts.page.total, counts.progress.images_total, counts.progress.images_done,
+      counts.progress.images_failed], [rowsTotal, 50_000, 49_990, 10]);
+    const shown = await page.$$eval('#summary dd', (dds) => Object.fromEntries(dds.map((d) => [d.id, d.textContent])));
+    assert.deepEqual(shown, {
+      'sum-products': '10,000', 'sum-images': '50,000', 'sum-done': '49,990',
+      'sum-reused': counts.progress.images_reused.toLocaleString('en-US'), 'sum-failed': '10', 'sum-waiting': '0',
+      'sum-saved': shown['sum-saved'],
+    });
+    assert.ok(counts.progress.images_reused >= 49_980, JSON.stringify(counts.progress));
+    // Once every product has been read, the bytes are summed over all of them, and the 10 failed
+    // images listed.
+    await page.waitForFunction(() => /over all 10,000 products\.$/.test(document.querySelector('#totals-note').textContent),
+      null, { timeout: 60_000 });
+    let before = 0;
+    let after = 0;
+    for (let offset = 0; offset < rowsTotal; offset += 1000) {
+      const slice = await (await fetch(`${server.base}/status/${id}/?offset=${offset}&limit=1000`)).json();
+      for (const p of slice.products) for (const z of p['Image Sizes']) { before += z.input_bytes; after += z.output_bytes; }
+    }
+    const size = (n) => (n < 1024 * 1024 * 1024 ? (n / 1024 / 1024).toFixed(2) + ' MB' : (n / 1024 ** 3).toFixed(2) + ' GB');
+    assert.equal(await page.textContent('#sum-saved'), size(before - after));
+    assert.equal(await page.textContent('#totals'), `Total: ${size(before)} → ${size(after)} (−${Math.round((1 - after / before) * 100)}%)`);
+    assert.equal(await page.textContent('#failed-count'), '10');
+    assert.deepEqual(await page.$$eval('#failed tbody tr', (trs) => trs.map((tr) => Number(tr.dataset.serial))),
+      range(1, 10).map((i) => i * 1000));
+    mkdirSync(artifacts, { recursive: true });
+    // The request as one sees it: its summary, failed images and first products.
+    const top = await page.$eval('#request-section', (section) => section.getBoundingClientRect().top + scrollY);
+    await page.screenshot({ path: path.join(artifacts, 'big-request.png'), fullPage: true,
+      clip: { x: 0, y: top - 16, width: 1200, height: 1500 } });
+    console.log(`screenshot: ${path.join(artifacts, 'big-request.png')}`);
+
+    // The next page: products 101 to 200.
+    await page.click('#pager-top .next');
+    await page.waitForFunction(() => document.querySelector('#products tbody tr')?.dataset.serial === '101',
+      null, { timeout: 10_000 });
+    assert.deepEqual(await serials(), range(101, 100));
+    assert.equal(await page.textContent('#pager-top .info'), 'products 101–200 of 10,000');
+    assert.match(page.url(), /\/page\/2$/);
+    // The failed-image filter, and a failed image's product shown on its page.
+    await page.fill('#failed-filter', 'sku2000');
+    await page.waitForFunction(() => document.querySelectorAll('#failed tbody tr').length === 1, null, { timeout: 10_000 });
+    assert.match(await page.textContent('#failed tbody tr'), /SKU2000.*missing\.jpg.*HTTP 404/);
+    await page.click('#failed tbody tr button');
+    await page.waitForSelector('#products tr.highlight[data-serial="2000"]', { timeout: 10_000 });
+    assert.deepEqual(await serials(), range(1901, 100));
+    await page.click('#pager-bottom .prev');
+    await page.waitForFunction(() => document.querySelector('#products tbody tr')?.dataset.serial === '1801',
+      null, { timeout: 10_000 });
+
+    // A page past the end (an old link) shows the last one.
+    await page.goto(`${server.base}/#/requests/${id}/page/500`);
+    await page.waitForFunction(() => document.querySelector('#products tbody tr')?.dataset.serial === '9901',
+      null, { timeout: 10_000 });
+    assert.equal(await page.textContent('#pager-bottom .info'), 'products 9,901–10,000 of 10,000');
+    assert.match(page.url(), /\/page\/100$/);
+
+    assert.deepEqual(fromImageHost, []);
+    assert.ok(statusReads.length > 0);
+    const whole = statusReads.filter((u) => !/[?&]limit=\d+/.test(u));
+    assert.deepEqual(whole, [], 'the page read the whole status');
+    assert.ok((await serials()).length <= 100);
+  } finally {
+    await page.close();
+  }
 });
 
 test('with API keys on, the page asks for a key and uses it for everything', async () => {

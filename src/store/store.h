@@ -171,8 +171,8 @@ class ImageLeases {
   }
 
   // Whether `owner` still holds the lease of `image_id`: false once it is lost (taken over after
-  // it expired, or dropped by a cancel). A worker asks before each stage of an image, so a
-  // cancelled image stops at its next stage instead of running to the end.
+  // it expired, or dropped by a cancel). A worker asks before compressing and before storing, so
+  // a cancelled image stops at its next stage instead of running to the end.
   [[nodiscard]] virtual Result<bool> HoldsLease(int64_t image_id, const std::string& owner) = 0;
 
   // Returns every lease to the queue, images and webhooks: only for the single-process embedded

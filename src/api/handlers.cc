@@ -295,9 +295,10 @@ Response Api::Upload(const Request& request, const std::optional<std::string>& o
 }
 
 Result<request::RequestView> Api::LoadRequest(const std::string& request_id,
-                                              const std::optional<std::string>& caller) {
+                                              const std::optional<std::string>& caller,
+                                              const request::ProductRange& range) {
   if (!request::IsUuid(request_id)) return NotFound("Request ID not found");
-  auto view = reader_.GetRequest(request_id);
+  auto view = reader_.GetRequestPage(request_id, range);
   if (view.ok() && caller && view->owner != caller) return NotFound("Request ID not found");
   return view;
 }
@@ -459,9 +460,7 @@ Response Api::OutputCsv(const std::string& request_id, bool with_errors,
   // request; the first page is read here, so an unknown id or a store error is still a 404 or a
   // 503. Each page is its own snapshot: of a request still running, a later page may show more
   // outputs than an earlier one did.
-  if (!request::IsUuid(request_id)) return JsonError(404, "Request ID not found");
-  auto first = reader_.GetRequestPage(request_id, {0, kCsvPage});
-  if (first.ok() && caller && first->owner != caller) return JsonError(404, "Request ID not found");
+  auto first = LoadRequest(request_id, caller, {0, kCsvPage});
   if (!first.ok()) return LoadError(request_id, first.status());
   Response r;
   r.content_type = "text/csv; charset=utf-8";
@@ -492,7 +491,8 @@ Response Api::Media(const std::string& relative, const std::optional<std::string
   // their input, which only someone holding that input can name: any valid key may read them (it
   // already has the image they were made from).
   const std::string folder = relative.substr(0, relative.find('/'));
-  if (caller && folder != "objects" && !LoadRequest(folder, caller).ok()) {
+  // Its owner is all that is asked: none of its products are read.
+  if (caller && folder != "objects" && !LoadRequest(folder, caller, {0, 0}).ok()) {
     return JsonError(404, "Not found");
   }
   const auto file = options_.media(relative);
@@ -548,9 +548,7 @@ Response Api::StatusPage(const std::string& request_id, const Request& request,
   auto limit = PageNumber(request, "limit");
   if (!limit.ok()) return JsonError(400, limit.status().message());
   const request::ProductRange range{offset->value_or(0), *limit};
-  if (!request::IsUuid(request_id)) return JsonError(404, "Request ID not found");
-  auto view = reader_.GetRequestPage(request_id, range);
-  if (view.ok() && caller && view->owner != caller) return JsonError(404, "Request ID not found");
+  auto view = LoadRequest(request_id, caller, range);
   if (!view.ok()) return LoadError(request_id, view.status());
   Response response;
   response.body = report::StatusJson(*view, range);

@@ -103,7 +103,8 @@ class Api {
   // for a failure to load it.
   // Another key's request is NotFound too, so ids leak nothing.
   Result<request::RequestView> LoadRequest(const std::string& request_id,
-                                           const std::optional<std::string>& caller);
+                                           const std::optional<std::string>& caller,
+                                           const request::ProductRange& range = {});
   Response LoadError(const std::string& request_id, const imgproc::Status& status);
   // A finished request's status comes from memory, gzip-encoded when `accepts_gzip`.
   Response RequestStatus(const std::string& request_id, const std::optional<std::string>& caller,

@@ -342,6 +342,35 @@ std::optional<std::pair<uint64_t, uint64_t>> OneRange(std::string_view value, ui
   return std::pair(*first, last ? std::min(*last + 1, size) : size);
 }
 
+// The head of `response`: its status line, Content-Type, `framing` (the Content-Length or the
+// Transfer-Encoding line), its headers, and the Connection header `close` and `http10` call for.
+std::string ResponseHead(const Response& response, std::string_view framing, bool close,
+                         bool http10) {
+  const auto status = static_cast<http::status>(response.status);
+  const beast::string_view reason = http::obsolete_reason(status);
+  std::string head;
+  head.reserve(256);
+  head.append(http10 ? "HTTP/1.0 " : "HTTP/1.1 ")
+      .append(std::to_string(response.status))
+      .append(" ")
+      .append(reason.data(), reason.size())
+      .append("\r\nContent-Type: ")
+      .append(response.content_type)
+      .append("\r\n")
+      .append(framing)
+      .append("\r\n");
+  for (const auto& [name, value] : response.headers) {
+    head.append(name).append(": ").append(value).append("\r\n");
+  }
+  if (close) {
+    head.append("Connection: close\r\n");
+  } else if (http10) {
+    head.append("Connection: keep-alive\r\n");
+  }
+  head.append("\r\n");
+  return head;
+}
+
 // Writes a response made as it is sent (Response::stream) in HTTP/1.1 chunks, gzip-encoded as
 // it goes when the client accepts it; false when the client or the stream fails (the body is
 // then cut short: the connection must close).
@@ -352,22 +381,9 @@ bool WriteStreamed(SocketStream& stream, const Request& request, Response& respo
     response.headers["Content-Encoding"] = "gzip";
     response.headers["Vary"] = "Accept-Encoding";
   }
-  const auto status = static_cast<http::status>(response.status);
-  const beast::string_view reason = http::obsolete_reason(status);
-  std::string head;
-  head.append("HTTP/1.1 ")
-      .append(std::to_string(response.status))
-      .append(" ")
-      .append(reason.data(), reason.size())
-      .append("\r\nContent-Type: ")
-      .append(response.content_type)
-      .append("\r\nTransfer-Encoding: chunked\r\n");
-  for (const auto& [name, value] : response.headers) {
-    head.append(name).append(": ").append(value).append("\r\n");
+  if (!stream.Send(ResponseHead(response, "Transfer-Encoding: chunked", close, false))) {
+    return false;
   }
-  if (close) head.append("Connection: close\r\n");
-  head.append("\r\n");
-  if (!stream.Send(head)) return false;
   if (request.method == "HEAD") return true;
   const auto chunk = [&](std::string_view data) {
     if (data.empty()) return true;
@@ -429,28 +445,8 @@ bool WriteResponse(SocketStream& stream, const Request* request, Response respon
       response.headers["Vary"] = "Accept-Encoding";
     }
   }
-  const auto status = static_cast<http::status>(response.status);
-  const beast::string_view reason = http::obsolete_reason(status);
-  std::string head;
-  head.reserve(256);
-  head.append(http10 ? "HTTP/1.0 " : "HTTP/1.1 ")
-      .append(std::to_string(response.status))
-      .append(" ")
-      .append(reason.data(), reason.size())
-      .append("\r\nContent-Type: ")
-      .append(response.content_type)
-      .append("\r\nContent-Length: ")
-      .append(std::to_string(body.size()))
-      .append("\r\n");
-  for (const auto& [name, value] : response.headers) {
-    head.append(name).append(": ").append(value).append("\r\n");
-  }
-  if (close) {
-    head.append("Connection: close\r\n");
-  } else if (http10) {
-    head.append("Connection: keep-alive\r\n");
-  }
-  head.append("\r\n");
+  const std::string head =
+      ResponseHead(response, "Content-Length: " + std::to_string(body.size()), close, http10);
   return stream.Send(head, head_only ? std::string_view() : body);
 }
 

@@ -22,27 +22,11 @@ std::shared_ptr<const StatusCache::Entry> StatusCache::Find(const std::string& r
   return it->second.entry;
 }
 
-std::string Gzip(std::string_view data) {
-  z_stream z{};
-  // windowBits 15 + 16: a gzip header and trailer instead of zlib's.
-  if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
-    return {};
-  }
-  std::string out(deflateBound(&z, static_cast<uLong>(data.size())) + 32, '\0');
-  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-  z.avail_in = static_cast<uInt>(data.size());
-  z.next_out = reinterpret_cast<Bytef*>(out.data());
-  z.avail_out = static_cast<uInt>(out.size());
-  const int rc = deflate(&z, Z_FINISH);
-  out.resize(z.total_out);
-  deflateEnd(&z);
-  return rc == Z_STREAM_END ? out : std::string();
-}
-
 struct GzipStream::State {
   z_stream z{};
 };
 
+// windowBits 15 + 16: a gzip header and trailer instead of zlib's.
 GzipStream::GzipStream()
     : state_(std::make_unique<State>()),
       ok_(deflateInit2(&state_->z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8,
@@ -72,6 +56,12 @@ std::string GzipStream::Add(std::string_view piece, bool last) {
     out.append(buffer, sizeof buffer - z.avail_out);
   } while (z.avail_out == 0 || (last && rc != Z_STREAM_END));
   return out;
+}
+
+std::string Gzip(std::string_view data) {
+  GzipStream gzip;
+  std::string out = gzip.Add(data, /*last=*/true);
+  return gzip.ok() ? out : std::string();
 }
 
 void StatusCache::Put(const std::string& request_id, Entry entry) {

@@ -13,6 +13,8 @@ enum Column { kSerial, kName, kUrls };
 constexpr const char* kColumnNames[] = {"Serial Number", "Product Name", "Input Image Urls"};
 constexpr size_t kNone = static_cast<size_t>(-1);
 constexpr size_t kMaxNameChars = 255;
+constexpr size_t kMaxShownBytes = 50;
+constexpr std::string_view kWhitespace = " \t\r\n\v\f";
 
 // Follows the problem of a file past one of the service's limits: which setting that is, and how
 // whoever runs imgproc raises it (docs/security.md lists them).
@@ -20,8 +22,6 @@ std::string RaiseHint(std::string_view setting, std::string_view flag) {
   return ": the limit is " + std::string(setting) + ", raised where imgproc runs with " +
          std::string(setting) + "=<n> (or " + std::string(flag) + ")";
 }
-constexpr size_t kMaxShownBytes = 50;
-constexpr std::string_view kWhitespace = " \t\r\n\v\f";
 
 std::string_view Trim(std::string_view s) {
   const size_t begin = s.find_first_not_of(kWhitespace);

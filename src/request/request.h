@@ -146,7 +146,6 @@ struct ImageTally {
   int64_t done = 0;
   int64_t failed = 0;
   int64_t reused = 0;  // of `done`: outputs not made for this slot
-  int64_t finals() const { return done + failed; }
   ImageTally& operator+=(const ImageTally& other);
 };
 ImageTally TallyOf(const ImageOutcome& outcome, int64_t finals);

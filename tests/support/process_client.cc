@@ -225,38 +225,37 @@ httplib::Result ImgprocProcess::Upload(const std::string& csv, const std::string
   return client.Post("/api/p/upload/", items);
 }
 
-nlohmann::json ImgprocProcess::Status(const std::string& id) {
-  auto res = Get("/status/" + id + "/");
+nlohmann::json ImgprocProcess::Status(const std::string& id, const std::string& query) {
+  auto res = Get("/status/" + id + "/" + query);
   if (!res || res->status != 200) return nullptr;
   return nlohmann::json::parse(res->body, nullptr, false);
 }
 
-nlohmann::json ImgprocProcess::WaitForStatus(const std::string& id,
-                                             const std::function<bool(const nlohmann::json&)>& done,
-                                             std::chrono::seconds timeout) {
+nlohmann::json ImgprocProcess::PollStatus(const std::string& id, const std::string& query,
+                                          const std::function<bool(const nlohmann::json&)>& done,
+                                          std::chrono::seconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   nlohmann::json status;
   while (std::chrono::steady_clock::now() < deadline) {
-    status = Status(id);
+    status = Status(id, query);
     if (status.is_object() && done(status)) return status;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a poll, not a decision
   }
   return status;
 }
 
+nlohmann::json ImgprocProcess::WaitForStatus(const std::string& id,
+                                             const std::function<bool(const nlohmann::json&)>& done,
+                                             std::chrono::seconds timeout) {
+  return PollStatus(id, "", done, timeout);
+}
+
 nlohmann::json ImgprocProcess::WaitForCompletion(const std::string& id,
                                                  std::chrono::seconds timeout) {
   // As a client of a big request does (docs/api.md): polls only the counts (?limit=0), and
   // reads the products once it is completed.
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    auto res = Get("/status/" + id + "/?limit=0");
-    if (res && res->status == 200) {
-      const auto counts = nlohmann::json::parse(res->body, nullptr, false);
-      if (counts.is_object() && counts.value("status", "") == "completed") return Status(id);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a poll, not a decision
-  }
+  PollStatus(
+      id, "?limit=0", [](const nlohmann::json& s) { return s["status"] == "completed"; }, timeout);
   return Status(id);
 }
 

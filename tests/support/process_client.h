@@ -72,8 +72,8 @@ class ImgprocProcess {
 
   // POST /api/p/upload/ with the CSV (and webhook_url when given).
   httplib::Result Upload(const std::string& csv, const std::string& webhook_url = "");
-  // GET /status/<id>/ as JSON (null if the request failed).
-  nlohmann::json Status(const std::string& id);
+  // GET /status/<id>/ (with `query`, e.g. "?limit=0") as JSON (null if the request failed).
+  nlohmann::json Status(const std::string& id, const std::string& query = "");
   // Polls the status until `done` holds for it (an object) or the timeout; returns the last
   // status seen.
   nlohmann::json WaitForStatus(const std::string& id,
@@ -89,6 +89,11 @@ class ImgprocProcess {
   httplib::Result Get(const std::string& path_or_url);
 
  private:
+  // Polls GET /status/<id>/<query> until `done` holds for it (an object) or the timeout; returns
+  // the last answer seen.
+  nlohmann::json PollStatus(const std::string& id, const std::string& query,
+                            const std::function<bool(const nlohmann::json&)>& done,
+                            std::chrono::seconds timeout);
   std::filesystem::path data_dir_;
   std::map<std::string, std::string> env_;
   std::vector<std::string> args_;

@@ -18,9 +18,8 @@ struct ReplyDeleter {
 };
 using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
 
-// Images handed to the broker per sweep query, and queries per sweep: a bound on one sweep's work.
+// Images handed to the broker per store query.
 constexpr int kSweepBatch = 1000;
-constexpr int kSweepBatchesMax = 100;
 
 int64_t SteadyMillis() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -61,20 +60,6 @@ void AppendEntries(const redisReply* entries, std::vector<Entry>& out) {
     }
     out.push_back(std::move(entry));  // an entry without an image id is acknowledged and dropped
   }
-}
-
-// The string value of `key` in a flat [key, value, key, value, ...] reply.
-std::string Field(const redisReply* flat, std::string_view key) {
-  if (!flat || flat->type != REDIS_REPLY_ARRAY) return {};
-  for (size_t i = 0; i + 1 < flat->elements; i += 2) {
-    const redisReply* k = flat->element[i];
-    const redisReply* v = flat->element[i + 1];
-    if (k->type == REDIS_REPLY_STRING && std::string_view(k->str, k->len) == key &&
-        v->type == REDIS_REPLY_STRING) {
-      return std::string(v->str, v->len);
-    }
-  }
-  return {};
 }
 
 }  // namespace
@@ -320,6 +305,13 @@ Result<std::vector<store::ImageTask>> RedisQueue::Take(const std::string& owner,
     return std::vector<store::ImageTask>();
   }
 
+  // A quarter of the window read since the last top-up: top it up.
+  if (read_since_sweep_.fetch_add(static_cast<int64_t>(entries.size())) +
+          static_cast<int64_t>(entries.size()) >=
+      options_.window / 4) {
+    read_since_sweep_ = 0;
+    Notify();
+  }
   std::vector<int64_t> ids;
   for (const auto& e : entries) {
     if (e.image_id > 0) ids.push_back(e.image_id);
@@ -405,37 +397,43 @@ Status RedisQueue::Sweep(Connection& conn) {
   if (lost) spdlog::info("queue: created stream group; handing over every due image");
 
   const request::Millis now = RealClock().WallMillis();
-  std::vector<std::optional<request::Millis>> passes;
-  if (lost) {
-    // Redis lost everything it held: hand over everything due again, including what was handed
-    // over within this very millisecond (the store compares handover times strictly).
-    passes.emplace_back(now + 1);
-  } else {
-    passes.emplace_back(std::nullopt);  // new requests, retries that became due
-    // Nothing undelivered in the stream, yet images handed over long ago are not done: the
-    // broker lost them (or their consumer died after acknowledging, which we never do).
-    auto groups = conn.Command({"XINFO", "GROUPS", options_.stream});
-    auto stream = conn.Command({"XINFO", "STREAM", options_.stream});
-    if (!groups.ok()) return groups.status();
-    if (!stream.ok()) return stream.status();
-    std::string delivered;
-    for (size_t i = 0; i < (*groups)->elements; ++i) {
-      if (Field((*groups)->element[i], "name") == options_.group) {
-        delivered = Field((*groups)->element[i], "last-delivered-id");
-      }
-    }
-    if (delivered == Field(stream->get(), "last-generated-id")) {
-      passes.emplace_back(now - options_.lease.count());
+  // Redis lost everything it held: hand over again everything due that was handed over before
+  // now, over as many sweeps as the window takes. (What was handed over within this very
+  // millisecond, before the loss, is found by the pass for lost images below, a lease later;
+  // counting it in would hand over again what this sweep hands over.)
+  if (lost) handed_again_before_ = now;
+
+  // The window: what waits undelivered in the stream (its length, less what consumers hold).
+  auto length = conn.Command({"XLEN", options_.stream});
+  auto pending = conn.Command({"XPENDING", options_.stream, options_.group});
+  if (!length.ok()) return length.status();
+  if (!pending.ok()) return pending.status();
+  const int64_t held = (*pending)->type == REDIS_REPLY_ARRAY && (*pending)->elements > 0 &&
+                               (*pending)->element[0]->type == REDIS_REPLY_INTEGER
+                           ? (*pending)->element[0]->integer
+                           : 0;
+  const int64_t undelivered = std::max<int64_t>(0, (*length)->integer - held);
+  int64_t room = options_.window - undelivered;
+
+  // New requests, retries that became due (and after a loss, everything due).
+  while (room > 0 && !shutdown_) {
+    const int batch = static_cast<int>(std::min<int64_t>(room, kSweepBatch));
+    auto ids = store_.TakeImagesToEnqueue(handed_again_before_, batch);
+    if (!ids.ok()) return ids.status();
+    if (Status s = Enqueue(conn, *ids); !s.ok()) return s;
+    room -= static_cast<int64_t>(ids->size());
+    if (static_cast<int>(ids->size()) < batch) {
+      handed_again_before_.reset();  // all handed over again
+      break;
     }
   }
-  for (const auto& enqueued_before : passes) {
-    for (int batch = 0; batch < kSweepBatchesMax && !shutdown_; ++batch) {
-      auto ids = store_.TakeImagesToEnqueue(enqueued_before, kSweepBatch);
-      if (!ids.ok()) return ids.status();
-      if (ids->empty()) break;
-      if (Status s = Enqueue(conn, *ids); !s.ok()) return s;
-      if (static_cast<int>(ids->size()) < kSweepBatch) break;
-    }
+  // Nothing undelivered in the stream, yet images handed over long ago are not done: the broker
+  // lost them (or their consumer died after acknowledging, which we never do).
+  if (room > 0 && undelivered == 0 && !shutdown_) {
+    auto ids = store_.TakeImagesToEnqueue(now - options_.lease.count(),
+                                          static_cast<int>(std::min<int64_t>(room, kSweepBatch)));
+    if (!ids.ok()) return ids.status();
+    if (Status s = Enqueue(conn, *ids); !s.ok()) return s;
   }
   return Status::Ok();
 }
@@ -443,6 +441,7 @@ Status RedisQueue::Sweep(Connection& conn) {
 // If this fails, the images are marked handed over without being in the stream: the next sweep
 // finds them stale once a lease has passed (at once, if Redis lost its data).
 Status RedisQueue::Enqueue(Connection& conn, const std::vector<int64_t>& image_ids) {
+  if (image_ids.empty()) return Status::Ok();
   std::vector<std::vector<std::string>> adds;
   adds.reserve(image_ids.size());
   for (int64_t id : image_ids) {

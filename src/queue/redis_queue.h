@@ -3,21 +3,26 @@
 // image", and the store's lease decides who works on it, so a duplicate or stale entry is
 // harmless and a lost one is found again by the sweep.
 //
-// - Notify() wakes the sweep, which hands the broker every due image it does not hold (XADD).
+// - Notify() wakes the sweep, which hands the broker due images it does not hold (XADD), as many
+//   as keep `window` of them waiting undelivered in the stream, picked in turn from the running
+//   requests (ImageLeases::TakeImagesToEnqueue, request::FairPick): a request sent beside a big
+//   one waits behind at most a window of the big one's images, not behind all of them.
 // - Take() reads new entries (XREADGROUP) and takes over entries that another consumer left
 //   unacknowledged for a lease (XAUTOCLAIM: a dead worker's), then leases their images in the
 //   store; entries whose image is not due are acknowledged and deleted at once.
 // - Done() acknowledges and deletes the entry once the outcome is recorded.
-// - The sweep, every `sweep` interval and on Notify(), re-creates the stream and group when Redis
-//   lost them (a restart without persistence) and then hands over every due image again;
-//   otherwise it hands over images that became due (retries), and, when nothing in the stream
-//   is undelivered, images handed over more than a lease ago that are still not done.
+// - The sweep, every `sweep` interval, on Notify() and each time this process has read a quarter
+//   of the window, re-creates the stream and group when Redis lost them (a restart without
+//   persistence) and then hands over every due image again, a window at a time; otherwise it
+//   hands over images that became due (new ones, retries), and, when nothing in the stream is
+//   undelivered, images handed over more than a lease ago that are still not done.
 #ifndef IMGPROC_QUEUE_REDIS_QUEUE_H_
 #define IMGPROC_QUEUE_REDIS_QUEUE_H_
 
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -35,6 +40,11 @@ struct RedisQueueOptions {
   // (pipeline::PipelineOptions::lease), so that the two cannot disagree.
   std::chrono::milliseconds lease{0};
   std::chrono::milliseconds sweep{1000};
+  // Images waiting undelivered in the stream at most (less than a sweep's worth may be added by
+  // each process sweeping at once). What a request sent now may wait behind: 512 images are
+  // about 2 s of the 2-core bench machine (225 images/s), and many machines drain them faster
+  // but also top them up more often.
+  int64_t window = 512;
   std::string stream = "imgproc:images";
   std::string group = "imgproc-workers";
   std::string consumer;  // this process's name in the group
@@ -81,7 +91,11 @@ class RedisQueue final : public WorkQueue {
   const RedisQueueOptions options_;
   const RedisAddress address_;
   std::atomic<bool> shutdown_{false};
-  std::atomic<int64_t> last_autoclaim_{0};  // steady-clock ms of the last XAUTOCLAIM
+  std::atomic<int64_t> last_autoclaim_{0};    // steady-clock ms of the last XAUTOCLAIM
+  std::atomic<int64_t> read_since_sweep_{0};  // entries this process read since it woke the sweep
+  // After Redis lost the stream: images handed over before this are handed over again (the
+  // sweep's thread only).
+  std::optional<int64_t> handed_again_before_;
 
   Mutex pool_mu_;
   std::vector<std::unique_ptr<Connection>> idle_ GUARDED_BY(pool_mu_);

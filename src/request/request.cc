@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <queue>
 #include <random>
 #include <unordered_map>
 
@@ -346,6 +347,24 @@ ContentVerdict DecideContent(const std::optional<ContentRow>& row, std::string_v
   // Stored but not to be reused, or not stored yet: whoever holds a live claim stores it.
   if (row->owner && *row->owner != owner && row->claimed_until > now) return ContentVerdict::kWait;
   return ContentVerdict::kStore;
+}
+
+std::vector<int64_t> FairPick(const std::vector<DueImages>& requests, int max) {
+  // (images in flight with the picks, position in the list): the least is served next.
+  using Turn = std::pair<int64_t, size_t>;
+  std::priority_queue<Turn, std::vector<Turn>, std::greater<>> turns;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    if (!requests[i].due.empty()) turns.emplace(requests[i].in_flight, i);
+  }
+  std::vector<size_t> taken(requests.size(), 0);
+  std::vector<int64_t> picked;
+  while (static_cast<int>(picked.size()) < max && !turns.empty()) {
+    auto [in_flight, i] = turns.top();
+    turns.pop();
+    picked.push_back(requests[i].due[taken[i]++]);
+    if (taken[i] < requests[i].due.size()) turns.emplace(in_flight + 1, i);
+  }
+  return picked;
 }
 
 }  // namespace imgproc::request

@@ -159,6 +159,23 @@ struct Completion {
 Completion AfterFinalImage(int64_t final_images, int64_t images_total, bool has_webhook,
                            Millis now);
 
+// ---- Fair share between running requests -------------------------------------------------------
+
+// A running request as the next claim sees it: the images it has in flight (leased, the lease
+// running) and its first due images, in the order they are taken (earliest due, then oldest).
+struct DueImages {
+  int64_t in_flight = 0;
+  std::vector<int64_t> due;  // image ids
+};
+
+// The images the next workers take, `max` at most, in the order picked: each next one from the
+// request with the fewest images in flight, those picked so far included, and of two with as
+// many the one listed first (callers list requests oldest first). So the workers are shared
+// equally between the running requests (a 10-image request sent beside a 50,000-image one gets
+// half of them at its first claim), a request alone gets them all, and within a request images
+// go first due first.
+std::vector<int64_t> FairPick(const std::vector<DueImages>& requests, int max);
+
 // ---- Cancelling a request ----------------------------------------------------------------------
 
 // The image error of every image a cancel left undone (its slot stays empty).

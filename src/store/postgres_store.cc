@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <limits>
 #include <map>
+#include <set>
 #include <string_view>
 #include <utility>
 
@@ -116,6 +117,14 @@ CREATE TABLE image_contents (
   PRIMARY KEY (sha256, variant)
 );
 CREATE INDEX image_contents_stored ON image_contents(stored_at);
+)sql",
+    // 6: as the SQLite store's 9: fair share (each running request's due images and those in
+    // flight, a few index entries per request).
+    R"sql(
+CREATE INDEX images_request_due ON images(request_id, due_at, id)
+  WHERE state IN ('queued', 'leased');
+CREATE INDEX images_handed_over ON images(request_id)
+  WHERE enqueued_at IS NOT NULL AND state IN ('queued', 'leased');
 )sql",
 };
 
@@ -528,22 +537,27 @@ class PostgresStore final : public Store {
     auto session = Borrow();
     if (!session.ok()) return session.status();
     const Millis now = clock_.WallMillis();
-    // One statement per claim; several in one transaction (one alone needs none). Images a claim
-    // leased are due no more, so the next claim's statement passes them by.
+    int wanted = 0;
+    for (const ImageClaim& claim : claims) wanted += std::max(claim.max, 0);
+    auto running = DueByRequest(*session, now, wanted, std::nullopt);
+    if (!running.ok()) return running.status();
+    const std::vector<int64_t> picked = request::FairPick(*running, wanted);
+    // One statement per claim; several in one transaction (one alone needs none). An image
+    // another process leased since it was picked is passed by: that claim gets fewer.
     std::optional<Transaction> tx;
     if (claims.size() > 1) {
       tx.emplace(*session);
       if (!tx->ok()) return tx->status();
     }
     std::vector<std::vector<ImageTask>> claimed;
+    size_t next = 0;
     for (const ImageClaim& claim : claims) {
-      auto r = session->Exec(
-          LeaseStatement("SELECT id FROM images "
-                         "WHERE state IN ('queued', 'leased') AND due_at <= $1 "
-                         "ORDER BY due_at, id LIMIT $4 FOR UPDATE SKIP LOCKED"),
-          Params().Add(now).Add(claim.owner).Add(now + lease_ms).Add(int64_t{claim.max}));
-      if (!r.ok()) return r.status();
-      claimed.push_back(TasksFrom(r->get()));
+      const size_t end = std::min(picked.size(), next + std::max(claim.max, 0));
+      auto tasks = LeaseById(*session, {picked.begin() + next, picked.begin() + end}, claim.owner,
+                             now, lease_ms);
+      if (!tasks.ok()) return tasks.status();
+      claimed.push_back(std::move(*tasks));
+      next = end;
     }
     if (tx) {
       if (Status s = tx->Commit(); !s.ok()) return s;
@@ -554,16 +568,9 @@ class PostgresStore final : public Store {
   Result<std::vector<ImageTask>> ClaimImagesById(const std::vector<int64_t>& image_ids,
                                                  const std::string& owner,
                                                  Millis lease_ms) override {
-    if (image_ids.empty()) return std::vector<ImageTask>();
     auto session = Borrow();
     if (!session.ok()) return session.status();
-    const Millis now = clock_.WallMillis();
-    auto r = session->Exec(LeaseStatement("SELECT id FROM images WHERE id = ANY($4::bigint[]) "
-                                          "AND state IN ('queued', 'leased') AND due_at <= $1 "
-                                          "FOR UPDATE SKIP LOCKED"),
-                           Params().Add(now).Add(owner).Add(now + lease_ms).AddIds(image_ids));
-    if (!r.ok()) return r.status();
-    return TasksFrom(r->get());
+    return LeaseById(*session, image_ids, owner, clock_.WallMillis(), lease_ms);
   }
 
   Result<int> ExtendLeases(const std::string& owner_prefix, const std::vector<int64_t>& image_ids,
@@ -923,21 +930,26 @@ class PostgresStore final : public Store {
                                                    int max) override {
     auto session = Borrow();
     if (!session.ok()) return session.status();
-    // SKIP LOCKED: rows another process is marking are its to hand over.
+    const Millis now = clock_.WallMillis();
+    const Millis before = enqueued_before.value_or(std::numeric_limits<int64_t>::min());
+    auto running = DueByRequest(*session, now, max, before);
+    if (!running.ok()) return running.status();
+    const std::vector<int64_t> picked = request::FairPick(*running, max);
+    if (picked.empty()) return picked;
+    // SKIP LOCKED, and the condition checked again: what another process marks or has marked
+    // since the pick is its to hand over.
     auto r = session->Exec(
         "UPDATE images SET enqueued_at = $1 WHERE id IN (SELECT id FROM images "
-        "WHERE state IN ('queued', 'leased') AND due_at <= $1 "
-        "AND (enqueued_at IS NULL OR enqueued_at < $2) ORDER BY due_at, id LIMIT $3 "
-        "FOR UPDATE SKIP LOCKED) RETURNING id",
-        Params()
-            .Add(clock_.WallMillis())
-            .Add(enqueued_before.value_or(std::numeric_limits<int64_t>::min()))
-            .Add(int64_t{max}));
+        "WHERE id = ANY($3::bigint[]) AND state IN ('queued', 'leased') AND due_at <= $1 "
+        "AND (enqueued_at IS NULL OR enqueued_at < $2) FOR UPDATE SKIP LOCKED) RETURNING id",
+        Params().Add(now).Add(before).AddIds(picked));
     if (!r.ok()) return r.status();
-    std::vector<int64_t> ids;
-    ids.reserve(PQntuples(r->get()));
-    for (int i = 0; i < PQntuples(r->get()); ++i) ids.push_back(Row(r->get(), i).Int(0));
-    std::sort(ids.begin(), ids.end());
+    std::set<int64_t> marked;
+    for (int i = 0; i < PQntuples(r->get()); ++i) marked.insert(Row(r->get(), i).Int(0));
+    std::vector<int64_t> ids;  // in the order picked: the broker's line is the fair one
+    for (int64_t id : picked) {
+      if (marked.count(id)) ids.push_back(id);
+    }
     return ids;
   }
 
@@ -1031,6 +1043,60 @@ class PostgresStore final : public Store {
   }
 
   // Hands out an idle connection, or opens one while under the limit, or waits for one.
+  // The running requests, oldest first, each with its images in flight and its first `max` due
+  // images (request::FairPick's input), in one statement. With `handed_over_before`, for a
+  // broker: only images not handed over since then, and those handed over and not done count
+  // as in flight.
+  static Result<std::vector<request::DueImages>> DueByRequest(
+      Session& session, Millis now, int max, std::optional<Millis> handed_over_before) {
+    // Each count reads its own index (the broker's cannot be a CASE: its partial index would
+    // not serve it).
+    const std::string in_flight = handed_over_before
+                                      ? "l.enqueued_at IS NOT NULL AND $3::bigint IS NOT NULL"
+                                      : "l.due_at > $1 AND l.state = 'leased'";
+    auto r = session.Exec(
+        "SELECT r.request_id, f.n, d.id FROM requests r "
+        "CROSS JOIN LATERAL (SELECT count(*) AS n FROM images l "
+        "WHERE l.request_id = r.request_id AND l.state IN ('queued', 'leased') AND " +
+            in_flight +
+            ") f "
+            "CROSS JOIN LATERAL (SELECT i.id, i.due_at FROM images i "
+            "WHERE i.request_id = r.request_id AND i.state IN ('queued', 'leased') "
+            "AND i.due_at <= $1 "
+            "AND ($3::bigint IS NULL OR i.enqueued_at IS NULL OR i.enqueued_at < $3) "
+            "ORDER BY i.due_at, i.id LIMIT $2) d "
+            "WHERE r.status IN ('pending', 'processing') "
+            "ORDER BY r.created_at, r.request_id, d.due_at, d.id",
+        Params().Add(now).Add(int64_t{max}).Add(handed_over_before));
+    if (!r.ok()) return r.status();
+    std::vector<request::DueImages> requests;
+    std::string last;
+    for (int i = 0; i < PQntuples(r->get()); ++i) {
+      Row row(r->get(), i);
+      if (requests.empty() || row.Text(0) != last) {
+        last = row.Text(0);
+        requests.push_back({row.Int(1), {}});
+      }
+      requests.back().due.push_back(row.Int(2));
+    }
+    return requests;
+  }
+
+  // Leases those of `image_ids` still due to `owner`; those locked by another transaction or no
+  // longer due are passed by.
+  static Result<std::vector<ImageTask>> LeaseById(Session& session,
+                                                  const std::vector<int64_t>& image_ids,
+                                                  const std::string& owner, Millis now,
+                                                  Millis lease_ms) {
+    if (image_ids.empty()) return std::vector<ImageTask>();
+    auto r = session.Exec(LeaseStatement("SELECT id FROM images WHERE id = ANY($4::bigint[]) "
+                                         "AND state IN ('queued', 'leased') AND due_at <= $1 "
+                                         "FOR UPDATE SKIP LOCKED"),
+                          Params().Add(now).Add(owner).Add(now + lease_ms).AddIds(image_ids));
+    if (!r.ok()) return r.status();
+    return TasksFrom(r->get());
+  }
+
   Result<Session> Borrow() EXCLUDES(mu_) {
     MutexLock lock(&mu_);
     while (idle_.empty() && open_ >= max_connections_) cv_.Wait(&mu_);

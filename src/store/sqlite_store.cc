@@ -28,6 +28,13 @@ constexpr std::string_view kDueImageSelect =
     "JOIN requests r ON r.request_id = i.request_id "
     "WHERE i.state IN ('queued', 'leased') AND i.due_at <= ?";
 
+// A running request's first due images (parameters: request, now, the broker's handed over
+// before, or NULL, twice, and how many), read in order from the images_request_due index.
+constexpr std::string_view kDueOfRequest =
+    "SELECT id FROM images WHERE request_id = ? AND state IN ('queued', 'leased') "
+    "AND due_at <= ? AND (? IS NULL OR enqueued_at IS NULL OR enqueued_at < ?) "
+    "ORDER BY due_at, id LIMIT ?";
+
 // Schema versions, applied in order; a database records the highest one it has.
 constexpr std::string_view kMigrations[] = {
     R"sql(
@@ -136,6 +143,16 @@ CREATE TABLE image_contents (
   PRIMARY KEY (sha256, variant)
 );
 CREATE INDEX image_contents_stored ON image_contents(stored_at);
+)sql",
+    // 9: fair share. A claim reads each running request's first due images and its images in
+    // flight from the first index, a few entries per request, whatever the request's size; a
+    // broker's sweep counts each request's images handed over and not done from the second (no
+    // entries without a broker).
+    R"sql(
+CREATE INDEX images_request_due ON images(request_id, due_at, id)
+  WHERE state IN ('queued', 'leased');
+CREATE INDEX images_handed_over ON images(request_id)
+  WHERE enqueued_at IS NOT NULL AND state IN ('queued', 'leased');
 )sql",
 };
 
@@ -591,17 +608,22 @@ class SqliteStore final : public Store {
     const Millis now = clock_.WallMillis();
     Transaction tx(this);
     if (!tx.ok()) return tx.status();
-    int64_t wanted = 0;
+    int wanted = 0;
     for (const ImageClaim& claim : claims) wanted += std::max(claim.max, 0);
-    Stmt q(writer_.statements, SqliteClaimQuery());
-    q.Bind(1, now).Bind(2, wanted);
+    auto running = DueByRequest(now, wanted, /*handed_over_before=*/std::nullopt);
+    if (!running.ok()) return running.status();
+    Stmt q(writer_.statements, std::string(kDueImageSelect) + " AND i.id = ?");
     std::vector<std::vector<ImageTask>> claimed(claims.size());
     size_t who = 0;  // the claim being served: each takes its max, in turn
-    while (q.Step()) {
-      while (static_cast<int>(claimed[who].size()) >= claims[who].max) ++who;
-      claimed[who].push_back(TaskFrom(q));
+    for (int64_t id : request::FairPick(*running, wanted)) {
+      q.Bind(1, now).Bind(2, id);
+      if (q.Step()) {
+        while (static_cast<int>(claimed[who].size()) >= claims[who].max) ++who;
+        claimed[who].push_back(TaskFrom(q));
+      }
+      if (!q.ok()) return writer_.Error("claim images");
+      q.Reset();
     }
-    if (!q.ok()) return writer_.Error("claim images");
     for (size_t i = 0; i < claims.size(); ++i) {
       if (Status s = Lease(claimed[i], claims[i].owner, now + lease_ms); !s.ok()) return s;
     }
@@ -916,15 +938,10 @@ class SqliteStore final : public Store {
     const Millis now = clock_.WallMillis();
     Transaction tx(this);
     if (!tx.ok()) return tx.status();
-    Stmt q(writer_.statements,
-           "SELECT id FROM images WHERE state IN ('queued', 'leased') AND due_at <= ? "
-           "AND (enqueued_at IS NULL OR enqueued_at < ?) ORDER BY due_at, id LIMIT ?");
-    q.Bind(1, now)
-        .Bind(2, enqueued_before.value_or(std::numeric_limits<int64_t>::min()))
-        .Bind(3, static_cast<int64_t>(max));
-    std::vector<int64_t> ids;
-    while (q.Step()) ids.push_back(q.Int(0));
-    if (!q.ok()) return writer_.Error("images to enqueue");
+    auto running =
+        DueByRequest(now, max, enqueued_before.value_or(std::numeric_limits<int64_t>::min()));
+    if (!running.ok()) return running.status();
+    std::vector<int64_t> ids = request::FairPick(*running, max);
     Stmt u(writer_.statements, "UPDATE images SET enqueued_at = ? WHERE id = ?");
     for (int64_t id : ids) {
       u.Bind(1, now).Bind(2, id).Step();
@@ -1011,6 +1028,43 @@ class SqliteStore final : public Store {
     Status status_;
     bool committed_ = false;
   };
+
+  // The running requests, oldest first, each with its images in flight and its first `max` due
+  // images (request::FairPick's input). With `handed_over_before`, for a broker: only images not
+  // handed over since then, and those handed over and not done count as in flight (what waits
+  // in the broker's line is part of the share).
+  Result<std::vector<request::DueImages>> DueByRequest(Millis now, int max,
+                                                       std::optional<Millis> handed_over_before)
+      REQUIRES(writer_.mu) {
+    Stmt running(writer_.statements,
+                 "SELECT request_id FROM requests WHERE status IN ('pending', 'processing') "
+                 "ORDER BY created_at, request_id");
+    Stmt in_flight(writer_.statements,
+                   handed_over_before
+                       ? "SELECT count(*) FROM images WHERE request_id = ? AND ? IS NOT NULL "
+                         "AND enqueued_at IS NOT NULL AND state IN ('queued', 'leased')"
+                       : "SELECT count(*) FROM images WHERE request_id = ? "
+                         "AND state IN ('queued', 'leased') AND due_at > ? AND state = 'leased'");
+    Stmt due(writer_.statements, SqliteDueOfRequestQuery());
+    std::vector<request::DueImages> requests;
+    while (running.Step()) {
+      const std::string id = running.Text(0);
+      request::DueImages r;
+      due.Bind(1, id).Bind(2, now).Bind(3, handed_over_before).Bind(4, handed_over_before);
+      due.Bind(5, int64_t{max});
+      while (due.Step()) r.due.push_back(due.Int(0));
+      if (!due.ok()) return writer_.Error("due images");
+      due.Reset();
+      if (r.due.empty()) continue;
+      in_flight.Bind(1, id).Bind(2, now);
+      if (!in_flight.Step()) return writer_.Error("images in flight");
+      r.in_flight = in_flight.Int(0);
+      in_flight.Reset();
+      requests.push_back(std::move(r));
+    }
+    if (!running.ok()) return writer_.Error("running requests");
+    return requests;
+  }
 
   static ImageTask TaskFrom(const Stmt& q) {
     return {q.Int(0),  q.Text(1),
@@ -1154,9 +1208,7 @@ class SqliteStore final : public Store {
 
 }  // namespace
 
-std::string SqliteClaimQuery() {
-  return std::string(kDueImageSelect) + " ORDER BY i.due_at, i.id LIMIT ?";
-}
+std::string SqliteDueOfRequestQuery() { return std::string(kDueOfRequest); }
 
 Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path, Clock& clock) {
   std::error_code ec;

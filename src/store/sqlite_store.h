@@ -17,9 +17,10 @@ namespace imgproc::store {
 [[nodiscard]] Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path,
                                                              Clock& clock = RealClock());
 
-// The query a claim runs (parameters: now, how many), for a test of its plan: it must read the
-// due images from an index in the order it takes them, never sort the whole due set.
-std::string SqliteClaimQuery();
+// The query a claim runs for each running request (its first due images), for a test of its
+// plan: it must read them from an index in the order it takes them, never sort the request's
+// due set.
+std::string SqliteDueOfRequestQuery();
 
 }  // namespace imgproc::store
 

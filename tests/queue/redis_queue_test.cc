@@ -6,6 +6,7 @@
 #include <hiredis/hiredis.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <set>
 #include <thread>
@@ -66,10 +67,12 @@ class RedisQueueTest : public ::testing::Test {
     store_ = std::move(*store);
   }
 
-  std::unique_ptr<RedisQueue> Open(std::string consumer, std::chrono::milliseconds lease = 60s) {
+  std::unique_ptr<RedisQueue> Open(std::string consumer, std::chrono::milliseconds lease = 60s,
+                                   int64_t window = 512) {
     RedisQueueOptions o;
     o.url = url_;
     o.lease = lease;
+    o.window = window;
     o.sweep = 50ms;
     o.consumer = std::move(consumer);
     o.stream = stream_;
@@ -222,4 +225,48 @@ TEST_F(RedisQueueTest, UnreachableRedisIsATransientError) {
 }
 
 }  // namespace
+// Issue 22: the stream holds a window of due images, not all of them, so a request sent beside a
+// big one is handed over within a window, in turn with the big one.
+TEST_F(RedisQueueTest, ARequestSentBesideABigOneWaitsBehindAWindowAtMost) {
+  auto q = Open("c1", 60s, /*window=*/4);
+  ASSERT_NE(q, nullptr);
+  std::vector<std::string> many;
+  for (int i = 0; i < 30; ++i) many.push_back("http://big/" + std::to_string(i));
+  ASSERT_TRUE(
+      store_->CreateRequest({"r1", std::nullopt, std::nullopt, "", 0, {Row(1, many)}}).ok());
+  q->Notify();
+  ASSERT_TRUE(imgproc::testing::Eventually([&] {
+    return Redis({"XLEN", stream_}).value_or("0") == "4";
+  }));
+  ASSERT_TRUE(store_
+                  ->CreateRequest({"r2",
+                                   std::nullopt,
+                                   std::nullopt,
+                                   "",
+                                   0,
+                                   {Row(1, {"http://small/0", "http://small/1"})}})
+                  .ok());
+  q->Notify();
+  // The first window is the big request's; the next one takes both lines in turn. Taken one at
+  // a time, in the stream's order.
+  std::vector<std::string> taken;
+  while (taken.size() < 8) {
+    auto tasks = q->Take("c1/0", 1, 1s);
+    ASSERT_TRUE(tasks.ok()) << tasks.status().message();
+    ASSERT_EQ(tasks->size(), 1u);
+    const auto& t = tasks->front();
+    taken.push_back(t.url);
+    ASSERT_TRUE(*store_->RecordImage(t.image_id, "c1/0", Done("http://out/" + t.url)));
+    q->Done(t);
+    EXPECT_LE(std::stoi(Redis({"XLEN", stream_}).value_or("99")), 4);  // never past the window
+  }
+  // When the small request came the big one had a window handed over, the small one none: the
+  // small one's two are in the next window (how it interleaves depends on when the sweeps run).
+  EXPECT_EQ(
+      std::set<std::string>(taken.begin(), taken.begin() + 4),
+      (std::set<std::string>{"http://big/0", "http://big/1", "http://big/2", "http://big/3"}));
+  EXPECT_EQ(std::count(taken.begin() + 4, taken.end(), "http://small/0"), 1);
+  EXPECT_EQ(std::count(taken.begin() + 4, taken.end(), "http://small/1"), 1);
+}
+
 }  // namespace imgproc::queue

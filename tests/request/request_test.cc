@@ -174,6 +174,27 @@ TEST(RequestStatus, EveryStatusReadsBackAndOnlyCompletedAndCancelledAreFinished)
   EXPECT_TRUE(IsFinished(RequestStatus::kCancelled));
 }
 
+TEST(FairPick, SharesTheWorkersEquallyBetweenRunningRequests) {
+  // A big request with 8 in flight and a small one just sent: the small one is served until it
+  // has as many in flight, then they alternate, the older first on ties.
+  const std::vector<DueImages> requests = {{8, {100, 101, 102, 103, 104, 105}},
+                                           {0, {200, 201, 202, 203, 204, 205, 206, 207, 208, 209}}};
+  EXPECT_EQ(FairPick(requests, 4), (std::vector<int64_t>{200, 201, 202, 203}));
+  EXPECT_EQ(FairPick(requests, 12),
+            (std::vector<int64_t>{200, 201, 202, 203, 204, 205, 206, 207, 100, 208, 101, 209}));
+  // Ties go to the request listed first (the older), then alternate.
+  EXPECT_EQ(FairPick({{0, {1, 2, 3}}, {0, {4, 5, 6}}, {0, {7}}}, 6),
+            (std::vector<int64_t>{1, 4, 7, 2, 5, 3}));
+}
+
+TEST(FairPick, ARequestAloneTakesEveryWorkerAndNothingDueGivesNothing) {
+  EXPECT_EQ(FairPick({{3, {1, 2, 3}}}, 8), (std::vector<int64_t>{1, 2, 3}));
+  EXPECT_EQ(FairPick({{3, {1, 2, 3}}}, 2), (std::vector<int64_t>{1, 2}));
+  EXPECT_TRUE(FairPick({{5, {}}, {0, {}}}, 4).empty());
+  EXPECT_TRUE(FairPick({{0, {1}}}, 0).empty());
+  EXPECT_TRUE(FairPick({}, 4).empty());
+}
+
 TEST(DecideCancel, CancelsWhatRunsIsIdempotentAndRefusesWhatCompleted) {
   EXPECT_EQ(DecideCancel(RequestStatus::kPending), CancelVerdict::kCancel);
   EXPECT_EQ(DecideCancel(RequestStatus::kProcessing), CancelVerdict::kCancel);

@@ -23,6 +23,7 @@
 
 #include "common/thread_name.h"
 #include "net/address.h"
+#include "net/host_slots.h"
 
 namespace imgproc::net {
 namespace {
@@ -122,9 +123,9 @@ class MultiLoop {
       : multi_(curl_multi_init()),
         epoll_(epoll_create1(EPOLL_CLOEXEC)),
         wake_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
-    // A bound per host, so one slow host cannot take every connection, and so no host gets
-    // more than this many from us at once.
-    curl_multi_setopt(multi_, CURLMOPT_MAX_HOST_CONNECTIONS, kMaxHostConnections);
+    // No bound per host here: HostSlots (Perform) keeps it before a transfer starts. libcurl's
+    // own queued transfers inside, their timeout running, and one that waited it out failed as
+    // "Failed to resolve host ... timeout after 0 ms".
     curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS, kMaxCachedConnections);
     curl_multi_setopt(multi_, CURLMOPT_SOCKETFUNCTION, &MultiLoop::OnSocket);
     curl_multi_setopt(multi_, CURLMOPT_SOCKETDATA, this);
@@ -286,7 +287,6 @@ class MultiLoop {
     }
   }
 
-  static constexpr long kMaxHostConnections = 32;
   static constexpr long kMaxCachedConnections = 256;
   static constexpr std::chrono::milliseconds kCancelCheckPeriod{1000};
 
@@ -590,21 +590,50 @@ Result<HttpResponse> PerformOnce(const std::string& url, const FetchOptions& opt
   return std::move(t.response);
 }
 
+// Connections per host, shared between the parties (HostSlots): past it, only a party below its
+// share gets one more, up to twice this.
+constexpr int kConnectionsPerHost = 32;
+
+HostSlots& Slots() {
+  static HostSlots slots(kConnectionsPerHost);
+  return slots;
+}
+
+// "host:port" of an http(s) URL, the host as NormalizeHost writes it: what HostSlots counts.
+std::string HostKey(const std::string& url) {
+  std::unique_ptr<CURLU, decltype(&curl_url_cleanup)> parsed(curl_url(), curl_url_cleanup);
+  char* host = nullptr;
+  char* port = nullptr;
+  std::string key;
+  if (parsed && curl_url_set(parsed.get(), CURLUPART_URL, url.c_str(), 0) == CURLUE_OK &&
+      curl_url_get(parsed.get(), CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+      curl_url_get(parsed.get(), CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK) {
+    key = NormalizeHost(host) + ":" + port;
+  }
+  curl_free(host);
+  curl_free(port);
+  return key;
+}
+
 // A request with its redirects (when `follow`), every hop checked before it is made, all within
-// the one total timeout.
+// the one total timeout, which runs only while a hop holds its host's connection slot.
 Result<HttpResponse> Perform(const std::string& url, const FetchOptions& options, bool follow,
                              const HeadGate* gate, const std::function<void(CURL*)>& customise) {
   InitHttpClient();  // cheap after the first call; curl_easy_init would do it racily
   using Clock = std::chrono::steady_clock;
-  const auto deadline = Clock::now() + options.total_timeout;
+  Clock::duration spent{0};
   std::string current = url;
   for (int hop = 0;; ++hop) {
     if (Status s = CheckDestination(current, options); !s.ok()) return s;
     const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+        std::chrono::duration_cast<std::chrono::milliseconds>(options.total_timeout - spent);
     if (left.count() <= 0) return Transient("Timeout was reached");
+    HostSlots::Slot slot = Slots().Acquire(HostKey(current), options.party, options.cancel);
+    if (!slot) return Transient("cancelled");
+    const auto started = Clock::now();
     std::string next;
     auto response = PerformOnce(current, options, gate, left, customise, &next);
+    spent += Clock::now() - started;
     if (!response.ok() || !follow || next.empty() || response->status < 300 ||
         response->status >= 400) {
       return response;

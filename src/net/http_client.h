@@ -133,6 +133,9 @@ struct FetchOptions {
   DownloadBudget* body_budget = nullptr;
   // Extra request headers of a GET ("Name: value"), e.g. a conditional request's If-None-Match.
   std::vector<std::string> headers;
+  // Whose transfer this is (an image's request): the connections to each host are shared fairly
+  // between parties (net/host_slots.h), and the wait for one is not part of the timeout.
+  std::string party;
 };
 
 struct HttpResponse {

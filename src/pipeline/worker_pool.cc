@@ -87,12 +87,9 @@ request::ImageOutcome WorkerPool::Process(const store::ImageTask& task, const st
       known = std::move(**found);
     }
   }
-  net::FetchOptions conditional;
-  if (known) {
-    conditional = options_.fetch;
-    conditional.headers = request::ConditionalHeaders(*known);
-  }
-  const net::FetchOptions& fetch = known ? conditional : options_.fetch;
+  net::FetchOptions fetch = options_.fetch;
+  fetch.party = task.request_id;  // its host's connections are shared between requests
+  if (known) fetch.headers = request::ConditionalHeaders(*known);
 
   // Held from before the download until the compression is over; released on every path out.
   uint64_t reserved = budget_.Reserve();

@@ -454,6 +454,64 @@ TEST_F(HttpClientTest, RunsManyTransfersAtOnce) {
   EXPECT_EQ(peak_in_gate_, kGate);
 }
 
+// Issue 22: one request's downloads hanging at a host held every connection libcurl allowed to
+// it (32), and the next request's download to that host queued inside libcurl until its timeout
+// ran out there, failing as "Failed to resolve host ... timeout after 0 ms". Now it gets a
+// connection of its own share at once, and the big request's extra downloads wait for theirs
+// outside their timeout.
+TEST(HostShareTest, OneRequestsHangingDownloadsLeaveOtherRequestsAConnection) {
+  InitHttpClient();
+  std::mutex mu;
+  std::condition_variable cv;
+  int hanging = 0;
+  bool release = false;
+  imgproc::testing::FixtureServer host;
+  host.server().new_task_queue = [] { return new httplib::ThreadPool(64); };
+  host.server().Get("/hang", [&](const httplib::Request&, httplib::Response& res) {
+    std::unique_lock<std::mutex> lock(mu);
+    ++hanging;
+    cv.notify_all();
+    cv.wait_for(lock, std::chrono::seconds(20), [&] { return release; });
+    res.set_content("late", "text/plain");
+  });
+  host.server().Get("/hello", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content("hello", "text/plain");
+  });
+  host.Start();
+  FetchOptions big;
+  big.allow_private = true;
+  big.party = "big";
+  big.total_timeout = std::chrono::seconds(30);
+  constexpr int kBig = 40;  // past the 32 connections per host
+  std::atomic<int> big_ok{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kBig; ++i) {
+    threads.emplace_back([&] {
+      auto r = Get(host.Url("/hang"), big);
+      big_ok += r.ok() && r->body == "late";
+    });
+  }
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return hanging == 32; }));
+  }
+  FetchOptions small;
+  small.allow_private = true;
+  small.party = "small";
+  small.total_timeout = std::chrono::seconds(5);
+  auto r = Get(host.Url("/hello"), small);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->body, "hello");
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    EXPECT_EQ(hanging, 32);  // the big request's other 8 wait for a slot, not on the host
+    release = true;
+  }
+  cv.notify_all();
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(big_ok.load(), kBig);
+}
+
 bool IsLargeBody(const std::string& body) {
   if (body.size() != 64u * 1024 * 1024) return false;
   for (size_t i = 0; i < body.size(); i += 4093) {

@@ -9,7 +9,6 @@
 //   eval "$(scripts/services.sh start)"
 //   build/release/bench/imgproc_scale_bench --binary build/release/imgproc
 //   scripts/services.sh stop
-#include <libpq-fe.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -20,6 +19,7 @@
 #include <thread>
 
 #include "fixture_server.h"
+#include "pg_statements.h"
 #include "pipeline/image_codec.h"
 #include "process_client.h"
 #include "process_stats.h"
@@ -28,64 +28,12 @@
 
 namespace {
 
+using imgproc::bench::StatementCounter;
 using imgproc::testing::CpuSeconds;
 using imgproc::testing::FixtureServer;
 using imgproc::testing::ImgprocProcess;
 using imgproc::testing::TempDir;
 using imgproc::testing::TempPostgresDatabase;
-
-// pg_stat_statements of one database: reset before a run, read after it.
-class StatementCounter {
- public:
-  explicit StatementCounter(const std::string& url) : conn_(PQconnectdb(url.c_str())) {
-    ok_ = PQstatus(conn_) == CONNECTION_OK &&
-          Exec("CREATE EXTENSION IF NOT EXISTS pg_stat_statements") &&
-          Exec("SELECT pg_stat_statements_reset()");
-  }
-  ~StatementCounter() { PQfinish(conn_); }
-  StatementCounter(const StatementCounter&) = delete;
-  StatementCounter& operator=(const StatementCounter&) = delete;
-
-  bool Reset() { return ok_ && Exec("SELECT pg_stat_statements_reset()"); }
-
-  // Statements run in this database since the reset (-1 when unknown), and the most called.
-  int64_t Total(std::vector<std::pair<int64_t, std::string>>* top) {
-    if (!ok_) return -1;
-    const char* dbid = "(SELECT oid FROM pg_database WHERE datname = current_database())";
-    PGresult* r = PQexec(conn_, (std::string("SELECT coalesce(sum(calls), 0) FROM "
-                                             "pg_stat_statements WHERE dbid = ") +
-                                 dbid)
-                                    .c_str());
-    const int64_t total =
-        PQresultStatus(r) == PGRES_TUPLES_OK ? std::strtoll(PQgetvalue(r, 0, 0), nullptr, 10) : -1;
-    PQclear(r);
-    r = PQexec(conn_, (std::string("SELECT calls, left(regexp_replace(query, '\\s+', ' ', 'g'), "
-                                   "110) FROM pg_stat_statements WHERE dbid = ") +
-                       dbid + " ORDER BY calls DESC LIMIT 5")
-                          .c_str());
-    if (PQresultStatus(r) == PGRES_TUPLES_OK) {
-      for (int i = 0; i < PQntuples(r); ++i) {
-        top->emplace_back(std::strtoll(PQgetvalue(r, i, 0), nullptr, 10), PQgetvalue(r, i, 1));
-      }
-    }
-    PQclear(r);
-    return total;
-  }
-
- private:
-  bool Exec(const char* sql) {
-    PGresult* r = PQexec(conn_, sql);
-    const ExecStatusType status = PQresultStatus(r);
-    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
-      std::fprintf(stderr, "pg_stat_statements: %s", PQerrorMessage(conn_));
-    }
-    PQclear(r);
-    return status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK;
-  }
-
-  PGconn* conn_;
-  bool ok_ = false;
-};
 
 struct RunResult {
   int images = 0;
@@ -237,17 +185,7 @@ int main(int argc, char** argv) {
     if (n == 1) base_rate = r.images / r.seconds;
     Print("postgresql + redis, " + std::to_string(n) + " worker process" + (n > 1 ? "es" : ""), r,
           base_rate);
-    std::vector<std::pair<int64_t, std::string>> top;
-    const int64_t count = statements.Total(&top);
-    if (count >= 0) {
-      std::printf("  %lld PostgreSQL statements, %.2f per image; the most called:\n",
-                  static_cast<long long>(count), static_cast<double>(count) / total);
-      for (const auto& [calls, query] : top) {
-        std::printf("  %8lld  %s\n", static_cast<long long>(calls), query.c_str());
-      }
-    } else {
-      std::printf("  statements per image: n/a (pg_stat_statements is not loaded)\n");
-    }
+    statements.Print(total);
     all_ok &= r.ok;
   }
   return all_ok ? 0 : 1;

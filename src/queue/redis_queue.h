@@ -40,11 +40,11 @@ struct RedisQueueOptions {
   // (pipeline::PipelineOptions::lease), so that the two cannot disagree.
   std::chrono::milliseconds lease{0};
   std::chrono::milliseconds sweep{1000};
-  // Images waiting undelivered in the stream at most (less than a sweep's worth may be added by
-  // each process sweeping at once). What a request sent now may wait behind: 512 images are
-  // about 2 s of the 2-core bench machine (225 images/s), and many machines drain them faster
-  // but also top them up more often.
-  int64_t window = 512;
+  // Images waiting undelivered in the stream at most (processes sweeping at the same moment may
+  // each add up to it). What a request sent now may wait behind: 256 images are about 1.2 s of
+  // the 2-core bench machine (about 210 images/s with PostgreSQL); more machines drain them
+  // faster, and also top them up more often (each process after reading a quarter of it).
+  int64_t window = 256;
   std::string stream = "imgproc:images";
   std::string group = "imgproc-workers";
   std::string consumer;  // this process's name in the group

@@ -45,12 +45,20 @@ double SelfCpuSeconds() {
          static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
 }
 
-long PeakRssKib(pid_t pid) {
+namespace {
+
+long StatusKib(pid_t pid, const std::string& field) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
   for (std::string line; std::getline(in, line);) {
-    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
+    if (line.rfind(field, 0) == 0) return std::stol(line.substr(field.size()));
   }
   return -1;
 }
+
+}  // namespace
+
+long PeakRssKib(pid_t pid) { return StatusKib(pid, "VmHWM:"); }
+
+long RssKib(pid_t pid) { return StatusKib(pid, "VmRSS:"); }
 
 }  // namespace imgproc::testing

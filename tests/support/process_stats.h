@@ -20,6 +20,9 @@ double SelfCpuSeconds();
 // unreadable.
 long PeakRssKib(pid_t pid);
 
+// VmRSS (resident set now) of a running process in KiB; -1 if unreadable.
+long RssKib(pid_t pid);
+
 }  // namespace imgproc::testing
 
 #endif  // IMGPROC_TESTS_SUPPORT_PROCESS_STATS_H_

@@ -50,10 +50,12 @@ inline constexpr std::string_view kProductCount =
 
 // $1 request_id, $2 and $3 the first and last product id of a page (a request's products have
 // ids ascending in file order): the images the status shows more of, failed or waiting to be
-// retried (an error), and done with their sizes; for request::AttachImages.
+// retried (an error), and done with their sizes; for request::AttachImages. Read by product
+// (images_product): "|| ''" keeps SQLite, which has no statistics, from reading every image of
+// the request by images_request and sorting them (a page of 100 of 10,000 x 5 took 33 ms).
 inline constexpr std::string_view kShownImages =
     "SELECT product_id, idx, url, state, error, attempts, input_bytes, output_bytes, reused "
-    "FROM images WHERE request_id = $1 AND product_id BETWEEN $2 AND $3 AND "
+    "FROM images WHERE request_id || '' = $1 AND product_id BETWEEN $2 AND $3 AND "
     "((error IS NOT NULL AND state <> 'done') OR (state = 'done' AND input_bytes IS NOT NULL)) "
     "ORDER BY product_id, idx";
 

@@ -84,6 +84,20 @@ TEST_F(S3ServerTest, PutThenGetBackThroughAPresignedUrl) {
   EXPECT_EQ(got->body, "other");
 }
 
+// Above 1 MiB libcurl asks the server for a 100-continue first (not a signed header).
+TEST_F(S3ServerTest, ALargeObjectGoesThroughToo) {
+  config_.public_base_url = config_.endpoint + "/" + config_.bucket;
+  S3Storage s3(config_);
+  std::string large(3 * 1024 * 1024, '\0');
+  for (size_t i = 0; i < large.size(); ++i) large[i] = static_cast<char>(i * 7919 % 251);
+  auto url = s3.Put(request_id_, "9_9.jpg", large);
+  ASSERT_TRUE(url.ok()) << url.status().message();
+  auto got = Fetch(*url);
+  ASSERT_TRUE(got.ok()) << got.status().message();
+  EXPECT_EQ(got->status, 200);
+  EXPECT_TRUE(got->body == large) << got->body.size();
+}
+
 TEST_F(S3ServerTest, AMissingBucketIsAPermanentErrorNamingIt) {
   config_.bucket = "imgproc-no-such-bucket";
   S3Storage s3(config_);

@@ -322,6 +322,24 @@ TEST_F(S3SignatureTest, LibcurlSignsThePutAsSigV4Says) {
   EXPECT_NE(Recompute(r, m[2], "another secret"), m[3].str());
 }
 
+// Above 1 MiB libcurl adds "Expect: 100-continue" after signing: it must not be a signed header.
+TEST_F(S3SignatureTest, ALargePutIsSignedAsWell) {
+  const std::string large(2 * 1024 * 1024, 'j');
+  S3Storage s3(Config());
+  auto put = s3.Put("req-1", "3_0.jpg", large);
+  ASSERT_TRUE(put.ok()) << put.status().message();
+  std::lock_guard lock(mu_);
+  ASSERT_EQ(received_.size(), 1u);
+  const Received& r = received_[0];
+  EXPECT_EQ(r.body.size(), large.size());
+  const std::string authorization = r.headers.find("Authorization")->second;
+  const std::regex shape(R"(.*SignedHeaders=([a-z0-9;-]+), Signature=([0-9a-f]{64}))");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_match(authorization, m, shape)) << authorization;
+  EXPECT_EQ(m[1].str().find("expect"), std::string::npos) << m[1];
+  EXPECT_EQ(Recompute(r, m[1], "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"), m[2].str());
+}
+
 TEST_F(S3SignatureTest, SlowDownThroughLibcurlIsTransientWithItsRetryAfter) {
   status_ = 503;
   error_body_ =

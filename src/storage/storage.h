@@ -16,9 +16,9 @@ class ImageStorage {
   virtual ~ImageStorage() = default;
 
   // Stores `jpeg` under `name` (e.g. "3_0.jpg") for the request and returns its public URL. On
-  // local disk a second Put of a name replaces the file (a retried image is stored once); ImgBB
-  // keeps every upload, each with a URL of its own. Errors are kTransient when a later attempt
-  // may succeed (rate limits, 5xx, timeouts) and kPermanent otherwise.
+  // local disk and in S3 a second Put of a name replaces the object (a retried image is stored
+  // once); ImgBB keeps every upload, each with a URL of its own. Errors are kTransient when a
+  // later attempt may succeed (rate limits, 5xx, timeouts) and kPermanent otherwise.
   virtual Result<std::string> Put(const std::string& request_id, const std::string& name,
                                   const std::string& jpeg) = 0;
 

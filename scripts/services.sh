@@ -10,7 +10,9 @@
 #   scripts/services.sh flush-redis       empty Redis (between tests)
 #
 # IMGPROC_SERVICES_DIR (default /tmp/imgproc-test-services), IMGPROC_TEST_PG_PORT (55432),
-# IMGPROC_TEST_REDIS_PORT (56379) and IMGPROC_TEST_S3_PORT (59000) choose where.
+# IMGPROC_TEST_REDIS_PORT (56379) and IMGPROC_TEST_S3_PORT (59000) choose where. `start` prints
+# them too, so that the tests' restart-* and flush-redis (IMGPROC_TEST_SERVICES) act on the
+# instance they were started with, not on one at the default place.
 set -euo pipefail
 
 dir=${IMGPROC_SERVICES_DIR:-/tmp/imgproc-test-services}
@@ -92,6 +94,7 @@ export IMGPROC_TEST_PG_URL=postgresql://postgres@127.0.0.1:$pg_port/postgres
 export IMGPROC_TEST_REDIS_URL=redis://127.0.0.1:$redis_port/0
 export IMGPROC_TEST_S3_ENDPOINT=http://127.0.0.1:$s3_port
 export IMGPROC_TEST_SERVICES=$self
+export IMGPROC_SERVICES_DIR=$dir IMGPROC_TEST_PG_PORT=$pg_port IMGPROC_TEST_REDIS_PORT=$redis_port IMGPROC_TEST_S3_PORT=$s3_port
 EOF
     cat "$dir/env"
     ;;

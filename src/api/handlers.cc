@@ -599,6 +599,12 @@ Response Api::Ready() {
       return JsonResponse(503, {{"status", "unavailable"}, {"error", "Broker unavailable"}});
     }
   }
+  if (options_.storage_ready) {
+    if (Status s = options_.storage_ready(); !s.ok()) {
+      spdlog::warn("readyz: storage unavailable: {}", s.message());
+      return JsonResponse(503, {{"status", "unavailable"}, {"error", "Storage unavailable"}});
+    }
+  }
   return JsonResponse(200, {{"status", "ready"}});
 }
 

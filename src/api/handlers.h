@@ -67,6 +67,9 @@ struct ApiOptions {
   metrics::ServiceMetrics* metrics = nullptr;
   // Checks that the broker (Redis) answers, for /readyz; empty when the store is the queue.
   std::function<Status()> broker_ready;
+  // Checks that the storage answers (an S3 bucket), for /readyz; empty when there is nothing to
+  // ask (local disk, ImgBB).
+  std::function<Status()> storage_ready;
 };
 
 class Api {

@@ -107,6 +107,9 @@ Result<std::unique_ptr<Service>> Service::Create(const config::Config& config, R
   }
   api_options.metrics = svc->metrics_.get();
   if (broker != nullptr) api_options.broker_ready = [broker] { return broker->Ping(); };
+  if (config.storage.kind == "s3") {
+    api_options.storage_ready = [storage = svc->storage_.get()] { return storage->Ready(); };
+  }
   svc->api_ = std::make_unique<api::Api>(*svc->store_, *svc->store_, api_options,
                                          [queue = svc->queue_.get()] { queue->Notify(); });
 

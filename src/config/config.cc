@@ -342,6 +342,53 @@ std::string BindProblem(const std::string& bind) {
          bind + "')";
 }
 
+// The region goes into the signature's scope and libcurl's "aws:amz:REGION:s3" (where a colon
+// would shift the fields).
+std::string RegionProblem(const std::string& region) {
+  const bool ok = !region.empty() && region.size() <= 64 &&
+                  std::all_of(region.begin(), region.end(), [](unsigned char ch) {
+                    return std::islower(ch) || std::isdigit(ch) || ch == '-';
+                  });
+  return ok ? "" : "must be a region name such as us-east-1 (got '" + region + "')";
+}
+
+// S3's bucket naming rules (3 to 63 lower-case letters, digits, dots and hyphens, starting and
+// ending with a letter or digit): a name outside them is refused by every S3 service.
+std::string BucketProblem(const std::string& bucket) {
+  if (bucket.empty()) return "";  // required with STORAGE=s3, checked in Finalize
+  const auto edge = [](unsigned char ch) { return std::islower(ch) || std::isdigit(ch); };
+  const bool ok = bucket.size() >= 3 && bucket.size() <= 63 && edge(bucket.front()) &&
+                  edge(bucket.back()) &&
+                  std::all_of(bucket.begin(), bucket.end(),
+                              [&](unsigned char ch) { return edge(ch) || ch == '.' || ch == '-'; });
+  return ok ? ""
+            : "must be 3 to 63 lower-case letters, digits, dots and hyphens, beginning and "
+              "ending with a letter or digit (got '" +
+                  bucket + "')";
+}
+
+// Slashes around the prefix are dropped; an empty part or a control character would make keys
+// that some S3 services refuse or that no URL spells back.
+std::string PrefixProblem(const std::string& prefix) {
+  std::string_view p = prefix;
+  while (p.starts_with('/')) p.remove_prefix(1);
+  while (p.ends_with('/')) p.remove_suffix(1);
+  const bool control =
+      std::any_of(p.begin(), p.end(), [](unsigned char ch) { return std::iscntrl(ch) != 0; });
+  if (p.find("//") != std::string_view::npos || control) {
+    return "must be key parts separated by single slashes, without control characters (got '" +
+           prefix + "')";
+  }
+  return "";
+}
+
+// Empty (the bucket's default), or one of S3's canned ACLs.
+std::string AclProblem(const std::string& acl) {
+  if (acl.empty()) return "";
+  return OneOf({"private", "public-read", "public-read-write", "authenticated-read",
+                "aws-exec-read", "bucket-owner-read", "bucket-owner-full-control"})(acl);
+}
+
 // A Standard Webhooks secret "whsec_<base64>" is base64-decoded before use: a typo in it would
 // otherwise silently sign with the wrong key.
 std::string WebhookSecretProblem(const std::string& secret) {
@@ -435,12 +482,49 @@ const std::vector<Setting>& Settings() {
                      "the queue)",
                      RedisUrlProblem, /*secret=*/true));
     s.push_back(Text("STORAGE", "--storage", IMGPROC_FIELD(storage.kind),
-                     "where compressed images go: local | imgbb", OneOf({"local", "imgbb"})));
+                     "where compressed images go: local | imgbb | s3",
+                     OneOf({"local", "imgbb", "s3"})));
     s.push_back(Text("IMGBB_API_KEY", "--imgbb-api-key", IMGPROC_FIELD(storage.imgbb_api_key),
                      "ImgBB API key (STORAGE=imgbb)", nullptr, /*secret=*/true));
     s.push_back(Text("IMGBB_UPLOAD_URL", "--imgbb-upload-url",
                      IMGPROC_FIELD(storage.imgbb_upload_url), "ImgBB upload endpoint",
                      HttpUrl(/*optional=*/false)));
+    s.push_back(Text("S3_ENDPOINT", "--s3-endpoint", IMGPROC_FIELD(storage.s3.endpoint),
+                     "S3-compatible endpoint (default https://s3.$S3_REGION.amazonaws.com)",
+                     HttpUrl(/*optional=*/true)));
+    s.push_back(Text("S3_REGION", "--s3-region", IMGPROC_FIELD(storage.s3.region),
+                     "region the requests are signed for", RegionProblem));
+    s.push_back(Text("S3_BUCKET", "--s3-bucket", IMGPROC_FIELD(storage.s3.bucket),
+                     "bucket of the images (required with STORAGE=s3)", BucketProblem));
+    s.push_back(Text("S3_PREFIX", "--s3-prefix", IMGPROC_FIELD(storage.s3.prefix),
+                     "first part of every object key", PrefixProblem));
+    s.push_back(Boolean("S3_FORCE_PATH_STYLE", "--s3-force-path-style",
+                        IMGPROC_FIELD(storage.s3.force_path_style), Shape::kValue,
+                        "address the bucket as ENDPOINT/BUCKET/KEY instead of BUCKET.HOST/KEY "
+                        "(true | false)"));
+    s.push_back(Text("S3_PUBLIC_BASE_URL", "--s3-public-base-url",
+                     IMGPROC_FIELD(storage.s3.public_base_url),
+                     "output URLs are this + / + key (a CDN, a public bucket); without it, "
+                     "presigned GET URLs",
+                     HttpUrl(/*optional=*/true)));
+    s.push_back(Number("S3_PRESIGN_SECONDS", "--s3-presign-seconds",
+                       IMGPROC_FIELD(storage.s3.presign_seconds), 1, 604800,
+                       "lifetime of presigned output URLs (without S3_PUBLIC_BASE_URL)"));
+    s.push_back(Text("S3_CACHE_CONTROL", "--s3-cache-control",
+                     IMGPROC_FIELD(storage.s3.cache_control),
+                     "Cache-Control of every stored object (empty: none)"));
+    s.push_back(Text("S3_ACL", "--s3-acl", IMGPROC_FIELD(storage.s3.acl),
+                     "canned ACL of every stored object (x-amz-acl; empty: the bucket's default)",
+                     AclProblem));
+    s.push_back(Text("AWS_ACCESS_KEY_ID", "--aws-access-key-id",
+                     IMGPROC_FIELD(storage.s3.access_key_id),
+                     "S3 access key (required with STORAGE=s3)", nullptr, /*secret=*/true));
+    s.push_back(Text("AWS_SECRET_ACCESS_KEY", "--aws-secret-access-key",
+                     IMGPROC_FIELD(storage.s3.secret_access_key),
+                     "S3 secret key (required with STORAGE=s3)", nullptr, /*secret=*/true));
+    s.push_back(Text("AWS_SESSION_TOKEN", "--aws-session-token",
+                     IMGPROC_FIELD(storage.s3.session_token),
+                     "session token of temporary S3 credentials", nullptr, /*secret=*/true));
     s.push_back(Text("PUBLIC_BASE_URL", "--public-base-url", IMGPROC_FIELD(storage.public_base_url),
                      "prefix of local media URLs (default http://$BIND:$PORT)",
                      HttpUrl(/*optional=*/true)));
@@ -669,6 +753,16 @@ Status Finalize(Config& c) {
   }
   if (c.storage.kind == "imgbb" && c.storage.imgbb_api_key.empty()) {
     problems.emplace_back("IMGBB_API_KEY (--imgbb-api-key) is required with STORAGE=imgbb");
+  }
+  if (c.storage.kind == "s3") {
+    if (c.storage.s3.bucket.empty()) {
+      problems.emplace_back("S3_BUCKET (--s3-bucket) is required with STORAGE=s3");
+    }
+    if (c.storage.s3.access_key_id.empty() || c.storage.s3.secret_access_key.empty()) {
+      problems.emplace_back(
+          "AWS_ACCESS_KEY_ID (--aws-access-key-id) and AWS_SECRET_ACCESS_KEY "
+          "(--aws-secret-access-key) are required with STORAGE=s3");
+    }
   }
   if (!problems.empty()) return InvalidArgument(Join(problems, "; "));
   return Status::Ok();

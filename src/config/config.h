@@ -48,7 +48,8 @@ struct Config {
   // FETCH_DENY_HOSTS, FETCH_CONNECT_TIMEOUT_MS, FETCH_TIMEOUT_MS, MAX_REDIRECTS,
   // MAX_DOWNLOAD_BYTES; in `codec` MAX_IMAGE_PIXELS, MAX_ANIMATION_FRAMES, JPEG_FAST_PATH.
   pipeline::PipelineOptions pipeline;
-  // STORAGE (`kind`), IMGBB_API_KEY, IMGBB_UPLOAD_URL, PUBLIC_BASE_URL.
+  // STORAGE (`kind`), IMGBB_API_KEY, IMGBB_UPLOAD_URL, PUBLIC_BASE_URL; in `s3` the S3_* settings
+  // and the AWS_* credentials.
   storage::StorageConfig storage;
   // WEBHOOK_SECRET, WEBHOOK_RETRY_SCHEDULE.
   webhook::SenderOptions webhook;

@@ -773,6 +773,9 @@ HttpClient& CurlHttpClient() {
                                   const FetchOptions& options) override {
       return net::PostForm(url, parts, options);
     }
+    Result<HttpResponse> Send(const HttpRequest& request, const FetchOptions& options) override {
+      return net::Send(request, options);
+    }
   };
   static Curl client;
   return client;
@@ -828,6 +831,39 @@ Result<HttpResponse> PostForm(const std::string& url, const std::vector<FormPart
     }
     curl_easy_setopt(c, CURLOPT_MIMEPOST, mime.get());
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, list.get());
+  });
+}
+
+Result<HttpResponse> HttpClient::Send(const HttpRequest& request, const FetchOptions& /*options*/) {
+  return Internal("this HTTP client cannot send " + request.method + " requests");
+}
+
+Result<HttpResponse> Send(const HttpRequest& request, const FetchOptions& options) {
+  // No "Expect:" line to drop libcurl's 100-continue: libcurl would sign it as an empty header
+  // that it then does not send, and the server's signature would differ. A body sent as
+  // POSTFIELDS under another method gets no Expect up to 1 MiB anyway.
+  SlistPtr list;
+  if (!request.headers.empty()) {
+    list = HeaderList(request.headers);
+    if (!list) return Internal("out of memory");
+  }
+  return Perform(request.url, options, /*follow=*/false, /*gate=*/nullptr, [&](CURL* c) {
+    if (request.method == "HEAD") {
+      curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    } else if (request.method == "GET") {
+      curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+    } else {
+      curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, request.method.c_str());
+      curl_easy_setopt(c, CURLOPT_POSTFIELDS, request.body.data());
+      curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
+                       static_cast<curl_off_t>(request.body.size()));
+    }
+    if (list) curl_easy_setopt(c, CURLOPT_HTTPHEADER, list.get());
+    if (!request.aws_sigv4.empty()) {
+      curl_easy_setopt(c, CURLOPT_AWS_SIGV4, request.aws_sigv4.c_str());  // libcurl >= 7.75
+      curl_easy_setopt(c, CURLOPT_USERNAME, request.user.c_str());
+      curl_easy_setopt(c, CURLOPT_PASSWORD, request.password.c_str());
+    }
   });
 }
 

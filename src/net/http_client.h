@@ -172,6 +172,20 @@ struct HeadGate {
   std::function<bool()> wait;
 };
 
+// A request of any method (the S3 storage's PUT and HEAD), optionally signed by libcurl with AWS
+// Signature V4, for the calls that Get, Post and PostForm do not cover.
+struct HttpRequest {
+  std::string method = "GET";  // HEAD asks for no body; any other method sends `body`
+  std::string url;
+  std::vector<std::string> headers;  // "Name: value"; libcurl signs them all
+  std::string body;
+  // Non-empty: CURLOPT_AWS_SIGV4's "provider1:provider2:region:service" (e.g.
+  // "aws:amz:us-east-1:s3"), with the access key as user name and the secret as password.
+  std::string aws_sigv4;
+  std::string user;
+  std::string password;
+};
+
 // The HTTP calls of the pipeline, the storages and the webhook sender, as a seam (like LevelDB's
 // Env): CurlHttpClient() runs them on the process's libcurl multi loop (Get, Post and PostForm
 // below); tests hand in fakes that answer without a network.
@@ -189,6 +203,9 @@ class HttpClient {
   [[nodiscard]] virtual Result<HttpResponse> PostForm(const std::string& url,
                                                       const std::vector<FormPart>& parts,
                                                       const FetchOptions& options) = 0;
+  // Any request, no redirects followed. Not pure: a client that only downloads need not have it.
+  [[nodiscard]] virtual Result<HttpResponse> Send(const HttpRequest& request,
+                                                  const FetchOptions& options);
 };
 
 // The process's client: every call on one libcurl multi handle.
@@ -211,6 +228,9 @@ Result<HttpResponse> Post(const std::string& url, const std::string& content_typ
 // POST multipart/form-data.
 Result<HttpResponse> PostForm(const std::string& url, const std::vector<FormPart>& parts,
                               const FetchOptions& options);
+
+// Sends `request` (no redirects followed); any HTTP status is an OK result, as for Get.
+Result<HttpResponse> Send(const HttpRequest& request, const FetchOptions& options);
 
 }  // namespace imgproc::net
 

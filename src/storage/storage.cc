@@ -2,6 +2,7 @@
 
 #include "storage/imgbb_storage.h"
 #include "storage/local_storage.h"
+#include "storage/s3_storage.h"
 
 namespace imgproc::storage {
 
@@ -15,7 +16,14 @@ Result<std::unique_ptr<ImageStorage>> MakeStorage(const StorageConfig& config) {
     return std::unique_ptr<ImageStorage>(
         std::make_unique<ImgbbStorage>(config.imgbb_api_key, config.imgbb_upload_url));
   }
-  return InvalidArgument("STORAGE must be 'local' or 'imgbb' (got '" + config.kind + "')");
+  if (config.kind == "s3") {
+    if (config.s3.bucket.empty()) return InvalidArgument("STORAGE=s3 needs S3_BUCKET");
+    if (config.s3.access_key_id.empty() || config.s3.secret_access_key.empty()) {
+      return InvalidArgument("STORAGE=s3 needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY");
+    }
+    return std::unique_ptr<ImageStorage>(std::make_unique<S3Storage>(config.s3));
+  }
+  return InvalidArgument("STORAGE must be 'local', 'imgbb' or 's3' (got '" + config.kind + "')");
 }
 
 }  // namespace imgproc::storage

@@ -662,6 +662,21 @@ TEST_F(ApiTest, ReadyOnlyWhileTheBrokerAnswers) {
   EXPECT_EQ(Body(down)["error"], "Broker unavailable");
 }
 
+TEST_F(ApiTest, ReadyOnlyWhileTheStorageAnswers) {
+  bool bucket_there = true;
+  ApiOptions options;
+  options.storage_ready = [&] {
+    return bucket_there ? Status::Ok() : Permanent("bucket check failed: S3 NoSuchBucket");
+  };
+  Api api(*store_, *store_, options, [] {});
+  Request ready{"GET", "/readyz", {}, {}, {}, {}, {}};
+  EXPECT_EQ(api.Handle(ready).status, 200);
+  bucket_there = false;
+  Response down = api.Handle(ready);
+  EXPECT_EQ(down.status, 503);
+  EXPECT_EQ(Body(down)["error"], "Storage unavailable");
+}
+
 TEST_F(ApiTest, MetricsCountUploadsInPrometheusText) {
   ASSERT_EQ(Upload(kOriginalCsv).status, 202);
   ASSERT_EQ(Upload("id,name\n1,a\n").status, 400);

@@ -1,12 +1,16 @@
 // `imgproc process`: the real binary against an image host the test owns, on 127.0.0.1.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "fixture_server.h"
+#include "net/http_client.h"
 #include "process_client.h"
+#include "services.h"
 #include "test_images.h"
 
 namespace imgproc::testing {
@@ -161,6 +165,54 @@ TEST_F(ProcessCommandTest, UsageErrorsAndHelp) {
                            "--log-format", "DATA_DIR", "PUBLIC_BASE_URL"}) {
     EXPECT_NE(r.out.find(flag), std::string::npos) << flag << "\n" << r.out;
   }
+}
+
+// A run with STORAGE=s3 against the S3 server of scripts/services.sh: the output URLs are the
+// objects' under the public base URL (content-addressed keys, the image cache being on), they
+// serve the JPEGs, and a second run finds them there (a HEAD each) and reuses them.
+TEST_F(ProcessCommandTest, StoresInAnS3BucketAndReusesWhatIsThere) {
+  const auto endpoint = S3Endpoint();
+  IMGPROC_NEED_SERVICE(endpoint, "the S3 server (IMGPROC_TEST_S3_ENDPOINT)");
+  WriteCsv("S. No.,Product Name,Input Image Urls\n1,SKU1," + host_.Url("/photo.jpg") + "," +
+           host_.Url("/pic.png") + "\n");
+  const std::string prefix =
+      "process-" + std::to_string(getpid()) + "-" +
+      std::to_string(std::chrono::system_clock::now().time_since_epoch().count());
+  const std::string base = *endpoint + "/" + kS3Bucket;
+  const std::vector<std::string> s3 = {"--storage=s3",
+                                       "--s3-endpoint=" + *endpoint,
+                                       std::string("--s3-bucket=") + kS3Bucket,
+                                       "--s3-prefix=" + prefix,
+                                       "--s3-public-base-url=" + base,
+                                       std::string("--aws-access-key-id=") + kS3AccessKey,
+                                       std::string("--aws-secret-access-key=") + kS3SecretKey};
+  const CommandResult r = Process(s3);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const auto lines = Lines(ReadAll(dir_.path() / "out.csv"));
+  ASSERT_EQ(lines.size(), 2u);
+  const std::string objects = base + "/" + prefix + "/objects/";
+  net::FetchOptions options;
+  options.allow_private = true;
+  size_t found = 0;
+  for (size_t at = lines[1].find(objects); at != std::string::npos;
+       at = lines[1].find(objects, at + 1)) {
+    const size_t end = lines[1].find_first_of(",\"", at);
+    const std::string url = lines[1].substr(at, end - at);
+    EXPECT_TRUE(url.ends_with("_jpeg-q50.jpg")) << url;
+    auto got = net::CurlHttpClient().Get(url, options, nullptr);
+    ASSERT_TRUE(got.ok()) << got.status().message();
+    EXPECT_EQ(got->status, 200) << url;
+    EXPECT_EQ(got->headers["content-type"], "image/jpeg");
+    auto info = InspectJpeg(got->body);
+    ASSERT_TRUE(info.has_value()) << url;
+    EXPECT_EQ(*info->luma_table, StandardLumaTable(50));
+    ++found;
+  }
+  EXPECT_EQ(found, 2u) << lines[1];
+  const CommandResult again = Process(s3);
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_NE(again.out.find("2 images: 2 ok (2 reused)"), std::string::npos) << again.out;
+  EXPECT_EQ(Lines(ReadAll(dir_.path() / "out.csv")), lines);
 }
 
 }  // namespace

@@ -19,6 +19,7 @@ namespace imgproc::config {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using namespace std::chrono_literals;
 
 // flag -> environment variable of every setting, as AddFlags adds them.
@@ -220,7 +221,19 @@ const BadValue kBadValues[] = {
     {"REDIS_URL", "http://cache:6379", "must start with redis://"},
     {"REDIS_URL", "redis://cache:99999/0", "bad port"},
     {"REDIS_URL", "redis://:pw@/0", "no host"},
-    {"STORAGE", "s3", "must be one of local, imgbb (got 's3')"},
+    {"STORAGE", "gcs", "must be one of local, imgbb, s3 (got 'gcs')"},
+    {"S3_ENDPOINT", "127.0.0.1:9000", "must be an http:// or https:// URL"},
+    {"S3_REGION", "us east 1", "must be a region name such as us-east-1"},
+    {"S3_REGION", "aws:amz", "must be a region name"},
+    {"S3_BUCKET", "My_Bucket", "must be 3 to 63 lower-case letters, digits, dots and hyphens"},
+    {"S3_BUCKET", "ab", "must be 3 to 63"},
+    {"S3_BUCKET", "-images", "beginning and ending with a letter or digit"},
+    {"S3_PREFIX", "shop//images", "must be key parts separated by single slashes"},
+    {"S3_FORCE_PATH_STYLE", "maybe", "must be true or false"},
+    {"S3_PUBLIC_BASE_URL", "cdn.example.com", "must be an http:// or https:// URL"},
+    {"S3_PRESIGN_SECONDS", "0", "must be an integer from 1 to 604800"},
+    {"S3_PRESIGN_SECONDS", "604801", "from 1 to 604800"},
+    {"S3_ACL", "public", "must be one of private, public-read"},
     {"IMGBB_UPLOAD_URL", "ftp://api.imgbb.com/1/upload", "must be an http:// or https:// URL"},
     {"IMGBB_UPLOAD_URL", "api.imgbb.com/1/upload", "must be an http:// or https:// URL"},
     {"PUBLIC_BASE_URL", "file:///srv/media", "must be an http:// or https:// URL"},
@@ -297,7 +310,10 @@ TEST_F(ConfigTest, EverySettingHasABadValueInTheTable) {
   std::set<std::string> covered;
   for (const BadValue& bad : kBadValues) covered.insert(bad.env);
   // Any text is a key or a secret; emptiness has its own test below.
-  const std::set<std::string> anything_goes = {"IMGBB_API_KEY", "API_KEYS", "DATA_DIR"};
+  const std::set<std::string> anything_goes = {"IMGBB_API_KEY",     "API_KEYS",
+                                               "DATA_DIR",          "S3_CACHE_CONTROL",
+                                               "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                               "AWS_SESSION_TOKEN"};
   for (const auto& [flag, env] : Flags()) {
     if (anything_goes.count(env) == 0) {
       EXPECT_EQ(covered.count(env), 1u) << env;
@@ -340,6 +356,37 @@ TEST_F(ConfigTest, RulesBetweenSettings) {
   EXPECT_THAT(c.status().message(), HasSubstr("IMGBB_API_KEY (--imgbb-api-key) is required"));
   c = LoadEnv({{"STORAGE", "imgbb"}, {"IMGBB_API_KEY", "k"}});
   EXPECT_TRUE(c.ok()) << c.status().message();
+}
+
+TEST_F(ConfigTest, S3NeedsABucketAndCredentials) {
+  Result<Config> c = LoadEnv({{"STORAGE", "s3"}});
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(c.status().message(),
+              HasSubstr("S3_BUCKET (--s3-bucket) is required with STORAGE=s3"));
+  EXPECT_THAT(c.status().message(), HasSubstr("AWS_ACCESS_KEY_ID (--aws-access-key-id) and "
+                                              "AWS_SECRET_ACCESS_KEY (--aws-secret-access-key) "
+                                              "are required"));
+  c = LoadEnv({{"STORAGE", "s3"}, {"S3_BUCKET", "shop-images"}, {"AWS_ACCESS_KEY_ID", "AKID"}});
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(c.status().message(), HasSubstr("AWS_SECRET_ACCESS_KEY"));
+  EXPECT_THAT(c.status().message(), Not(HasSubstr("S3_BUCKET")));
+  c = LoadEnv({{"STORAGE", "s3"},
+               {"S3_BUCKET", "shop-images"},
+               {"S3_ENDPOINT", "http://127.0.0.1:9000"},
+               {"S3_PREFIX", "/imports/"},
+               {"S3_FORCE_PATH_STYLE", "true"},
+               {"AWS_ACCESS_KEY_ID", "AKID"},
+               {"AWS_SECRET_ACCESS_KEY", "s3cr3t"}});
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->storage.kind, "s3");
+  EXPECT_EQ(c->storage.s3.bucket, "shop-images");
+  EXPECT_EQ(c->storage.s3.endpoint, "http://127.0.0.1:9000");
+  EXPECT_TRUE(c->storage.s3.force_path_style);
+  EXPECT_EQ(c->storage.s3.region, "us-east-1");
+  EXPECT_EQ(c->storage.s3.presign_seconds, 604800);
+  EXPECT_EQ(c->storage.s3.secret_access_key, "s3cr3t");
+  // A bucket or keys without STORAGE=s3 are no problem (set for later, say).
+  EXPECT_TRUE(LoadEnv({{"S3_BUCKET", "shop-images"}}).ok());
 }
 
 TEST_F(ConfigTest, EveryProblemIsListedAndNoSecretIsEchoed) {

@@ -140,9 +140,19 @@ TEST(ImgbbStorage, HoldsTheUrlsImgbbGivesOnly) {
 }
 
 TEST(MakeStorage, ChecksItsConfiguration) {
-  EXPECT_TRUE(MakeStorage({"local", "/tmp/m", "http://x", "", ""}).ok());
-  EXPECT_FALSE(MakeStorage({"imgbb", "", "", "", "https://api.imgbb.com/1/upload"}).ok());
-  EXPECT_FALSE(MakeStorage({"s3", "", "", "", ""}).ok());
+  EXPECT_TRUE(MakeStorage({"local", "/tmp/m", "http://x", "", "", {}}).ok());
+  EXPECT_FALSE(MakeStorage({"imgbb", "", "", "", "https://api.imgbb.com/1/upload", {}}).ok());
+  EXPECT_FALSE(MakeStorage({"gcs", "", "", "", "", {}}).ok());
+  S3Config s3;
+  s3.access_key_id = "AKID";
+  s3.secret_access_key = "secret";
+  const auto no_bucket = MakeStorage({"s3", "", "", "", "", s3});
+  ASSERT_FALSE(no_bucket.ok());
+  EXPECT_NE(no_bucket.status().message().find("S3_BUCKET"), std::string::npos);
+  s3.bucket = "shop-images";
+  EXPECT_TRUE(MakeStorage({"s3", "", "", "", "", s3}).ok());
+  s3.secret_access_key = "";
+  EXPECT_FALSE(MakeStorage({"s3", "", "", "", "", s3}).ok());
 }
 
 }  // namespace

@@ -67,7 +67,7 @@ Result<net::HttpResponse> FakeHttpClient::Answer(Call call, const net::FetchOpti
 Result<net::HttpResponse> FakeHttpClient::Get(const std::string& url,
                                               const net::FetchOptions& options,
                                               const net::HeadGate* /*gate*/) {
-  return Answer({"GET", url, "", {}}, options);
+  return Answer({"GET", url, "", {}, ""}, options);
 }
 
 Result<net::HttpResponse> FakeHttpClient::Post(const std::string& url,
@@ -75,7 +75,7 @@ Result<net::HttpResponse> FakeHttpClient::Post(const std::string& url,
                                                const std::string& body,
                                                const std::vector<std::string>& headers,
                                                const net::FetchOptions& options) {
-  return Answer({"POST", url, body, headers}, options);
+  return Answer({"POST", url, body, headers, ""}, options);
 }
 
 Result<net::HttpResponse> FakeHttpClient::PostForm(const std::string& url,
@@ -83,7 +83,13 @@ Result<net::HttpResponse> FakeHttpClient::PostForm(const std::string& url,
                                                    const net::FetchOptions& options) {
   std::string body;
   for (const auto& p : parts) body += p.name + "=" + p.value + "\n";
-  return Answer({"POST", url, body, {}}, options);
+  return Answer({"POST", url, body, {}, ""}, options);
+}
+
+Result<net::HttpResponse> FakeHttpClient::Send(const net::HttpRequest& request,
+                                               const net::FetchOptions& options) {
+  return Answer({request.method, request.url, request.body, request.headers, request.aws_sigv4},
+                options);
 }
 
 }  // namespace imgproc::testing

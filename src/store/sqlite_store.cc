@@ -348,7 +348,7 @@ class Reads {
     request::RequestView view = RequestViewOfRow(request_id, q);
 
     Stmt p(statements, std::string(kProductPage));
-    p.Bind(1, request_id).Bind(2, LimitOf(range)).Bind(3, range.offset);
+    p.Bind(1, request_id).Bind(2, range.offset).Bind(3, LimitOf(range));
     std::vector<int64_t> product_ids;
     while (p.Step()) {
       product_ids.push_back(p.Int(0));

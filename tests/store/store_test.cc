@@ -949,6 +949,11 @@ TEST(SqlitePlan, AStatusPageReadsItsProductsImagesOnly) {
   const std::string steps = SqlitePlan(std::string(kShownImages));
   EXPECT_EQ(steps.find("TEMP B-TREE"), std::string::npos) << steps;
   EXPECT_NE(steps.find("images_product"), std::string::npos) << steps;
+  // And its products from their first position, not past `offset` others.
+  const std::string products = SqlitePlan(std::string(kProductPage));
+  EXPECT_NE(products.find("product_entries_request (request_id=? AND position>?)"),
+            std::string::npos)
+      << products;
 }
 
 TEST_P(StoreTest, BrokerClaimsOnlyDueImagesById) {

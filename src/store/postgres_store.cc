@@ -550,11 +550,10 @@ class PostgresStore final : public Store {
       if (!tx->ok()) return tx->status();
     }
     std::vector<std::vector<ImageTask>> claimed;
-    size_t next = 0;
+    auto next = picked.begin();
     for (const ImageClaim& claim : claims) {
-      const size_t end = std::min(picked.size(), next + std::max(claim.max, 0));
-      auto tasks = LeaseById(*session, {picked.begin() + next, picked.begin() + end}, claim.owner,
-                             now, lease_ms);
+      const auto end = next + std::min<ptrdiff_t>(picked.end() - next, std::max(claim.max, 0));
+      auto tasks = LeaseById(*session, {next, end}, claim.owner, now, lease_ms);
       if (!tasks.ok()) return tasks.status();
       claimed.push_back(std::move(*tasks));
       next = end;
@@ -948,7 +947,7 @@ class PostgresStore final : public Store {
     for (int i = 0; i < PQntuples(r->get()); ++i) marked.insert(Row(r->get(), i).Int(0));
     std::vector<int64_t> ids;  // in the order picked: the broker's line is the fair one
     for (int64_t id : picked) {
-      if (marked.count(id)) ids.push_back(id);
+      if (marked.contains(id)) ids.push_back(id);
     }
     return ids;
   }

@@ -17,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -474,21 +475,38 @@ bool HostMatches(const std::string& host, const std::string& pattern) {
   return host == pattern;
 }
 
+// The host of a URL as NormalizeHost writes it, and its port (the scheme's when none is given);
+// nullopt when libcurl cannot parse it.
+struct UrlHost {
+  std::string host;
+  std::string port;
+};
+std::optional<UrlHost> HostOf(const std::string& url) {
+  std::unique_ptr<CURLU, decltype(&curl_url_cleanup)> parsed(curl_url(), curl_url_cleanup);
+  char* host = nullptr;
+  char* port = nullptr;
+  std::optional<UrlHost> where;
+  if (parsed && curl_url_set(parsed.get(), CURLUPART_URL, url.c_str(), 0) == CURLUE_OK &&
+      curl_url_get(parsed.get(), CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+      curl_url_get(parsed.get(), CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK) {
+    where = UrlHost{NormalizeHost(host), port};
+  }
+  curl_free(host);
+  curl_free(port);
+  return where;
+}
+
 // The checks made on every URL before it is requested, redirect targets included. Both sides are
 // normalised (NormalizeHost): "[::ffff:127.0.0.1]" must not get past a denied "127.0.0.1", nor
 // "example.com." past "example.com". The patterns are few; normalising them per hop costs nothing
 // next to a request, and holds whoever filled in the options.
-Status CheckDestination(const std::string& url, const FetchOptions& options) {
+// `where` is HostOf(url).
+Status CheckDestination(const std::string& url, const std::optional<UrlHost>& where,
+                        const FetchOptions& options) {
   if (!IsHttpUrl(url)) return Permanent("invalid URL (only absolute http and https URLs)");
   if (options.allow_hosts.empty() && options.deny_hosts.empty()) return Status::Ok();
-  std::unique_ptr<CURLU, decltype(&curl_url_cleanup)> parsed(curl_url(), curl_url_cleanup);
-  char* raw_host = nullptr;
-  if (!parsed || curl_url_set(parsed.get(), CURLUPART_URL, url.c_str(), 0) != CURLUE_OK ||
-      curl_url_get(parsed.get(), CURLUPART_HOST, &raw_host, 0) != CURLUE_OK) {
-    return Permanent("invalid URL");
-  }
-  const std::string host = NormalizeHost(raw_host);
-  curl_free(raw_host);
+  if (!where) return Permanent("invalid URL");
+  const std::string& host = where->host;
   const auto matches = [&](const std::string& pattern) {
     return HostMatches(host, NormalizeHost(pattern));
   };
@@ -599,22 +617,6 @@ HostSlots& Slots() {
   return slots;
 }
 
-// "host:port" of an http(s) URL, the host as NormalizeHost writes it: what HostSlots counts.
-std::string HostKey(const std::string& url) {
-  std::unique_ptr<CURLU, decltype(&curl_url_cleanup)> parsed(curl_url(), curl_url_cleanup);
-  char* host = nullptr;
-  char* port = nullptr;
-  std::string key;
-  if (parsed && curl_url_set(parsed.get(), CURLUPART_URL, url.c_str(), 0) == CURLUE_OK &&
-      curl_url_get(parsed.get(), CURLUPART_HOST, &host, 0) == CURLUE_OK &&
-      curl_url_get(parsed.get(), CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK) {
-    key = NormalizeHost(host) + ":" + port;
-  }
-  curl_free(host);
-  curl_free(port);
-  return key;
-}
-
 // A request with its redirects (when `follow`), every hop checked before it is made, all within
 // the one total timeout, which runs only while a hop holds its host's connection slot.
 Result<HttpResponse> Perform(const std::string& url, const FetchOptions& options, bool follow,
@@ -624,11 +626,14 @@ Result<HttpResponse> Perform(const std::string& url, const FetchOptions& options
   Clock::duration spent{0};
   std::string current = url;
   for (int hop = 0;; ++hop) {
-    if (Status s = CheckDestination(current, options); !s.ok()) return s;
+    const std::optional<UrlHost> where = HostOf(current);
+    if (Status s = CheckDestination(current, where, options); !s.ok()) return s;
     const auto left =
         std::chrono::duration_cast<std::chrono::milliseconds>(options.total_timeout - spent);
     if (left.count() <= 0) return Transient("Timeout was reached");
-    HostSlots::Slot slot = Slots().Acquire(HostKey(current), options.party, options.cancel);
+    // Counted per "host:port".
+    HostSlots::Slot slot = Slots().Acquire(where ? where->host + ":" + where->port : "",
+                                           options.party, options.cancel);
     if (!slot) return Transient("cancelled");
     const auto started = Clock::now();
     std::string next;

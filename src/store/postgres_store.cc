@@ -1041,7 +1041,6 @@ class PostgresStore final : public Store {
     return Row(r->get(), 0).Int(0);
   }
 
-  // Hands out an idle connection, or opens one while under the limit, or waits for one.
   // The running requests, oldest first, each with its images in flight and its first `max` due
   // images (request::FairPick's input), in one statement. With `handed_over_before`, for a
   // broker: only images not handed over since then, and those handed over and not done count
@@ -1050,9 +1049,8 @@ class PostgresStore final : public Store {
       Session& session, Millis now, int max, std::optional<Millis> handed_over_before) {
     // Each count reads its own index (the broker's cannot be a CASE: its partial index would
     // not serve it).
-    const std::string in_flight = handed_over_before
-                                      ? "l.enqueued_at IS NOT NULL AND $3::bigint IS NOT NULL"
-                                      : "l.due_at > $1 AND l.state = 'leased'";
+    const std::string in_flight =
+        handed_over_before ? "l.enqueued_at IS NOT NULL" : "l.due_at > $1 AND l.state = 'leased'";
     auto r = session.Exec(
         "SELECT r.request_id, f.n, d.id FROM requests r "
         "CROSS JOIN LATERAL (SELECT count(*) AS n FROM images l "
@@ -1096,6 +1094,7 @@ class PostgresStore final : public Store {
     return TasksFrom(r->get());
   }
 
+  // Hands out an idle connection, or opens one while under the limit, or waits for one.
   Result<Session> Borrow() EXCLUDES(mu_) {
     MutexLock lock(&mu_);
     while (idle_.empty() && open_ >= max_connections_) cv_.Wait(&mu_);

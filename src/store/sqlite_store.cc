@@ -612,17 +612,13 @@ class SqliteStore final : public Store {
     for (const ImageClaim& claim : claims) wanted += std::max(claim.max, 0);
     auto running = DueByRequest(now, wanted, /*handed_over_before=*/std::nullopt);
     if (!running.ok()) return running.status();
-    Stmt q(writer_.statements, std::string(kDueImageSelect) + " AND i.id = ?");
+    auto tasks = DueTasks(request::FairPick(*running, wanted), now);
+    if (!tasks.ok()) return tasks.status();
     std::vector<std::vector<ImageTask>> claimed(claims.size());
     size_t who = 0;  // the claim being served: each takes its max, in turn
-    for (int64_t id : request::FairPick(*running, wanted)) {
-      q.Bind(1, now).Bind(2, id);
-      if (q.Step()) {
-        while (static_cast<int>(claimed[who].size()) >= claims[who].max) ++who;
-        claimed[who].push_back(TaskFrom(q));
-      }
-      if (!q.ok()) return writer_.Error("claim images");
-      q.Reset();
+    for (ImageTask& task : *tasks) {
+      while (static_cast<int>(claimed[who].size()) >= claims[who].max) ++who;
+      claimed[who].push_back(std::move(task));
     }
     for (size_t i = 0; i < claims.size(); ++i) {
       if (Status s = Lease(claimed[i], claims[i].owner, now + lease_ms); !s.ok()) return s;
@@ -638,15 +634,10 @@ class SqliteStore final : public Store {
     const Millis now = clock_.WallMillis();
     Transaction tx(this);
     if (!tx.ok()) return tx.status();
-    Stmt q(writer_.statements, std::string(kDueImageSelect) + " AND i.id = ?");
-    std::vector<ImageTask> tasks;
-    for (int64_t id : std::set<int64_t>(image_ids.begin(), image_ids.end())) {
-      q.Bind(1, now).Bind(2, id);
-      if (q.Step()) tasks.push_back(TaskFrom(q));
-      if (!q.ok()) return writer_.Error("claim images");
-      q.Reset();
-    }
-    if (Status s = Lease(tasks, owner, now + lease_ms); !s.ok()) return s;
+    const std::set<int64_t> distinct(image_ids.begin(), image_ids.end());
+    auto tasks = DueTasks({distinct.begin(), distinct.end()}, now);
+    if (!tasks.ok()) return tasks.status();
+    if (Status s = Lease(*tasks, owner, now + lease_ms); !s.ok()) return s;
     if (Status s = tx.Commit(); !s.ok()) return s;
     return tasks;
   }
@@ -1039,9 +1030,10 @@ class SqliteStore final : public Store {
     Stmt running(writer_.statements,
                  "SELECT request_id FROM requests WHERE status IN ('pending', 'processing') "
                  "ORDER BY created_at, request_id");
+    // Each count as its partial index's condition, so that index serves it.
     Stmt in_flight(writer_.statements,
                    handed_over_before
-                       ? "SELECT count(*) FROM images WHERE request_id = ? AND ? IS NOT NULL "
+                       ? "SELECT count(*) FROM images WHERE request_id = ? "
                          "AND enqueued_at IS NOT NULL AND state IN ('queued', 'leased')"
                        : "SELECT count(*) FROM images WHERE request_id = ? "
                          "AND state IN ('queued', 'leased') AND due_at > ? AND state = 'leased'");
@@ -1056,7 +1048,8 @@ class SqliteStore final : public Store {
       if (!due.ok()) return writer_.Error("due images");
       due.Reset();
       if (r.due.empty()) continue;
-      in_flight.Bind(1, id).Bind(2, now);
+      in_flight.Bind(1, id);
+      if (!handed_over_before) in_flight.Bind(2, now);
       if (!in_flight.Step()) return writer_.Error("images in flight");
       r.in_flight = in_flight.Int(0);
       in_flight.Reset();
@@ -1064,6 +1057,20 @@ class SqliteStore final : public Store {
     }
     if (!running.ok()) return writer_.Error("running requests");
     return requests;
+  }
+
+  // The tasks of those of `image_ids` that are due, in the order given.
+  Result<std::vector<ImageTask>> DueTasks(const std::vector<int64_t>& image_ids, Millis now)
+      REQUIRES(writer_.mu) {
+    Stmt q(writer_.statements, std::string(kDueImageSelect) + " AND i.id = ?");
+    std::vector<ImageTask> tasks;
+    for (int64_t id : image_ids) {
+      q.Bind(1, now).Bind(2, id);
+      if (q.Step()) tasks.push_back(TaskFrom(q));
+      if (!q.ok()) return writer_.Error("claim images");
+      q.Reset();
+    }
+    return tasks;
   }
 
   static ImageTask TaskFrom(const Stmt& q) {

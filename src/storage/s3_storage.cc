@@ -6,6 +6,7 @@
 #include <ctime>
 
 #include "net/address.h"
+#include "request/request.h"
 
 namespace imgproc::storage {
 namespace {
@@ -167,7 +168,7 @@ Result<net::HttpResponse> S3Storage::Send(const std::string& method, const std::
   request.method = method;
   request.url = url;
   // S3 wants the payload's hash (or UNSIGNED-PAYLOAD) in this header, and libcurl signs with it.
-  headers.push_back("x-amz-content-sha256: " + sigv4::Sha256Hex(body));
+  headers.push_back("x-amz-content-sha256: " + request::Sha256Hex(body));
   if (!config_.session_token.empty()) {
     headers.push_back("x-amz-security-token: " + config_.session_token);
   }

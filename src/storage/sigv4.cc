@@ -2,10 +2,11 @@
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <openssl/sha.h>
 
 #include <algorithm>
 #include <ctime>
+
+#include "request/request.h"
 
 namespace imgproc::storage::sigv4 {
 namespace {
@@ -54,12 +55,6 @@ std::vector<std::pair<std::string, std::string>> SortedHeaders(const CanonicalRe
 }
 
 }  // namespace
-
-std::string Sha256Hex(std::string_view data) {
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
-  return Hex(std::string_view(reinterpret_cast<const char*>(digest), sizeof digest));
-}
 
 std::string UriEncode(std::string_view text, bool keep_slash) {
   static constexpr char kDigits[] = "0123456789ABCDEF";
@@ -113,7 +108,7 @@ std::string Sign(const CanonicalRequest& request, const std::string& amz_date,
   const std::string date = amz_date.substr(0, 8);
   const std::string scope = date + "/" + region + "/" + service + "/aws4_request";
   const std::string string_to_sign = "AWS4-HMAC-SHA256\n" + amz_date + "\n" + scope + "\n" +
-                                     Sha256Hex(CanonicalRequestText(request));
+                                     imgproc::request::Sha256Hex(CanonicalRequestText(request));
   std::string key = HmacSha256("AWS4" + secret_key, date);
   key = HmacSha256(key, region);
   key = HmacSha256(key, service);

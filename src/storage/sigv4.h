@@ -13,10 +13,6 @@
 
 namespace imgproc::storage::sigv4 {
 
-// The SHA-256 of `data` as 64 lower-case hex digits (x-amz-content-sha256, the canonical
-// request's hash).
-std::string Sha256Hex(std::string_view data);
-
 // Percent-encodes every byte but RFC 3986's unreserved ones (A-Z a-z 0-9 - . _ ~), upper-case hex,
 // as SigV4 wants; '/' is kept when `keep_slash` (an object key in a path).
 std::string UriEncode(std::string_view text, bool keep_slash);
@@ -31,7 +27,7 @@ struct CanonicalRequest {
   std::string query;  // canonical: encoded name=value pairs sorted by name, '&'-joined
   // Lower-case names with their values as sent, in any order; sorted and trimmed when signed.
   std::vector<std::pair<std::string, std::string>> headers;
-  std::string payload_hash;  // Sha256Hex of the body, or "UNSIGNED-PAYLOAD"
+  std::string payload_hash;  // request::Sha256Hex of the body, or "UNSIGNED-PAYLOAD"
 };
 
 // "host;x-amz-content-sha256;x-amz-date": the names of `request.headers`, sorted.

@@ -11,6 +11,7 @@
 #include "fake_clock.h"
 #include "fake_http_client.h"
 #include "fixture_server.h"
+#include "request/request.h"
 #include "storage/sigv4.h"
 
 namespace imgproc::storage {
@@ -94,7 +95,8 @@ TEST(S3Put, SendsOneSignedPutWithTheObjectHeaders) {
   EXPECT_THAT(calls[0].headers, Contains("Cache-Control: max-age=31536000"));
   EXPECT_THAT(calls[0].headers, Contains("x-amz-acl: public-read"));
   EXPECT_THAT(calls[0].headers, Contains("x-amz-security-token: TOKEN"));
-  EXPECT_THAT(calls[0].headers, Contains("x-amz-content-sha256: " + sigv4::Sha256Hex("JPEGDATA")));
+  EXPECT_THAT(calls[0].headers,
+              Contains("x-amz-content-sha256: " + request::Sha256Hex("JPEGDATA")));
 }
 
 TEST(S3Put, WithoutAPublicBaseUrlReturnsAPresignedUrlDatedByTheClock) {
@@ -304,7 +306,7 @@ TEST_F(S3SignatureTest, LibcurlSignsThePutAsSigV4Says) {
   const Received& r = received_[0];
   EXPECT_EQ(r.target, "/imgproc-test/shop/req-1/3_0.jpg");
   EXPECT_EQ(r.body, "JPEGDATA");
-  EXPECT_EQ(r.headers.find("x-amz-content-sha256")->second, sigv4::Sha256Hex("JPEGDATA"));
+  EXPECT_EQ(r.headers.find("x-amz-content-sha256")->second, request::Sha256Hex("JPEGDATA"));
   EXPECT_EQ(r.headers.find("Content-Type")->second, "image/jpeg");
   ASSERT_EQ(r.headers.count("Authorization"), 1u);
   const std::string authorization = r.headers.find("Authorization")->second;

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include "request/request.h"
+
 namespace imgproc::storage::sigv4 {
 namespace {
 
@@ -25,7 +27,7 @@ TEST(SigV4, HeaderSignatureOfAGetIsAwsExample) {
   CanonicalRequest request;
   request.method = "GET";
   request.path = "/test.txt";
-  request.payload_hash = Sha256Hex("");
+  request.payload_hash = imgproc::request::Sha256Hex("");
   // Any order, and blanks around values, as a server receives them.
   request.headers = {{"x-amz-date", "20130524T000000Z"},
                      {"range", " bytes=0-9 "},
@@ -57,7 +59,8 @@ TEST(SigV4, EncodingAndDates) {
             "shop/a%20b%2Bc~_.-/%C3%BC.jpg");
   EXPECT_EQ(UriEncode("a/b", /*keep_slash=*/false), "a%2Fb");
   EXPECT_EQ(AmzDate(k20130524 + 3723000), "20130524T010203Z");
-  EXPECT_EQ(Sha256Hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(request::Sha256Hex(""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 }
 
 }  // namespace

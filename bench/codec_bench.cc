@@ -76,8 +76,8 @@ int main(int argc, char** argv) {
             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         const double cpu = imgproc::testing::SelfCpuSeconds() - cpu_before;
         std::printf("%-7s %-11s %-6s %8zu %8zu %10.1f %9.1f %9.2f %8d %s\n", size.name, input.name,
-                    fast ? "fast" : "pixel", image.size() / 1024, sample->jpeg.size() / 1024,
-                    done / wall, 1000 * cpu / done, imgproc::testing::Psnr(sample->jpeg, image),
+                    fast ? "fast" : "pixel", image.size() / 1024, sample->bytes.size() / 1024,
+                    done / wall, 1000 * cpu / done, imgproc::testing::Psnr(sample->bytes, image),
                     done.load(), failed ? "FAILED" : "");
         if (failed) return 1;
       }

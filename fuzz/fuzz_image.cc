@@ -13,7 +13,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const auto result = imgproc::pipeline::CompressToJpeg(
       std::string_view(reinterpret_cast<const char*>(data), size), limits);
   if (result.ok()) {
-    const auto& jpeg = result->jpeg;
+    const auto& jpeg = result->bytes;
     if (jpeg.size() < 4 || static_cast<uint8_t>(jpeg[0]) != 0xFF ||
         static_cast<uint8_t>(jpeg[1]) != 0xD8) {
       __builtin_trap();

@@ -244,7 +244,7 @@ Result<std::string> EncodeJpeg(const Image& image, int quality) {
 // The result for `jpeg`, made from `image` (its dimensions are the output's).
 EncodedImage Encoded(std::string jpeg, std::string format, const Image& image, bool fast_path) {
   EncodedImage result;
-  result.jpeg = std::move(jpeg);
+  result.bytes = std::move(jpeg);
   result.source_format = std::move(format);
   result.fast_path = fast_path;
   result.width = vips_image_get_width(image.get());

@@ -28,7 +28,7 @@ struct CodecLimits {
 };
 
 struct EncodedImage {
-  std::string jpeg;           // the encoded JPEG bytes
+  std::string bytes;          // the encoded image
   std::string source_format;  // e.g. "jpeg", "png", "webp", "gif", "tiff"
   bool fast_path = false;     // made by a fast path: the JPEG one, or the PNG one
   int width = 0;

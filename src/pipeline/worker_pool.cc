@@ -216,16 +216,16 @@ request::ImageOutcome WorkerPool::Process(const store::ImageTask& task, const st
       by_content ? sha256 + "_" + options_.variant + ".jpg"
                  : std::to_string(task.serial_no) + "_" + std::to_string(task.index) + ".jpg";
   start = clock_.Now();
-  auto url = storage_.Put(by_content ? "objects" : task.request_id, name, encoded->jpeg);
+  auto url = storage_.Put(by_content ? "objects" : task.request_id, name, encoded->bytes);
   ObserveSince(m ? &m->upload_seconds() : nullptr, clock_, start);
   if (!url.ok()) {
     return Failure(task, url.status().transient(), url.status().message(),
                    url.status().retry_after());
   }
-  if (m) m->BytesOut(encoded->jpeg.size());
+  if (m) m->BytesOut(encoded->bytes.size());
   if (by_content) {
     Status stored = cache->StoreContent(sha256, options_.variant, owner, *url,
-                                        static_cast<int64_t>(encoded->jpeg.size()));
+                                        static_cast<int64_t>(encoded->bytes.size()));
     if (stored.ok()) {
       claim.cache = nullptr;  // recorded, and the claim with it
     } else {
@@ -236,7 +236,7 @@ request::ImageOutcome WorkerPool::Process(const store::ImageTask& task, const st
   out.ok = true;
   out.output_url = *url;
   out.input_bytes = input_bytes;
-  out.output_bytes = static_cast<int64_t>(encoded->jpeg.size());
+  out.output_bytes = static_cast<int64_t>(encoded->bytes.size());
   return out;
 }
 

@@ -90,7 +90,7 @@ double Brightness(const std::array<double, 3>& rgb) { return (rgb[0] + rgb[1] + 
 
 // The output has about the colours of `reference`, a kWidth x kHeight image.
 void ExpectSameColours(const EncodedImage& out, std::string_view reference) {
-  const auto actual = CentreMean(out.jpeg, out.width, out.height);
+  const auto actual = CentreMean(out.bytes, out.width, out.height);
   const auto expected = CentreMean(reference, kWidth, kHeight);
   for (int band = 0; band < 3; ++band) {
     EXPECT_NEAR(actual[band], expected[band], 6.0) << "band " << band;
@@ -185,7 +185,7 @@ INSTANTIATE_TEST_SUITE_P(AllTestImages, EveryFormatTest,
 
 TEST_P(EveryFormatTest, GivesBaselineSrgbJpegWithStandardTablesAndNoMetadata) {
   const EncodedImage out = Compress(MakeImage(GetParam(), kWidth, kHeight));
-  const std::optional<JpegInfo> info = InspectJpeg(out.jpeg);
+  const std::optional<JpegInfo> info = InspectJpeg(out.bytes);
   ASSERT_TRUE(info.has_value());
   EXPECT_EQ(info->components, 3);
   EXPECT_FALSE(info->progressive);
@@ -200,7 +200,7 @@ TEST_P(EveryFormatTest, KeepsDisplayedDimensions) {
   const bool rotated = GetParam() == TestImage::kJpegExifRotate6;
   EXPECT_EQ(out.width, rotated ? kHeight : kWidth);
   EXPECT_EQ(out.height, rotated ? kWidth : kHeight);
-  const std::optional<JpegInfo> info = InspectJpeg(out.jpeg);
+  const std::optional<JpegInfo> info = InspectJpeg(out.bytes);
   ASSERT_TRUE(info.has_value());
   EXPECT_EQ(info->width, out.width);
   EXPECT_EQ(info->height, out.height);
@@ -214,7 +214,7 @@ TEST_P(EveryFormatTest, KeepsColours) {
     ExpectSameColours(out, reference);
     return;
   }
-  const auto actual = CentreMean(out.jpeg, kWidth, kHeight);
+  const auto actual = CentreMean(out.bytes, kWidth, kHeight);
   EXPECT_NEAR(actual[0], actual[2], 2.0);  // still grey
   EXPECT_NEAR(Brightness(actual), Brightness(CentreMean(reference, kWidth, kHeight)), 12.0);
 }
@@ -259,10 +259,10 @@ TEST(CompressToJpegTest, RefusesAnimationsWithTooManyFrames) {
 TEST(CompressToJpegTest, FlattensTransparencyOnWhite) {
   const EncodedImage out = Compress(MakeImage(TestImage::kPngRgba, kWidth, kHeight));
   // Inside the transparent top-left quarter, a few pixels clear of its edges (JPEG blocks blur).
-  for (double value : MeanRgb(out.jpeg, 4, 4, kWidth / 4 - 8, kHeight / 4 - 8)) {
+  for (double value : MeanRgb(out.bytes, 4, 4, kWidth / 4 - 8, kHeight / 4 - 8)) {
     EXPECT_GT(value, 250.0);
   }
-  EXPECT_LT(Brightness(CentreMean(out.jpeg, kWidth, kHeight)), 220.0);  // opaque: not white
+  EXPECT_LT(Brightness(CentreMean(out.bytes, kWidth, kHeight)), 220.0);  // opaque: not white
 }
 
 TEST(CompressToJpegTest, AppliesExifOrientation) {
@@ -277,15 +277,15 @@ TEST(CompressToJpegTest, AppliesExifOrientation) {
   const int dark_width = kStoredHeight / 4;
   const int dark_height = kStoredWidth / 4;
   const auto top_right =
-      MeanRgb(out.jpeg, out.width - dark_width + 4, 4, dark_width - 8, dark_height - 8);
-  const auto top_left = MeanRgb(out.jpeg, 4, 4, dark_width - 8, dark_height - 8);
+      MeanRgb(out.bytes, out.width - dark_width + 4, 4, dark_width - 8, dark_height - 8);
+  const auto top_left = MeanRgb(out.bytes, 4, 4, dark_width - 8, dark_height - 8);
   EXPECT_LT(Brightness(top_right), 30.0);
   EXPECT_GT(Brightness(top_left), 80.0);
 }
 
 TEST(CompressToJpegTest, LeavesUnrotatedImagesAsTheyAre) {
   const EncodedImage out = Compress(MakeImage(TestImage::kJpegRgb, kWidth, kHeight));
-  EXPECT_LT(Brightness(MeanRgb(out.jpeg, 4, 4, kWidth / 4 - 8, kHeight / 4 - 8)), 30.0);
+  EXPECT_LT(Brightness(MeanRgb(out.bytes, 4, 4, kWidth / 4 - 8, kHeight / 4 - 8)), 30.0);
 }
 
 // `image` converted to the colour space of a libvips built-in profile ("cmyk", "p3"), as a JPEG
@@ -306,7 +306,7 @@ TEST(CompressToJpegTest, ConvertsCmykThroughItsEmbeddedProfile) {
   const std::string input = JpegWithProfile(png, "cmyk");
   ASSERT_TRUE(Inspect(input).has_icc);
   const EncodedImage out = Compress(input);
-  EXPECT_FALSE(Inspect(out.jpeg).has_icc);
+  EXPECT_FALSE(Inspect(out.bytes).has_icc);
   ExpectSameColours(out, png);
 }
 
@@ -319,7 +319,7 @@ TEST(CompressToJpegTest, ConvertsWideGamutThroughItsEmbeddedProfile) {
     return MeanRgb(image, 4, kHeight * 3 / 4, kWidth / 4 - 8, kHeight / 4 - 4);
   };
   const auto expected = corner(png);
-  const auto actual = corner(out.jpeg);
+  const auto actual = corner(out.bytes);
   const auto p3_numbers = corner(p3);  // what ignoring the profile would give
   ASSERT_GT(std::abs(p3_numbers[0] - expected[0]), 20.0);
   for (int band = 0; band < 3; ++band) EXPECT_NEAR(actual[band], expected[band], 6.0);
@@ -413,7 +413,7 @@ TEST(CompressToJpegTest, UsesTheConfiguredQuality) {
   CodecLimits limits;
   limits.jpeg_quality = 80;
   const EncodedImage out = Compress(MakeImage(TestImage::kPngRgb, kWidth, kHeight), limits);
-  EXPECT_EQ(Inspect(out.jpeg).luma_table, StandardLumaTable(80));
+  EXPECT_EQ(Inspect(out.bytes).luma_table, StandardLumaTable(80));
 }
 
 // The DCT-domain fast path (jpeg_requantize.h) takes 4:2:0 JPEGs that need no pixel work.
@@ -422,7 +422,7 @@ TEST(JpegFastPathTest, TakesBaselineAndProgressive420Jpegs) {
     SCOPED_TRACE(TestImageName(kind));
     const EncodedImage out = Compress(MakeImage(kind, kWidth, kHeight));
     EXPECT_TRUE(out.fast_path);
-    const JpegInfo info = Inspect(out.jpeg);
+    const JpegInfo info = Inspect(out.bytes);
     EXPECT_EQ(info.luma_sampling, std::make_pair(2, 2));
     EXPECT_FALSE(info.progressive);
     EXPECT_EQ(info.luma_table, StandardLumaTable(50));
@@ -438,11 +438,11 @@ TEST(JpegFastPathTest, IsAsGoodAsDecodingAndEncoding) {
     const EncodedImage slow = Compress(original, pixel_path);
     ASSERT_TRUE(fast.fast_path);
     ASSERT_FALSE(slow.fast_path);
-    const double fast_psnr = imgproc::testing::Psnr(fast.jpeg, original);
-    const double slow_psnr = imgproc::testing::Psnr(slow.jpeg, original);
+    const double fast_psnr = imgproc::testing::Psnr(fast.bytes, original);
+    const double slow_psnr = imgproc::testing::Psnr(slow.bytes, original);
     EXPECT_GE(fast_psnr, slow_psnr - 0.1) << width << "x" << height;
     EXPECT_GT(fast_psnr, 30.0);
-    EXPECT_LT(fast.jpeg.size(), slow.jpeg.size() * 11 / 10);
+    EXPECT_LT(fast.bytes.size(), slow.bytes.size() * 11 / 10);
     EXPECT_EQ(fast.width, slow.width);
     EXPECT_EQ(fast.height, slow.height);
   }
@@ -488,7 +488,7 @@ TEST(JpegFastPathTest, UsesTheConfiguredQuality) {
   limits.jpeg_quality = 80;
   const EncodedImage out = Compress(MakeImage(TestImage::kJpegRgb, kWidth, kHeight), limits);
   EXPECT_TRUE(out.fast_path);
-  EXPECT_EQ(Inspect(out.jpeg).luma_table, StandardLumaTable(80));
+  EXPECT_EQ(Inspect(out.bytes).luma_table, StandardLumaTable(80));
 }
 
 // The symbol counts gathered while rescaling give the tables libjpeg's own counting pass gives,
@@ -602,7 +602,7 @@ TEST(CompressToJpegTest, AcceptsJpegsWithStrayBytesBetweenSegments) {
       const EncodedImage out = Compress(imgproc::testing::WithJunkBefore(jpeg, marker, "junk"));
       EXPECT_EQ(out.width, kWidth);
       EXPECT_EQ(out.height, kHeight);
-      EXPECT_GT(imgproc::testing::Psnr(out.jpeg, clean.jpeg), 40);
+      EXPECT_GT(imgproc::testing::Psnr(out.bytes, clean.bytes), 40);
       ExpectSameColours(out, jpeg);
     }
   }
@@ -663,7 +663,7 @@ TEST(CompressToJpegTest, GivesIdenticalResultsFromConcurrentThreads) {
   std::vector<std::string> expected;
   for (TestImage kind : imgproc::testing::kAllTestImages) {
     inputs.push_back(MakeImage(kind, kWidth, kHeight));
-    expected.push_back(Compress(inputs.back()).jpeg);
+    expected.push_back(Compress(inputs.back()).bytes);
   }
   const std::string truncated = inputs.front().substr(0, inputs.front().size() / 2);
 
@@ -675,7 +675,7 @@ TEST(CompressToJpegTest, GivesIdenticalResultsFromConcurrentThreads) {
       for (int round = 0; round < 3; ++round) {
         for (size_t i = 0; i < inputs.size(); ++i) {
           Result<EncodedImage> out = CompressToJpeg(inputs[(i + t) % inputs.size()], {});
-          if (!out.ok() || out->jpeg != expected[(i + t) % inputs.size()]) ++mismatches[t];
+          if (!out.ok() || out->bytes != expected[(i + t) % inputs.size()]) ++mismatches[t];
           Result<EncodedImage> bad = CompressToJpeg(truncated, {});
           if (bad.ok() || bad.status().message().empty()) ++mismatches[t];
         }

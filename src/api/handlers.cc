@@ -141,7 +141,8 @@ Response Api::Handle(const Request& request) {
   auto retry_id = SegmentAfter(path, "/api/p/requests/", "/retry");
   if (!retry_id) retry_id = SegmentAfter(path, "/api/p/requests/", "/retry/");
   const bool media = path.rfind("/media/", 0) == 0;
-  if (!upload && !status && !csv_id && !cancel_id && !retry_id && !media && !list) {
+  const bool presets = path == "/api/p/presets" || path == "/api/p/presets/";
+  if (!upload && !status && !csv_id && !cancel_id && !retry_id && !media && !list && !presets) {
     return JsonError(404, "Not found");
   }
   if (upload || cancel_id || retry_id ? request.method != "POST" : !get) {
@@ -154,6 +155,12 @@ Response Api::Handle(const Request& request) {
   if (cancel_id) return Cancel(*cancel_id, *caller);
   if (retry_id) return Retry(*retry_id, *caller);
   if (list) return ListRequests(request, *caller);
+  if (presets) {
+    Response r;
+    r.content_type = "application/json";
+    r.body = report::PresetsJson(options_.presets);
+    return r;
+  }
   if (status) {
     const std::string id = SegmentAfter(path, "/status/").value_or("");
     if (!request.query.contains("offset") && !request.query.contains("limit")) {
@@ -256,6 +263,23 @@ Response Api::Upload(const Request& request, const std::optional<std::string>& o
     }
   }
 
+  // What the images become: the seed's JPEG unless the form asks for other settings or presets.
+  const auto field = [&](const char* name) -> std::optional<std::string> {
+    auto it = request.form.find(name);
+    if (it == request.form.end()) return std::nullopt;
+    return it->second.content;
+  };
+  const request::OutputChoice outputs =
+      request::ChooseOutputs({field("format"), field("quality"), field("max_width"),
+                              field("max_height"), field("progressive"), field("presets")},
+                             options_.presets);
+  if (!outputs.plan) {
+    Rejected(metrics::RejectReason::kInvalidOutputs);
+    return JsonResponse(400, {{"error", "Invalid " + outputs.field},
+                              {"field", outputs.field},
+                              {"details", outputs.error}});
+  }
+
   csv::ParseResult parsed = csv::ParseProducts(data, options_.csv_limits);
   if (!parsed.ok()) {
     json details = json::array();
@@ -277,7 +301,8 @@ Response Api::Upload(const Request& request, const std::optional<std::string>& o
                            owner ? *owner : "ip:" + request.remote_address,
                            options_.max_client_images,
                            csv::ToProducts(std::move(parsed.rows)),
-                           refresh};
+                           refresh,
+                           request::EncodePlan(*outputs.plan)};
   if (auto s = writer_.CreateRequest(stored); !s.ok()) {
     if (s.code() == StatusCode::kResourceExhausted) {
       Rejected(metrics::RejectReason::kTooManyQueued);
@@ -465,10 +490,11 @@ Response Api::OutputCsv(const std::string& request_id, bool with_errors,
   Response r;
   r.content_type = "text/csv; charset=utf-8";
   r.headers["Content-Disposition"] = "attachment; filename=\"output-" + request_id + ".csv\"";
-  r.stream = [this, request_id, with_errors, page = std::move(first->products), read = true,
-              next = int64_t{0}, header = true, done = false]() mutable -> Result<std::string> {
+  r.stream = [this, request_id, with_errors, outputs = std::move(first->outputs),
+              page = std::move(first->products), read = true, next = int64_t{0}, header = true,
+              done = false]() mutable -> Result<std::string> {
     if (done) return std::string();  // the end
-    std::string piece = header ? report::OutputCsvHeader(with_errors) : std::string();
+    std::string piece = header ? report::OutputCsvHeader(outputs, with_errors) : std::string();
     header = false;
     if (!read) {
       auto more = reader_.GetRequestPage(request_id, {next, kCsvPage});
@@ -476,7 +502,7 @@ Response Api::OutputCsv(const std::string& request_id, bool with_errors,
       page = std::move(more->products);
     }
     read = false;
-    piece += report::OutputCsvLines(page, with_errors);
+    piece += report::OutputCsvLines(page, outputs, with_errors);
     next += static_cast<int64_t>(page.size());
     done = static_cast<int64_t>(page.size()) < kCsvPage;  // a short page is the last
     page.clear();
@@ -502,7 +528,7 @@ Response Api::Media(const std::string& relative, const std::optional<std::string
   content << in.rdbuf();
   if (!in) return JsonError(404, "Not found");
   Response r;
-  r.content_type = "image/jpeg";
+  r.content_type = request::ContentTypeOfName(relative);
   r.body = content.str();
   r.headers["Cache-Control"] = "public, max-age=31536000, immutable";
   r.headers["X-Content-Type-Options"] = "nosniff";

@@ -70,6 +70,8 @@ struct ApiOptions {
   // Checks that the storage answers (an S3 bucket), for /readyz; empty when there is nothing to
   // ask (local disk, ImgBB).
   std::function<Status()> storage_ready;
+  // The presets an upload may name (PRESETS).
+  request::Presets presets = request::DefaultPresets();
 };
 
 class Api {

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -163,6 +164,18 @@ settings, 130 interrupted.)");
   command.add_flag("--refresh", options.refresh,
                    "make every image anew instead of reusing the image cache's outputs (the "
                    "cache, DATA_DIR/process-cache.db, still learns the new ones)");
+  command.add_option("--format", options.outputs.format,
+                     "the main output's format: jpeg (the default), webp or avif");
+  command.add_option("--quality", options.outputs.quality,
+                     "its quality, 1-100 (default 50; 70 for webp)");
+  command.add_option("--max-width", options.outputs.max_width,
+                     "fit it inside this width, never upscaled");
+  command.add_option("--max-height", options.outputs.max_height,
+                     "fit it inside this height, never upscaled");
+  command.add_flag("--progressive", options.progressive, "a progressive JPEG");
+  command.add_option("--presets", options.outputs.presets,
+                     "variants to make of every image too, by preset name (PRESETS), "
+                     "comma-separated: each gets a \"<name> Image Urls\" column");
 }
 
 int RunProcess(const config::Config& config_in, const ProcessOptions& options) {
@@ -204,6 +217,16 @@ int RunProcess(const config::Config& config_in, const ProcessOptions& options) {
     return 2;
   }
 
+  request::OutputFields fields = options.outputs;
+  if (options.progressive) fields.progressive = "true";
+  const request::OutputChoice outputs = request::ChooseOutputs(fields, config.api.presets);
+  if (!outputs.plan) {
+    std::string flag = outputs.field;  // max_width is --max-width
+    std::replace(flag.begin(), flag.end(), '_', '-');
+    std::fprintf(stderr, "error: --%s: %s\n", flag.c_str(), outputs.error.c_str());
+    return 2;
+  }
+
   if (Status s = pipeline::InitCodec(); !s.ok()) {
     std::fprintf(stderr, "error: %s\n", s.message().c_str());
     return 2;
@@ -238,7 +261,8 @@ int RunProcess(const config::Config& config_in, const ProcessOptions& options) {
   const std::string id = request::NewRequestId();
   if (Status s =
           (*store)->CreateRequest({id, std::nullopt, std::nullopt, "", 0,
-                                   csv::ToProducts(std::move(parsed.rows)), options.refresh});
+                                   csv::ToProducts(std::move(parsed.rows)), options.refresh,
+                                   request::EncodePlan(*outputs.plan)});
       !s.ok()) {
     std::fprintf(stderr, "error: %s\n", s.message().c_str());
     return 2;

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "config/config.h"
+#include "request/outputs.h"
 
 namespace CLI {
 class App;
@@ -22,10 +23,14 @@ struct ProcessOptions {
   bool errors_column = false;   // add the Errors column to the output CSV
   bool quiet = false;           // no progress, only the summary
   bool refresh = false;         // do not reuse the image cache's outputs (they are made anew)
+  // What the images become, as an upload's form fields say it (request::ChooseOutputs).
+  request::OutputFields outputs;
+  bool progressive = false;  // --progressive, for outputs.progressive
   CLI::App* command = nullptr;  // set by AddProcessFlags: tells whether --log-level was given
 };
 
-// Adds the positional input, -o/--output, --allow-failures, --errors, --quiet and --refresh to
+// Adds the positional input, -o/--output, --allow-failures, --errors, --quiet, --refresh and the
+// output settings (--format, --quality, --max-width, --max-height, --progressive, --presets) to
 // `command`.
 void AddProcessFlags(CLI::App& command, ProcessOptions& options);
 

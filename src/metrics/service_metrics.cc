@@ -35,6 +35,8 @@ ServiceMetrics::ServiceMetrics()
                                                  {{"reason", "invalid_csv"}})),
       rejected_invalid_webhook_(registry_.GetCounter(kUploadsRejected, kUploadsRejectedHelp,
                                                      {{"reason", "invalid_webhook_url"}})),
+      rejected_invalid_outputs_(registry_.GetCounter(kUploadsRejected, kUploadsRejectedHelp,
+                                                     {{"reason", "invalid_outputs"}})),
       rejected_too_large_(
           registry_.GetCounter(kUploadsRejected, kUploadsRejectedHelp, {{"reason", "too_large"}})),
       rejected_unauthorized_(registry_.GetCounter(kUploadsRejected, kUploadsRejectedHelp,
@@ -75,6 +77,8 @@ void ServiceMetrics::UploadRejected(RejectReason reason) {
       return rejected_invalid_csv_.Inc();
     case RejectReason::kInvalidWebhook:
       return rejected_invalid_webhook_.Inc();
+    case RejectReason::kInvalidOutputs:
+      return rejected_invalid_outputs_.Inc();
     case RejectReason::kTooLarge:
       return rejected_too_large_.Inc();
     case RejectReason::kUnauthorized:

@@ -16,6 +16,7 @@ enum class RejectReason {
   kNoFile,
   kInvalidCsv,
   kInvalidWebhook,
+  kInvalidOutputs,  // output settings or presets (format, quality, ...)
   kTooLarge,
   kUnauthorized,
   kTooManyQueued,
@@ -63,6 +64,7 @@ class ServiceMetrics {
   Counter& rejected_no_file_;
   Counter& rejected_invalid_csv_;
   Counter& rejected_invalid_webhook_;
+  Counter& rejected_invalid_outputs_;
   Counter& rejected_too_large_;
   Counter& rejected_unauthorized_;
   Counter& rejected_too_many_queued_;

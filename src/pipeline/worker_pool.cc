@@ -26,14 +26,45 @@ std::optional<std::string> Header(const net::HttpResponse& response, const std::
   return it->second;
 }
 
-request::ImageOutcome Reused(std::string output_url, int64_t input_bytes, int64_t output_bytes) {
+request::ImageOutcome Reused(std::string output_url, int64_t input_bytes, int64_t output_bytes,
+                             std::vector<request::VariantOutput> variants) {
   request::ImageOutcome out;
   out.ok = true;
   out.reused = true;
   out.output_url = std::move(output_url);
   out.input_bytes = input_bytes;
   out.output_bytes = output_bytes;
+  out.variants = std::move(variants);
   return out;
+}
+
+// Before compressing and before storing (the download starts as the image is taken): an image
+// whose request was cancelled (or whose lease another worker took over) stops there; its outcome
+// would be ignored anyway.
+request::ImageOutcome Lost() {
+  request::ImageOutcome out;
+  out.error = "stopped: no longer leased to this worker (request cancelled, or taken over)";
+  return out;
+}
+
+// TEMPORARY until the codec's Encode lands.
+Result<EncodedImage> Encode(std::string_view data, const request::OutputSettings& settings,
+                            const CodecLimits& limits) {
+  if (!request::IsSeedOutput(settings)) return Internal("not yet");
+  return CompressToJpeg(data, limits);
+}
+
+// The name of an output in the storage: by content with the image cache
+// (<sha256>_<settings token>.<ext>, in objects/), so the same bytes made the same way are one
+// object whatever URL, request or plan sent them; else by slot (<serial>_<index>[_<variant>].<ext>,
+// in the request's folder).
+std::string OutputName(const store::ImageTask& task, const std::string& sha256,
+                       const request::OutputSettings& settings, const std::string& variant) {
+  const std::string extension = std::string(".") + request::FileExtension(settings.format);
+  if (!sha256.empty()) return sha256 + "_" + request::Token(settings) + extension;
+  std::string name = std::to_string(task.serial_no) + "_" + std::to_string(task.index);
+  if (!variant.empty()) name += "_" + variant;
+  return name + extension;
 }
 
 }  // namespace
@@ -67,21 +98,16 @@ bool WorkerPool::LeaseLost(const store::ImageTask& task, const std::string& owne
 
 request::ImageOutcome WorkerPool::Process(const store::ImageTask& task, const std::string& owner) {
   metrics::ServiceMetrics* m = options_.metrics;
-  // Before compressing and before storing (the download starts as the image is taken): an image
-  // whose request was cancelled (or whose lease another worker took over) stops there; its
-  // outcome would be ignored anyway.
-  const auto lost = [&] {
-    request::ImageOutcome out;
-    out.error = "stopped: no longer leased to this worker (request cancelled, or taken over)";
-    return out;
-  };
+  const std::optional<request::OutputPlan> plan = request::DecodePlan(task.outputs);
+  if (!plan) return Failure(task, false, "unreadable output settings: " + task.outputs);
+  const std::string key = request::CacheKey(*plan);
   // What the image cache has for this URL: asked for conditionally, a 304 reuses its output.
   store::ImageCache* const cache = options_.cache;
   const request::Millis stored_since =
       request::ReusableSince(clock_.WallMillis(), options_.cache_max_age_ms(), task.refresh_since);
   std::optional<request::CachedSource> known;
   if (cache != nullptr && !task.refresh_since) {
-    auto found = cache->FindSource(task.url, options_.variant);
+    auto found = cache->FindSource(task.url, key);
     if (found.ok() && *found && (*found)->known_since >= stored_since &&
         storage_.Holds((*found)->output_url)) {
       known = std::move(**found);
@@ -143,12 +169,13 @@ request::ImageOutcome WorkerPool::Process(const store::ImageTask& task, const st
     if (!etag) etag = known->etag;
     if (!last_modified) last_modified = known->last_modified;
     if (etag != known->etag || last_modified != known->last_modified) {
-      Status remembered = cache->RememberSource(task.url, options_.variant, known->sha256, etag,
-                                                last_modified, known->input_bytes);
+      Status remembered = cache->RememberSource(task.url, key, known->sha256, etag, last_modified,
+                                                known->input_bytes);
       if (!remembered.ok()) spdlog::warn("image cache: {}", remembered.message());
     }
     if (m) m->ImageReused(/*not_modified=*/true);
-    return Reused(known->output_url, known->input_bytes, known->output_bytes);
+    return Reused(known->output_url, known->input_bytes, known->output_bytes,
+                  std::move(known->variants));
   }
   if (code < 200 || code >= 300) {
     const bool transient = code == 408 || code == 429 || code >= 500;
@@ -177,70 +204,97 @@ request::ImageOutcome WorkerPool::Process(const store::ImageTask& task, const st
     ~HeldClaim() {
       if (cache != nullptr) (void)cache->ReleaseContent(sha256, variant, owner);
     }
-  } claim{nullptr, sha256, options_.variant, owner};
+  } claim{nullptr, sha256, key, owner};
   if (cache != nullptr && request::MayCache(Header(*response, "cache-control").value_or(""))) {
     sha256 = request::Sha256Hex(response->body);
     Status remembered =
-        cache->RememberSource(task.url, options_.variant, sha256, Header(*response, "etag"),
+        cache->RememberSource(task.url, key, sha256, Header(*response, "etag"),
                               Header(*response, "last-modified"), input_bytes);
     if (!remembered.ok()) spdlog::warn("image cache: {}", remembered.message());
-    auto content = ClaimContent(sha256, owner, stored_since);
+    auto content = ClaimContent(sha256, key, owner, stored_since);
     if (!content.ok()) return Failure(task, true, content.status().message());
     if (content->verdict == request::ContentVerdict::kReuse) {
       if (m) m->ImageReused(/*not_modified=*/false);
-      return Reused(content->output_url, input_bytes, content->output_bytes);
+      return Reused(content->output_url, input_bytes, content->output_bytes,
+                    std::move(content->variants));
     }
     claim.cache = cache;
   }
 
-  if (LeaseLost(task, owner)) return lost();
+  if (LeaseLost(task, owner)) return Lost();
   if (head_pixels == 0) {
     reserved = budget_.Correct(reserved, ReadHeader(response->body, options_.codec).pixels);
   }
-  Result<EncodedImage> encoded = Internal("not run");
-  cpu_.Run([&] {
-    start = clock_.Now();
-    encoded = CompressToJpeg(response->body, options_.codec);
-    ObserveSince(m ? &m->compress_seconds() : nullptr, clock_, start);
-  });
-  response->body = std::string();  // free the download before the upload
-  response->body_share.Release();
-  budget_.Release(std::exchange(reserved, 0));
-  if (!encoded.ok()) return Failure(task, false, encoded.status().message());
-  if (LeaseLost(task, owner)) return lost();
-
-  // Content-addressed with the cache (objects/<sha256>_<variant>.jpg), so the same bytes are one
-  // object whatever URL or request sent them; else per request (<request>/<serial>_<index>.jpg).
-  const bool by_content = !sha256.empty();
-  const std::string name =
-      by_content ? sha256 + "_" + options_.variant + ".jpg"
-                 : std::to_string(task.serial_no) + "_" + std::to_string(task.index) + ".jpg";
-  start = clock_.Now();
-  auto url = storage_.Put(by_content ? "objects" : task.request_id, name, encoded->bytes);
-  ObserveSince(m ? &m->upload_seconds() : nullptr, clock_, start);
-  if (!url.ok()) {
-    return Failure(task, url.status().transient(), url.status().message(),
-                   url.status().retry_after());
-  }
-  if (m) m->BytesOut(encoded->bytes.size());
-  if (by_content) {
-    Status stored = cache->StoreContent(sha256, options_.variant, owner, *url,
-                                        static_cast<int64_t>(encoded->bytes.size()));
+  request::ImageOutcome out = MakeOutputs(task, owner, *plan, *response, sha256, reserved);
+  if (out.ok && claim.cache != nullptr) {
+    Status stored =
+        cache->StoreContent(sha256, key, owner, out.output_url, out.output_bytes, out.variants);
     if (stored.ok()) {
       claim.cache = nullptr;  // recorded, and the claim with it
     } else {
       spdlog::warn("image cache: {}", stored.message());
     }
   }
+  return out;
+}
+
+request::ImageOutcome WorkerPool::MakeOutputs(const store::ImageTask& task,
+                                              const std::string& owner,
+                                              const request::OutputPlan& plan,
+                                              net::HttpResponse& response,
+                                              const std::string& sha256, uint64_t& reserved) {
+  metrics::ServiceMetrics* m = options_.metrics;
+  const auto input_bytes = static_cast<int64_t>(response.body.size());
+  // One decode per output: each variant's own shrink-on-load decodes far fewer pixels than one
+  // full decode shared by all would (a 2 MP JPEG to 400 px decodes at 1/4 scale).
+  std::vector<Result<EncodedImage>> encoded;
+  cpu_.Run([&] {
+    const auto start = clock_.Now();
+    encoded.push_back(Encode(response.body, plan.main, options_.codec));
+    for (const auto& v : plan.variants) {
+      if (!encoded.front().ok()) break;
+      encoded.push_back(Encode(response.body, v.settings, options_.codec));
+    }
+    ObserveSince(m ? &m->compress_seconds() : nullptr, clock_, start);
+  });
+  response.body = std::string();  // free the download before the upload
+  response.body_share.Release();
+  budget_.Release(std::exchange(reserved, 0));
+  for (const auto& e : encoded) {
+    if (!e.ok()) return Failure(task, false, e.status().message());
+  }
+  if (LeaseLost(task, owner)) return Lost();
+
+  const std::string folder = sha256.empty() ? task.request_id : "objects";
   request::ImageOutcome out;
+  for (size_t i = 0; i < encoded.size(); ++i) {
+    const bool main = i == 0;
+    const request::OutputSettings& settings = main ? plan.main : plan.variants[i - 1].settings;
+    const std::string& variant = main ? std::string() : plan.variants[i - 1].name;
+    const EncodedImage& image = *encoded[i];
+    const auto start = clock_.Now();
+    auto url = storage_.Put(folder, OutputName(task, sha256, settings, variant), image.bytes);
+    ObserveSince(m ? &m->upload_seconds() : nullptr, clock_, start);
+    if (!url.ok()) {
+      return Failure(task, url.status().transient(), url.status().message(),
+                     url.status().retry_after());
+    }
+    if (m) m->BytesOut(image.bytes.size());
+    const auto bytes = static_cast<int64_t>(image.bytes.size());
+    if (main) {
+      out.output_url = std::move(*url);
+      out.output_bytes = bytes;
+    } else {
+      out.variants.push_back({variant, std::move(*url), bytes, image.width, image.height});
+    }
+  }
   out.ok = true;
-  out.output_url = *url;
   out.input_bytes = input_bytes;
-  out.output_bytes = static_cast<int64_t>(encoded->bytes.size());
   return out;
 }
 
 Result<store::ContentClaim> WorkerPool::ClaimContent(const std::string& sha256,
+                                                     const std::string& key,
                                                      const std::string& owner,
                                                      request::Millis stored_since) {
   // Another worker storing the same content is waited for (its compression and upload: well
@@ -248,8 +302,8 @@ Result<store::ContentClaim> WorkerPool::ClaimContent(const std::string& sha256,
   const auto wait_until = clock_.Now() + options_.lease / 2;
   bool forgotten = false;
   while (true) {
-    auto claim = options_.cache->ClaimContent(sha256, options_.variant, owner, stored_since,
-                                              options_.lease.count());
+    auto claim =
+        options_.cache->ClaimContent(sha256, key, owner, stored_since, options_.lease.count());
     if (!claim.ok()) return claim.status();
     switch (claim->verdict) {
       case request::ContentVerdict::kStore:
@@ -258,7 +312,7 @@ Result<store::ContentClaim> WorkerPool::ClaimContent(const std::string& sha256,
         if (storage_.Holds(claim->output_url)) return claim;
         // Its output is gone from the storage (deleted by hand, say): forget it and store anew.
         if (forgotten) return Internal("the image cache names an output the storage lacks");
-        if (Status s = options_.cache->ForgetContent(sha256, options_.variant); !s.ok()) return s;
+        if (Status s = options_.cache->ForgetContent(sha256, key); !s.ok()) return s;
         forgotten = true;
         break;
       case request::ContentVerdict::kWait:

@@ -52,14 +52,13 @@ struct PipelineOptions {
   std::chrono::milliseconds shutdown_grace{25'000};
   metrics::ServiceMetrics* metrics = nullptr;  // stage durations, bytes, outcomes; may be null
   // The image cache (IMAGE_CACHE): an image whose URL answers 304 to a conditional request, or
-  // whose bytes were stored before in `variant`, reuses that output; an output made anew is
-  // stored once per content, under its SHA-256. Null: every image is fetched and made anew.
+  // whose bytes were stored before with its request's output plan (request::CacheKey), reuses
+  // that output; an output made anew is stored once per content, under its SHA-256. Null: every
+  // image is fetched and made anew.
   store::ImageCache* cache = nullptr;
   // How long an output of the cache may be reused (IMAGE_CACHE_MAX_AGE_HOURS).
   int cache_max_age_hours = 24 * 30;
   int64_t cache_max_age_ms() const { return int64_t{cache_max_age_hours} * 3'600'000; }
-  // The output settings, part of the cache's key: an output is reused only for the same ones.
-  std::string variant = "jpeg-q50";
 };
 
 // The delay before an image's next attempt after a transient failure of attempt `attempt`
@@ -92,10 +91,16 @@ class WorkerPool {
   // or a retry time. Stops before a stage once the lease is lost (a cancel drops it).
   request::ImageOutcome Process(const store::ImageTask& task, const std::string& owner);
   bool LeaseLost(const store::ImageTask& task, const std::string& owner);
-  // What the image cache says `owner` does with content `sha256` (request::DecideContent): reuse
-  // an output the storage still holds, or store it; waits while another worker stores it.
-  Result<store::ContentClaim> ClaimContent(const std::string& sha256, const std::string& owner,
-                                           request::Millis stored_since);
+  // What the image cache says `owner` does with content `sha256` made with the plan `key`
+  // (request::DecideContent): reuse an output the storage still holds, or store it; waits while
+  // another worker stores it.
+  Result<store::ContentClaim> ClaimContent(const std::string& sha256, const std::string& key,
+                                           const std::string& owner, request::Millis stored_since);
+  // Encodes the download `body` as `plan` says and stores each output: the main one, then the
+  // variants. Named by content (`sha256`, with the image cache) or by the image's slot.
+  request::ImageOutcome MakeOutputs(const store::ImageTask& task, const std::string& owner,
+                                    const request::OutputPlan& plan, net::HttpResponse& response,
+                                    const std::string& sha256, uint64_t& reserved);
   // An outcome for a failure: retried later when transient and attempts remain, final otherwise.
   request::ImageOutcome Failure(const store::ImageTask& task, bool transient, std::string error,
                                 std::chrono::milliseconds at_least = {});

@@ -5,6 +5,8 @@
 #include <charconv>
 #include <tuple>
 
+#include "request/request.h"
+
 namespace imgproc::request {
 namespace {
 
@@ -13,6 +15,13 @@ constexpr size_t kMaxVariants = 8;
 
 std::optional<int> ParseInt(std::string_view text) {
   int value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || text.empty()) return std::nullopt;
+  return value;
+}
+
+std::optional<int64_t> ParseInt64(std::string_view text) {
+  int64_t value = 0;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec != std::errc() || end != text.data() + text.size() || text.empty()) return std::nullopt;
   return value;
@@ -171,6 +180,74 @@ bool IsPresetName(std::string_view name) {
   return std::all_of(name.begin(), name.end(), [](char c) {
     return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
   });
+}
+
+std::string CacheKey(const OutputPlan& plan) {
+  std::string key = Token(plan.main);
+  for (const auto& v : plan.variants) key += ";" + v.name + "=" + Token(v.settings);
+  return key;
+}
+
+const char* ContentTypeOfName(std::string_view name) {
+  const auto ends_with = [&](std::string_view suffix) {
+    return name.size() >= suffix.size() && name.substr(name.size() - suffix.size()) == suffix;
+  };
+  if (ends_with(".webp")) return ContentType(OutputFormat::kWebp);
+  if (ends_with(".avif")) return ContentType(OutputFormat::kAvif);
+  return ContentType(OutputFormat::kJpeg);
+}
+
+std::string EncodeVariantOutputs(const std::vector<VariantOutput>& outputs) {
+  std::string text;
+  for (const auto& o : outputs) {
+    text += o.name + "\t" + std::to_string(o.bytes) + "\t" + std::to_string(o.width) + "\t" +
+            std::to_string(o.height) + "\t" + o.url + "\n";
+  }
+  return text;
+}
+
+std::vector<VariantOutput> DecodeVariantOutputs(std::string_view text) {
+  std::vector<VariantOutput> outputs;
+  while (!text.empty()) {
+    const size_t end = text.find('\n');
+    std::string_view line = text.substr(0, end);
+    text.remove_prefix(end == std::string_view::npos ? text.size() : end + 1);
+    std::string_view fields[5];
+    size_t n = 0;
+    for (; n < 4; ++n) {
+      const size_t tab = line.find('\t');
+      if (tab == std::string_view::npos) break;
+      fields[n] = line.substr(0, tab);
+      line.remove_prefix(tab + 1);
+    }
+    if (n != 4) continue;
+    fields[4] = line;
+    const auto bytes = ParseInt64(fields[1]);
+    const auto width = ParseInt(fields[2]);
+    const auto height = ParseInt(fields[3]);
+    if (!bytes || !width || !height) continue;
+    outputs.push_back(
+        VariantOutput{std::string(fields[0]), std::string(fields[4]), *bytes, *width, *height});
+  }
+  return outputs;
+}
+
+std::string ComposeVariantUrls(
+    std::string_view input_urls, std::string_view variant,
+    const std::vector<std::pair<int, std::vector<VariantOutput>>>& by_index) {
+  std::vector<std::string> entries = SplitEntries(input_urls);
+  for (size_t i = 0; i < entries.size(); ++i) {
+    if (!IsImageEntry(entries[i])) continue;
+    std::string url;
+    for (const auto& [index, outputs] : by_index) {
+      if (index != static_cast<int>(i)) continue;
+      for (const auto& o : outputs) {
+        if (o.name == variant) url = o.url;
+      }
+    }
+    entries[i] = std::move(url);
+  }
+  return JoinEntries(entries);
 }
 
 std::optional<std::string> CheckSettings(const OutputSettings& settings) {

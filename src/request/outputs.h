@@ -6,10 +6,12 @@
 #ifndef IMGPROC_REQUEST_OUTPUTS_H_
 #define IMGPROC_REQUEST_OUTPUTS_H_
 
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace imgproc::request {
@@ -93,6 +95,33 @@ struct OutputChoice {
 // max_height (1..16384) and progressive (true/false/1/0, JPEG only); one variant per preset named,
 // each once, at most 8. Empty fields are absent.
 OutputChoice ChooseOutputs(const OutputFields& fields, const Presets& presets);
+
+// The image cache's key for a plan: an output is reused only for the same main settings and
+// variants. "jpeg-q50" for the seed's plan, as before presets.
+std::string CacheKey(const OutputPlan& plan);
+
+// The Content-Type of a stored object by its name's extension (".webp", ".avif"; JPEG otherwise).
+const char* ContentTypeOfName(std::string_view name);
+
+// One variant of one done image: where it is stored and what it is.
+struct VariantOutput {
+  std::string name;
+  std::string url;
+  int64_t bytes = 0;
+  int width = 0;
+  int height = 0;
+  bool operator==(const VariantOutput& other) const = default;
+};
+// The stored form of an image's variants: a line per variant, its fields separated by tabs (a
+// URL has neither); "" for none. Decoding skips a line it cannot read.
+std::string EncodeVariantOutputs(const std::vector<VariantOutput>& outputs);
+std::vector<VariantOutput> DecodeVariantOutputs(std::string_view text);
+
+// A product's list for one variant, as "Output Image Urls" is for the main output: per input
+// entry, the variant's URL of that image (`by_index`: a done image's variants, by entry index),
+// empty for an image without it (failed), and any other entry unchanged.
+std::string ComposeVariantUrls(std::string_view input_urls, std::string_view variant,
+                               const std::vector<std::pair<int, std::vector<VariantOutput>>>& by_index);
 
 // Why `settings` cannot be used (a preset from PRESETS, in ChooseOutputs' words), or nothing.
 std::optional<std::string> CheckSettings(const OutputSettings& settings);

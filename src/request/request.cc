@@ -194,6 +194,7 @@ ImageRecord RecordOf(const ImageOutcome& outcome) {
     record.input_bytes = outcome.input_bytes;
     record.output_bytes = outcome.output_bytes;
     record.reused = outcome.reused;
+    if (!outcome.variants.empty()) record.variants = EncodeVariantOutputs(outcome.variants);
     return record;
   }
   record.error = outcome.error;
@@ -298,7 +299,8 @@ void AttachImages(const std::vector<int64_t>& product_ids, const std::vector<Ima
     if (row.state == ImageState::kDone) {
       if (row.input_bytes) {
         product.image_sizes.push_back(
-            {row.index, *row.input_bytes, row.output_bytes.value_or(0), row.reused});
+            {row.index, *row.input_bytes, row.output_bytes.value_or(0), row.reused,
+             row.variants ? DecodeVariantOutputs(*row.variants) : std::vector<VariantOutput>()});
       }
     } else if (row.error) {
       (row.state == ImageState::kFailed ? product.image_errors : product.image_retries)

@@ -12,6 +12,8 @@
 #include <string_view>
 #include <vector>
 
+#include "request/outputs.h"
+
 namespace imgproc::request {
 
 // Milliseconds since the Unix epoch; every time kept in the store is one of these.
@@ -113,6 +115,8 @@ struct ImageOutcome {
   int64_t output_bytes = 0;
   // When ok: the output is one stored before (the image cache), not compressed or stored again.
   bool reused = false;
+  // When ok: the request's variants of the image (OutputPlan::variants), in the plan's order.
+  std::vector<VariantOutput> variants = {};
 };
 
 // What recording an outcome makes of the image's row: queued again for a retry (due at
@@ -125,6 +129,7 @@ struct ImageRecord {
   std::optional<int64_t> input_bytes;
   std::optional<int64_t> output_bytes;
   bool reused = false;
+  std::optional<std::string> variants = std::nullopt;  // EncodeVariantOutputs, when done with variants
   bool final() const { return state == ImageState::kDone || state == ImageState::kFailed; }
 };
 ImageRecord RecordOf(const ImageOutcome& outcome);
@@ -269,6 +274,7 @@ struct ImageSize {
   int64_t input_bytes = 0;
   int64_t output_bytes = 0;
   bool reused = false;  // an output stored before: nothing compressed or stored for it this time
+  std::vector<VariantOutput> variants = {};  // its variants, when its request has some
 };
 
 struct ProductView {
@@ -294,6 +300,7 @@ struct RequestView {
   Millis created_at = 0;
   std::optional<std::string> webhook_url;
   std::optional<std::string> owner;  // who may see it, when API keys are on (a key's digest)
+  OutputPlan outputs;                // what its images become
   int images_total = 0;
   int images_done = 0;                // finished successfully
   int images_failed = 0;              // finished with an error
@@ -327,6 +334,7 @@ struct ImageRow {
   std::optional<int64_t> input_bytes;
   std::optional<int64_t> output_bytes;
   bool reused = false;
+  std::optional<std::string> variants = std::nullopt;  // EncodeVariantOutputs
 };
 // Adds to `products` (whose store ids are `product_ids`, in the same order) what `rows` (in
 // product order) show: a failed image's error, a queued one's last error (to be retried), a done
@@ -348,6 +356,7 @@ struct CachedSource {
   std::string output_url;
   int64_t input_bytes = 0;
   int64_t output_bytes = 0;
+  std::vector<VariantOutput> variants = {};  // the output's variants (the cache key's plan has them)
 };
 
 // The oldest output of the image cache an image may reuse at `now`: one made within `max_age`

@@ -126,6 +126,13 @@ CREATE INDEX images_request_due ON images(request_id, due_at, id)
 CREATE INDEX images_handed_over ON images(request_id)
   WHERE enqueued_at IS NOT NULL AND state IN ('queued', 'leased');
 )sql",
+    // 7: as the SQLite store's 10: output presets (a request's plan, the variants of a done image
+    // and of the image cache's outputs).
+    R"sql(
+ALTER TABLE requests ADD COLUMN outputs TEXT NOT NULL DEFAULT '';
+ALTER TABLE images ADD COLUMN variants TEXT;
+ALTER TABLE image_contents ADD COLUMN variants TEXT;
+)sql",
 };
 
 // Any constant: the advisory lock that serialises migrations of processes starting together.
@@ -284,7 +291,7 @@ std::string LeaseStatement(std::string_view due) {
          "started AS (UPDATE requests SET status = 'processing' WHERE status = 'pending' "
          "AND request_id IN (SELECT request_id FROM leased)) "
          "SELECT l.id, l.request_id, p.serial_no, l.idx, l.url, l.attempts, "
-         "CASE WHEN r.refresh THEN r.created_at END FROM leased l "
+         "CASE WHEN r.refresh THEN r.created_at END, r.outputs FROM leased l "
          "JOIN product_entries p ON p.id = l.product_id "
          "JOIN requests r ON r.request_id = l.request_id ORDER BY l.id";
 }
@@ -300,7 +307,8 @@ std::vector<ImageTask> TasksFrom(const PGresult* r) {
                      row.Text(4),
                      static_cast<int>(row.Int(5)),
                      {},
-                     row.OptInt(6)});
+                     row.OptInt(6),
+                     row.Text(7)});
   }
   return tasks;
 }
@@ -379,8 +387,8 @@ class PostgresStore final : public Store {
     }
     auto req = session->Exec(
         "INSERT INTO requests (request_id, status, created_at, webhook_url, images_total, "
-        "completed_at, webhook_state, webhook_next_at, owner, client, refresh) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        "completed_at, webhook_state, webhook_next_at, owner, client, refresh, outputs) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         Params()
             .Add(request.request_id)
             .Add(request::ToString(plan.status))
@@ -393,7 +401,8 @@ class PostgresStore final : public Store {
             .Add(plan.webhook_due)
             .Add(request.owner)
             .Add(request.client)
-            .Add(request.refresh ? "true" : "false"));
+            .Add(request.refresh ? "true" : "false")
+            .Add(request.outputs));
     if (!req.ok()) return req.status();
 
     // Products in batches of multi-row INSERTs; their ids come back with their positions.
@@ -488,7 +497,7 @@ class PostgresStore final : public Store {
     auto q = session->Exec(
         "SELECT status, created_at, webhook_url, images_total, images_done, images_failed, "
         "webhook_state, webhook_attempts, webhook_last_status, owner, images_reused, "
-        "retry_round FROM requests WHERE request_id = $1",
+        "retry_round, outputs FROM requests WHERE request_id = $1",
         Params().Add(request_id));
     if (!q.ok()) return q.status();
     if (PQntuples(q->get()) == 0) return NotFound("Request ID not found");
@@ -525,7 +534,7 @@ class PostgresStore final : public Store {
       rows.push_back({row.Int(0), static_cast<int>(row.Int(1)), row.Text(2),
                       request::ParseImageState(row.Text(3)), row.OptText(4),
                       static_cast<int>(row.Int(5)), row.OptInt(6), row.OptInt(7),
-                      row.Text(8) == "t"});
+                      row.Text(8) == "t", row.OptText(9)});
     }
     request::AttachImages(product_ids, rows, view.products);
     if (Status s = tx.Commit(); !s.ok()) return s;
@@ -621,8 +630,8 @@ class PostgresStore final : public Store {
       auto u = session->Exec(
           "UPDATE images SET state = $1, lease_owner = NULL, due_at = COALESCE($2, due_at), "
           "output_url = $3, error = $4, input_bytes = $5, output_bytes = $6, reused = $7, "
-          "enqueued_at = CASE WHEN $8 THEN enqueued_at ELSE NULL END "
-          "WHERE id = $9 AND lease_owner = $10 RETURNING attempts",
+          "variants = $8, enqueued_at = CASE WHEN $9 THEN enqueued_at ELSE NULL END "
+          "WHERE id = $10 AND lease_owner = $11 RETURNING attempts",
           Params()
               .Add(request::ToString(record.state))
               .Add(record.due_at)
@@ -631,6 +640,7 @@ class PostgresStore final : public Store {
               .Add(record.input_bytes)
               .Add(record.output_bytes)
               .Add(record.reused ? "true" : "false")
+              .Add(record.variants)
               .Add(record.final() ? "true" : "false")
               .Add(result.image_id)
               .Add(result.owner));
@@ -641,8 +651,8 @@ class PostgresStore final : public Store {
       // The slots waiting on this one take its outcome (a done one's output is reused by them).
       auto followers = session->Exec(
           "UPDATE images SET state = $1, output_url = $2, error = $3, input_bytes = $4, "
-          "output_bytes = $5, reused = $6, attempts = $7 WHERE same_as = $8 AND state = 'waiting' "
-          "RETURNING product_id",
+          "output_bytes = $5, reused = $6, variants = $7, attempts = $8 WHERE same_as = $9 "
+          "AND state = 'waiting' RETURNING product_id",
           Params()
               .Add(request::ToString(record.state))
               .Add(record.output_url)
@@ -650,6 +660,7 @@ class PostgresStore final : public Store {
               .Add(record.input_bytes)
               .Add(record.output_bytes)
               .Add(record.state == request::ImageState::kDone ? "true" : "false")
+              .Add(record.variants)
               .Add(Row(u->get(), 0).Int(0))
               .Add(result.image_id));
       if (!followers.ok()) return followers.status();
@@ -764,7 +775,7 @@ class PostgresStore final : public Store {
     auto images = session->Exec(
         "WITH retried AS (UPDATE images SET state = CASE WHEN same_as IS NULL THEN 'queued' "
         "ELSE 'waiting' END, lease_owner = NULL, due_at = $1, attempts = 0, output_url = NULL, "
-        "error = NULL, input_bytes = NULL, output_bytes = NULL, reused = false, "
+        "error = NULL, input_bytes = NULL, output_bytes = NULL, reused = false, variants = NULL, "
         "enqueued_at = NULL WHERE request_id = $2 AND state = 'failed' RETURNING product_id) "
         "SELECT product_id, count(*) FROM retried GROUP BY product_id ORDER BY product_id",
         Params().Add(now).Add(request_id));
@@ -830,10 +841,8 @@ class PostgresStore final : public Store {
     if (PQntuples(inserted->get()) == 1) return claim;  // kStore
     Transaction tx(*session);
     if (!tx.ok()) return tx.status();
-    auto q = session->Exec(
-        "SELECT output_url, output_bytes, stored_at, owner, claimed_until FROM image_contents "
-        "WHERE sha256 = $1 AND variant = $2 FOR UPDATE",
-        Params().Add(sha256).Add(variant));
+    auto q = session->Exec(std::string(kContentRow) + " FOR UPDATE",
+                           Params().Add(sha256).Add(variant));
     if (!q.ok()) return q.status();
     // Purged since the insert found it (PurgeCache): asked again, the insert claims it.
     if (PQntuples(q->get()) == 0) return Transient("image cache entry purged meanwhile");
@@ -844,6 +853,7 @@ class PostgresStore final : public Store {
     if (claim.verdict == request::ContentVerdict::kReuse) {
       claim.output_url = *content.output_url;
       claim.output_bytes = content.output_bytes;
+      claim.variants = request::DecodeVariantOutputs(row.OptText(5).value_or(""));
     } else if (claim.verdict == request::ContentVerdict::kStore) {
       auto u = session->Exec(kClaimContent,
                              Params().Add(sha256).Add(variant).Add(owner).Add(now + lease_ms));
@@ -855,12 +865,14 @@ class PostgresStore final : public Store {
 
   Status StoreContent(const std::string& sha256, const std::string& variant,
                       const std::string& owner, const std::string& output_url,
-                      int64_t output_bytes) override {
+                      int64_t output_bytes,
+                      const std::vector<request::VariantOutput>& variants) override {
     auto session = Borrow();
     if (!session.ok()) return session.status();
     auto r = session->Exec(kStoreContent, Params()
                                               .Add(output_url)
                                               .Add(output_bytes)
+                                              .Add(request::EncodeVariantOutputs(variants))
                                               .Add(clock_.WallMillis())
                                               .Add(sha256)
                                               .Add(variant)

@@ -1,7 +1,8 @@
 // The row of `requests` that both stores read for a request, mapped to its view in one place.
 // Internal to src/store: each store selects these columns, in this order, with its own SQL:
 //   status, created_at, webhook_url, images_total, images_done, images_failed,
-//   webhook_state, webhook_attempts, webhook_last_status, owner, images_reused, retry_round
+//   webhook_state, webhook_attempts, webhook_last_status, owner, images_reused, retry_round,
+//   outputs
 // and the statements that are the same SQL on both. Their parameters are written $1, $2, ... and
 // appear in that order: SQLite numbers such named parameters by first appearance, so both stores
 // bind them by the same positions.
@@ -31,6 +32,8 @@ request::RequestView RequestViewOfRow(const std::string& request_id, const Row& 
   view.owner = row.OptText(9);
   view.images_reused = static_cast<int>(row.Int(10));
   view.round = row.Int(11);
+  // A plan this version cannot read (written by a newer one) shows as the seed's.
+  view.outputs = request::DecodePlan(row.Text(12)).value_or(request::OutputPlan{});
   if (!row.IsNull(6)) {
     view.webhook = request::ViewOfWebhook(
         row.Text(6), static_cast<int>(row.Int(7)),
@@ -60,7 +63,8 @@ inline constexpr std::string_view kProductCount =
 // (images_product): "|| ''" keeps SQLite, which has no statistics, from reading every image of
 // the request by images_request and sorting them (a page of 100 of 10,000 x 5 took 33 ms).
 inline constexpr std::string_view kShownImages =
-    "SELECT product_id, idx, url, state, error, attempts, input_bytes, output_bytes, reused "
+    "SELECT product_id, idx, url, state, error, attempts, input_bytes, output_bytes, reused, "
+    "variants "
     "FROM images WHERE request_id || '' = $1 AND product_id BETWEEN $2 AND $3 AND "
     "((error IS NOT NULL AND state <> 'done') OR (state = 'done' AND input_bytes IS NOT NULL)) "
     "ORDER BY product_id, idx";
@@ -75,14 +79,15 @@ inline int64_t LimitOf(const request::ProductRange& range) {
 inline constexpr std::string_view kFindSource =
     "SELECT s.sha256, s.etag, s.last_modified, "
     "CASE WHEN s.checked_at < c.stored_at THEN s.checked_at ELSE c.stored_at END, c.output_url, "
-    "s.input_bytes, c.output_bytes FROM image_sources s JOIN image_contents c "
+    "s.input_bytes, c.output_bytes, c.variants FROM image_sources s JOIN image_contents c "
     "ON c.sha256 = s.sha256 AND c.variant = s.variant "
     "WHERE s.url = $1 AND s.variant = $2 AND c.output_url IS NOT NULL";
 
 template <typename Row>
 request::CachedSource CachedSourceOfRow(const Row& row) {
   return {row.Text(0), row.OptText(1), row.OptText(2), row.Int(3),
-          row.Text(4), row.Int(5),     row.Int(6)};
+          row.Text(4), row.Int(5),     row.Int(6),
+          request::DecodeVariantOutputs(row.OptText(7).value_or(""))};
 }
 
 // $1 url, $2 variant, $3 sha256, $4 etag, $5 last_modified, $6 input_bytes, $7 now.
@@ -98,11 +103,16 @@ inline constexpr std::string_view kClaimContent =
     "ON CONFLICT (sha256, variant) DO UPDATE SET owner = excluded.owner, "
     "claimed_until = excluded.claimed_until";
 
-// $1 output_url, $2 output_bytes, $3 now, $4 sha256, $5 variant, $6 owner: only the claim's
-// holder records its output (one whose claim ran out and was taken over lost it).
+// $1 output_url, $2 output_bytes, $3 variants, $4 now, $5 sha256, $6 variant, $7 owner: only the
+// claim's holder records its output (one whose claim ran out and was taken over lost it).
 inline constexpr std::string_view kStoreContent =
-    "UPDATE image_contents SET output_url = $1, output_bytes = $2, stored_at = $3, owner = NULL, "
-    "claimed_until = 0 WHERE sha256 = $4 AND variant = $5 AND owner = $6";
+    "UPDATE image_contents SET output_url = $1, output_bytes = $2, variants = $3, stored_at = $4, "
+    "owner = NULL, claimed_until = 0 WHERE sha256 = $5 AND variant = $6 AND owner = $7";
+
+// $1 sha256, $2 variant: the cache's row for some content, for request::DecideContent.
+inline constexpr std::string_view kContentRow =
+    "SELECT output_url, output_bytes, stored_at, owner, claimed_until, variants FROM image_contents "
+    "WHERE sha256 = $1 AND variant = $2";
 
 // $1 sha256, $2 variant, $3 owner.
 inline constexpr std::string_view kReleaseContent =

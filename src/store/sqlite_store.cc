@@ -23,7 +23,7 @@ namespace {
 // condition is the images_due index's (migration 6), so that index serves it.
 constexpr std::string_view kDueImageSelect =
     "SELECT i.id, i.request_id, p.serial_no, i.idx, i.url, i.attempts, "
-    "CASE WHEN r.refresh THEN r.created_at END FROM images i "
+    "CASE WHEN r.refresh THEN r.created_at END, r.outputs FROM images i "
     "JOIN product_entries p ON p.id = i.product_id "
     "JOIN requests r ON r.request_id = i.request_id "
     "WHERE i.state IN ('queued', 'leased') AND i.due_at <= ?";
@@ -153,6 +153,14 @@ CREATE INDEX images_request_due ON images(request_id, due_at, id)
   WHERE state IN ('queued', 'leased');
 CREATE INDEX images_handed_over ON images(request_id)
   WHERE enqueued_at IS NOT NULL AND state IN ('queued', 'leased');
+)sql",
+    // 10: output presets. What a request's images become (request::EncodePlan, "" for the seed's
+    // JPEG); a done image's variants, and those of the image cache's outputs
+    // (request::EncodeVariantOutputs).
+    R"sql(
+ALTER TABLE requests ADD COLUMN outputs TEXT NOT NULL DEFAULT '';
+ALTER TABLE images ADD COLUMN variants TEXT;
+ALTER TABLE image_contents ADD COLUMN variants TEXT;
 )sql",
 };
 
@@ -339,7 +347,7 @@ class Reads {
     Stmt q(statements,
            "SELECT status, created_at, webhook_url, images_total, images_done, images_failed, "
            "webhook_state, webhook_attempts, webhook_last_status, owner, images_reused, "
-           "retry_round FROM requests WHERE request_id = ?");
+           "retry_round, outputs FROM requests WHERE request_id = ?");
     q.Bind(1, request_id);
     if (!q.Step()) {
       if (!q.ok()) return c_.Error("read request");
@@ -370,7 +378,7 @@ class Reads {
     while (i.Step()) {
       rows.push_back({i.Int(0), static_cast<int>(i.Int(1)), i.Text(2),
                       request::ParseImageState(i.Text(3)), i.OptText(4), static_cast<int>(i.Int(5)),
-                      i.OptInt(6), i.OptInt(7), i.Int(8) != 0});
+                      i.OptInt(6), i.OptInt(7), i.Int(8) != 0, i.OptText(9)});
     }
     if (!i.ok()) return c_.Error("read images");
     request::AttachImages(product_ids, rows, view.products);
@@ -525,8 +533,8 @@ class SqliteStore final : public Store {
     }
     Stmt req(statements,
              "INSERT INTO requests (request_id, status, created_at, webhook_url, images_total, "
-             "completed_at, webhook_state, webhook_next_at, owner, client, refresh) "
-             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+             "completed_at, webhook_state, webhook_next_at, owner, client, refresh, outputs) "
+             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     req.Bind(1, request.request_id)
         .Bind(2, request::ToString(plan.status))
         .Bind(3, now)
@@ -539,6 +547,7 @@ class SqliteStore final : public Store {
         .Bind(9, request.owner)
         .Bind(10, request.client)
         .Bind(11, int64_t{request.refresh})
+        .Bind(12, request.outputs)
         .Step();
     if (!req.ok()) return writer_.Error("insert request");
 
@@ -774,7 +783,7 @@ class SqliteStore final : public Store {
     Stmt images(statements,
                 "UPDATE images SET state = CASE WHEN same_as IS NULL THEN 'queued' ELSE 'waiting' "
                 "END, lease_owner = NULL, due_at = ?, attempts = 0, output_url = NULL, "
-                "error = NULL, input_bytes = NULL, output_bytes = NULL, reused = 0, "
+                "error = NULL, input_bytes = NULL, output_bytes = NULL, reused = 0, variants = NULL, "
                 "enqueued_at = NULL WHERE request_id = ? AND state = 'failed' "
                 "RETURNING product_id");
     images.Bind(1, now).Bind(2, request_id);
@@ -833,13 +842,14 @@ class SqliteStore final : public Store {
     const Millis now = clock_.WallMillis();
     Transaction tx(this);
     if (!tx.ok()) return tx.status();
-    Stmt q(writer_.statements,
-           "SELECT output_url, output_bytes, stored_at, owner, claimed_until FROM image_contents "
-           "WHERE sha256 = ? AND variant = ?");
+    Stmt q(writer_.statements, std::string(kContentRow));
     q.Bind(1, sha256).Bind(2, variant);
     std::optional<request::ContentRow> row;
-    if (q.Step())
+    std::optional<std::string> variants;
+    if (q.Step()) {
       row = request::ContentRow{q.OptText(0), q.Int(1), q.Int(2), q.OptText(3), q.Int(4)};
+      variants = q.OptText(5);
+    }
     if (!q.ok()) return writer_.Error("read image content");
     q.Reset();
     ContentClaim claim;
@@ -847,6 +857,7 @@ class SqliteStore final : public Store {
     if (claim.verdict == request::ContentVerdict::kReuse) {
       claim.output_url = *row->output_url;
       claim.output_bytes = row->output_bytes;
+      claim.variants = request::DecodeVariantOutputs(variants.value_or(""));
     } else if (claim.verdict == request::ContentVerdict::kStore) {
       Stmt u(writer_.statements, std::string(kClaimContent));
       u.Bind(1, sha256).Bind(2, variant).Bind(3, owner).Bind(4, now + lease_ms).Step();
@@ -858,15 +869,17 @@ class SqliteStore final : public Store {
 
   Status StoreContent(const std::string& sha256, const std::string& variant,
                       const std::string& owner, const std::string& output_url,
-                      int64_t output_bytes) override EXCLUDES(writer_.mu) {
+                      int64_t output_bytes, const std::vector<request::VariantOutput>& variants)
+      override EXCLUDES(writer_.mu) {
     MutexLock lock(&writer_.mu);
     Stmt u(writer_.statements, std::string(kStoreContent));
     u.Bind(1, output_url)
         .Bind(2, output_bytes)
-        .Bind(3, clock_.WallMillis())
-        .Bind(4, sha256)
-        .Bind(5, variant)
-        .Bind(6, owner)
+        .Bind(3, request::EncodeVariantOutputs(variants))
+        .Bind(4, clock_.WallMillis())
+        .Bind(5, sha256)
+        .Bind(6, variant)
+        .Bind(7, owner)
         .Step();
     return u.ok() ? Status::Ok() : writer_.Error("store image content");
   }
@@ -1077,7 +1090,8 @@ class SqliteStore final : public Store {
     return {q.Int(0),  q.Text(1),
             q.Int(2),  static_cast<int>(q.Int(3)),
             q.Text(4), static_cast<int>(q.Int(5)) + 1,
-            {},        q.OptInt(6)};
+            {},        q.OptInt(6),
+            q.Text(7)};
   }
 
   // Leases `tasks` to `owner` until `until`, counting an attempt, and marks their requests started.
@@ -1122,7 +1136,7 @@ class SqliteStore final : public Store {
     Stmt u(statements,
            "UPDATE images SET state = ?, lease_owner = NULL, due_at = COALESCE(?, due_at), "
            "output_url = ?, error = ?, input_bytes = ?, output_bytes = ?, reused = ?, "
-           "enqueued_at = CASE WHEN ? THEN enqueued_at ELSE NULL END WHERE id = ?");
+           "variants = ?, enqueued_at = CASE WHEN ? THEN enqueued_at ELSE NULL END WHERE id = ?");
     u.Bind(1, request::ToString(record.state))
         .Bind(2, record.due_at)
         .Bind(3, record.output_url)
@@ -1130,8 +1144,9 @@ class SqliteStore final : public Store {
         .Bind(5, record.input_bytes)
         .Bind(6, record.output_bytes)
         .Bind(7, int64_t{record.reused})
-        .Bind(8, int64_t{record.final()})
-        .Bind(9, result.image_id)
+        .Bind(8, record.variants)
+        .Bind(9, int64_t{record.final()})
+        .Bind(10, result.image_id)
         .Step();
     if (!u.ok()) return writer_.Error("record image");
     if (!record.final()) return true;
@@ -1139,16 +1154,18 @@ class SqliteStore final : public Store {
     // The slots waiting on this one take its outcome (a done one's output is reused by them).
     Stmt followers(statements,
                    "UPDATE images SET state = ?, output_url = ?, error = ?, input_bytes = ?, "
-                   "output_bytes = ?, reused = ?, attempts = (SELECT attempts FROM images "
-                   "WHERE id = ?) WHERE same_as = ? AND state = 'waiting' RETURNING product_id");
+                   "output_bytes = ?, reused = ?, variants = ?, attempts = (SELECT attempts "
+                   "FROM images WHERE id = ?) WHERE same_as = ? AND state = 'waiting' "
+                   "RETURNING product_id");
     followers.Bind(1, request::ToString(record.state))
         .Bind(2, record.output_url)
         .Bind(3, record.error)
         .Bind(4, record.input_bytes)
         .Bind(5, record.output_bytes)
         .Bind(6, int64_t{record.state == request::ImageState::kDone})
-        .Bind(7, result.image_id)
-        .Bind(8, result.image_id);
+        .Bind(7, record.variants)
+        .Bind(8, result.image_id)
+        .Bind(9, result.image_id);
     ++per_product[product_id];
     int64_t finals = 1;
     while (followers.Step()) {

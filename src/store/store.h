@@ -36,6 +36,8 @@ struct NewRequest {
   // The image cache is not read for its images (refresh=true): each is fetched and compressed
   // anew, and the result replaces what the cache had.
   bool refresh = false;
+  // What its images become (request::EncodePlan; "" for the seed's JPEG at quality 50).
+  std::string outputs = "";
 };
 
 class RequestWriter {
@@ -107,6 +109,7 @@ struct ImageTask {
   // When its request asked for refresh: the request's creation time (outputs stored before it are
   // not reused).
   std::optional<Millis> refresh_since;
+  std::string outputs = "";  // its request's output plan (request::EncodePlan)
 };
 
 // Who claims images, and how many at most (ImageLeases::ClaimImagesFor).
@@ -219,6 +222,7 @@ struct ContentClaim {
   request::ContentVerdict verdict = request::ContentVerdict::kStore;
   std::string output_url;  // kReuse: the stored output
   int64_t output_bytes = 0;
+  std::vector<request::VariantOutput> variants = {};  // kReuse: the output's variants
 };
 
 // The image cache, shared by every worker of every process on the store: what a URL answered
@@ -253,7 +257,8 @@ class ImageCache {
   // Records the output `owner` stored for content it claimed, and drops the claim.
   [[nodiscard]] virtual Status StoreContent(const std::string& sha256, const std::string& variant,
                                             const std::string& owner, const std::string& output_url,
-                                            int64_t output_bytes) = 0;
+                                            int64_t output_bytes,
+                                            const std::vector<request::VariantOutput>& variants) = 0;
 
   // Drops `owner`'s claim on some content without an output (its compression or upload failed),
   // so another worker with the same bytes need not wait for the claim to run out.

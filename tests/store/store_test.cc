@@ -857,7 +857,7 @@ TEST_P(StoreTest, TheImageCacheRemembersSourcesAndStoresEachContentOnce) {
             request::ContentVerdict::kWait);
   EXPECT_EQ(store_->ClaimContent("abc", "webp-q70", "w2", since, 60'000)->verdict,
             request::ContentVerdict::kStore);
-  ASSERT_TRUE(store_->StoreContent("abc", "jpeg-q50", "w1", "http://out/abc.jpg", 99).ok());
+  ASSERT_TRUE(store_->StoreContent("abc", "jpeg-q50", "w1", "http://out/abc.jpg", 99, {}).ok());
   auto reuse = store_->ClaimContent("abc", "jpeg-q50", "w2", since, 60'000);
   EXPECT_EQ(reuse->verdict, request::ContentVerdict::kReuse);
   EXPECT_EQ(reuse->output_url, "http://out/abc.jpg");

@@ -88,8 +88,9 @@ class ForwardingStore : public store::Store {
   }
   Status StoreContent(const std::string& sha256, const std::string& variant,
                       const std::string& owner, const std::string& output_url,
-                      int64_t output_bytes) override {
-    return inner_.StoreContent(sha256, variant, owner, output_url, output_bytes);
+                      int64_t output_bytes,
+                      const std::vector<request::VariantOutput>& variants) override {
+    return inner_.StoreContent(sha256, variant, owner, output_url, output_bytes, variants);
   }
   Status ReleaseContent(const std::string& sha256, const std::string& variant,
                         const std::string& owner) override {

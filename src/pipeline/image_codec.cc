@@ -250,17 +250,23 @@ Status CheckOutputSize(Size size, OutputFormat format) {
 }
 
 // Reads `data`, a `format` image of `stored` pixels, for resizing to `target` (both in the stored
-// orientation), shrinking it while decoding where the decoder can: a JPEG by 2, 4 or 8 in libjpeg's
-// IDCT, keeping at least a factor of 2 for the resize (a block shrink alone makes a sharper,
-// aliased image: libvips' thumbnail keeps the same margin); a WebP by libwebp's scaler, straight to
-// about `target`. Other formats are decoded whole and the resize does it all.
+// orientation), shrinking it while decoding where the decoder can: a JPEG by the largest of 8, 4
+// or 2 that leaves it no smaller than `target`, in libjpeg's scaled IDCT (as sharp does by
+// default; libvips' thumbnail keeps another factor of 2 for the resize); a WebP by libwebp's
+// scaler, straight to about `target`. Other formats are decoded whole and the resize does it all.
+//
+// Four 1732x1155 photo-like JPEGs, CPU ms per image to the decoded and resized pixels (one thread)
+// and PSNR against decoding whole and resizing: to 800x533, whole 45.8 ms, by 2 19.3 ms and
+// 45.8 dB; to 400x267, by 2 13.0 ms and 49.0 dB, by 4 9.6 ms and 42.9 dB; to 200x133, by 4
+// 9.3 ms and 47.4 dB, by 8 7.6 ms and 43.5 dB. Encoding at quality 80 costs more than that (the
+// JPEG's own PSNR is about 35-40 dB), for 2-5 times less work.
 Result<Image> LoadShrunk(std::string_view data, const std::string& format, Size stored, Size target,
                          VipsFailOn fail_on) {
   const double shrink = std::min(static_cast<double>(stored.width) / target.width,
                                  static_cast<double>(stored.height) / target.height);
   VipsImage* image = nullptr;
   if (format == "jpeg") {
-    const int factor = shrink >= 16 ? 8 : shrink >= 8 ? 4 : shrink >= 4 ? 2 : 1;
+    const int factor = shrink >= 8 ? 8 : shrink >= 4 ? 4 : shrink >= 2 ? 2 : 1;
     image =
         vips_image_new_from_buffer(data.data(), data.size(), "", "access", VIPS_ACCESS_SEQUENTIAL,
                                    "fail_on", fail_on, "shrink", factor, nullptr);

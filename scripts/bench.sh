@@ -7,6 +7,8 @@
 #   scripts/bench.sh                       full run (several minutes): speed.json + docs/speed.png
 #   scripts/bench.sh --quick               smoke run: build/release/bench/speed-quick.{json,png}
 #   scripts/bench.sh --env WORKERS=64 ...  any imgproc_speed_bench option is passed on
+#   scripts/bench.sh --resize [--rounds N] resizing against sharp and vipsthumbnail instead
+#                                          (bench/resize_bench.cc; installs sharp from npm)
 #
 # BENCH_JSON and BENCH_PLOT override where the results and the plot go; PYTHON the interpreter
 # (Debian's, which has the python3-pil/-requests/-matplotlib packages, by default).
@@ -25,6 +27,15 @@ else
   plot=${BENCH_PLOT:-docs/speed.png}
 fi
 python=${PYTHON:-/usr/bin/python3}
+
+if [ "${1:-}" = "--resize" ]; then
+  shift
+  scripts/install-deps.sh --bench
+  bench/resize/install.sh
+  cmake --preset release >/dev/null
+  cmake --build --preset release --parallel "$(nproc)" --target imgproc_resize_bench
+  exec build/release/bench/imgproc_resize_bench "$@"
+fi
 
 scripts/install-deps.sh --bench
 cmake --preset release >/dev/null

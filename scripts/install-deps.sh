@@ -17,10 +17,10 @@ packages=(
 # used; Debian's packages (node 18, too old for the browser test) only when there is none.
 command -v node >/dev/null || packages+=(nodejs)
 command -v npm >/dev/null || packages+=(npm)
-# Optional: the speed benchmark's Python baseline (Pillow, requests), its plot (matplotlib) and
-# the status API load generator (wrk).
+# Optional: the speed benchmark's Python baseline (Pillow, requests), its plot (matplotlib), the
+# status API load generator (wrk) and the resize benchmark's vipsthumbnail (libvips-tools).
 if [ "${1:-}" = "--bench" ]; then
-  packages+=(python3-pil python3-requests python3-matplotlib wrk)
+  packages+=(python3-pil python3-requests python3-matplotlib wrk libvips-tools)
 fi
 
 missing=()

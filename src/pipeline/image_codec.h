@@ -1,8 +1,11 @@
-// Decoding an untrusted image and re-encoding it as a baseline JPEG at quality 50 with libvips.
+// Decoding an untrusted image and re-encoding it with libvips: as the seed's baseline JPEG at
+// quality 50, or as a request's output settings say (JPEG, WebP or AVIF, a quality, bounds to fit
+// inside, progressive JPEG).
 //
 // The input format is recognised from its bytes, never from a Content-Type. The output is 8-bit
-// sRGB, EXIF orientation applied, transparency flattened on white, metadata stripped, standard
-// IJG quantisation tables, same pixel dimensions as the (oriented) input.
+// sRGB, EXIF orientation applied, metadata stripped; a JPEG has transparency flattened on white
+// and standard IJG quantisation tables, a WebP or an AVIF keeps its alpha. Without bounds it has
+// the pixel dimensions of the (oriented) input.
 #ifndef IMGPROC_PIPELINE_IMAGE_CODEC_H_
 #define IMGPROC_PIPELINE_IMAGE_CODEC_H_
 
@@ -11,6 +14,7 @@
 #include <string_view>
 
 #include "common/result.h"
+#include "request/outputs.h"
 
 namespace imgproc::pipeline {
 
@@ -28,10 +32,11 @@ struct CodecLimits {
 };
 
 struct EncodedImage {
-  std::string bytes;          // the encoded image
+  std::string bytes;  // the encoded image, in `format`
+  request::OutputFormat format = request::OutputFormat::kJpeg;
   std::string source_format;  // e.g. "jpeg", "png", "webp", "gif", "tiff"
   bool fast_path = false;     // made by a fast path: the JPEG one, or the PNG one
-  int width = 0;
+  int width = 0;              // of the output
   int height = 0;
 };
 
@@ -45,7 +50,8 @@ Status InitCodec();
 struct ImageHeader {
   // width * height; 0 when the header cannot be read (CompressToJpeg then says why).
   uint64_t pixels = 0;
-  // Not OK when CompressToJpeg will refuse the image for its size.
+  // Not OK when CompressToJpeg (and Encode, whatever the output) will refuse the image for its
+  // size.
   Status refusal;
 };
 ImageHeader ReadHeader(std::string_view data, const CodecLimits& limits);
@@ -55,7 +61,21 @@ ImageHeader ReadHeader(std::string_view data, const CodecLimits& limits);
 // A file cut short or with damaged data is an error, never an image padded with grey, including
 // a JPEG whose decoder only warns (libjpeg's "premature end of data segment"); harmless JPEG
 // warnings, such as stray bytes between segments, are not.
+// The same as Encode(data, {kJpeg, limits.jpeg_quality}, limits): the same bytes.
 Result<EncodedImage> CompressToJpeg(std::string_view data, const CodecLimits& limits);
+
+// Decodes `data` and encodes it as `output` says, with CompressToJpeg's checks and errors (and
+// `limits.jpeg_quality` unused: the quality is `output.quality`).
+//
+// With a bound, the image is made to fit inside max_width x max_height (0: no bound on that
+// side), keeping its aspect ratio, never enlarged: the side that binds gets its bound exactly and
+// the other one `round(side * bound / bound side)`, at least 1 pixel. JPEG and WebP inputs are
+// shrunk while decoded (libjpeg's DCT scaling, libwebp's scaler), the rest of the way with
+// libvips' Lanczos 3 resize, alpha premultiplied. `progressive` only applies to JPEG. The fast
+// paths only serve a baseline JPEG at the input's dimensions. A WebP output is refused
+// ("image too large") beyond WebP's 16383 pixels per side.
+Result<EncodedImage> Encode(std::string_view data, const request::OutputSettings& output,
+                            const CodecLimits& limits);
 
 }  // namespace imgproc::pipeline
 

@@ -47,13 +47,6 @@ request::ImageOutcome Lost() {
   return out;
 }
 
-// TEMPORARY until the codec's Encode lands.
-Result<EncodedImage> Encode(std::string_view data, const request::OutputSettings& settings,
-                            const CodecLimits& limits) {
-  if (!request::IsSeedOutput(settings)) return Internal("not yet");
-  return CompressToJpeg(data, limits);
-}
-
 // The name of an output in the storage: by content with the image cache
 // (<sha256>_<settings token>.<ext>, in objects/), so the same bytes made the same way are one
 // object whatever URL, request or plan sent them; else by slot (<serial>_<index>[_<variant>].<ext>,

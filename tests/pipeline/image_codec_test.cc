@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 #include <vips/vips.h>
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <random>
@@ -684,6 +685,419 @@ TEST(CompressToJpegTest, GivesIdenticalResultsFromConcurrentThreads) {
   }
   for (std::thread& thread : threads) thread.join();
   for (int t = 0; t < kThreads; ++t) EXPECT_EQ(mismatches[t], 0) << "thread " << t;
+}
+
+// Encode: other formats, qualities and sizes than the seed's JPEG.
+
+using request::OutputFormat;
+using request::OutputSettings;
+
+OutputSettings Output(OutputFormat format, int quality = 50, int max_width = 0, int max_height = 0,
+                      bool progressive = false) {
+  return {.format = format,
+          .quality = quality,
+          .max_width = max_width,
+          .max_height = max_height,
+          .progressive = progressive};
+}
+
+EncodedImage EncodeOk(std::string_view data, const OutputSettings& output,
+                      const CodecLimits& limits = {}) {
+  Result<EncodedImage> result = Encode(data, output, limits);
+  EXPECT_TRUE(result.ok()) << result.status().message();
+  return result.ok() ? *result : EncodedImage{};
+}
+
+void ExpectEncodeRefused(std::string_view data, const OutputSettings& output, std::string_view text,
+                         const CodecLimits& limits = {}) {
+  Result<EncodedImage> result = Encode(data, output, limits);
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.status().code(), StatusCode::kPermanent);
+  EXPECT_NE(result.status().message().find(text), std::string::npos) << result.status().message();
+}
+
+// The format the bytes say they are, from their magic numbers alone.
+std::string MagicFormat(std::string_view bytes) {
+  if (bytes.starts_with("\xFF\xD8\xFF")) return "jpeg";
+  if (bytes.size() >= 12 && bytes.substr(0, 4) == "RIFF" && bytes.substr(8, 4) == "WEBP") {
+    return "webp";
+  }
+  // An ISO BMFF file: a box of type "ftyp" first, then the major brand.
+  if (bytes.size() >= 12 && bytes.substr(4, 4) == "ftyp" && bytes.substr(8, 4) == "avif") {
+    return "avif";
+  }
+  return "unknown";
+}
+
+// The width, height and bands a decoder finds in `bytes`.
+struct DecodedHeader {
+  int width = 0;
+  int height = 0;
+  int bands = 0;
+};
+DecodedHeader Header(std::string_view bytes) {
+  VipsImagePtr image = Decoded(bytes);
+  if (image == nullptr) return {};
+  return {vips_image_get_width(image.get()), vips_image_get_height(image.get()),
+          vips_image_get_bands(image.get())};
+}
+
+// The mean of band `band` of `bytes` decoded, over a rectangle.
+double MeanOfBand(std::string_view bytes, int band, int left, int top, int width, int height) {
+  VipsImagePtr image = Decoded(bytes);
+  VipsImagePtr area = Made([&](VipsImage** out) {
+    return vips_extract_area(image.get(), out, left, top, width, height, nullptr);
+  });
+  VipsImagePtr one =
+      Made([&](VipsImage** out) { return vips_extract_band(area.get(), out, band, nullptr); });
+  double mean = 0;
+  EXPECT_EQ(vips_avg(one.get(), &mean, nullptr), 0) << vips_error_buffer();
+  return mean;
+}
+
+constexpr OutputFormat kAllFormats[] = {OutputFormat::kJpeg, OutputFormat::kWebp,
+                                        OutputFormat::kAvif};
+
+TEST(EncodeTest, WritesTheFormatAskedFor) {
+  const std::string input = MakeImage(TestImage::kJpegRgb, kWidth, kHeight);
+  for (OutputFormat format : kAllFormats) {
+    for (int max_width : {0, 100}) {
+      SCOPED_TRACE(std::string(request::ToString(format)) + " max_width " +
+                   std::to_string(max_width));
+      const EncodedImage out = EncodeOk(input, Output(format, 60, max_width));
+      EXPECT_EQ(MagicFormat(out.bytes), request::ToString(format));
+      EXPECT_EQ(out.format, format);
+      EXPECT_EQ(out.source_format, "jpeg");
+      const DecodedHeader header = Header(out.bytes);
+      EXPECT_EQ(header.width, out.width);
+      EXPECT_EQ(header.height, out.height);
+    }
+  }
+}
+
+// Every input kind, each through its loader's own shrink (JPEG's DCT scaling, WebP's scaler) or
+// none: the same fit-inside dimensions, written in the output and reported.
+TEST_P(EveryFormatTest, FitsInsideTheBoundsKeepingTheAspectRatio) {
+  const std::string input = MakeImage(GetParam(), 1200, 800);
+  const bool rotated = GetParam() == TestImage::kJpegExifRotate6;  // shown 800x1200
+  struct Case {
+    int max_width, max_height;
+    int width, height;  // for a 1200x800 (landscape) input
+  };
+  const Case cases[] = {
+      {400, 400, 400, 267},     // 800 * 400 / 1200 = 266.7
+      {300, 0, 300, 200},       // width only
+      {0, 100, 150, 100},       // height only
+      {1000, 100, 150, 100},    // the height binds
+      {60, 60, 60, 40},         // a shrink of 20: JPEG's largest DCT scaling, 1/8
+      {1200, 800, 1200, 800},   // exactly the input
+      {5000, 5000, 1200, 800},  // never enlarged
+  };
+  for (const Case& c : cases) {
+    // A rotated input is shown portrait: its box is the landscape case's, turned.
+    const int max_width = rotated ? c.max_height : c.max_width;
+    const int max_height = rotated ? c.max_width : c.max_height;
+    const int width = rotated ? c.height : c.width;
+    const int height = rotated ? c.width : c.height;
+    SCOPED_TRACE("fit " + std::to_string(max_width) + "x" + std::to_string(max_height));
+    for (OutputFormat format : {OutputFormat::kJpeg, OutputFormat::kWebp}) {
+      const EncodedImage out = EncodeOk(input, Output(format, 50, max_width, max_height));
+      EXPECT_EQ(out.width, width);
+      EXPECT_EQ(out.height, height);
+      const DecodedHeader header = Header(out.bytes);
+      EXPECT_EQ(header.width, width);
+      EXPECT_EQ(header.height, height);
+    }
+  }
+}
+
+TEST(EncodeTest, FitsAPortraitImageInside) {
+  const std::string input = MakeImage(TestImage::kJpegRgb, 800, 1200);
+  const EncodedImage out = EncodeOk(input, Output(OutputFormat::kJpeg, 50, 400, 400));
+  EXPECT_EQ(out.width, 267);
+  EXPECT_EQ(out.height, 400);
+}
+
+// Sizes that are not simple fractions, and bounds that leave one pixel.
+TEST(EncodeTest, RoundsTheFreeSideToTheNearestPixel) {
+  const std::string input = MakeImage(TestImage::kJpegRgb, 1001, 667);
+  EXPECT_EQ(EncodeOk(input, Output(OutputFormat::kJpeg, 50, 100)).height, 67);     // 66.63
+  EXPECT_EQ(EncodeOk(input, Output(OutputFormat::kJpeg, 50, 0, 100)).width, 150);  // 150.07
+  const std::string strip = MakeImage(TestImage::kPngRgb, 1000, 3);
+  const EncodedImage thin = EncodeOk(strip, Output(OutputFormat::kWebp, 50, 10));
+  EXPECT_EQ(thin.width, 10);
+  EXPECT_EQ(thin.height, 1);  // 0.03, but at least one pixel
+}
+
+// Keeps its colours through the shrink, whatever the input's colour space or profile.
+TEST_P(EveryFormatTest, KeepsColoursWhenResized) {
+  const std::string input = MakeImage(GetParam(), 1200, 800);
+  const std::string reference = MakeImage(TestImage::kPngRgb, 1200, 800);
+  const bool rotated = GetParam() == TestImage::kJpegExifRotate6;
+  const EncodedImage out = EncodeOk(input, Output(OutputFormat::kJpeg, 90, 300, 300));
+  ASSERT_EQ(out.width, rotated ? 200 : 300);
+  // A centred square a fifth of the short side: the same part of the picture at any size and
+  // either orientation.
+  const auto centre = [](std::string_view image, int width, int height) {
+    const int side = std::min(width, height) / 5;
+    return MeanRgb(image, (width - side) / 2, (height - side) / 2, side, side);
+  };
+  const auto actual = centre(out.bytes, out.width, out.height);
+  const auto expected = centre(reference, 1200, 800);
+  if (GetParam() == TestImage::kJpegGray) {
+    EXPECT_NEAR(Brightness(actual), Brightness(expected), 12.0);
+    return;
+  }
+  for (int band = 0; band < 3; ++band) {
+    EXPECT_NEAR(actual[band], expected[band], 6.0) << "band " << band;
+  }
+}
+
+TEST(EncodeTest, FitsAnExifRotatedImageInTheOrientedBox) {
+  // Stored 1600x1200 landscape with orientation 6: shown 1200x1600, portrait.
+  const std::string input = MakeImage(TestImage::kJpegExifRotate6, 1600, 1200);
+  for (OutputFormat format : kAllFormats) {
+    SCOPED_TRACE(request::ToString(format));
+    const EncodedImage out = EncodeOk(input, Output(format, 80, 300, 300));
+    ASSERT_EQ(out.width, 225);
+    ASSERT_EQ(out.height, 300);
+    const DecodedHeader header = Header(out.bytes);
+    EXPECT_EQ(header.width, 225);
+    EXPECT_EQ(header.height, 300);
+    // Turned once, clockwise: the stored top-left dark corner (a quarter of each side) is now
+    // the top-right one; turned twice, or not at all, it would be elsewhere.
+    constexpr int kDarkWidth = 225 / 4;
+    constexpr int kDarkHeight = 300 / 4;
+    const auto corner = [&](int left, int top) {
+      return Brightness(MeanRgb(out.bytes, left + 4, top + 4, kDarkWidth - 8, kDarkHeight - 8));
+    };
+    EXPECT_LT(corner(225 - kDarkWidth, 0), 30.0);
+    EXPECT_GT(corner(0, 0), 80.0);
+    EXPECT_GT(corner(225 - kDarkWidth, 300 - kDarkHeight), 80.0);
+  }
+}
+
+// The transparent top-left quarter stays transparent in WebP and AVIF, and is white in JPEG;
+// with a resize (alpha premultiplied) and without.
+TEST(EncodeTest, KeepsAlphaInWebpAndAvifAndFlattensItInJpeg) {
+  const std::string input = MakeImage(TestImage::kPngRgba, 400, 300);
+  for (int max_width : {0, 200}) {
+    SCOPED_TRACE("max_width " + std::to_string(max_width));
+    const int width = max_width == 0 ? 400 : 200;
+    const int height = max_width == 0 ? 300 : 150;
+    // Inside the transparent quarter and inside the opaque rest, clear of the edge between.
+    const auto transparent = [&](std::string_view bytes, int band) {
+      return MeanOfBand(bytes, band, 4, 4, width / 4 - 8, height / 4 - 8);
+    };
+    const auto opaque = [&](std::string_view bytes, int band) {
+      return MeanOfBand(bytes, band, width / 2, height / 2, width / 4, height / 4);
+    };
+    for (OutputFormat format : {OutputFormat::kWebp, OutputFormat::kAvif}) {
+      SCOPED_TRACE(request::ToString(format));
+      const EncodedImage out = EncodeOk(input, Output(format, 80, max_width));
+      ASSERT_EQ(Header(out.bytes).bands, 4);
+      EXPECT_LT(transparent(out.bytes, 3), 5.0);
+      EXPECT_GT(opaque(out.bytes, 3), 250.0);
+    }
+    const EncodedImage jpeg = EncodeOk(input, Output(OutputFormat::kJpeg, 80, max_width));
+    ASSERT_EQ(Header(jpeg.bytes).bands, 3);
+    for (int band = 0; band < 3; ++band) EXPECT_GT(transparent(jpeg.bytes, band), 250.0);
+    EXPECT_LT(Brightness(CentreMean(jpeg.bytes, width, height)), 220.0);  // opaque: not white
+  }
+}
+
+// Resizing mixes transparent pixels into their opaque neighbours: premultiplied, their colour
+// (black in the test image) does not darken the edge, which flattening then shows.
+TEST(EncodeTest, ResizesTransparencyWithoutDarkFringes) {
+  const std::string input = MakeImage(TestImage::kPngRgba, 800, 600);
+  const EncodedImage out = EncodeOk(input, Output(OutputFormat::kJpeg, 90, 100));
+  ASSERT_EQ(out.width, 100);
+  // The column just right of the transparent quarter's edge (x = 25 at this size), its top part.
+  const auto edge = MeanRgb(out.bytes, 25, 2, 2, 10);
+  const auto inside = MeanRgb(out.bytes, 30, 2, 4, 10);
+  EXPECT_GT(Brightness(edge), Brightness(inside) - 25);
+}
+
+TEST(EncodeTest, WritesProgressiveJpegOnlyWhenAsked) {
+  const std::string input = MakeImage(TestImage::kJpegRgb, kWidth, kHeight);
+  for (int max_width : {0, 200}) {
+    SCOPED_TRACE("max_width " + std::to_string(max_width));
+    const EncodedImage baseline = EncodeOk(input, Output(OutputFormat::kJpeg, 80, max_width));
+    const EncodedImage progressive =
+        EncodeOk(input, Output(OutputFormat::kJpeg, 80, max_width, 0, /*progressive=*/true));
+    // SOF0 and SOF2 respectively.
+    EXPECT_FALSE(Inspect(baseline.bytes).progressive);
+    EXPECT_TRUE(Inspect(progressive.bytes).progressive);
+    EXPECT_FALSE(progressive.fast_path);  // the DCT fast path writes baseline JPEG only
+    EXPECT_EQ(Inspect(progressive.bytes).luma_table, StandardLumaTable(80));
+    if (max_width == 0) {  // the same picture as the input
+      EXPECT_GT(imgproc::testing::Psnr(progressive.bytes, input), 30.0);
+    }
+  }
+}
+
+TEST(EncodeTest, HigherQualityGivesLargerFiles) {
+  const std::string input = MakeImage(TestImage::kJpegRgb, 800, 600);
+  for (OutputFormat format : kAllFormats) {
+    for (int max_width : {0, 400}) {
+      SCOPED_TRACE(std::string(request::ToString(format)) + " max_width " +
+                   std::to_string(max_width));
+      const size_t low = EncodeOk(input, Output(format, 30, max_width)).bytes.size();
+      const size_t high = EncodeOk(input, Output(format, 90, max_width)).bytes.size();
+      EXPECT_GT(high, low * 3 / 2);
+    }
+  }
+}
+
+TEST(EncodeTest, UsesTheOutputsQualityNotTheLimits) {
+  const std::string input = MakeImage(TestImage::kJpegRgb, kWidth, kHeight);
+  CodecLimits limits;
+  limits.jpeg_quality = 30;
+  for (int max_width : {0, 200}) {
+    const EncodedImage out = EncodeOk(input, Output(OutputFormat::kJpeg, 80, max_width), limits);
+    EXPECT_EQ(Inspect(out.bytes).luma_table, StandardLumaTable(80)) << max_width;
+  }
+}
+
+// The seed's settings are CompressToJpeg's: the same bytes, fast paths included (JPEG 4:2:0 in
+// the DCT domain, PNG through libdeflate), for every input kind and a second quality.
+TEST_P(EveryFormatTest, GivesCompressToJpegsBytesForTheSeedSettings) {
+  const std::string input = MakeImage(GetParam(), kWidth, kHeight);
+  for (int quality : {50, 80}) {
+    CodecLimits limits;
+    limits.jpeg_quality = quality;
+    const EncodedImage expected = Compress(input, limits);
+    const EncodedImage out = EncodeOk(input, Output(OutputFormat::kJpeg, quality), limits);
+    EXPECT_EQ(out.bytes, expected.bytes) << quality;
+    EXPECT_EQ(out.fast_path, expected.fast_path);
+    EXPECT_EQ(out.format, OutputFormat::kJpeg);
+    // Bounds the image already fits inside change nothing either.
+    const EncodedImage unbound =
+        EncodeOk(input, Output(OutputFormat::kJpeg, quality, kWidth, kHeight * 2), limits);
+    EXPECT_EQ(unbound.bytes, expected.bytes) << quality;
+  }
+  EXPECT_EQ(EncodeOk(input, OutputSettings{}).bytes, Compress(input).bytes);
+}
+
+TEST(EncodeTest, TakesTheFastPathsOnlyForABaselineJpegAtTheInputsSize) {
+  const std::string jpeg = MakeImage(TestImage::kJpegRgb, kWidth, kHeight);
+  const std::string png = MakeImage(TestImage::kPngRgb, kWidth, kHeight);
+  for (const std::string& input : {jpeg, png}) {
+    EXPECT_TRUE(EncodeOk(input, Output(OutputFormat::kJpeg, 70)).fast_path);
+    EXPECT_FALSE(EncodeOk(input, Output(OutputFormat::kJpeg, 70, 200)).fast_path);
+    EXPECT_FALSE(EncodeOk(input, Output(OutputFormat::kJpeg, 70, 0, 0, true)).fast_path);
+    EXPECT_FALSE(EncodeOk(input, Output(OutputFormat::kWebp, 70)).fast_path);
+  }
+}
+
+// Damage is refused whatever the output: a cut or corrupted JPEG shrunk while decoding (libjpeg
+// still decodes every coefficient, and warns), and every other format cut in half.
+TEST(EncodeTest, RefusesDamagedJpegsWhenResizing) {
+  for (TestImage kind : {TestImage::kJpegRgb, TestImage::kJpeg444, TestImage::kJpegProgressive}) {
+    SCOPED_TRACE(TestImageName(kind));
+    const std::string jpeg = MakeImage(kind, 1200, 800);
+    for (OutputFormat format : kAllFormats) {
+      for (int max_width : {900, 100}) {  // shrunk by 1 and by 8 while decoding
+        SCOPED_TRACE(std::string(request::ToString(format)) + " " + std::to_string(max_width));
+        const OutputSettings output = Output(format, 50, max_width);
+        ExpectEncodeRefused(std::string_view(jpeg).substr(0, jpeg.size() / 2), output,
+                            "corrupt or truncated image: ");
+        ExpectEncodeRefused(imgproc::testing::CutJpeg(jpeg), output,
+                            "corrupt or truncated image: ");
+        ExpectEncodeRefused(imgproc::testing::CorruptJpeg(jpeg, 2'000), output,
+                            "corrupt or truncated image: ");
+      }
+    }
+  }
+}
+
+TEST_P(EveryFormatTest, RefusesTheFirstHalfOfTheFileWhenResizing) {
+  const std::string image = MakeImage(GetParam(), 1200, 800);
+  for (OutputFormat format : kAllFormats) {
+    SCOPED_TRACE(request::ToString(format));
+    ExpectEncodeRefused(image.substr(0, image.size() / 2), Output(format, 50, 300), "");
+  }
+}
+
+// The harmless warnings that real cameras' files have do not cost the image when shrunk either.
+TEST(EncodeTest, AcceptsJpegsWithStrayBytesWhenResizing) {
+  const std::string jpeg = MakeImage(TestImage::kJpegRgb, 1200, 800);
+  const std::string junk = imgproc::testing::WithJunkBefore(jpeg, 0xD9, "junk");
+  for (int max_width : {900, 100}) {  // shrunk by 1 and by 8 while decoding
+    const EncodedImage clean = EncodeOk(jpeg, Output(OutputFormat::kWebp, 80, max_width));
+    const EncodedImage out = EncodeOk(junk, Output(OutputFormat::kWebp, 80, max_width));
+    EXPECT_EQ(out.width, max_width);
+    EXPECT_GT(imgproc::testing::Psnr(out.bytes, clean.bytes), 40) << max_width;
+  }
+}
+
+// Limits are judged on the input's header, before any decoding, whatever the output's size.
+TEST(EncodeTest, RefusesImagesOverTheLimitsWhenResizing) {
+  CodecLimits limits;
+  limits.max_pixels = 10'000;
+  for (OutputFormat format : kAllFormats) {
+    SCOPED_TRACE(request::ToString(format));
+    ExpectEncodeRefused(MakeImage(TestImage::kJpegRgb, kWidth, kHeight), Output(format, 50, 50),
+                        "image too large: 333x222 pixels (limit 10000)", limits);
+    const long rss_before = PeakRssKiB();
+    ExpectEncodeRefused(BlankPng(20'000, 20'000), Output(format, 50, 100, 100),
+                        "image too large: 20000x20000 pixels (limit 100000000)");
+    EXPECT_LT(PeakRssKiB() - rss_before, 20 * 1024);
+    ExpectEncodeRefused(BlankPng(70'000, 1), Output(format, 50, 100),
+                        "JPEG allows at most 65500 per side");
+  }
+  CodecLimits frames;
+  frames.max_frames = 5;
+  ExpectEncodeRefused(AnimatedGif(6), Output(OutputFormat::kWebp, 50, 8),
+                      "too many frames: 6 (limit 5)", frames);
+}
+
+TEST(EncodeTest, RefusesAWebpLargerThanWebpAllowsUnlessBounded) {
+  const std::string wide = BlankPng(20'000, 10);
+  ExpectEncodeRefused(wide, Output(OutputFormat::kWebp, 50),
+                      "image too large: 20000x10 pixels (WebP allows at most 16383 per side)");
+  const EncodedImage fitted = EncodeOk(wide, Output(OutputFormat::kWebp, 50, 16'000));
+  EXPECT_EQ(fitted.width, 16'000);
+  EXPECT_EQ(fitted.height, 8);
+  EXPECT_EQ(EncodeOk(wide, Output(OutputFormat::kJpeg, 50)).width, 20'000);
+}
+
+TEST(EncodeTest, RefusesWhatCompressToJpegRefuses) {
+  for (OutputFormat format : kAllFormats) {
+    SCOPED_TRACE(request::ToString(format));
+    ExpectEncodeRefused("", Output(format, 50, 10), "not an image (empty)");
+    ExpectEncodeRefused("<!DOCTYPE html>\n<html></html>\n", Output(format, 50, 10),
+                        "not an image (unrecognised format)");
+    ExpectEncodeRefused(R"(<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"></svg>)",
+                        Output(format, 50, 10), "unsupported image format: svg");
+  }
+}
+
+TEST(EncodeTest, StripsMetadata) {
+  const std::string input = MakeImage(TestImage::kJpegExifRotate6, kWidth, kHeight);
+  const std::string profiled = JpegWithProfile(MakeImage(TestImage::kPngRgb, 400, 300), "p3");
+  for (OutputFormat format : kAllFormats) {
+    for (int max_width : {0, 100}) {
+      SCOPED_TRACE(std::string(request::ToString(format)) + " " + std::to_string(max_width));
+      for (const std::string& in : {input, profiled}) {
+        VipsImagePtr out = Decoded(EncodeOk(in, Output(format, 50, max_width)).bytes);
+        EXPECT_EQ(vips_image_get_typeof(out.get(), VIPS_META_EXIF_NAME), 0u);
+        EXPECT_EQ(vips_image_get_typeof(out.get(), VIPS_META_ICC_NAME), 0u);
+        EXPECT_EQ(vips_image_get_orientation(out.get()), 1);
+      }
+    }
+  }
+}
+
+TEST(EncodeTest, RefusesSettingsOutOfRange) {
+  const std::string input = MakeImage(TestImage::kJpegRgb, 16, 16);
+  for (const OutputSettings& output :
+       {Output(OutputFormat::kJpeg, 0), Output(OutputFormat::kWebp, 101),
+        Output(OutputFormat::kAvif, 50, -1)}) {
+    Result<EncodedImage> result = Encode(input, output, {});
+    ASSERT_FALSE(result.ok());
+    EXPECT_EQ(result.status().code(), StatusCode::kInternal);
+  }
 }
 
 // The generated inputs really are what the tests take them for.

@@ -1,0 +1,275 @@
+// Resizing against the usual tools: imgproc's Encode in-process, sharp (node, its own prebuilt
+// libvips) and libvips' vipsthumbnail (Debian's libvips-tools), on the same generated ~2 MP
+// photo-like JPEGs (bench/corpus.h: 1732x1155, Q 90, 4:2:0), one image at a time on one thread,
+// for the variants a request's presets ask for: fit inside 800x800 as JPEG q80, and inside
+// 400x400 as WebP q70 (never enlarged, auto-rotated, metadata stripped). Prints CPU ms per image
+// (the process's CPU time: imgproc's own, node's process.cpuUsage, vipsthumbnail's from wait4),
+// imgproc's ratio to each, and the mean output size.
+//
+//   bench/resize/install.sh   # once: sharp from its lock file (scripts/bench.sh --resize does
+//   both) build/release/bench/imgproc_resize_bench [--rounds 10] [--images 7] [--node node]
+//
+// vipsthumbnail runs once per variant over every image of every round, so its start (loading
+// libvips and its modules) is shared by all of them, as sharp's and imgproc's are.
+//
+// The system share of imgproc's JPEG row is jemalloc (imgproc's allocator) zeroing the region
+// buffers that libvips callocs (28-164 KiB) with madvise(MADV_DONTNEED): each one a TLB shootdown
+// to the other core, where libvips' write-behind thread runs, then page faults. On this 2-core VM
+// it was 30 of 65 ms per image; MALLOC_CONF=thp:always (jemalloc then memsets them) made it 1 of
+// 21 ms, against sharp's 19 and vipsthumbnail's 61, while the WebP row went from 30 to 21 ms.
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "corpus.h"
+#include "pipeline/image_codec.h"
+#include "request/outputs.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using imgproc::request::OutputFormat;
+using imgproc::request::OutputSettings;
+
+struct Variant {
+  const char* name;
+  OutputSettings output;
+};
+
+// One tool's result for one variant.
+struct Measure {
+  double cpu_ms = 0;  // per image, user + system
+  double sys_ms = 0;  // per image, system (the kernel: page faults, madvise, futex)
+  double mean_bytes = 0;
+  std::string note;  // what ran, or why not
+};
+
+double Seconds(const timeval& t) {
+  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) * 1e-6;
+}
+
+// This process's CPU seconds so far: user + system, and system.
+std::pair<double, double> ProcessCpuSeconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return {Seconds(usage.ru_utime) + Seconds(usage.ru_stime), Seconds(usage.ru_stime)};
+}
+
+std::optional<Measure> Imgproc(const std::vector<std::string>& images, const Variant& variant,
+                               int rounds) {
+  Measure measure;
+  for (const std::string& image : images) {  // warm-up, and the sizes
+    auto out = imgproc::pipeline::Encode(image, variant.output, {});
+    if (!out.ok()) {
+      std::fprintf(stderr, "imgproc: %s\n", out.status().message().c_str());
+      return std::nullopt;
+    }
+    measure.mean_bytes += static_cast<double>(out->bytes.size()) / images.size();
+  }
+  const auto before = ProcessCpuSeconds();
+  for (int round = 0; round < rounds; ++round) {
+    for (const std::string& image : images) {
+      if (!imgproc::pipeline::Encode(image, variant.output, {}).ok()) return std::nullopt;
+    }
+  }
+  const auto after = ProcessCpuSeconds();
+  const double n = static_cast<double>(rounds) * static_cast<double>(images.size());
+  measure.cpu_ms = 1000 * (after.first - before.first) / n;
+  measure.sys_ms = 1000 * (after.second - before.second) / n;
+  return measure;
+}
+
+// Runs `argv` with `env` added, its standard output into `out` (when given); returns its exit
+// status and its CPU seconds (user + system, its children included) from wait4.
+struct Ran {
+  int status = 0;
+  double cpu_seconds = 0;  // user + system
+  double sys_seconds = 0;
+};
+std::optional<Ran> Run(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                       const fs::path* out) {
+  const pid_t pid = fork();
+  if (pid < 0) return std::nullopt;
+  if (pid == 0) {
+    for (const std::string& assignment : env) putenv(const_cast<char*>(assignment.c_str()));
+    if (out != nullptr) {
+      const int fd = open(out->c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0) _exit(126);
+    }
+    std::vector<char*> args;
+    for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+    args.push_back(nullptr);
+    execvp(args[0], args.data());
+    _exit(127);
+  }
+  int status = 0;
+  rusage usage{};
+  while (wait4(pid, &status, 0, &usage) < 0) {
+    if (errno != EINTR) return std::nullopt;
+  }
+  const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+  return Ran{code, Seconds(usage.ru_utime) + Seconds(usage.ru_stime), Seconds(usage.ru_stime)};
+}
+
+std::optional<Measure> Sharp(const fs::path& dir, const Variant& variant, int rounds,
+                             const std::string& node, const std::string& script) {
+  const fs::path json_path = dir / "sharp.json";
+  const OutputSettings& o = variant.output;
+  const auto result =
+      Run({node, script, dir.string(), std::to_string(o.max_width), std::to_string(o.max_height),
+           imgproc::request::ToString(o.format), std::to_string(o.quality), std::to_string(rounds)},
+          {}, &json_path);
+  if (!result || result->status != 0) {
+    std::fprintf(stderr, "sharp: %s failed (run bench/resize/install.sh first)\n", script.c_str());
+    return std::nullopt;
+  }
+  std::ifstream in(json_path);
+  const nlohmann::json json = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (json.is_discarded()) return std::nullopt;
+  Measure measure;
+  measure.cpu_ms = json.at("cpu_ms_per_image").get<double>();
+  measure.sys_ms = json.at("sys_ms_per_image").get<double>();
+  const auto bytes = json.at("bytes").get<std::vector<double>>();
+  for (double b : bytes) measure.mean_bytes += b / bytes.size();
+  measure.note = "sharp " + json.at("sharp").get<std::string>() + " (libvips " +
+                 json.at("libvips").get<std::string>() + ")";
+  return measure;
+}
+
+std::optional<Measure> Vipsthumbnail(const fs::path& dir, const std::vector<fs::path>& files,
+                                     const Variant& variant, int rounds,
+                                     const std::string& binary) {
+  const OutputSettings& o = variant.output;
+  // "%s" is each input's name without its extension; "[...]" the saver's options.
+  const std::string options = o.format == OutputFormat::kWebp
+                                  ? "[Q=" + std::to_string(o.quality) + ",strip]"
+                                  : "[Q=" + std::to_string(o.quality) + ",strip,optimize_coding]";
+  const fs::path out_dir = dir / "vipsthumbnail";
+  fs::create_directories(out_dir);
+  std::vector<std::string> argv = {
+      binary, "--size", std::to_string(o.max_width) + "x" + std::to_string(o.max_height) + ">",
+      "--output",
+      (out_dir / ("%s." + std::string(imgproc::request::FileExtension(o.format)) + options))
+          .string()};
+  for (const fs::path& file : files) argv.push_back(file.string());  // warm-up, and the sizes
+  const auto warm = Run(argv, {"VIPS_CONCURRENCY=1"}, nullptr);
+  if (!warm || warm->status != 0) {
+    std::fprintf(stderr, "%s failed: apt-get install libvips-tools\n", binary.c_str());
+    return std::nullopt;
+  }
+  Measure measure;
+  for (const fs::path& file : files) {
+    const fs::path output =
+        out_dir / (file.stem().string() + "." + imgproc::request::FileExtension(o.format));
+    measure.mean_bytes += static_cast<double>(fs::file_size(output)) / files.size();
+  }
+  argv.resize(5);
+  for (int round = 0; round < rounds; ++round) {
+    for (const fs::path& file : files) argv.push_back(file.string());
+  }
+  const auto timed = Run(argv, {"VIPS_CONCURRENCY=1"}, nullptr);
+  if (!timed || timed->status != 0) return std::nullopt;
+  const double n = static_cast<double>(rounds) * static_cast<double>(files.size());
+  measure.cpu_ms = 1000 * timed->cpu_seconds / n;
+  measure.sys_ms = 1000 * timed->sys_seconds / n;
+  const auto version = [&] {
+    char line[64] = "";
+    if (FILE* pipe = popen((binary + " --vips-version 2>/dev/null").c_str(), "r")) {
+      if (std::fgets(line, sizeof line, pipe) == nullptr) line[0] = '\0';
+      pclose(pipe);
+    }
+    std::string text(line);
+    while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+    return text;
+  };
+  measure.note = "vipsthumbnail (" + version() + ")";
+  return measure;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app("imgproc resize benchmark: Encode against sharp and vipsthumbnail, one thread");
+  int rounds = 10;
+  int count = 7;
+  std::string node = "node";
+  std::string script = IMGPROC_RESIZE_SCRIPT;
+  std::string vipsthumbnail = "vipsthumbnail";
+  std::string keep;
+  bool imgproc_only = false;
+  app.add_option("--rounds", rounds, "measured passes over the images")->capture_default_str();
+  app.add_option("--images", count, "distinct 1732x1155 JPEGs")->capture_default_str();
+  app.add_option("--node", node, "node binary")->capture_default_str();
+  app.add_option("--sharp-script", script, "bench/resize/resize.mjs")->capture_default_str();
+  app.add_option("--vipsthumbnail", vipsthumbnail, "vipsthumbnail binary")->capture_default_str();
+  app.add_option("--keep", keep, "write the images and outputs into this folder and keep them");
+  app.add_flag("--imgproc-only", imgproc_only, "measure imgproc alone (e.g. under perf)");
+  CLI11_PARSE(app, argc, argv);
+  if (!imgproc::pipeline::InitCodec().ok()) return 1;
+
+  // Every 8th image of a size class is a PNG: fewer than 8 are all JPEGs.
+  const imgproc::bench::SizeClass corpus = imgproc::bench::MakeSizeClass(
+      "2 MP", "2mp", 1732, 1155, std::min(count, 7), /*with_444=*/false, /*threads=*/2);
+  char dir_template[] = "/tmp/imgproc-resize-bench-XXXXXX";
+  if (keep.empty() && mkdtemp(dir_template) == nullptr) return 1;
+  const fs::path dir = keep.empty() ? fs::path(dir_template) : fs::path(keep);
+  fs::create_directories(dir);
+  std::vector<std::string> images;
+  std::vector<fs::path> files;
+  double input_bytes = 0;
+  for (const auto& image : corpus.images) {
+    files.push_back(dir / image.name);
+    std::ofstream(files.back(), std::ios::binary) << image.bytes;
+    images.push_back(image.bytes);
+    input_bytes += static_cast<double>(image.bytes.size()) / corpus.images.size();
+  }
+
+  const Variant variants[] = {
+      {"jpeg q80 fit 800x800",
+       {.format = OutputFormat::kJpeg, .quality = 80, .max_width = 800, .max_height = 800}},
+      {"webp q70 fit 400x400",
+       {.format = OutputFormat::kWebp, .quality = 70, .max_width = 400, .max_height = 400}},
+  };
+  const char* malloc_conf = std::getenv("MALLOC_CONF");
+  std::printf(
+      "%zu JPEGs of 1732x1155 (mean %.0f KiB), %d rounds, one image at a time, one "
+      "thread; CPU ms per image; imgproc with jemalloc, MALLOC_CONF=%s\n",
+      images.size(), input_bytes / 1024, rounds, malloc_conf != nullptr ? malloc_conf : "");
+  std::printf("%-21s %-32s %8s %8s %9s %13s\n", "variant", "tool", "CPU ms", "of it sys", "out KiB",
+              "imgproc/tool");
+  int status = 0;
+  for (const Variant& variant : variants) {
+    const std::optional<Measure> own = Imgproc(images, variant, rounds);
+    if (!own) return 1;
+    std::printf("%-21s %-32s %8.2f %8.2f %9.1f %13s\n", variant.name, "imgproc Encode", own->cpu_ms,
+                own->sys_ms, own->mean_bytes / 1024, "");
+    if (imgproc_only) continue;
+    const std::optional<Measure> others[] = {
+        Sharp(dir, variant, rounds, node, script),
+        Vipsthumbnail(dir, files, variant, rounds, vipsthumbnail)};
+    for (const std::optional<Measure>& other : others) {
+      if (!other) {
+        status = 1;
+        continue;
+      }
+      std::printf("%-21s %-32s %8.2f %8.2f %9.1f %13.2f\n", "", other->note.c_str(), other->cpu_ms,
+                  other->sys_ms, other->mean_bytes / 1024, own->cpu_ms / other->cpu_ms);
+    }
+  }
+  std::error_code ignored;
+  if (keep.empty()) fs::remove_all(dir, ignored);
+  return status;
+}

@@ -259,10 +259,9 @@ int RunProcess(const config::Config& config_in, const ProcessOptions& options) {
     cache = std::move(*opened);
   }
   const std::string id = request::NewRequestId();
-  if (Status s =
-          (*store)->CreateRequest({id, std::nullopt, std::nullopt, "", 0,
-                                   csv::ToProducts(std::move(parsed.rows)), options.refresh,
-                                   request::EncodePlan(*outputs.plan)});
+  if (Status s = (*store)->CreateRequest({id, std::nullopt, std::nullopt, "", 0,
+                                          csv::ToProducts(std::move(parsed.rows)), options.refresh,
+                                          request::EncodePlan(*outputs.plan)});
       !s.ok()) {
     std::fprintf(stderr, "error: %s\n", s.message().c_str());
     return 2;

@@ -25,7 +25,7 @@ struct ProcessOptions {
   bool refresh = false;         // do not reuse the image cache's outputs (they are made anew)
   // What the images become, as an upload's form fields say it (request::ChooseOutputs).
   request::OutputFields outputs;
-  bool progressive = false;  // --progressive, for outputs.progressive
+  bool progressive = false;     // --progressive, for outputs.progressive
   CLI::App* command = nullptr;  // set by AddProcessFlags: tells whether --log-level was given
 };
 

@@ -9,12 +9,15 @@
 #include <fstream>
 #include <functional>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <thread>
 #include <type_traits>
 #include <utility>
 
 #include "net/address.h"
+#include "report/report.h"
+#include "request/outputs.h"
 
 namespace imgproc::config {
 namespace {
@@ -458,6 +461,64 @@ Setting WebhookRetrySchedule() {
   return s;
 }
 
+// The presets an upload may name: a JSON object of name -> settings, each with the upload's own
+// field names and rules (request::ChooseOutputs), e.g.
+// {"thumb": {"format": "webp", "quality": 70, "max_width": 400, "max_height": 400}}.
+Result<request::Presets> ParsePresets(const std::string& text) {
+  const nlohmann::json parsed = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!parsed.is_object()) return InvalidArgument("must be a JSON object of name: settings");
+  request::Presets presets;
+  for (const auto& [name, settings] : parsed.items()) {
+    if (!request::IsPresetName(name)) {
+      return InvalidArgument(
+          "has a preset named '" + name +
+          "': use 1 to 32 of a-z, 0-9, _ and -, starting with a letter or digit");
+    }
+    if (!settings.is_object()) return InvalidArgument("preset '" + name + "' must be an object");
+    request::OutputFields fields;
+    for (const auto& [key, value] : settings.items()) {
+      std::optional<std::string>* field = key == "format"        ? &fields.format
+                                          : key == "quality"     ? &fields.quality
+                                          : key == "max_width"   ? &fields.max_width
+                                          : key == "max_height"  ? &fields.max_height
+                                          : key == "progressive" ? &fields.progressive
+                                                                 : nullptr;
+      if (field == nullptr) {
+        return InvalidArgument("preset '" + name + "' has an unknown field '" + key +
+                               "' (format, quality, max_width, max_height, progressive)");
+      }
+      // 0 is no bound, as the API shows it; an upload's field leaves it out instead.
+      if (value.is_number_integer() && value.get<int64_t>() == 0 && key.rfind("max_", 0) == 0) {
+        continue;
+      }
+      *field = value.is_string() ? value.get<std::string>() : value.dump();
+    }
+    const request::OutputChoice choice = request::ChooseOutputs(fields, {});
+    if (!choice.plan) return InvalidArgument("preset '" + name + "': " + choice.error);
+    presets[name] = choice.plan->main;
+  }
+  return presets;
+}
+
+Setting Presets() {
+  const std::string env = "PRESETS";
+  const std::string flag = "--preset-definitions";
+  const std::string name = Name(env, flag);
+  Setting s = Named(env, flag,
+                    "the presets an upload may name (presets=thumb,large), as a JSON object of "
+                    "name: {format, quality, max_width, max_height, progressive}; {} for none",
+                    Shape::kValue, "TEXT");
+  s.read = [=](Config& c, const std::vector<std::string>& values) -> Status {
+    auto presets = ParsePresets(Value(values));
+    if (!presets.ok()) return InvalidArgument(name + " " + presets.status().message());
+    c.api.presets = std::move(*presets);
+    return Status::Ok();
+  };
+  s.check = [](const Config&) { return Status::Ok(); };  // every value read is one
+  s.show = [](const Config& c) { return report::PresetsObjectJson(c.api.presets); };
+  return s;
+}
+
 // ---- The table ----------------------------------------------------------------------------------
 
 // The field a setting is bound to, for a const or a mutable Config.
@@ -643,6 +704,7 @@ const std::vector<Setting>& Settings() {
         Number("IMAGE_CACHE_MAX_AGE_HOURS", "--image-cache-max-age-hours",
                IMGPROC_FIELD(pipeline.cache_max_age_hours), 0, 10 * 365 * 24,
                "outputs of the image cache older than this are made anew (0: never reuse)"));
+    s.push_back(Presets());
     s.push_back(Number("SHUTDOWN_GRACE_MS", "--shutdown-grace-ms",
                        IMGPROC_FIELD(pipeline.shutdown_grace), 0, kHour,
                        "on SIGTERM, how long images in flight may finish before they are handed "

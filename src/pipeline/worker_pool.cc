@@ -200,9 +200,8 @@ request::ImageOutcome WorkerPool::Process(const store::ImageTask& task, const st
   } claim{nullptr, sha256, key, owner};
   if (cache != nullptr && request::MayCache(Header(*response, "cache-control").value_or(""))) {
     sha256 = request::Sha256Hex(response->body);
-    Status remembered =
-        cache->RememberSource(task.url, key, sha256, Header(*response, "etag"),
-                              Header(*response, "last-modified"), input_bytes);
+    Status remembered = cache->RememberSource(task.url, key, sha256, Header(*response, "etag"),
+                                              Header(*response, "last-modified"), input_bytes);
     if (!remembered.ok()) spdlog::warn("image cache: {}", remembered.message());
     auto content = ClaimContent(sha256, key, owner, stored_since);
     if (!content.ok()) return Failure(task, true, content.status().message());

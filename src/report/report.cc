@@ -39,9 +39,10 @@ std::vector<std::pair<std::string, std::optional<std::string>>> VariantUrls(
   for (const auto& z : p.image_sizes) by_index.emplace_back(z.index, z.variants);
   std::vector<std::pair<std::string, std::optional<std::string>>> lists;
   for (const auto& v : outputs.variants) {
-    lists.emplace_back(v.name, p.output_urls ? std::optional<std::string>(request::ComposeVariantUrls(
-                                                   p.input_urls, v.name, by_index))
-                                             : std::nullopt);
+    lists.emplace_back(v.name, p.output_urls
+                                   ? std::optional<std::string>(request::ComposeVariantUrls(
+                                         p.input_urls, v.name, by_index))
+                                   : std::nullopt);
   }
   return lists;
 }
@@ -142,10 +143,18 @@ std::string OutputCsvHeader(const request::OutputPlan& outputs, bool with_errors
   return out;
 }
 
-std::string PresetsJson(const request::Presets& presets) {
+json PresetsObject(const request::Presets& presets) {
   json all = json::object();
   for (const auto& [name, settings] : presets) all[name] = SettingsJson(settings);
-  return Dump(json{{"presets", std::move(all)}});
+  return all;
+}
+
+std::string PresetsJson(const request::Presets& presets) {
+  return Dump(json{{"presets", PresetsObject(presets)}});
+}
+
+std::string PresetsObjectJson(const request::Presets& presets) {
+  return Dump(PresetsObject(presets));
 }
 
 std::string OutputCsvLines(const std::vector<request::ProductView>& products,

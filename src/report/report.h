@@ -35,8 +35,10 @@ std::string OutputCsvLines(const std::vector<request::ProductView>& products,
 
 // The settings of an output as the API shows them:
 // {"format": "webp", "quality": 70, "max_width": 400, "max_height": 400, "progressive": false}
-// (0 for no bound). The body of GET /api/p/presets: {"presets": {"<name>": <settings>, ...}}.
+// (0 for no bound). The body of GET /api/p/presets: {"presets": {"<name>": <settings>, ...}}; and
+// the object alone, the form PRESETS takes.
 std::string PresetsJson(const request::Presets& presets);
+std::string PresetsObjectJson(const request::Presets& presets);
 
 }  // namespace imgproc::report
 

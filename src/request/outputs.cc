@@ -10,7 +10,9 @@
 namespace imgproc::request {
 namespace {
 
-constexpr int kMaxDimension = 16384;  // libvips' WebP limit; larger bounds are no bound at all
+// A bound past this is no bound for any image the limits let in (libvips' own limit is
+// 10,000,000 per side; WebP's is 16,383, which the codec checks).
+constexpr int kMaxDimension = 16384;
 constexpr size_t kMaxVariants = 8;
 
 std::optional<int> ParseInt(std::string_view text) {

@@ -33,12 +33,11 @@ struct OutputSettings {
   bool operator==(const OutputSettings& other) const = default;
 };
 
-// The seed's output: a baseline JPEG at quality 50, the input's dimensions. The only one the DCT
-// fast path serves.
+// The seed's output: a baseline JPEG at quality 50, the input's dimensions.
 inline bool IsSeedOutput(const OutputSettings& settings) { return settings == OutputSettings{}; }
 
 // The settings written as one token, e.g. "jpeg-q50" (the seed's), "webp-q70-400x400",
-// "jpeg-q80-1600x0-p": the format, the quality, the bounds when there is one (0 for none), and
+// "jpeg-q80-1600x1600-p": the format, the quality, the bounds when there is one (0 for none), and
 // "-p" for progressive. Part of a stored object's name and of the image cache's key, so equal
 // settings always give the same token.
 std::string Token(const OutputSettings& settings);
@@ -120,8 +119,9 @@ std::vector<VariantOutput> DecodeVariantOutputs(std::string_view text);
 // A product's list for one variant, as "Output Image Urls" is for the main output: per input
 // entry, the variant's URL of that image (`by_index`: a done image's variants, by entry index),
 // empty for an image without it (failed), and any other entry unchanged.
-std::string ComposeVariantUrls(std::string_view input_urls, std::string_view variant,
-                               const std::vector<std::pair<int, std::vector<VariantOutput>>>& by_index);
+std::string ComposeVariantUrls(
+    std::string_view input_urls, std::string_view variant,
+    const std::vector<std::pair<int, std::vector<VariantOutput>>>& by_index);
 
 // Why `settings` cannot be used (a preset from PRESETS, in ChooseOutputs' words), or nothing.
 std::optional<std::string> CheckSettings(const OutputSettings& settings);

@@ -129,7 +129,8 @@ struct ImageRecord {
   std::optional<int64_t> input_bytes;
   std::optional<int64_t> output_bytes;
   bool reused = false;
-  std::optional<std::string> variants = std::nullopt;  // EncodeVariantOutputs, when done with variants
+  std::optional<std::string> variants =
+      std::nullopt;  // EncodeVariantOutputs, when done with variants
   bool final() const { return state == ImageState::kDone || state == ImageState::kFailed; }
 };
 ImageRecord RecordOf(const ImageOutcome& outcome);
@@ -356,7 +357,8 @@ struct CachedSource {
   std::string output_url;
   int64_t input_bytes = 0;
   int64_t output_bytes = 0;
-  std::vector<VariantOutput> variants = {};  // the output's variants (the cache key's plan has them)
+  std::vector<VariantOutput> variants =
+      {};  // the output's variants (the cache key's plan has them)
 };
 
 // The oldest output of the image cache an image may reuse at `now`: one made within `max_age`

@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "request/outputs.h"
+
 namespace imgproc::storage {
 
 ImgbbStorage::ImgbbStorage(std::string api_key, std::string upload_url, net::HttpClient& http)
@@ -13,11 +15,12 @@ ImgbbStorage::ImgbbStorage(std::string api_key, std::string upload_url, net::Htt
 }
 
 Result<std::string> ImgbbStorage::Put(const std::string& /*request_id*/, const std::string& name,
-                                      const std::string& jpeg) {
-  auto response = http_.PostForm(
-      upload_url_,
-      {{"key", api_key_, "", ""}, {"image", jpeg, name, "image/jpeg"}, {"name", name, "", ""}},
-      options_);
+                                      const std::string& bytes) {
+  auto response = http_.PostForm(upload_url_,
+                                 {{"key", api_key_, "", ""},
+                                  {"image", bytes, name, request::ContentTypeOfName(name)},
+                                  {"name", name, "", ""}},
+                                 options_);
   if (!response.ok()) {
     return Status(response.status().code(), "upload failed: " + response.status().message());
   }

@@ -17,7 +17,7 @@ class ImgbbStorage final : public ImageStorage {
                net::HttpClient& http = net::CurlHttpClient());
 
   Result<std::string> Put(const std::string& request_id, const std::string& name,
-                          const std::string& jpeg) override;
+                          const std::string& bytes) override;
   // ImgBB keeps an upload made without an expiration (ours) and offers no cheap way to ask: a URL
   // it gives (https://i.ibb.co/...) is taken to hold. Another storage's (a local /media/ URL
   // cached before STORAGE changed) does not.

@@ -12,7 +12,7 @@ LocalStorage::LocalStorage(std::filesystem::path media_dir, std::string public_b
 }
 
 Result<std::string> LocalStorage::Put(const std::string& request_id, const std::string& name,
-                                      const std::string& jpeg) {
+                                      const std::string& bytes) {
   const auto dir = media_dir_ / request_id;
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
@@ -28,7 +28,7 @@ Result<std::string> LocalStorage::Put(const std::string& request_id, const std::
   };
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(jpeg.data(), static_cast<std::streamsize>(jpeg.size()));
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     if (!out.flush()) return discard(Transient("cannot write " + tmp.string()));
   }
   std::filesystem::rename(tmp, dir / name, ec);

@@ -17,7 +17,7 @@ class LocalStorage final : public ImageStorage {
 
   // Writes to a temporary file and renames it, so a reader never sees half an image.
   Result<std::string> Put(const std::string& request_id, const std::string& name,
-                          const std::string& jpeg) override;
+                          const std::string& bytes) override;
   // A URL under this storage's /media/ whose file is there.
   bool Holds(const std::string& url) override;
 

@@ -181,12 +181,13 @@ Result<net::HttpResponse> S3Storage::Send(const std::string& method, const std::
 }
 
 Result<std::string> S3Storage::Put(const std::string& request_id, const std::string& name,
-                                   const std::string& jpeg) {
+                                   const std::string& bytes) {
   const std::string key = Key(request_id, name);
-  std::vector<std::string> headers = {"Content-Type: image/jpeg"};
+  std::vector<std::string> headers = {std::string("Content-Type: ") +
+                                      request::ContentTypeOfName(name)};
   if (!config_.cache_control.empty()) headers.push_back("Cache-Control: " + config_.cache_control);
   if (!config_.acl.empty()) headers.push_back("x-amz-acl: " + config_.acl);
-  auto response = Send("PUT", ObjectUrl(key), std::move(headers), jpeg);
+  auto response = Send("PUT", ObjectUrl(key), std::move(headers), bytes);
   if (!response.ok()) {
     return Status(response.status().code(),
                   "upload of " + key + " to S3 failed: " + response.status().message());

@@ -27,11 +27,11 @@ class S3Storage final : public ImageStorage {
   explicit S3Storage(S3Config config, net::HttpClient& http = net::CurlHttpClient(),
                      Clock& clock = RealClock());
 
-  // PUT of the object with Content-Type image/jpeg, Cache-Control and the ACL. Throttling
+  // PUT of the object with the Content-Type of its extension, Cache-Control and the ACL. Throttling
   // (503 SlowDown, 429) and 5xx are kTransient (with the server's Retry-After); a wrong key, a
   // missing bucket or a refusal are kPermanent, naming the S3 error code and the bucket.
   Result<std::string> Put(const std::string& request_id, const std::string& name,
-                          const std::string& jpeg) override;
+                          const std::string& bytes) override;
   // A URL this storage gave whose object a HEAD finds. A presigned URL with less than half of
   // its lifetime left does not count: the image cache then stores the image anew, with a new URL,
   // rather than hand out one about to expire.

@@ -15,12 +15,13 @@ class ImageStorage {
  public:
   virtual ~ImageStorage() = default;
 
-  // Stores `jpeg` under `name` (e.g. "3_0.jpg") for the request and returns its public URL. On
+  // Stores `bytes` under `name` (e.g. "3_0.jpg", "3_0_thumb.webp") for the request and returns
+  // its public URL (the Content-Type, where the backend keeps one, is that of the extension). On
   // local disk and in S3 a second Put of a name replaces the object (a retried image is stored
   // once); ImgBB keeps every upload, each with a URL of its own. Errors are kTransient when a
   // later attempt may succeed (rate limits, 5xx, timeouts) and kPermanent otherwise.
   virtual Result<std::string> Put(const std::string& request_id, const std::string& name,
-                                  const std::string& jpeg) = 0;
+                                  const std::string& bytes) = 0;
 
   // Whether an output URL this storage returned still names a stored image: the image cache
   // reuses an output only while it does (a local file deleted by hand is made again).

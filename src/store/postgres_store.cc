@@ -841,8 +841,8 @@ class PostgresStore final : public Store {
     if (PQntuples(inserted->get()) == 1) return claim;  // kStore
     Transaction tx(*session);
     if (!tx.ok()) return tx.status();
-    auto q = session->Exec(std::string(kContentRow) + " FOR UPDATE",
-                           Params().Add(sha256).Add(variant));
+    auto q =
+        session->Exec(std::string(kContentRow) + " FOR UPDATE", Params().Add(sha256).Add(variant));
     if (!q.ok()) return q.status();
     // Purged since the insert found it (PurgeCache): asked again, the insert claims it.
     if (PQntuples(q->get()) == 0) return Transient("image cache entry purged meanwhile");
@@ -864,8 +864,7 @@ class PostgresStore final : public Store {
   }
 
   Status StoreContent(const std::string& sha256, const std::string& variant,
-                      const std::string& owner, const std::string& output_url,
-                      int64_t output_bytes,
+                      const std::string& owner, const std::string& output_url, int64_t output_bytes,
                       const std::vector<request::VariantOutput>& variants) override {
     auto session = Borrow();
     if (!session.ok()) return session.status();

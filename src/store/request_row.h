@@ -85,9 +85,10 @@ inline constexpr std::string_view kFindSource =
 
 template <typename Row>
 request::CachedSource CachedSourceOfRow(const Row& row) {
-  return {row.Text(0), row.OptText(1), row.OptText(2), row.Int(3),
-          row.Text(4), row.Int(5),     row.Int(6),
-          request::DecodeVariantOutputs(row.OptText(7).value_or(""))};
+  return {row.Text(0),    row.OptText(1),
+          row.OptText(2), row.Int(3),
+          row.Text(4),    row.Int(5),
+          row.Int(6),     request::DecodeVariantOutputs(row.OptText(7).value_or(""))};
 }
 
 // $1 url, $2 variant, $3 sha256, $4 etag, $5 last_modified, $6 input_bytes, $7 now.
@@ -111,7 +112,8 @@ inline constexpr std::string_view kStoreContent =
 
 // $1 sha256, $2 variant: the cache's row for some content, for request::DecideContent.
 inline constexpr std::string_view kContentRow =
-    "SELECT output_url, output_bytes, stored_at, owner, claimed_until, variants FROM image_contents "
+    "SELECT output_url, output_bytes, stored_at, owner, claimed_until, variants FROM "
+    "image_contents "
     "WHERE sha256 = $1 AND variant = $2";
 
 // $1 sha256, $2 variant, $3 owner.

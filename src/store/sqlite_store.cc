@@ -780,12 +780,13 @@ class SqliteStore final : public Store {
     q.Reset();
     if (verdict != request::RetryVerdict::kRetry) return verdict;  // nothing written
 
-    Stmt images(statements,
-                "UPDATE images SET state = CASE WHEN same_as IS NULL THEN 'queued' ELSE 'waiting' "
-                "END, lease_owner = NULL, due_at = ?, attempts = 0, output_url = NULL, "
-                "error = NULL, input_bytes = NULL, output_bytes = NULL, reused = 0, variants = NULL, "
-                "enqueued_at = NULL WHERE request_id = ? AND state = 'failed' "
-                "RETURNING product_id");
+    Stmt images(
+        statements,
+        "UPDATE images SET state = CASE WHEN same_as IS NULL THEN 'queued' ELSE 'waiting' "
+        "END, lease_owner = NULL, due_at = ?, attempts = 0, output_url = NULL, "
+        "error = NULL, input_bytes = NULL, output_bytes = NULL, reused = 0, variants = NULL, "
+        "enqueued_at = NULL WHERE request_id = ? AND state = 'failed' "
+        "RETURNING product_id");
     images.Bind(1, now).Bind(2, request_id);
     std::map<int64_t, int64_t> per_product;
     int64_t retried = 0;
@@ -868,9 +869,9 @@ class SqliteStore final : public Store {
   }
 
   Status StoreContent(const std::string& sha256, const std::string& variant,
-                      const std::string& owner, const std::string& output_url,
-                      int64_t output_bytes, const std::vector<request::VariantOutput>& variants)
-      override EXCLUDES(writer_.mu) {
+                      const std::string& owner, const std::string& output_url, int64_t output_bytes,
+                      const std::vector<request::VariantOutput>& variants) override
+      EXCLUDES(writer_.mu) {
     MutexLock lock(&writer_.mu);
     Stmt u(writer_.statements, std::string(kStoreContent));
     u.Bind(1, output_url)

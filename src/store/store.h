@@ -255,10 +255,10 @@ class ImageCache {
                                                           Millis stored_since, Millis lease_ms) = 0;
 
   // Records the output `owner` stored for content it claimed, and drops the claim.
-  [[nodiscard]] virtual Status StoreContent(const std::string& sha256, const std::string& variant,
-                                            const std::string& owner, const std::string& output_url,
-                                            int64_t output_bytes,
-                                            const std::vector<request::VariantOutput>& variants) = 0;
+  [[nodiscard]] virtual Status StoreContent(
+      const std::string& sha256, const std::string& variant, const std::string& owner,
+      const std::string& output_url, int64_t output_bytes,
+      const std::vector<request::VariantOutput>& variants) = 0;
 
   // Drops `owner`'s claim on some content without an output (its compression or upload failed),
   // so another worker with the same bytes need not wait for the claim to run out.

@@ -286,6 +286,13 @@ const BadValue kBadValues[] = {
     {"WEBHOOK_RETRY_SCHEDULE", "5s,200h", "at most 168h"},
     {"LEASE_MS", "50", "must be an integer from 100 to 86400000"},
     {"QUEUE_SWEEP_MS", "0", "must be an integer from 10 to 3600000"},
+    {"PRESETS", "thumb", "must be a JSON object of name: settings"},
+    {"PRESETS", R"({"Thumb": {}})", "has a preset named 'Thumb'"},
+    {"PRESETS", R"({"thumb": 400})", "preset 'thumb' must be an object"},
+    {"PRESETS", R"({"thumb": {"width": 400}})", "unknown field 'width'"},
+    {"PRESETS", R"({"thumb": {"quality": 0}})", "preset 'thumb': quality must be"},
+    {"PRESETS", R"({"thumb": {"format": "gif"}})", "format must be jpeg, webp or avif"},
+    {"PRESETS", R"({"t": {"format": "webp", "progressive": true}})", "JPEG only"},
     {"SHUTDOWN_GRACE_MS", "-1", "must be an integer from 0 to 3600000"},
     {"LOG_LEVEL", "loud", "must be one of trace, debug, info, warn, error, critical, off"},
     {"LOG_FORMAT", "xml", "must be one of text, json (got 'xml')"},
@@ -304,6 +311,26 @@ TEST_F(ConfigTest, EveryBadValueIsRefusedNamingItsSetting) {
       EXPECT_THAT(c.status().message(), HasSubstr(bad.error)) << how;
     }
   }
+}
+
+TEST_F(ConfigTest, PresetsAreReadWithTheUploadsFieldsAndRules) {
+  EXPECT_EQ(Load({})->api.presets, request::DefaultPresets());
+  const Result<Config> c = LoadEnv(
+      {{"PRESETS",
+        R"({"card": {"format": "WEBP", "max_width": 600, "max_height": 0}, "hd": {"quality": "90",
+            "progressive": true}})"}});
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  const request::Presets expected = {
+      {"card", {request::OutputFormat::kWebp, 70, 600, 0, false}},
+      {"hd", {request::OutputFormat::kJpeg, 90, 0, 0, true}},
+  };
+  EXPECT_EQ(c->api.presets, expected);
+  EXPECT_TRUE(LoadEnv({{"PRESETS", "{}"}})->api.presets.empty());
+  // --help shows them in the same form.
+  EXPECT_EQ(Shown(*c).at(FlagOf("PRESETS")),
+            R"({"card":{"format":"webp","quality":70,"max_width":600,"max_height":0,)"
+            R"("progressive":false},"hd":{"format":"jpeg","quality":90,"max_width":0,)"
+            R"("max_height":0,"progressive":true}})");
 }
 
 TEST_F(ConfigTest, EverySettingHasABadValueInTheTable) {

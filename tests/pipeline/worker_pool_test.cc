@@ -73,8 +73,14 @@ class WorkerPoolTest : public ::testing::Test {
   void Create(std::vector<std::string> urls, const std::string& id = "r1", bool refresh = false,
               const std::string& outputs = "") {
     ASSERT_TRUE(store_
-                    ->CreateRequest({id, std::nullopt, std::nullopt, "", 0,
-                                     {{1, "Shoe", std::move(urls)}}, refresh, outputs})
+                    ->CreateRequest({id,
+                                     std::nullopt,
+                                     std::nullopt,
+                                     "",
+                                     0,
+                                     {{1, "Shoe", std::move(urls)}},
+                                     refresh,
+                                     outputs})
                     .ok());
     if (queue_) queue_->Notify();
   }

@@ -525,7 +525,9 @@ TEST_P(StoreTest, VersionThreeDatabaseIsMigratedKeepingItsRows) {
   const std::string path = (dir_ / "db" / "imgproc.db").string();
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-  for (const char* sql : {"DROP INDEX images_request_due",
+  for (const char* sql : {"ALTER TABLE requests DROP COLUMN outputs",
+                          "ALTER TABLE images DROP COLUMN variants",
+                          "DROP INDEX images_request_due",
                           "DROP INDEX images_handed_over",
                           "DROP TABLE image_sources",
                           "DROP TABLE image_contents",

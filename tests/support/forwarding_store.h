@@ -87,8 +87,7 @@ class ForwardingStore : public store::Store {
     return inner_.ClaimContent(sha256, variant, owner, stored_since, lease_ms);
   }
   Status StoreContent(const std::string& sha256, const std::string& variant,
-                      const std::string& owner, const std::string& output_url,
-                      int64_t output_bytes,
+                      const std::string& owner, const std::string& output_url, int64_t output_bytes,
                       const std::vector<request::VariantOutput>& variants) override {
     return inner_.StoreContent(sha256, variant, owner, output_url, output_bytes, variants);
   }

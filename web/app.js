@@ -147,6 +147,7 @@
     const jpeg = format === 'jpeg';
     $('progressive').disabled = !jpeg;
     if (!jpeg) $('progressive').checked = false;
+    $('quality').placeholder = String(DEFAULT_QUALITY[format]);
     const quality = Number($('quality').value);
     $('output-summary').textContent = '(' + describeSettings({
       format,

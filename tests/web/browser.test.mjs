@@ -217,6 +217,7 @@ test('the preset picker lists the presets from the API; a bad quality is shown n
   await page.selectOption('#format', 'webp');
   assert.ok(await page.isDisabled('#progressive'));
   assert.equal(await page.textContent('#output-summary'), '(WebP q70, full size)');
+  assert.equal(await page.getAttribute('#quality', 'placeholder'), '70');
   await page.selectOption('#format', '');
 
   // Only the field set is sent; the server's words about it appear next to it.

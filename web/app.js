@@ -12,7 +12,7 @@
   const FAILED_SHOWN = 100;
   const state = {
     file: null, requestId: null, offset: 0, total: null, last: null, timer: null, seq: 0,
-    rows: new Map(), objectUrls: [], summary: null, scan: null, highlight: null,
+    rows: new Map(), objectUrls: [], summary: null, scan: null, highlight: null, presets: null,
   };
 
   // --- API -----------------------------------------------------------------------------------
@@ -40,6 +40,16 @@
   const saving = (before, after) => (before > 0 ? Math.round((1 - after / before) * 100) : 0);
   const isHttp = (url) => /^https?:\/\//i.test(url);
   const isFinished = (status) => status === 'completed' || status === 'cancelled';
+  // Output settings in a few words, e.g. "WebP q70, fit 400×400", "JPEG q80 progressive, fit 1600×1600".
+  const FORMATS = { jpeg: 'JPEG', webp: 'WebP', avif: 'AVIF' };
+  const DEFAULT_QUALITY = { jpeg: 50, webp: 70, avif: 50 };
+  function describeSettings(s) {
+    const w = s.max_width || 0;
+    const h = s.max_height || 0;
+    const bounds = w && h ? 'fit ' + w + '×' + h : w ? 'width ≤ ' + w : h ? 'height ≤ ' + h : 'full size';
+    return (FORMATS[s.format] || String(s.format).toUpperCase()) + ' q' + s.quality +
+      (s.progressive ? ' progressive' : '') + ', ' + bounds;
+  }
   function el(tag, props = {}, ...children) {
     const node = document.createElement(tag);
     for (const [k, v] of Object.entries(props)) {
@@ -85,17 +95,106 @@
     $('submit').disabled = !file;
   }
 
+  // The presets this service offers, one checkbox each (the ones checked stay checked when the
+  // list is read again, e.g. after the API key changed).
+  async function loadPresets() {
+    const box = $('presets');
+    const checked = new Set(checkedPresets());
+    let answer;
+    try { answer = await api('/api/p/presets'); } catch (e) { answer = { status: 0 }; }
+    const presets = answer.status === 200 && answer.body && answer.body.presets ? answer.body.presets : null;
+    state.presets = presets;
+    box.replaceChildren();
+    const note = $('presets-note');
+    if (!presets) {
+      note.hidden = false;
+      note.textContent = answer.status === 401 ? 'Enter your API key to see the presets.' :
+        'Cannot read the presets (' + ((answer.body && answer.body.error) || 'HTTP ' + answer.status) + ').';
+      return;
+    }
+    const names = Object.keys(presets);
+    note.hidden = names.length > 0;
+    note.textContent = names.length ? '' : 'This service has no presets.';
+    for (const name of names) {
+      const input = el('input', { type: 'checkbox', name: 'preset', value: name });
+      input.checked = checked.has(name);
+      input.addEventListener('change', () => clearFieldError('presets'));
+      box.append(el('label', { class: 'check preset', 'data-preset': name }, input,
+        el('span', {}, el('b', { text: name }), ' — ' + describeSettings(presets[name]))));
+    }
+  }
+  const checkedPresets = () =>
+    [...document.querySelectorAll('#presets input[name=preset]:checked')].map((i) => i.value);
+
+  // The output fields of the form, by their API names; only those the user set.
+  const OUTPUT_INPUTS = { format: 'format', quality: 'quality', max_width: 'max-width', max_height: 'max-height',
+    progressive: 'progressive' };
+  function outputFields() {
+    const fields = {};
+    for (const [field, id] of Object.entries(OUTPUT_INPUTS)) {
+      const input = $(id);
+      if (input.type === 'checkbox') { if (input.checked && !input.disabled) fields[field] = 'true'; continue; }
+      const value = input.value.trim();
+      if (value) fields[field] = value;
+    }
+    const presets = checkedPresets();
+    if (presets.length) fields.presets = presets.join(',');
+    return fields;
+  }
+  // What the main output will be, in the Output section's summary line.
+  function renderOutputChoice() {
+    const format = $('format').value || 'jpeg';
+    const jpeg = format === 'jpeg';
+    $('progressive').disabled = !jpeg;
+    if (!jpeg) $('progressive').checked = false;
+    $('quality').placeholder = String(DEFAULT_QUALITY[format]);
+    const quality = Number($('quality').value);
+    $('output-summary').textContent = '(' + describeSettings({
+      format,
+      quality: Number.isInteger(quality) && quality >= 1 && quality <= 100 ? quality : DEFAULT_QUALITY[format],
+      max_width: Number($('max-width').value) || 0, max_height: Number($('max-height').value) || 0,
+      progressive: jpeg && $('progressive').checked,
+    }) + ')';
+  }
+
+  // The server's word on one field (a 400 names it), next to that field.
+  function fieldInput(field) { return field === 'presets' ? null : $(OUTPUT_INPUTS[field] || field); }
+  function showFieldError(field, message) {
+    const note = $(field + '-error');
+    if (!note) return false;
+    note.textContent = message;
+    note.hidden = false;
+    const input = fieldInput(field);
+    if (input) {
+      input.setAttribute('aria-invalid', 'true');
+      input.setAttribute('aria-describedby', note.id);
+      if ($('output-box').contains(input)) $('output-box').open = true;
+      input.focus();
+    }
+    return true;
+  }
+  function clearFieldError(field) {
+    const note = $(field + '-error');
+    if (note) { note.hidden = true; note.textContent = ''; }
+    const input = fieldInput(field);
+    if (input) { input.removeAttribute('aria-invalid'); input.removeAttribute('aria-describedby'); }
+  }
+  const clearFieldErrors = () => { for (const f of [...Object.keys(OUTPUT_INPUTS), 'presets']) clearFieldError(f); };
+
+  // The upload's error; `details` is a CSV's problems (rows of a table) or a sentence.
   function showUploadError(message, details) {
+    if (typeof details === 'string' && details) message += ': ' + details;
     $('upload-error').hidden = !message;
     $('upload-error').textContent = message || '';
     const table = $('csv-errors');
     const body = table.tBodies[0];
     body.replaceChildren();
-    for (const d of details || []) {
+    const rows = Array.isArray(details) ? details : [];
+    for (const d of rows) {
       body.append(el('tr', {}, el('td', { text: String(d.row) }), el('td', { text: d.column || '(row)' }),
         el('td', { text: d.message })));
     }
-    table.hidden = !(details && details.length);
+    table.hidden = rows.length === 0;
   }
 
   async function upload(event) {
@@ -106,13 +205,24 @@
     const hook = $('webhook-url').value.trim();
     if (hook) form.append('webhook_url', hook);
     if ($('refresh-cache').checked) form.append('refresh', 'true');
-    $('submit').disabled = true;
     showUploadError('', []);
+    clearFieldErrors();
+    // A number the browser cannot read is not sent as "" (the default): it is refused here.
+    for (const [field, id] of Object.entries(OUTPUT_INPUTS)) {
+      if (!$(id).validity.badInput) continue;
+      showUploadError('Invalid ' + field, []);
+      showFieldError(field, field + ' must be a whole number');
+      return;
+    }
+    for (const [field, value] of Object.entries(outputFields())) form.append(field, value);
+    $('submit').disabled = true;
     try {
       const { status, body } = await api('/api/p/upload/', { method: 'POST', body: form });
       if (status === 202) {
         location.hash = '#/requests/' + body.request_id;
         loadRecent();
+      } else if (status === 400 && body && body.field && showFieldError(body.field, body.details || body.error)) {
+        showUploadError(body.error, []);
       } else {
         showUploadError((body && body.error) || 'Upload failed (HTTP ' + status + ')', body && body.details);
       }
@@ -175,7 +285,53 @@
     } else {
       caption.append('waiting…');
     }
-    return el('figure', { 'data-index': String(index) }, el('div', { class: 'pair' }, before, after), caption);
+    return el('figure', { 'data-index': String(index) }, el('div', { class: 'pair' }, before, after), caption,
+      variantList(product, index, input, size));
+  }
+
+  // A done image's variants (the request's presets): a link each, with its size. From "Image
+  // Sizes" (URL, dimensions, bytes); from the product's "Variants" lists when a size lacks them.
+  function variantList(product, index, input, size) {
+    const lists = product.Variants;
+    if (!lists || !size) return null;
+    const shown = size.variants ? Object.entries(size.variants) : Object.entries(lists).map(([name, urls]) =>
+      [name, { url: urls == null ? '' : urls.split(',')[index] || '' }]);
+    const items = shown.filter(([, v]) => v.url && v.url !== input).map(([name, v]) => {
+      const link = el('a', { class: 'variant', href: v.url, target: '_blank', rel: 'noopener', title: v.url,
+        'data-variant': name, text: name });
+      link.addEventListener('click', openWithKey);
+      const facts = [v.width && v.height ? v.width + '×' + v.height : null,
+        v.output_bytes != null ? bytes(v.output_bytes) : null].filter(Boolean).join(' · ');
+      return el('li', {}, link, facts ? el('span', { class: 'muted', text: ' ' + facts }) : null);
+    });
+    return items.length ? el('ul', { class: 'variants' }, ...items) : null;
+  }
+
+  // Our media need the API key when keys are on: a link cannot send it, so open the image as a blob.
+  function openWithKey(event) {
+    const url = event.currentTarget.href;
+    if (!apiKey() || !url.startsWith(location.origin + '/')) return;
+    event.preventDefault();
+    const tab = window.open('', '_blank');
+    fetch(url, { headers: authHeaders() })
+      .then((r) => (r.ok ? r.blob() : Promise.reject(new Error('HTTP ' + r.status))))
+      .then((b) => { const u = URL.createObjectURL(b); state.objectUrls.push(u); if (tab) tab.location = u; })
+      .catch(() => { if (tab) tab.close(); });
+  }
+
+  // The request's output settings, when it asked for other than the seed's: the main output and
+  // each variant.
+  function renderOutputs(outputs) {
+    const box = $('outputs');
+    box.hidden = !outputs;
+    if (!outputs) { box.dataset.key = ''; return; }
+    const key = JSON.stringify(outputs);
+    if (box.dataset.key === key) return;
+    box.dataset.key = key;
+    const item = (name, settings, note) => el('li', { 'data-output': name }, el('b', { text: name }),
+      ' — ' + describeSettings(settings), note ? el('span', { class: 'muted', text: ' ' + note }) : null);
+    $('outputs-list').replaceChildren(item('main', outputs.main, '(Output Image Urls)'),
+      ...Object.entries(outputs.variants || {}).map(([name, settings]) => item(name, settings, '(variant)')));
   }
 
   function productRow(product) {
@@ -196,6 +352,7 @@
   function renderCounts(status) {
     $('request-section').hidden = false;
     $('request-id').textContent = status.request_id;
+    renderOutputs(status.outputs);
     const badge = $('request-status');
     badge.textContent = status.status;
     badge.className = 'badge ' + status.status;
@@ -434,6 +591,7 @@
     state.rows = new Map();
     $('products').tBodies[0].replaceChildren();
     $('failed-filter').value = '';
+    renderOutputs(null);
     renderSummary();
     if (id) poll(id, state.seq); else $('request-section').hidden = true;
   }
@@ -534,6 +692,15 @@
   ['dragleave', 'drop'].forEach((t) => drop.addEventListener(t, (e) => { e.preventDefault(); drop.classList.remove('over'); }));
   drop.addEventListener('drop', (e) => { if (e.dataTransfer.files.length) pickFile(e.dataTransfer.files[0]); });
   $('upload-form').addEventListener('submit', upload);
+  for (const [field, id] of Object.entries(OUTPUT_INPUTS)) {
+    const input = $(id);
+    input.addEventListener(input.tagName === 'SELECT' || input.type === 'checkbox' ? 'change' : 'input', () => {
+      clearFieldError(field);
+      if (field === 'format') clearFieldError('progressive');
+      renderOutputChoice();
+    });
+  }
+  renderOutputChoice();
   $('refresh').addEventListener('click', loadRecent);
   $('cancel').addEventListener('click', cancelRequest);
   $('retry').addEventListener('click', retryRequest);
@@ -553,10 +720,12 @@
   $('api-key').addEventListener('change', (e) => {
     localStorage.setItem('imgproc.apiKey', e.target.value.trim());
     loadRecent();
+    loadPresets();
     state.requestId = null;  // read it again, with the new key
     route();
   });
   window.addEventListener('hashchange', route);
+  loadPresets();
   loadRecent();
   route();
 })();

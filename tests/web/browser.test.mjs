@@ -1,7 +1,8 @@
 // The web page in headless Chromium (Debian's, driven by playwright-core): upload a CSV through
 // the page, see its errors row by row, follow a good one to completion, check that every
 // thumbnail rendered and the output CSV link works, and save a screenshot; retry a request's
-// failed image and see it reused; page through a request of 10,000 products (timed).
+// failed image and see it reused; pick a preset and see each image's variant, and a bad output
+// field's error next to it; page through a request of 10,000 products (timed).
 // Run as `node browser.test.mjs` (ctest does): exits 77 (skipped) when Chromium is missing,
 // unless IMGPROC_REQUIRE_BROWSER=1, when that is a failure.
 import assert from 'node:assert/strict';
@@ -177,6 +178,134 @@ test('Refresh is sent with the upload; Retry redoes the failed image of a finish
   }, null, { timeout: 20_000 });
   mkdirSync(artifacts, { recursive: true });
   await page.screenshot({ path: path.join(artifacts, 'web-retried.png'), fullPage: true });
+});
+
+// The fields of the forms the page has sent, in order: [name, value] (a file's value is its
+// name). Chromium does not give playwright a body with a file in it, so the page's fetch is
+// watched from inside (a pass-through wrapper, installed before the page's script runs).
+async function watchForms() {
+  await page.addInitScript(() => {
+    if (window.imgprocForms) return;
+    window.imgprocForms = [];
+    const original = window.fetch;
+    window.fetch = function (url, options) {
+      if (options && options.body instanceof FormData) {
+        window.imgprocForms.push([...options.body.entries()].map(([k, v]) => [k, typeof v === 'string' ? v : v.name]));
+      }
+      return original.apply(this, arguments);
+    };
+  });
+}
+const lastForm = () => page.evaluate(() => window.imgprocForms.at(-1));
+const isUpload = (r) => r.url() === `${server.base}/api/p/upload/` && r.request().method() === 'POST';
+
+test('the preset picker lists the presets from the API; a bad quality is shown next to its field', async () => {
+  const presets = await (await fetch(`${server.base}/api/p/presets`)).json();
+  assert.deepEqual(Object.keys(presets.presets).sort(), ['large', 'thumb']);
+  await watchForms();
+  await page.goto(server.base + '/');
+  await page.waitForFunction((n) => document.querySelectorAll('#presets input[name=preset]').length === n,
+    Object.keys(presets.presets).length, { timeout: 10_000 });
+  const listed = await page.$$eval('#presets label', (ls) => ls.map((l) => [l.querySelector('input').value,
+    l.querySelector('input').checked, l.textContent.trim()]));
+  assert.deepEqual(listed, [['large', false, 'large — JPEG q80 progressive, fit 1600×1600'],
+    ['thumb', false, 'thumb — WebP q70, fit 400×400']]);
+  // The Output section is collapsed until opened; WebP and AVIF have no progressive.
+  assert.equal(await page.$eval('#output-box', (d) => d.open), false);
+  assert.ok(await page.isHidden('#quality'));
+  await page.click('#output-box summary');
+  await page.selectOption('#format', 'webp');
+  assert.ok(await page.isDisabled('#progressive'));
+  assert.equal(await page.textContent('#output-summary'), '(WebP q70, full size)');
+  assert.equal(await page.getAttribute('#quality', 'placeholder'), '70');
+  await page.selectOption('#format', '');
+
+  // Only the field set is sent; the server's words about it appear next to it.
+  await page.fill('#quality', '150');
+  const [answer] = await Promise.all([page.waitForResponse(isUpload, { timeout: 10_000 }),
+    chooseCsv('products.csv', exampleCsv(images))]);
+  assert.equal(answer.status(), 400);
+  assert.deepEqual(await lastForm(), [['csv_file', 'products.csv'], ['quality', '150']]);
+  const refusal = await answer.json();
+  assert.deepEqual(refusal, { error: 'Invalid quality', field: 'quality',
+    details: 'quality must be a whole number from 1 to 100' });
+  await page.waitForSelector('#quality-error:not([hidden])', { timeout: 10_000 });
+  assert.equal(await page.textContent('#quality-error'), refusal.details);
+  assert.ok(await page.$eval('#quality-error', (e) => e.closest('label') === document.getElementById('quality').closest('label')));
+  assert.equal(await page.getAttribute('#quality', 'aria-invalid'), 'true');
+  assert.equal(await page.textContent('#upload-error'), 'Invalid quality');
+  assert.ok(await page.isHidden('#csv-errors'));
+  assert.ok(await page.isHidden('#request-section'));
+  mkdirSync(artifacts, { recursive: true });
+  await page.screenshot({ path: path.join(artifacts, 'web-bad-quality.png'), fullPage: true });
+  // Changing the field clears its error.
+  await page.fill('#quality', '60');
+  assert.ok(await page.isHidden('#quality-error'));
+  assert.equal(await page.getAttribute('#quality', 'aria-invalid'), null);
+});
+
+test('with the thumb preset checked, every compressed image gets a WebP variant, shown per product', async () => {
+  await watchForms();
+  await page.goto(server.base + '/');
+  await page.waitForSelector('#presets input[value=thumb]', { timeout: 10_000 });
+  await page.check('#presets input[value=thumb]');
+  const [answer] = await Promise.all([page.waitForResponse(isUpload, { timeout: 10_000 }),
+    chooseCsv('products.csv', exampleCsv(images))]);
+  assert.equal(answer.status(), 202, await answer.text());
+  assert.deepEqual(await lastForm(), [['csv_file', 'products.csv'], ['presets', 'thumb']]);
+  const id = (await answer.json()).request_id;
+  await page.waitForFunction((id) => document.querySelector('#request-id')?.textContent === id &&
+    document.querySelector('#request-status')?.textContent === 'completed', id, { timeout: 60_000 });
+
+  // The server has the request's outputs: the seed's main output and the thumb.
+  const status = await (await fetch(`${server.base}/status/${id}/`)).json();
+  assert.deepEqual(status.outputs, {
+    main: { format: 'jpeg', quality: 50, max_width: 0, max_height: 0, progressive: false },
+    variants: { thumb: { format: 'webp', quality: 70, max_width: 400, max_height: 400, progressive: false } },
+  });
+  assert.ok(await page.isVisible('#outputs'));
+  assert.deepEqual(await page.$$eval('#outputs li', (lis) => lis.map((li) => li.textContent)),
+    ['main — JPEG q50, full size (Output Image Urls)', 'thumb — WebP q70, fit 400×400 (variant)']);
+
+  // Each compressed image's thumb, as the status gives it, under its figure: a link, WxH and size.
+  const kb = (n) => (n < 1024 ? n + ' B' : (n / 1024).toFixed(1) + ' KB');
+  const expected = [];
+  for (const p of status.products) {
+    const list = p.Variants.thumb.split(',');
+    assert.equal(list.length, p['Input Image Urls'].split(',').length, JSON.stringify(p));
+    for (const z of p['Image Sizes']) {
+      const v = z.variants.thumb;
+      assert.equal(list[z.index], v.url);
+      assert.ok(Math.max(v.width, v.height) === 400 && Math.min(v.width, v.height) <= 400, JSON.stringify(v));
+      expected.push([p['Serial Number'], z.index, v.url, `thumb ${v.width}×${v.height} · ${kb(v.output_bytes)}`]);
+    }
+  }
+  assert.equal(expected.length, 4, JSON.stringify(status.products));
+  await page.waitForFunction((n) => document.querySelectorAll('#products a.variant').length === n,
+    expected.length, { timeout: 10_000 });
+  const shown = await page.$$eval('#products tbody tr', (trs) => trs.flatMap((tr) =>
+    [...tr.querySelectorAll('figure')].flatMap((f) => [...f.querySelectorAll('a.variant')].map((a) =>
+      [Number(tr.dataset.serial), Number(f.dataset.index), a.href, a.closest('li').textContent]))));
+  assert.deepEqual(shown, expected);
+  // The link serves the WebP, from our media.
+  const thumb = await fetch(expected[0][2]);
+  assert.equal(thumb.status, 200);
+  assert.equal(thumb.headers.get('content-type'), 'image/webp');
+  const webp = Buffer.from(await thumb.arrayBuffer());
+  assert.equal(webp.subarray(0, 4).toString('latin1') + webp.subarray(8, 12).toString('latin1'), 'RIFFWEBP');
+  assert.equal(webp.length, status.products[0]['Image Sizes'][0].variants.thumb.output_bytes);
+
+  // The main thumbnails decode as before; then the screenshot of a request with variants.
+  await page.waitForFunction(() => {
+    const imgs = [...document.querySelectorAll('#products img.after')];
+    return imgs.length === 4 && imgs.every((img) => img.complete && img.naturalWidth > 0);
+  }, null, { timeout: 20_000 });
+  mkdirSync(artifacts, { recursive: true });
+  const top = await page.$eval('#request-section', (section) => section.getBoundingClientRect().top + scrollY);
+  const height = await page.$eval('#request-section', (section) => section.getBoundingClientRect().height);
+  await page.screenshot({ path: path.join(artifacts, 'web-presets.png'), fullPage: true,
+    clip: { x: 0, y: Math.max(0, top - 16), width: 1200, height: Math.ceil(height) + 32 } });
+  console.log(`screenshot: ${path.join(artifacts, 'web-presets.png')}`);
 });
 
 // A whole catalogue: 10,000 products of 5 images each, naming only a handful of image URLs (each

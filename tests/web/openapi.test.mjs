@@ -172,6 +172,42 @@ test('status 200 while processing and when completed, 404; output CSV; media; li
   await call('/api/p/requests/', 'get', '/api/p/requests/?limit=0', { expect: 400 });
 });
 
+test('presets: the list, an upload with variants, a 400 naming the field, variants in status, CSV and media', async () => {
+  const presets = await call('/api/p/presets', 'get', '/api/p/presets', { expect: 200 });
+  assert.deepEqual(presets.body.presets.thumb,
+    { format: 'webp', quality: 70, max_width: 400, max_height: 400, progressive: false });
+  const bad = await call('/api/p/upload/', 'post', '/api/p/upload/', {
+    init: upload(exampleCsv(images), { presets: 'thumb,huge' }), expect: 400 });
+  assert.equal(bad.body.field, 'presets');
+  assert.match(bad.body.details, /"huge"/);
+  const quality = await call('/api/p/upload/', 'post', '/api/p/upload/', {
+    init: upload(exampleCsv(images), { format: 'avif', quality: '0' }), expect: 400 });
+  assert.deepEqual(quality.body, { error: 'Invalid quality', field: 'quality',
+    details: 'quality must be a whole number from 1 to 100' });
+
+  const { body } = await call('/api/p/upload/', 'post', '/api/p/upload/', {
+    init: upload(exampleCsv(images), { format: 'webp', max_width: '64', presets: 'thumb' }), expect: 202 });
+  const done = await waitForCompletion(server.base, body.request_id);
+  const status = await call('/status/{request_id}/', 'get', `/status/${body.request_id}/`, { expect: 200 });
+  assert.deepEqual(status.body.outputs.main,
+    { format: 'webp', quality: 70, max_width: 64, max_height: 0, progressive: false });
+  assert.deepEqual(Object.keys(status.body.outputs.variants), ['thumb']);
+  const product = done.products[0];
+  const main = product['Output Image Urls'].split(',')[0];
+  const thumb = product.Variants.thumb.split(',')[0];
+  assert.match(main, /\.webp$/);
+  assert.match(thumb, /\.webp$/);
+  assert.notEqual(main, thumb);
+  const size = product['Image Sizes'][0];
+  assert.equal(size.variants.thumb.url, thumb);
+  assert.ok(size.variants.thumb.width <= 400 && size.variants.thumb.height <= 400);
+  const media = await call('/media/objects/{name}', 'get', new URL(thumb).pathname, { expect: 200 });
+  assert.equal(media.res.headers.get('content-type'), 'image/webp');
+  const csv = await call('/api/p/requests/{request_id}/output.csv', 'get',
+    `/api/p/requests/${body.request_id}/output.csv`, { expect: 200 });
+  assert.match(csv.body, /^Serial Number,Product Name,Input Image Urls,Output Image Urls,thumb Image Urls\r\n/);
+});
+
 test('retry: 404, 409 while running and with nothing failed, 200 on a finished request with a failed image', async () => {
   await call('/api/p/requests/{request_id}/retry', 'post', '/api/p/requests/00000000-0000-4000-8000-000000000000/retry', { expect: 404 });
   assert.equal((await fetch(`${server.base}/api/p/requests/00000000-0000-4000-8000-000000000000/retry`)).status, 405);

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "eventually.h"
@@ -344,6 +345,56 @@ TEST_F(WorkerPoolTest, AReimportReusesOutputsByValidatorsAndByContent) {
   EXPECT_EQ(std::filesystem::last_write_time(media_ / "objects" /
                                              (request::Sha256Hex(Jpeg()) + "_jpeg-q50.jpg")),
             stored_at);  // not stored again
+}
+
+// A request's plan: its main output and each variant are made and stored under the slot's name
+// (<serial>_<index>[_<variant>].<ext>), with the variants' sizes recorded; with the image cache,
+// by content and settings, and a re-import of the same plan reuses them all (a new plan does not).
+TEST_F(WorkerPoolTest, EachOutputOfThePlanIsMadeStoredAndRecorded) {
+  const std::string plan = "webp-q60-32x0;thumb=jpeg-q70-16x16-p";
+  http_.Respond(kA, 200, Jpeg());
+  Create({kA}, "r1", false, plan);
+  Start();
+  ASSERT_TRUE(AwaitCompleted());
+  request::RequestView view = View();
+  EXPECT_EQ(view.products[0].output_urls.value_or("?"), "http://127.0.0.1:1/media/r1/1_0.webp");
+  ASSERT_EQ(view.products[0].image_sizes.size(), 1u);
+  const auto& variants = view.products[0].image_sizes[0].variants;
+  ASSERT_EQ(variants.size(), 1u);
+  EXPECT_EQ(variants[0].name, "thumb");
+  EXPECT_EQ(variants[0].url, "http://127.0.0.1:1/media/r1/1_0_thumb.jpg");
+  EXPECT_EQ(variants[0].width, 16);  // 64x48 fit inside 16x16
+  EXPECT_EQ(variants[0].height, 12);
+  EXPECT_EQ(variants[0].bytes,
+            static_cast<int64_t>(std::filesystem::file_size(media_ / "r1" / "1_0_thumb.jpg")));
+  std::ifstream in(media_ / "r1" / "1_0.webp", std::ios::binary);
+  std::string riff(12, '\0');
+  in.read(riff.data(), 12);
+  EXPECT_EQ(riff.substr(8, 4), "WEBP");
+  EXPECT_EQ(Stored("r1"), 2u);
+
+  // With the cache: objects named by content and settings, reused whole by the same plan.
+  options_.cache = store_.get();
+  pool_.reset();
+  queue_.reset();
+  Start();
+  Create({kA}, "r2", false, plan);
+  ASSERT_TRUE(AwaitCompleted("r2"));
+  const std::string sha = request::Sha256Hex(Jpeg());
+  EXPECT_EQ(View("r2").products[0].output_urls.value_or("?"),
+            "http://127.0.0.1:1/media/objects/" + sha + "_webp-q60-32x0.webp");
+  EXPECT_EQ(View("r2").products[0].image_sizes[0].variants[0].url,
+            "http://127.0.0.1:1/media/objects/" + sha + "_jpeg-q70-16x16-p.jpg");
+  Create({kA}, "r3", false, plan);
+  ASSERT_TRUE(AwaitCompleted("r3"));
+  EXPECT_EQ(View("r3").images_reused, 1);
+  EXPECT_EQ(View("r3").products[0].image_sizes[0].variants,
+            View("r2").products[0].image_sizes[0].variants);
+  Create({kA}, "r4", false, "webp-q60-32x0");  // another plan: made anew
+  ASSERT_TRUE(AwaitCompleted("r4"));
+  EXPECT_EQ(View("r4").images_reused, 0);
+  EXPECT_TRUE(View("r4").products[0].image_sizes[0].variants.empty());
+  EXPECT_EQ(Stored("objects"), 2u);  // the plans share the main object
 }
 
 // An output deleted from the storage by hand is not reused: the image is made and stored again.

@@ -891,6 +891,59 @@ TEST_P(StoreTest, TheImageCacheRemembersSourcesAndStoresEachContentOnce) {
   EXPECT_EQ(*store_->PurgeCache(NowMillis() + 120'000), 0);
 }
 
+// A request's output plan goes to each of its images' tasks; the variants recorded for an image
+// go to the slots waiting on it (the same URL named twice) and come back in the status; the image
+// cache keeps an output's variants with it.
+TEST_P(StoreTest, TheOutputPlanGoesToTheTasksAndTheVariantsComeBack) {
+  const std::string plan = "webp-q60;thumb=webp-q70-400x400";
+  NewRequest r{"r1",
+               std::nullopt,
+               std::nullopt,
+               "",
+               0,
+               {Row(1, "P", {"http://a/0", "plain", "http://a/0"})}};
+  r.outputs = plan;
+  ASSERT_TRUE(store_->CreateRequest(r).ok());
+  auto tasks = store_->ClaimImages("w", 10, 60'000);
+  ASSERT_EQ(tasks->size(), 1u);  // the second http://a/0 waits for the first
+  EXPECT_EQ((*tasks)[0].outputs, plan);
+  ImageOutcome o = Ok("http://out/0.webp");
+  o.input_bytes = 1000;
+  o.output_bytes = 300;
+  o.variants = {{"thumb", "http://out/0_thumb.webp", 40, 400, 300}};
+  ASSERT_TRUE(*store_->RecordImage((*tasks)[0].image_id, "w", o));
+
+  auto view = store_->GetRequest("r1");
+  ASSERT_TRUE(view.ok());
+  EXPECT_EQ(view->status, RequestStatus::kCompleted);
+  EXPECT_EQ(request::EncodePlan(view->outputs), plan);
+  const auto& sizes = view->products[0].image_sizes;
+  ASSERT_EQ(sizes.size(), 2u);
+  for (const auto& size : sizes) EXPECT_EQ(size.variants, o.variants) << size.index;
+  EXPECT_EQ(sizes[1].index, 2);
+  // A request made without a plan has the seed's.
+  ASSERT_TRUE(
+      store_
+          ->CreateRequest({"r2", std::nullopt, std::nullopt, "", 0, {Row(1, "P", {"http://a/9"})}})
+          .ok());
+  EXPECT_EQ(store_->GetRequest("r2")->outputs, request::OutputPlan{});
+  EXPECT_EQ((*store_->ClaimImages("w", 10, 60'000))[0].outputs, "");
+
+  // The cache: reused with its variants, from the content and from the URL.
+  const Millis since = NowMillis() - 60'000;
+  ASSERT_EQ(store_->ClaimContent("abc", plan, "w1", since, 60'000)->verdict,
+            request::ContentVerdict::kStore);
+  ASSERT_TRUE(store_->StoreContent("abc", plan, "w1", "http://out/abc.webp", 300, o.variants).ok());
+  auto reuse = store_->ClaimContent("abc", plan, "w2", since, 60'000);
+  ASSERT_EQ(reuse->verdict, request::ContentVerdict::kReuse);
+  EXPECT_EQ(reuse->variants, o.variants);
+  ASSERT_TRUE(
+      store_->RememberSource("http://a/0", plan, "abc", std::nullopt, std::nullopt, 1000).ok());
+  auto found = store_->FindSource("http://a/0", plan);
+  ASSERT_TRUE(found.ok() && found->has_value());
+  EXPECT_EQ((*found)->variants, o.variants);
+}
+
 // Many workers (threads here, processes in production) with the same content at once: exactly
 // one is told to store it, the rest wait and then reuse its output.
 TEST_P(StoreTest, OfManyWorkersWithTheSameContentOneStoresIt) {

@@ -484,8 +484,10 @@ Result<request::Presets> ParsePresets(const std::string& text) {
                                           : key == "progressive" ? &fields.progressive
                                                                  : nullptr;
       if (field == nullptr) {
-        return InvalidArgument("preset '" + name + "' has an unknown field '" + key +
-                               "' (format, quality, max_width, max_height, progressive)");
+        std::string message = "preset '" + name + "' has an unknown field '";
+        message += key;
+        message += "' (format, quality, max_width, max_height, progressive)";
+        return InvalidArgument(message);
       }
       // 0 is no bound, as the API shows it; an upload's field leaves it out instead.
       if (value.is_number_integer() && value.get<int64_t>() == 0 && key.rfind("max_", 0) == 0) {

@@ -417,7 +417,9 @@ std::optional<std::string> WithoutWebpMetadata(std::string_view webp) {
     at += 8 + padded;
   }
   if (vp8x) {
-    constexpr unsigned char kIcc = 0x20, kExif = 0x08, kXmp = 0x04;
+    constexpr unsigned char kIcc = 0x20;
+    constexpr unsigned char kExif = 0x08;
+    constexpr unsigned char kXmp = 0x04;
     out[*vp8x] = static_cast<char>(static_cast<unsigned char>(out[*vp8x]) & ~(kIcc | kExif | kXmp));
   }
   PutLe32(out, 4, static_cast<uint32_t>(out.size() - 8));

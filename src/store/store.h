@@ -37,7 +37,7 @@ struct NewRequest {
   // anew, and the result replaces what the cache had.
   bool refresh = false;
   // What its images become (request::EncodePlan; "" for the seed's JPEG at quality 50).
-  std::string outputs = "";
+  std::string outputs{};
 };
 
 class RequestWriter {
@@ -109,7 +109,7 @@ struct ImageTask {
   // When its request asked for refresh: the request's creation time (outputs stored before it are
   // not reused).
   std::optional<Millis> refresh_since;
-  std::string outputs = "";  // its request's output plan (request::EncodePlan)
+  std::string outputs{};  // its request's output plan (request::EncodePlan)
 };
 
 // Who claims images, and how many at most (ImageLeases::ClaimImagesFor).

@@ -6,8 +6,9 @@
 // (the process's CPU time: imgproc's own, node's process.cpuUsage, vipsthumbnail's from wait4),
 // imgproc's ratio to each, and the mean output size.
 //
-//   bench/resize/install.sh   # once: sharp from its lock file (scripts/bench.sh --resize does
-//   both) build/release/bench/imgproc_resize_bench [--rounds 10] [--images 7] [--node node]
+//   tests/web/install-deps.sh bench/resize   # once: sharp from its lock file
+//   build/release/bench/imgproc_resize_bench [--rounds 10] [--images 7] [--node node]
+// (scripts/bench.sh --resize does both.)
 //
 // vipsthumbnail runs once per variant over every image of every round, so its start (loading
 // libvips and its modules) is shared by all of them, as sharp's and imgproc's are.
@@ -133,7 +134,8 @@ std::optional<Measure> Sharp(const fs::path& dir, const Variant& variant, int ro
            imgproc::request::ToString(o.format), std::to_string(o.quality), std::to_string(rounds)},
           {}, &json_path);
   if (!result || result->status != 0) {
-    std::fprintf(stderr, "sharp: %s failed (run bench/resize/install.sh first)\n", script.c_str());
+    std::fprintf(stderr, "sharp: %s failed (run tests/web/install-deps.sh bench/resize first)\n",
+                 script.c_str());
     return std::nullopt;
   }
   std::ifstream in(json_path);

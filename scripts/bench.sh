@@ -31,7 +31,7 @@ python=${PYTHON:-/usr/bin/python3}
 if [ "${1:-}" = "--resize" ]; then
   shift
   scripts/install-deps.sh --bench
-  bench/resize/install.sh
+  tests/web/install-deps.sh bench/resize  # sharp, from its lock file
   cmake --preset release >/dev/null
   cmake --build --preset release --parallel "$(nproc)" --target imgproc_resize_bench
   exec build/release/bench/imgproc_resize_bench "$@"

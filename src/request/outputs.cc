@@ -15,15 +15,10 @@ namespace {
 constexpr int kMaxDimension = 16384;
 constexpr size_t kMaxVariants = 8;
 
-std::optional<int> ParseInt(std::string_view text) {
-  int value = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size() || text.empty()) return std::nullopt;
-  return value;
-}
-
-std::optional<int64_t> ParseInt64(std::string_view text) {
-  int64_t value = 0;
+// The whole of `text` as a decimal T, or nothing.
+template <typename T = int>
+std::optional<T> ParseInt(std::string_view text) {
+  T value = 0;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec != std::errc() || end != text.data() + text.size() || text.empty()) return std::nullopt;
   return value;
@@ -224,7 +219,7 @@ std::vector<VariantOutput> DecodeVariantOutputs(std::string_view text) {
     }
     if (n != 4) continue;
     fields[4] = line;
-    const auto bytes = ParseInt64(fields[1]);
+    const auto bytes = ParseInt<int64_t>(fields[1]);
     const auto width = ParseInt(fields[2]);
     const auto height = ParseInt(fields[3]);
     if (!bytes || !width || !height) continue;

@@ -13,11 +13,11 @@
 // vipsthumbnail runs once per variant over every image of every round, so its start (loading
 // libvips and its modules) is shared by all of them, as sharp's and imgproc's are.
 //
-// The system share of imgproc's JPEG row is jemalloc (imgproc's allocator) zeroing the region
-// buffers that libvips callocs (28-164 KiB) with madvise(MADV_DONTNEED): each one a TLB shootdown
-// to the other core, where libvips' write-behind thread runs, then page faults. On this 2-core VM
-// it was 30 of 65 ms per image; MALLOC_CONF=thp:always (jemalloc then memsets them) made it 1 of
-// 21 ms, against sharp's 19 and vipsthumbnail's 61, while the WebP row went from 30 to 21 ms.
+// imgproc's allocator settings (src/app/allocator.cc) are linked in, as in the service. Without
+// them jemalloc zeroed the region buffers that libvips callocs (28-164 KiB) with
+// madvise(MADV_DONTNEED): each one a TLB shootdown to the other core, then page faults. On this
+// 2-core VM that was 15-30 of 49-65 ms per image in the JPEG row; with them the row took 22-25 ms,
+// against sharp's 22-24.
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -248,8 +248,9 @@ int main(int argc, char** argv) {
   const char* malloc_conf = std::getenv("MALLOC_CONF");
   std::printf(
       "%zu JPEGs of 1732x1155 (mean %.0f KiB), %d rounds, one image at a time, one "
-      "thread; CPU ms per image; imgproc with jemalloc, MALLOC_CONF=%s\n",
-      images.size(), input_bytes / 1024, rounds, malloc_conf != nullptr ? malloc_conf : "");
+      "thread; CPU ms per image; imgproc with its allocator settings%s%s\n",
+      images.size(), input_bytes / 1024, rounds, malloc_conf != nullptr ? ", MALLOC_CONF=" : "",
+      malloc_conf != nullptr ? malloc_conf : "");
   std::printf("%-21s %-32s %8s %8s %9s %13s\n", "variant", "tool", "CPU ms", "of it sys", "out KiB",
               "imgproc/tool");
   int status = 0;

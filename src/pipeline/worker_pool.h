@@ -38,7 +38,7 @@ struct PipelineOptions {
   // 0: one per core (config::Finalize resolves it; a pool given 0 runs one).
   int cpu_threads = 0;
   // Pixels of the images between the start of their download and the end of their compression.
-  uint64_t pixel_budget = 100'000'000;
+  uint64_t pixel_budget = 80'000'000;
   // Bytes of download bodies held in memory at once, from their download to the end of their
   // compression (net::DownloadBudget: the oldest download may go over it by up to one body).
   uint64_t download_budget_bytes = 256 * 1024 * 1024;

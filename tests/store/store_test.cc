@@ -604,6 +604,27 @@ TEST_P(StoreTest, ReadsDoNotWaitForAWriteUnderWay) {
   EXPECT_TRUE(read.get());
 }
 
+// PostgreSQL statements are prepared once per connection (store/postgres_store.cc). When another
+// process changes a table so that a prepared statement's result changes type, PostgreSQL refuses
+// to run it: the read that meets it fails as transient, and the next one runs on a new connection
+// that prepares it afresh, instead of every later read on that connection failing.
+TEST_P(StoreTest, AStatementPreparedBeforeASchemaChangeIsPreparedAgain) {
+  if (GetParam() != "postgresql") GTEST_SKIP() << "PostgreSQL's prepared statements";
+  ASSERT_TRUE(
+      store_->CreateRequest({"r", std::nullopt, std::nullopt, "", 0, {Row(7, "P", {"x"})}}).ok());
+  ASSERT_TRUE(store_->GetRequest("r").ok());  // prepares the statements that read a request
+  ASSERT_EQ(
+      testing::ExecSql(url_, "ALTER TABLE product_entries ALTER COLUMN serial_no TYPE numeric"),
+      "");
+  auto met = store_->GetRequest("r");
+  ASSERT_FALSE(met.ok());
+  EXPECT_EQ(met.status().code(), StatusCode::kTransient) << met.status().message();
+  auto again = store_->GetRequest("r");
+  ASSERT_TRUE(again.ok()) << again.status().message();
+  ASSERT_EQ(again->products.size(), 1u);
+  EXPECT_EQ(again->products[0].serial_no, 7);
+}
+
 // Finding 3 of issue 19: /readyz and /metrics counted the images under the store's one lock, so
 // with a large queue they waited behind the workers (and COUNT(*) took seconds at 15 M images).
 // The depth now comes from the unfinished requests' counters, read beside the writes (see

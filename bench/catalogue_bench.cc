@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "fixture_server.h"
+#include "floor_server.h"
 #include "pg_statements.h"
 #include "pipeline/image_codec.h"
 #include "process_client.h"
@@ -152,12 +153,14 @@ bool RunMode(const std::string& name, ImgprocProcess& api, const std::vector<Img
   // The status a page at a time (as the web page reads it): 100 products at offsets across the
   // finished request, one after another on one kept-alive connection. Then the same for the
   // request's counts alone (?limit=0) and pages of one product, which split a page's time into
-  // what every read pays and what its 100 products add.
-  httplib::Client client("127.0.0.1", api.port());
-  client.set_keep_alive(true);
-  client.set_read_timeout(30, 0);
+  // what every read pays and what its 100 products add; and a floor server (floor_server.h)
+  // sending one of those pages' bytes back, read the same way: this machine's part of the time.
   bool pages_ok = true;
-  const auto time_reads = [&](const char* what, const std::function<std::string(int)>& query) {
+  const auto time_reads = [&](int port, const char* what,
+                              const std::function<std::string(int)>& query) {
+    httplib::Client client("127.0.0.1", port);
+    client.set_keep_alive(true);
+    client.set_read_timeout(30, 0);
     std::vector<double> ms;
     for (int i = 0; i < 200; ++i) {
       const auto t = Clock::now();
@@ -166,13 +169,26 @@ bool RunMode(const std::string& name, ImgprocProcess& api, const std::vector<Img
       pages_ok &= page && page->status == 200;
     }
     std::sort(ms.begin(), ms.end());
-    std::printf("status %s (200 reads): median %.2f ms, p99 %.2f ms%s\n", what, ms[ms.size() / 2],
+    std::printf("%s (200 reads): median %.2f ms, p99 %.2f ms%s\n", what, ms[ms.size() / 2],
                 ms[ms.size() * 99 / 100], pages_ok ? "" : "  FAILED");
+    return ms[ms.size() * 99 / 100];
   };
   const auto offset = [&](int i) { return std::to_string((i * 7919) % rows / 100 * 100); };
-  time_reads("pages of 100 products", [&](int i) { return "?offset=" + offset(i) + "&limit=100"; });
-  time_reads("counts only (?limit=0)", [](int) { return std::string("?limit=0"); });
-  time_reads("pages of 1 product", [&](int i) { return "?offset=" + offset(i) + "&limit=1"; });
+  const double p99 = time_reads(api.port(), "status pages of 100 products",
+                                [&](int i) { return "?offset=" + offset(i) + "&limit=100"; });
+  time_reads(api.port(), "status counts only (?limit=0)",
+             [](int) { return std::string("?limit=0"); });
+  time_reads(api.port(), "status pages of 1 product",
+             [&](int i) { return "?offset=" + offset(i) + "&limit=1"; });
+  auto page = imgproc::bench::FetchRawResponse(
+      api.port(), "/status/" + id + "/?offset=" + offset(1) + "&limit=100", "");
+  imgproc::bench::FloorServer floor(page.value_or(""));
+  pages_ok &= page.has_value() && floor.Start();
+  if (pages_ok) {
+    const double floor_p99 = time_reads(floor.port(), "floor: one page's bytes, sent back",
+                                        [](int) { return std::string(); });
+    std::printf("status page p99: x%.2f of the floor's\n", p99 / floor_p99);
+  }
   return done && alone > 0 && beside > 0 && pages_ok;
 }
 

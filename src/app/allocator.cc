@@ -8,7 +8,7 @@
 // again: 7,625 faults per 12 MP image, 245 per 2 MP image. With thp:always they are 34-109 and
 // 10-23, and on this 2-core VM (scripts/bench.sh, A/B in one session) the codec loop took 11 ms
 // instead of 17.6 per 2 MP image and 90 instead of 217 per 12 MP image, imgproc's 2 MP run went
-// from 84 to 125-139 images/s, and the resize bench's JPEG row from 49 to 24 ms.
+// from 84 to 110-139 images/s, and the resize bench's JPEG row from 49 to 22-25 ms.
 //
 // narenas:2 (jemalloc's default is 4 per core, 8 here). Huge pages keep more memory resident per
 // arena: with 8 arenas the 200 x 12 MP request peaked at 307-311 MiB, over the 300 MB bound; with

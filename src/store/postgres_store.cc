@@ -224,8 +224,9 @@ class PostgresStore;
 // products took 3.2 ms at the median before and 1.8 ms after, and a 50,000-image request went
 // from 258 to 499 images/s (docs/deploy.md).
 struct Connection {
-  // Statements with more parameters than this are the multi-row INSERTs, whose text changes
-  // with their row count: they are run unprepared rather than filling the map.
+  // The multi-row INSERTs of an upload (7 parameters a row) change their text with their row
+  // count: up to 14 rows they are prepared (at most 28 texts), and larger ones are run unprepared
+  // rather than filling the map.
   static constexpr int kMaxPreparedParams = 100;
   // A bound on the statements kept per connection, whatever the texts.
   static constexpr size_t kMaxPrepared = 200;

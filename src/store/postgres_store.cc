@@ -259,9 +259,8 @@ class Session {
     const int n = static_cast<int>(values.size());
     PgResult r;
     auto it = conn_->prepared.find(text);
-    if (it == conn_->prepared.end() && n <= Connection::kMaxPreparedParams &&
-        conn_->prepared.size() < Connection::kMaxPrepared) {
-      std::string name = "imgproc_" + std::to_string(conn_->prepared.size());
+    if (it == conn_->prepared.end() && Preparable(n)) {
+      std::string name = NameOfNext();
       r.reset(PQprepare(conn_->pg, name.c_str(), text.c_str(), n, nullptr));
       if (r && PQresultStatus(r.get()) == PGRES_COMMAND_OK) {
         it = conn_->prepared.emplace(text, std::move(name)).first;
@@ -273,27 +272,116 @@ class Session {
       r.reset(
           PQexecParams(conn_->pg, text.c_str(), n, nullptr, values.data(), nullptr, nullptr, 0));
     }
-    const ExecStatusType st = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
-    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) return r;
-    const char* sqlstate = r ? PQresultErrorField(r.get(), PG_DIAG_SQLSTATE) : nullptr;
-    std::string message = PQerrorMessage(conn_->pg);
+    if (Status s = Check(r.get(), it != conn_->prepared.end(), text); !s.ok()) return s;
+    return r;
+  }
+
+  // Runs `statements` in order in one round trip (libpq's pipeline mode), each prepared on this
+  // connection the first time as Exec does: their results in order, or the first failure (the
+  // server skips the statements after it). For reads of several statements in one transaction,
+  // BEGIN and COMMIT included: a status page of 100 products was six round trips.
+  struct Statement {
+    std::string_view sql;
+    Params params;
+  };
+  Result<std::vector<PgResult>> ExecPipeline(const std::vector<Statement>& statements) {
+    PGconn* pg = conn_->pg;
+    if (PQenterPipelineMode(pg) != 1) return Check(nullptr, false, "pipeline");
+    // What each result that comes back answers: a statement's preparation (then its name) or
+    // its run.
+    struct Sent {
+      size_t statement;
+      std::string preparing;
+    };
+    std::vector<Sent> sent;
+    std::unordered_map<std::string, std::string> preparing;  // text -> name, in this pipeline
+    bool queued = true;
+    for (size_t k = 0; k < statements.size() && queued; ++k) {
+      const std::string text(statements[k].sql);
+      const auto values = statements[k].params.Pointers();
+      const int n = static_cast<int>(values.size());
+      std::string name;
+      if (auto it = conn_->prepared.find(text); it != conn_->prepared.end()) {
+        name = it->second;
+      } else if (auto p = preparing.find(text); p != preparing.end()) {
+        name = p->second;
+      } else if (Preparable(n, preparing.size())) {
+        name = NameOfNext(preparing.size());
+        preparing.emplace(text, name);
+        queued = PQsendPrepare(pg, name.c_str(), text.c_str(), n, nullptr) == 1;
+        sent.push_back({k, name});
+      }
+      queued =
+          queued &&
+          (name.empty()
+               ? PQsendQueryParams(pg, text.c_str(), n, nullptr, values.data(), nullptr, nullptr, 0)
+               : PQsendQueryPrepared(pg, name.c_str(), n, values.data(), nullptr, nullptr, 0)) == 1;
+      sent.push_back({k, ""});
+    }
+    queued = queued && PQpipelineSync(pg) == 1;
+
+    // Each sent command's result, then a null; after them all the sync point's result.
+    std::vector<PgResult> results(statements.size());
+    Status failure = queued ? Status::Ok() : Check(nullptr, false, "pipeline");
+    for (size_t k = 0; k < sent.size() && queued; ++k) {
+      PgResult r(PQgetResult(pg));
+      if (r == nullptr) break;  // the connection is gone: checked below
+      while (PGresult* more = PQgetResult(pg)) PQclear(more);
+      if (!failure.ok()) continue;  // PGRES_PIPELINE_ABORTED
+      const std::string text(statements[sent[k].statement].sql);
+      failure = Check(r.get(), !sent[k].preparing.empty() || conn_->prepared.count(text) > 0, text);
+      if (!failure.ok()) continue;
+      if (!sent[k].preparing.empty()) {
+        conn_->prepared.emplace(text, sent[k].preparing);
+      } else {
+        results[sent[k].statement] = std::move(r);
+      }
+    }
+    PgResult sync(queued ? PQgetResult(pg) : nullptr);
+    if (!sync || PQresultStatus(sync.get()) != PGRES_PIPELINE_SYNC || PQexitPipelineMode(pg) != 1) {
+      // Out of step with the server: the pool closes the connection instead of taking it back.
+      conn_->stale = true;
+      if (failure.ok()) failure = Check(nullptr, false, "pipeline");
+    }
+    if (!failure.ok()) return failure;
+    return results;
+  }
+
+ private:
+  // Whether a statement of `params` parameters is prepared, `pending` others being prepared too.
+  bool Preparable(int params, size_t pending = 0) const {
+    return params <= Connection::kMaxPreparedParams &&
+           conn_->prepared.size() + pending < Connection::kMaxPrepared;
+  }
+  std::string NameOfNext(size_t pending = 0) const {
+    return "imgproc_" + std::to_string(conn_->prepared.size() + pending);
+  }
+
+  // Ok if `r` succeeded (TUPLES_OK or COMMAND_OK); otherwise its error (`r` null: the
+  // connection's), transient when the operation is worth trying again. `prepared`: `text` ran as
+  // a prepared statement.
+  Status Check(const PGresult* r, bool prepared, std::string_view text) {
+    const ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) return Status::Ok();
+    const char* sqlstate = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+    std::string message =
+        r && *PQresultErrorMessage(r) ? PQresultErrorMessage(r) : PQerrorMessage(conn_->pg);
     while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) {
       message.pop_back();
     }
     message = "postgresql: " + message;
     // "cached plan must not change result type": the operation is tried again on a new
     // connection, which prepares the statement afresh.
-    if (sqlstate && std::string_view(sqlstate) == "0A000" && it != conn_->prepared.end()) {
+    if (sqlstate && std::string_view(sqlstate) == "0A000" && prepared) {
       conn_->stale = true;
       return Transient(message);
     }
     if (PQstatus(conn_->pg) != CONNECTION_OK || (sqlstate && IsTransientSqlState(sqlstate))) {
       return Transient(message);
     }
-    return Internal(message + " in: " + text.substr(0, 60));
+    return Internal(message + " in: " + std::string(text.substr(0, 60)));
   }
 
- private:
   PostgresStore* store_;
   std::unique_ptr<Connection> conn_;
 };
@@ -534,53 +622,46 @@ class PostgresStore final : public Store {
                                               const request::ProductRange& range) override {
     auto session = Borrow();
     if (!session.ok()) return session.status();
-    // One consistent snapshot for the request, its products and its images.
-    Transaction tx(*session, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
-    if (!tx.ok()) return tx.status();
-    auto q = session->Exec(
-        "SELECT status, created_at, webhook_url, images_total, images_done, images_failed, "
-        "webhook_state, webhook_attempts, webhook_last_status, owner, images_reused, "
-        "retry_round, outputs FROM requests WHERE request_id = $1",
-        Params().Add(request_id));
-    if (!q.ok()) return q.status();
-    if (PQntuples(q->get()) == 0) return NotFound("Request ID not found");
-    Row r(q->get(), 0);
-    request::RequestView view = RequestViewOfRow(request_id, r);
+    // One consistent snapshot for the request, its products and its images, read in one round
+    // trip: no statement needs another's answer.
+    const bool counted = range.offset > 0 || range.limit.has_value();
+    std::vector<Session::Statement> reads;
+    reads.push_back({"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", {}});
+    reads.push_back(
+        {"SELECT status, created_at, webhook_url, images_total, images_done, "
+         "images_failed, webhook_state, webhook_attempts, webhook_last_status, owner, "
+         "images_reused, retry_round, outputs FROM requests WHERE request_id = $1",
+         Params().Add(request_id)});
+    reads.push_back({kProductPage, Params().Add(request_id).Add(range.offset).Add(LimitOf(range))});
+    reads.push_back(
+        {kShownImages, Params().Add(request_id).Add(range.offset).Add(LastPosition(range))});
+    if (counted) reads.push_back({kProductCount, Params().Add(request_id)});
+    reads.push_back({"COMMIT", {}});
+    auto read = session->ExecPipeline(reads);
+    if (!read.ok()) return read.status();
+    const PGresult* q = (*read)[1].get();
+    const PGresult* p = (*read)[2].get();
+    const PGresult* images = (*read)[3].get();
+    if (PQntuples(q) == 0) return NotFound("Request ID not found");
+    request::RequestView view = RequestViewOfRow(request_id, Row(q, 0));
 
-    auto p =
-        session->Exec(kProductPage, Params().Add(request_id).Add(range.offset).Add(LimitOf(range)));
-    if (!p.ok()) return p.status();
     std::vector<int64_t> product_ids;
-    for (int i = 0; i < PQntuples(p->get()); ++i) {
-      Row row(p->get(), i);
+    for (int i = 0; i < PQntuples(p); ++i) {
+      Row row(p, i);
       product_ids.push_back(row.Int(0));
       view.products.push_back({row.Int(1), row.Text(2), row.Text(3), row.OptText(4), {}, {}, {}});
     }
-
-    view.products_total = static_cast<int64_t>(view.products.size());
-    if (range.offset > 0 || range.limit) {
-      auto count = session->Exec(kProductCount, Params().Add(request_id));
-      if (!count.ok()) return count.status();
-      view.products_total = Row(count->get(), 0).Int(0);
-    }
-    if (product_ids.empty()) {
-      if (Status s = tx.Commit(); !s.ok()) return s;
-      return view;
-    }
-
-    auto images = session->Exec(
-        kShownImages, Params().Add(request_id).Add(product_ids.front()).Add(product_ids.back()));
-    if (!images.ok()) return images.status();
+    view.products_total =
+        counted ? Row((*read)[4].get(), 0).Int(0) : static_cast<int64_t>(view.products.size());
     std::vector<request::ImageRow> rows;
-    for (int i = 0; i < PQntuples(images->get()); ++i) {
-      Row row(images->get(), i);
+    for (int i = 0; i < PQntuples(images); ++i) {
+      Row row(images, i);
       rows.push_back({row.Int(0), static_cast<int>(row.Int(1)), row.Text(2),
                       request::ParseImageState(row.Text(3)), row.OptText(4),
                       static_cast<int>(row.Int(5)), row.OptInt(6), row.OptInt(7),
                       row.Text(8) == "t", row.OptText(9)});
     }
     request::AttachImages(product_ids, rows, view.products);
-    if (Status s = tx.Commit(); !s.ok()) return s;
     return view;
   }
 
@@ -1178,7 +1259,8 @@ class PostgresStore final : public Store {
   // instead.
   void Give(std::unique_ptr<Connection> conn) EXCLUDES(mu_) {
     const bool healthy = conn && !conn->stale && PQstatus(conn->pg) == CONNECTION_OK &&
-                         PQtransactionStatus(conn->pg) == PQTRANS_IDLE;
+                         PQtransactionStatus(conn->pg) == PQTRANS_IDLE &&
+                         PQpipelineStatus(conn->pg) == PQ_PIPELINE_OFF;
     if (conn && !healthy) PQfinish(conn->pg);
     {
       MutexLock lock(&mu_);

@@ -9,6 +9,8 @@
 #ifndef IMGPROC_STORE_REQUEST_ROW_H_
 #define IMGPROC_STORE_REQUEST_ROW_H_
 
+#include <algorithm>
+#include <cstdint>
 #include <limits>
 #include <optional>
 #include <string>
@@ -57,21 +59,35 @@ inline constexpr std::string_view kProductPage =
 inline constexpr std::string_view kProductCount =
     "SELECT coalesce(max(position) + 1, 0) FROM product_entries WHERE request_id = $1";
 
-// $1 request_id, $2 and $3 the first and last product id of a page (a request's products have
-// ids ascending in file order): the images the status shows more of, failed or waiting to be
-// retried (an error), and done with their sizes; for request::AttachImages. Read by product
-// (images_product): "|| ''" keeps SQLite, which has no statistics, from reading every image of
-// the request by images_request and sorting them (a page of 100 of 10,000 x 5 took 33 ms).
+// $1 request_id, $2 and $3 the first and last position of a page (LastPosition): the images the
+// status shows more of, failed or waiting to be retried (an error), and done with their sizes;
+// for request::AttachImages. A request's products have ids ascending in file order, so the page's
+// images are those between its first and last product's ids, read by product (images_product):
+// the bounds come from the statement itself, so that it needs nothing from the page's products
+// and can be sent with them (PostgreSQL's pipeline). "|| ''" keeps SQLite, which has no
+// statistics, from reading every image of the request by images_request and sorting them (a page
+// of 100 of 10,000 x 5 took 33 ms).
 inline constexpr std::string_view kShownImages =
     "SELECT product_id, idx, url, state, error, attempts, input_bytes, output_bytes, reused, "
     "variants "
-    "FROM images WHERE request_id || '' = $1 AND product_id BETWEEN $2 AND $3 AND "
-    "((error IS NOT NULL AND state <> 'done') OR (state = 'done' AND input_bytes IS NOT NULL)) "
+    "FROM images WHERE request_id || '' = $1 AND product_id BETWEEN "
+    "(SELECT id FROM product_entries WHERE request_id = $1 AND position >= $2 "
+    "ORDER BY position LIMIT 1) AND "
+    "(SELECT id FROM product_entries WHERE request_id = $1 AND position <= $3 "
+    "ORDER BY position DESC LIMIT 1) "
+    "AND ((error IS NOT NULL AND state <> 'done') OR (state = 'done' AND input_bytes IS NOT NULL)) "
     "ORDER BY product_id, idx";
 
 // The limit that reads every product of a range without one.
 inline int64_t LimitOf(const request::ProductRange& range) {
   return range.limit.value_or(std::numeric_limits<int64_t>::max());
+}
+
+// The position of a range's last product (before its offset when its limit is 0), however far
+// its limit reaches: positions are INTEGER columns.
+inline int64_t LastPosition(const request::ProductRange& range) {
+  constexpr int64_t kMax = std::numeric_limits<int32_t>::max();
+  return std::min(kMax, range.offset + std::min(kMax, LimitOf(range)) - 1);
 }
 
 // What the image cache knows of a URL ($1) in a variant ($2), with its content's stored output.

@@ -373,7 +373,7 @@ class Reads {
     if (product_ids.empty()) return view;
 
     Stmt i(statements, std::string(kShownImages));
-    i.Bind(1, request_id).Bind(2, product_ids.front()).Bind(3, product_ids.back());
+    i.Bind(1, request_id).Bind(2, range.offset).Bind(3, LastPosition(range));
     std::vector<request::ImageRow> rows;
     while (i.Step()) {
       rows.push_back({i.Int(0), static_cast<int>(i.Int(1)), i.Text(2),

@@ -274,9 +274,17 @@ TEST_P(StoreTest, APageOfProductsComesWithItsImagesAndTheTotal) {
   auto past = store_->GetRequestPage("r1", {10, std::nullopt});
   EXPECT_TRUE(past->products.empty());
   EXPECT_EQ(past->products_total, 4);
+  auto counts = store_->GetRequestPage("r1", {1, 0});
+  EXPECT_TRUE(counts->products.empty());
+  EXPECT_EQ(counts->products_total, 4);
+  auto last = store_->GetRequestPage("r1", {3, 1'000'000'000});
+  ASSERT_EQ(last->products.size(), 1u);
+  ASSERT_EQ(last->products[0].image_errors.size(), 1u);
+  EXPECT_EQ(last->products[0].image_errors[0].error, "failed http://a/4");
   auto whole = store_->GetRequest("r1");
-  EXPECT_EQ(whole->products.size(), 4u);
+  ASSERT_EQ(whole->products.size(), 4u);
   EXPECT_EQ(whole->products_total, 4);
+  for (const auto& product : whole->products) EXPECT_EQ(product.image_errors.size(), 1u);
 }
 
 TEST_P(StoreTest, ClaimsMadeTogetherTakeTheirShareInTurn) {

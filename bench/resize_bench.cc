@@ -4,10 +4,10 @@
 // for the variants a request's presets ask for: fit inside 800x800 as JPEG q80, and inside
 // 400x400 as WebP q70 (never enlarged, auto-rotated, metadata stripped). Prints CPU ms per image
 // (the process's CPU time: imgproc's own, node's process.cpuUsage, vipsthumbnail's from wait4),
-// imgproc's ratio to each, and the mean output size.
+// imgproc's ratio to each, and the mean output size: medians of --repeats runs of each tool.
 //
 //   tests/web/install-deps.sh bench/resize   # once: sharp from its lock file
-//   build/release/bench/imgproc_resize_bench [--rounds 10] [--images 7] [--node node]
+//   build/release/bench/imgproc_resize_bench [--rounds 10] [--repeats 3] [--images 7]
 // (scripts/bench.sh --resize does both.)
 //
 // vipsthumbnail runs once per variant over every image of every round, so its start (loading
@@ -24,11 +24,13 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -57,6 +59,12 @@ struct Measure {
   double mean_bytes = 0;
   std::string note;  // what ran, or why not
 };
+
+std::string Format(const char* format, double a, double b, double c) {
+  char text[64];
+  std::snprintf(text, sizeof text, format, a, b, c);
+  return text;
+}
 
 double Seconds(const timeval& t) {
   return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) * 1e-6;
@@ -211,8 +219,12 @@ int main(int argc, char** argv) {
   std::string script = IMGPROC_RESIZE_SCRIPT;
   std::string vipsthumbnail = "vipsthumbnail";
   std::string keep;
+  int repeats = 3;
   bool imgproc_only = false;
   app.add_option("--rounds", rounds, "measured passes over the images")->capture_default_str();
+  app.add_option("--repeats", repeats, "runs of each tool per variant, in turn (medians shown)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 15));
   app.add_option("--images", count, "distinct 1732x1155 JPEGs")->capture_default_str();
   app.add_option("--node", node, "node binary")->capture_default_str();
   app.add_option("--sharp-script", script, "bench/resize/resize.mjs")->capture_default_str();
@@ -248,28 +260,57 @@ int main(int argc, char** argv) {
   const char* malloc_conf = std::getenv("MALLOC_CONF");
   std::printf(
       "%zu JPEGs of 1732x1155 (mean %.0f KiB), %d rounds, one image at a time, one "
-      "thread; CPU ms per image; imgproc with its allocator settings%s%s\n",
-      images.size(), input_bytes / 1024, rounds, malloc_conf != nullptr ? ", MALLOC_CONF=" : "",
-      malloc_conf != nullptr ? malloc_conf : "");
-  std::printf("%-21s %-32s %8s %8s %9s %13s\n", "variant", "tool", "CPU ms", "of it sys", "out KiB",
+      "thread; CPU ms per image, median of %d runs in turn; imgproc with its allocator "
+      "settings%s%s\n",
+      images.size(), input_bytes / 1024, rounds, repeats,
+      malloc_conf != nullptr ? ", MALLOC_CONF=" : "", malloc_conf != nullptr ? malloc_conf : "");
+  std::printf("%-21s %-32s %8s %8s %9s %20s\n", "variant", "tool", "CPU ms", "of it sys", "out KiB",
               "imgproc/tool");
+  // Each tool runs `repeats` times per variant, in turn and in a rotated order each time, so a
+  // drift of this VM's speed (10-20% between runs minutes apart) falls on every tool alike; the
+  // table shows each tool's median and the median of the ratios of the same turn.
   int status = 0;
   for (const Variant& variant : variants) {
-    const std::optional<Measure> own = Imgproc(images, variant, rounds);
-    if (!own) return 1;
-    std::printf("%-21s %-32s %8.2f %8.2f %9.1f %13s\n", variant.name, "imgproc Encode", own->cpu_ms,
-                own->sys_ms, own->mean_bytes / 1024, "");
-    if (imgproc_only) continue;
-    const std::optional<Measure> others[] = {
-        Sharp(dir, variant, rounds, node, script),
-        Vipsthumbnail(dir, files, variant, rounds, vipsthumbnail)};
-    for (const std::optional<Measure>& other : others) {
-      if (!other) {
+    const std::function<std::optional<Measure>()> tools[] = {
+        [&] { return Imgproc(images, variant, rounds); },
+        [&] { return Sharp(dir, variant, rounds, node, script); },
+        [&] { return Vipsthumbnail(dir, files, variant, rounds, vipsthumbnail); },
+    };
+    const int tool_count = imgproc_only ? 1 : static_cast<int>(std::size(tools));
+    std::vector<std::vector<Measure>> turns(tool_count);  // per tool, per repeat
+    std::vector<bool> failed(tool_count, false);          // a tool that failed is run no more
+    for (int repeat = 0; repeat < repeats; ++repeat) {
+      for (int k = 0; k < tool_count; ++k) {
+        const int tool = (k + repeat) % tool_count;
+        if (failed[tool]) continue;
+        std::optional<Measure> measure = tools[tool]();
+        failed[tool] = !measure.has_value();
+        if (measure) turns[tool].push_back(std::move(*measure));
+      }
+    }
+    if (failed[0]) return 1;
+    const auto median = [](std::vector<double> values) {
+      std::sort(values.begin(), values.end());
+      return values[values.size() / 2];
+    };
+    for (int tool = 0; tool < tool_count; ++tool) {
+      if (failed[tool]) {
         status = 1;
         continue;
       }
-      std::printf("%-21s %-32s %8.2f %8.2f %9.1f %13.2f\n", "", other->note.c_str(), other->cpu_ms,
-                  other->sys_ms, other->mean_bytes / 1024, own->cpu_ms / other->cpu_ms);
+      std::vector<double> cpu, sys, ratios;
+      for (int repeat = 0; repeat < repeats; ++repeat) {
+        cpu.push_back(turns[tool][repeat].cpu_ms);
+        sys.push_back(turns[tool][repeat].sys_ms);
+        ratios.push_back(turns[0][repeat].cpu_ms / turns[tool][repeat].cpu_ms);
+      }
+      const auto [low, high] = std::minmax_element(ratios.begin(), ratios.end());
+      const std::string name = tool == 0 ? "imgproc Encode" : turns[tool][0].note;
+      const std::string ratio =
+          tool == 0 ? "" : Format("%.2f (%.2f-%.2f)", median(ratios), *low, *high);
+      std::printf("%-21s %-32s %8.2f %8.2f %9.1f %20s\n", tool == 0 ? variant.name : "",
+                  name.c_str(), median(cpu), median(sys), turns[tool][0].mean_bytes / 1024,
+                  ratio.c_str());
     }
   }
   std::error_code ignored;

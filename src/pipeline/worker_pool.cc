@@ -84,9 +84,24 @@ request::ImageOutcome WorkerPool::Failure(const store::ImageTask& task, bool tra
 }
 
 bool WorkerPool::LeaseLost(const store::ImageTask& task, const std::string& owner) {
-  // A store error is not a verdict: go on, and let the record of the outcome decide.
-  auto held = store_.HoldsLease(task.image_id, owner);
-  return held.ok() && !*held;
+  MutexLock lock(&lease_check_mu_);
+  if (!lease_checked_at_ || clock_.Now() - *lease_checked_at_ >= kLeaseCheckAge) {
+    std::vector<std::pair<int64_t, std::string>> leases;
+    {
+      MutexLock held_lock(&held_mu_);
+      leases.assign(held_.begin(), held_.end());
+    }
+    leases.erase(std::unique(leases.begin(), leases.end()), leases.end());
+    // A store error is not a verdict: go on, and let the record of the outcome decide.
+    auto held = store_.HoldLeases(leases);
+    if (!held.ok()) return false;
+    leases_lost_.clear();
+    for (size_t i = 0; i < leases.size(); ++i) {
+      if (!(*held)[i]) leases_lost_.insert(leases[i]);
+    }
+    lease_checked_at_ = clock_.Now();
+  }
+  return leases_lost_.contains({task.image_id, owner});
 }
 
 request::ImageOutcome WorkerPool::Process(const store::ImageTask& task, const std::string& owner) {
@@ -406,7 +421,7 @@ void WorkerPool::Heartbeat() {
     std::vector<int64_t> held;
     {
       MutexLock held_lock(&held_mu_);
-      held.assign(held_.begin(), held_.end());
+      for (const auto& lease : held_) held.push_back(lease.first);
     }
     if (!held.empty()) {
       auto extended = store_.ExtendLeases(process_ + "/", held, options_.lease.count());
@@ -461,7 +476,7 @@ void WorkerPool::Run(const std::string& owner) {
     backoff = std::chrono::milliseconds(0);
     {
       MutexLock lock(&held_mu_);
-      for (const auto& task : *tasks) held_.insert(task.image_id);
+      for (const auto& task : *tasks) held_.insert({task.image_id, owner});
     }
     for (const auto& task : *tasks) {
       const logging::ScopedRequestId log_scope(task.request_id);
@@ -482,7 +497,7 @@ void WorkerPool::Run(const std::string& owner) {
       const bool recorded = Record(task, owner, outcome);
       {
         MutexLock lock(&held_mu_);
-        held_.erase(held_.find(task.image_id));
+        held_.erase(held_.find({task.image_id, owner}));
       }
       if (recorded && options_.metrics != nullptr) {
         if (outcome.ok) {

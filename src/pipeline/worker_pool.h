@@ -13,9 +13,11 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "common/batcher.h"
@@ -85,12 +87,22 @@ class WorkerPool {
   // The same with the options' shutdown_grace.
   void Stop() EXCLUDES(mu_) { Stop(options_.shutdown_grace); }
 
+  // A worker asks before compressing and before storing whether its image's lease was lost (a
+  // cancel drops it), and the answer comes from a read of all the pool's leases in flight at most
+  // this old, instead of one read per image and stage (two statements per image, a fifth of a
+  // whole catalogue's on PostgreSQL). So a cancel stops an image at the first stage that begins
+  // this long after it; what the image does meanwhile is not recorded (a result is taken from
+  // the lease's holder only).
+  static constexpr std::chrono::milliseconds kLeaseCheckAge{100};
+
  private:
   void Run(const std::string& owner) EXCLUDES(mu_);
   // Works one image leased to `owner` and says what to record: its output URL, a final error,
   // or a retry time. Stops before a stage once the lease is lost (a cancel drops it).
   request::ImageOutcome Process(const store::ImageTask& task, const std::string& owner);
-  bool LeaseLost(const store::ImageTask& task, const std::string& owner);
+  // Whether the lease of `task` is lost, as a read at most kLeaseCheckAge old says.
+  bool LeaseLost(const store::ImageTask& task, const std::string& owner)
+      EXCLUDES(lease_check_mu_, held_mu_);
   // What the image cache says `owner` does with content `sha256` made with the plan `key`
   // (request::DecideContent): reuse an output the storage still holds, or store it; waits while
   // another worker stores it.
@@ -127,8 +139,12 @@ class WorkerPool {
   bool stop_ GUARDED_BY(mu_) = false;
   int running_ GUARDED_BY(mu_) = 0;  // threads still in Run()
   Mutex held_mu_;
-  // The images taken and not yet recorded: the leases to extend.
-  std::multiset<int64_t> held_ GUARDED_BY(held_mu_);
+  // The images taken and not yet recorded, with their owners: the leases to extend and check.
+  std::multiset<std::pair<int64_t, std::string>> held_ GUARDED_BY(held_mu_);
+  // The last read of the leases in flight (LeaseLost): when, and those found lost.
+  Mutex lease_check_mu_;
+  std::optional<Clock::TimePoint> lease_checked_at_ GUARDED_BY(lease_check_mu_);
+  std::set<std::pair<int64_t, std::string>> leases_lost_ GUARDED_BY(lease_check_mu_);
   // The outcomes of the workers recording at the same time, in one store transaction. One
   // transaction per image was a third of a re-import's CPU (perf, 400 images answered 304).
   Batcher<store::ImageResult, bool> records_;

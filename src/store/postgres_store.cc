@@ -329,7 +329,7 @@ class Session {
       while (PGresult* more = PQgetResult(pg)) PQclear(more);
       if (!failure.ok()) continue;  // PGRES_PIPELINE_ABORTED
       const std::string text(statements[sent[k].statement].sql);
-      failure = Check(r.get(), !sent[k].preparing.empty() || conn_->prepared.count(text) > 0, text);
+      failure = Check(r.get(), !sent[k].preparing.empty() || conn_->prepared.contains(text), text);
       if (!failure.ok()) continue;
       if (!sent[k].preparing.empty()) {
         conn_->prepared.emplace(text, sent[k].preparing);
@@ -1029,14 +1029,27 @@ class PostgresStore final : public Store {
            std::strtoll(PQcmdTuples(contents->get()), nullptr, 10);
   }
 
-  Result<bool> HoldsLease(int64_t image_id, const std::string& owner) override {
+  Result<std::vector<bool>> HoldLeases(
+      const std::vector<std::pair<int64_t, std::string>>& leases) override {
+    std::vector<int64_t> ids;
+    for (const auto& lease : leases) ids.push_back(lease.first);
     auto session = Borrow();
     if (!session.ok()) return session.status();
     auto q = session->Exec(
-        "SELECT 1 FROM images WHERE id = $1 AND state = 'leased' AND lease_owner = $2",
-        Params().Add(image_id).Add(owner));
+        "SELECT id, lease_owner FROM images WHERE id = ANY($1::bigint[]) AND state = 'leased'",
+        Params().AddIds(ids));
     if (!q.ok()) return q.status();
-    return PQntuples(q->get()) > 0;
+    std::unordered_map<int64_t, std::string> owners;
+    for (int i = 0; i < PQntuples(q->get()); ++i) {
+      Row row(q->get(), i);
+      owners[row.Int(0)] = row.Text(1);
+    }
+    std::vector<bool> held;
+    for (const auto& [image_id, owner] : leases) {
+      const auto it = owners.find(image_id);
+      held.push_back(it != owners.end() && it->second == owner);
+    }
+    return held;
   }
 
   Result<int> ReleaseLeases() override {

@@ -410,13 +410,18 @@ class Reads {
     return out;
   }
 
-  Result<bool> HoldsLease(int64_t image_id, const std::string& owner) EXCLUDES(c_.mu) {
+  Result<std::vector<bool>> HoldLeases(const std::vector<std::pair<int64_t, std::string>>& leases)
+      EXCLUDES(c_.mu) {
     MutexLock lock(&c_.mu);
     Stmt q(c_.statements,
            "SELECT 1 FROM images WHERE id = ? AND state = 'leased' AND lease_owner = ?");
-    q.Bind(1, image_id).Bind(2, owner);
-    const bool held = q.Step();
-    if (!q.ok()) return c_.Error("read lease");
+    std::vector<bool> held;
+    for (const auto& [image_id, owner] : leases) {
+      q.Bind(1, image_id).Bind(2, owner);
+      held.push_back(q.Step());
+      if (!q.ok()) return c_.Error("read leases");
+      q.Reset();
+    }
     return held;
   }
 
@@ -810,8 +815,9 @@ class SqliteStore final : public Store {
     return verdict;
   }
 
-  Result<bool> HoldsLease(int64_t image_id, const std::string& owner) override {
-    return reads_->HoldsLease(image_id, owner);
+  Result<std::vector<bool>> HoldLeases(
+      const std::vector<std::pair<int64_t, std::string>>& leases) override {
+    return reads_->HoldLeases(leases);
   }
 
   Result<std::optional<request::CachedSource>> FindSource(const std::string& url,

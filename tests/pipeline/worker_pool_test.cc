@@ -291,6 +291,50 @@ TEST_F(WorkerPoolTest, ACancelledRequestsImagesStopAtTheirNextStage) {
   EXPECT_EQ(view.products[0].output_urls.value_or("?"), ",");
 }
 
+// Counts the reads of leases in flight.
+class CountsLeaseReadsStore final : public testing::ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+
+  Result<std::vector<bool>> HoldLeases(
+      const std::vector<std::pair<int64_t, std::string>>& leases) override {
+    ++reads_;
+    return ForwardingStore::HoldLeases(leases);
+  }
+
+  int reads() const { return reads_; }
+
+ private:
+  std::atomic<int> reads_{0};
+};
+
+// The pool reads the leases of its images in flight together, at most every kLeaseCheckAge,
+// instead of once per image and stage: while the clock stands still, the four checks of a and b
+// take one read. A cancel is seen by the first check once that read is as old: c, cancelled
+// while it downloads, stops before its compression.
+TEST_F(WorkerPoolTest, LeaseChecksShareOneReadUntilItIsOld) {
+  constexpr char kC[] = "http://img.test/c.jpg";
+  CountsLeaseReadsStore counting(*store_);
+  http_.Respond(kA, 200, Jpeg());
+  http_.Respond(kB, 200, Jpeg());
+  http_.On(kC,
+           [&](const FakeHttpClient::Call&, const net::FetchOptions&) -> Result<net::HttpResponse> {
+             EXPECT_EQ(*store_->CancelRequest("r1", std::nullopt), request::CancelVerdict::kCancel);
+             clock_.Advance(WorkerPool::kLeaseCheckAge);
+             return testing::Response(200, Jpeg());
+           });
+  Create({kA, kB, kC});
+  Start(counting);
+  ASSERT_TRUE(http_.AwaitCalls(kC, 1));
+  ASSERT_TRUE(AwaitIdle());
+  EXPECT_EQ(counting.reads(), 2);
+  EXPECT_EQ(Stored("r1"), 2u);  // a and b; not c
+  const request::RequestView view = View();
+  EXPECT_EQ(view.status, request::RequestStatus::kCancelled);
+  EXPECT_EQ(view.images_done, 2);
+  EXPECT_EQ(view.images_failed, 1);
+}
+
 // The ETag a host sends for Jpeg(), and a handler for a host that answers conditional requests
 // for it with 304 (a host with validators), recording the conditional headers it saw.
 constexpr char kEtag[] = "\"v1\"";

@@ -50,8 +50,9 @@ class ForwardingStore : public store::Store {
   Result<std::vector<bool>> RecordImages(const std::vector<store::ImageResult>& results) override {
     return inner_.RecordImages(results);
   }
-  Result<bool> HoldsLease(int64_t image_id, const std::string& owner) override {
-    return inner_.HoldsLease(image_id, owner);
+  Result<std::vector<bool>> HoldLeases(
+      const std::vector<std::pair<int64_t, std::string>>& leases) override {
+    return inner_.HoldLeases(leases);
   }
   Result<int> ReleaseLeases() override { return inner_.ReleaseLeases(); }
   Result<std::vector<int64_t>> TakeImagesToEnqueue(std::optional<request::Millis> enqueued_before,

@@ -1032,6 +1032,7 @@ class PostgresStore final : public Store {
   Result<std::vector<bool>> HoldLeases(
       const std::vector<std::pair<int64_t, std::string>>& leases) override {
     std::vector<int64_t> ids;
+    ids.reserve(leases.size());
     for (const auto& lease : leases) ids.push_back(lease.first);
     auto session = Borrow();
     if (!session.ok()) return session.status();

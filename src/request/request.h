@@ -328,7 +328,7 @@ struct RequestSummary {
 struct ImageRow {
   int64_t product_id = 0;
   int index = 0;
-  std::string url;
+  std::string url;  // empty for a done image (not shown)
   ImageState state = ImageState::kQueued;
   std::optional<std::string> error;
   int attempts = 0;

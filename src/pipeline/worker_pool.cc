@@ -91,7 +91,6 @@ bool WorkerPool::LeaseLost(const store::ImageTask& task, const std::string& owne
       MutexLock held_lock(&held_mu_);
       leases.assign(held_.begin(), held_.end());
     }
-    leases.erase(std::unique(leases.begin(), leases.end()), leases.end());
     // A store error is not a verdict: go on, and let the record of the outcome decide.
     auto held = store_.HoldLeases(leases);
     if (!held.ok()) return false;
@@ -497,7 +496,7 @@ void WorkerPool::Run(const std::string& owner) {
       const bool recorded = Record(task, owner, outcome);
       {
         MutexLock lock(&held_mu_);
-        held_.erase(held_.find({task.image_id, owner}));
+        held_.erase({task.image_id, owner});
       }
       if (recorded && options_.metrics != nullptr) {
         if (outcome.ok) {

@@ -139,8 +139,9 @@ class WorkerPool {
   bool stop_ GUARDED_BY(mu_) = false;
   int running_ GUARDED_BY(mu_) = 0;  // threads still in Run()
   Mutex held_mu_;
-  // The images taken and not yet recorded, with their owners: the leases to extend and check.
-  std::multiset<std::pair<int64_t, std::string>> held_ GUARDED_BY(held_mu_);
+  // The images taken and not yet recorded, with their owners (a worker holds one image at a
+  // time, so each pair once): the leases to extend and check.
+  std::set<std::pair<int64_t, std::string>> held_ GUARDED_BY(held_mu_);
   // The last read of the leases in flight (LeaseLost): when, and those found lost.
   Mutex lease_check_mu_;
   std::optional<Clock::TimePoint> lease_checked_at_ GUARDED_BY(lease_check_mu_);

@@ -179,11 +179,6 @@ class ImageLeases {
   // end; a process asks for all of its images in flight in one read (WorkerPool::LeaseLost).
   [[nodiscard]] virtual Result<std::vector<bool>> HoldLeases(
       const std::vector<std::pair<int64_t, std::string>>& leases) = 0;
-  [[nodiscard]] Result<bool> HoldsLease(int64_t image_id, const std::string& owner) {
-    auto held = HoldLeases({{image_id, owner}});
-    if (!held.ok()) return held.status();
-    return static_cast<bool>(held->front());
-  }
 
   // Returns every lease to the queue, images and webhooks: only for the single-process embedded
   // mode at start-up, where whatever a previous run had leased died with it. Returns how many

@@ -702,7 +702,9 @@ TEST_P(StoreTest, ACancelFinishesTheRequestKeepingWhatWasDone) {
   auto in_flight = store_->ClaimImages("w", 1, 60'000);
   ASSERT_TRUE(in_flight.ok() && in_flight->size() == 1u);
   const int64_t leased = (*in_flight)[0].image_id;
-  EXPECT_TRUE(*store_->HoldsLease(leased, "w"));
+  // Held by its owner only, each lease of the read answered in turn.
+  EXPECT_EQ(*store_->HoldLeases({{leased, "w"}, {leased, "other"}}),
+            (std::vector<bool>{true, false}));
 
   EXPECT_EQ(store_->CancelRequest("r1", std::string("bob")).status().code(),
             StatusCode::kNotFound);  // another key's request
@@ -711,7 +713,7 @@ TEST_P(StoreTest, ACancelFinishesTheRequestKeepingWhatWasDone) {
   ASSERT_TRUE(verdict.ok()) << verdict.status().message();
   EXPECT_EQ(*verdict, request::CancelVerdict::kCancel);
 
-  EXPECT_FALSE(*store_->HoldsLease(leased, "w"));
+  EXPECT_EQ(*store_->HoldLeases({{leased, "w"}}), std::vector<bool>{false});
   EXPECT_FALSE(*store_->RecordImage(leased, "w", Ok("http://out/late")));  // ignored
   EXPECT_TRUE(store_->ClaimImages("w", 10, 60'000)->empty());
   EXPECT_EQ(*store_->CountUnfinishedImages(), 0);

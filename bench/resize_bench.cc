@@ -17,7 +17,9 @@
 // them jemalloc zeroed the region buffers that libvips callocs (28-164 KiB) with
 // madvise(MADV_DONTNEED): each one a TLB shootdown to the other core, then page faults. On this
 // 2-core VM that was 15-30 of 49-65 ms per image in the JPEG row; with them the row took 22-25 ms,
-// against sharp's 22-24.
+// against sharp's 22-24. Then libvips 8.14's scalar vips_reduceh was a third of the JPEG row's CPU
+// (866 to 800 px wide): with ReduceWidth (src/pipeline/reduce_width.h) the row is 0.74-0.84 of
+// sharp's. `--imgproc-only --only jpeg` runs the one row alone, for perf.
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -221,6 +223,7 @@ int main(int argc, char** argv) {
   std::string keep;
   int repeats = 3;
   bool imgproc_only = false;
+  std::string only;
   app.add_option("--rounds", rounds, "measured passes over the images")->capture_default_str();
   app.add_option("--repeats", repeats, "runs of each tool per variant, in turn (medians shown)")
       ->capture_default_str()
@@ -231,6 +234,7 @@ int main(int argc, char** argv) {
   app.add_option("--vipsthumbnail", vipsthumbnail, "vipsthumbnail binary")->capture_default_str();
   app.add_option("--keep", keep, "write the images and outputs into this folder and keep them");
   app.add_flag("--imgproc-only", imgproc_only, "measure imgproc alone (e.g. under perf)");
+  app.add_option("--only", only, "the one variant to run")->check(CLI::IsMember({"jpeg", "webp"}));
   CLI11_PARSE(app, argc, argv);
   if (!imgproc::pipeline::InitCodec().ok()) return 1;
 
@@ -271,6 +275,7 @@ int main(int argc, char** argv) {
   // table shows each tool's median and the median of the ratios of the same turn.
   int status = 0;
   for (const Variant& variant : variants) {
+    if (!only.empty() && imgproc::request::ToString(variant.output.format) != only) continue;
     const std::function<std::optional<Measure>()> tools[] = {
         [&] { return Imgproc(images, variant, rounds); },
         [&] { return Sharp(dir, variant, rounds, node, script); },

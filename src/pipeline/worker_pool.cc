@@ -334,12 +334,12 @@ Result<store::ContentClaim> WorkerPool::ClaimContent(const std::string& sha256,
 
 WorkerPool::WorkerPool(store::ImageLeases& store, queue::WorkQueue& queue,
                        storage::ImageStorage& storage, PipelineOptions options,
-                       std::function<void()> on_recorded, Clock& clock, net::HttpClient& http)
+                       std::function<void()> on_webhook_due, Clock& clock, net::HttpClient& http)
     : store_(store),
       queue_(queue),
       storage_(storage),
       options_(std::move(options)),
-      on_recorded_(std::move(on_recorded)),
+      on_webhook_due_(std::move(on_webhook_due)),
       clock_(clock),
       http_(http),
       cpu_(std::max(1, options_.cpu_threads)),
@@ -430,15 +430,15 @@ void WorkerPool::Heartbeat() {
   }
 }
 
-bool WorkerPool::Record(const store::ImageTask& task, const std::string& owner,
-                        const request::ImageOutcome& outcome) {
+store::Recorded WorkerPool::Record(const store::ImageTask& task, const std::string& owner,
+                                   const request::ImageOutcome& outcome) {
   const auto give_up = clock_.Now() + options_.lease;
   auto delay = std::chrono::milliseconds(100);
   const store::ImageResult result{task.image_id, owner, outcome};
   while (true) {
     auto recorded = records_.Call(result);
     if (recorded.ok()) {
-      if (!*recorded) {
+      if (!recorded->taken) {
         spdlog::info("request {} image {}#{}: lease lost, another worker's result stands",
                      task.request_id, task.serial_no, task.index);
       }
@@ -449,7 +449,7 @@ bool WorkerPool::Record(const store::ImageTask& task, const std::string& owner,
       // The lease runs out and the image is done again by whoever takes it.
       spdlog::error("request {}: cannot record image: {}", task.request_id,
                     recorded.status().message());
-      return false;
+      return {};
     }
     spdlog::warn("request {}: cannot record image yet ({}), retrying", task.request_id,
                  recorded.status().message());
@@ -493,12 +493,12 @@ void WorkerPool::Run(const std::string& owner) {
                      task.index, task.attempts, outcome.error,
                      outcome.retry_at ? " (will retry)" : "");
       }
-      const bool recorded = Record(task, owner, outcome);
+      const store::Recorded recorded = Record(task, owner, outcome);
       {
         MutexLock lock(&held_mu_);
         held_.erase({task.image_id, owner});
       }
-      if (recorded && options_.metrics != nullptr) {
+      if (recorded.taken && options_.metrics != nullptr) {
         if (outcome.ok) {
           options_.metrics->ImageDone();
         } else if (outcome.retry_at) {
@@ -508,7 +508,7 @@ void WorkerPool::Run(const std::string& owner) {
         }
       }
       if (outcome.retry_at) queue_.Notify();
-      if (on_recorded_) on_recorded_();
+      if (recorded.webhook_due && on_webhook_due_) on_webhook_due_();
     }
   }
 }

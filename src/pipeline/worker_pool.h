@@ -72,11 +72,12 @@ std::chrono::milliseconds RetryDelay(int attempt, std::chrono::milliseconds base
 
 class WorkerPool {
  public:
-  // `on_recorded` runs after each recorded outcome (e.g. to wake the webhook sender). Times come
-  // from `clock` and downloads go through `http`: the seams a test replaces.
+  // `on_webhook_due` runs after a recorded outcome completed its request with a webhook to send
+  // (to wake the webhook sender). Times come from `clock` and downloads go through `http`: the
+  // seams a test replaces.
   WorkerPool(store::ImageLeases& store, queue::WorkQueue& queue, storage::ImageStorage& storage,
-             PipelineOptions options, std::function<void()> on_recorded, Clock& clock = RealClock(),
-             net::HttpClient& http = net::CurlHttpClient());
+             PipelineOptions options, std::function<void()> on_webhook_due,
+             Clock& clock = RealClock(), net::HttpClient& http = net::CurlHttpClient());
   ~WorkerPool();
 
   void Start() EXCLUDES(mu_);
@@ -118,16 +119,16 @@ class WorkerPool {
                                 std::chrono::milliseconds at_least = {});
   void Heartbeat() EXCLUDES(mu_);
   // Records an outcome, retrying transient store errors (a database restarting) for up to a lease.
-  // True when it was recorded (this worker still held the lease).
-  bool Record(const store::ImageTask& task, const std::string& owner,
-              const request::ImageOutcome& outcome);
+  // Taken when it was recorded (this worker still held the lease); not taken when it could not be.
+  store::Recorded Record(const store::ImageTask& task, const std::string& owner,
+                         const request::ImageOutcome& outcome);
   bool stopping() EXCLUDES(mu_);
 
   store::ImageLeases& store_;
   queue::WorkQueue& queue_;
   storage::ImageStorage& storage_;
   PipelineOptions options_;  // its fetch.cancel points at cancel_
-  std::function<void()> on_recorded_;
+  std::function<void()> on_webhook_due_;
   Clock& clock_;
   net::HttpClient& http_;
   CpuStage cpu_;
@@ -148,7 +149,7 @@ class WorkerPool {
   std::set<std::pair<int64_t, std::string>> leases_lost_ GUARDED_BY(lease_check_mu_);
   // The outcomes of the workers recording at the same time, in one store transaction. One
   // transaction per image was a third of a re-import's CPU (perf, 400 images answered 304).
-  Batcher<store::ImageResult, bool> records_;
+  Batcher<store::ImageResult, store::Recorded> records_;
   std::string process_;  // every lease owner of this pool starts with it
   std::vector<std::thread> threads_;
   std::thread heartbeat_;

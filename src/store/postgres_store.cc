@@ -717,7 +717,7 @@ class PostgresStore final : public Store {
     return static_cast<int>(std::strtol(PQcmdTuples(r->get()), nullptr, 10));
   }
 
-  Result<std::vector<bool>> RecordImages(const std::vector<ImageResult>& results) override {
+  Result<std::vector<Recorded>> RecordImages(const std::vector<ImageResult>& results) override {
     std::vector<int64_t> ids;
     ids.reserve(results.size());
     for (const ImageResult& result : results) ids.push_back(result.image_id);
@@ -739,13 +739,13 @@ class PostgresStore final : public Store {
       leased[row.Int(0)] = {row.Text(1), row.Int(2)};
     }
 
-    std::vector<bool> recorded;
-    std::map<int64_t, int64_t> per_product;  // final images per product
+    std::vector<std::optional<std::string>> taken;  // per result: its request, when taken
+    std::map<int64_t, int64_t> per_product;         // final images per product
     std::map<std::string, request::ImageTally> per_request;
     for (const ImageResult& result : results) {
       const auto it = leased.find(result.image_id);
       if (it == leased.end()) {
-        recorded.push_back(false);
+        taken.emplace_back();
         continue;
       }
       const request::ImageRecord record = request::RecordOf(result.outcome);
@@ -769,8 +769,12 @@ class PostgresStore final : public Store {
               .Add(result.image_id)
               .Add(result.owner));
       if (!u.ok()) return u.status();
-      recorded.push_back(PQntuples(u->get()) == 1);
-      if (!recorded.back() || !record.final()) continue;
+      if (PQntuples(u->get()) != 1) {
+        taken.emplace_back();
+        continue;
+      }
+      taken.emplace_back(it->second.first);
+      if (!record.final()) continue;
 
       // The slots waiting on this one take its outcome (a done one's output is reused by them).
       auto followers = session->Exec(
@@ -801,6 +805,7 @@ class PostgresStore final : public Store {
     for (const auto& [id, n] : per_product) {
       if (Status s = ImagesFinal(*session, id, n); !s.ok()) return s;
     }
+    std::set<std::string> webhook_due;  // requests completed with a webhook to send
     for (const auto& [request_id, tally] : per_request) {
       auto count = session->Exec(
           kCountFinalImages,
@@ -819,9 +824,10 @@ class PostgresStore final : public Store {
               .Add(completion.webhook_due)
               .Add(request_id));
       if (!done.ok()) return done.status();
+      if (completion.webhook_due) webhook_due.insert(request_id);
     }
     if (Status s = tx.Commit(); !s.ok()) return s;
-    return recorded;
+    return RecordedOf(taken, webhook_due);
   }
 
   Result<request::CancelVerdict> CancelRequest(const std::string& request_id,

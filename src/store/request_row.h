@@ -3,9 +3,9 @@
 //   status, created_at, webhook_url, images_total, images_done, images_failed,
 //   webhook_state, webhook_attempts, webhook_last_status, owner, images_reused, retry_round,
 //   outputs
-// and the statements that are the same SQL on both. Their parameters are written $1, $2, ... and
-// appear in that order: SQLite numbers such named parameters by first appearance, so both stores
-// bind them by the same positions.
+// and the statements that are the same SQL on both, and RecordImages' answer. Their parameters are
+// written $1, $2, ... and appear in that order: SQLite numbers such named parameters by first
+// appearance, so both stores bind them by the same positions.
 #ifndef IMGPROC_STORE_REQUEST_ROW_H_
 #define IMGPROC_STORE_REQUEST_ROW_H_
 
@@ -13,10 +13,13 @@
 #include <cstdint>
 #include <limits>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "request/request.h"
+#include "store/store.h"
 
 namespace imgproc::store {
 
@@ -166,6 +169,19 @@ inline constexpr std::string_view kRetryRequestUpdate =
     "completed_at = NULL, retry_round = retry_round + 1, webhook_state = NULL, "
     "webhook_attempts = 0, webhook_next_at = NULL, webhook_last_status = NULL "
     "WHERE request_id = $2";
+
+// RecordImages' answer from what its transaction did: per result, its request when it was taken
+// (nothing when its lease was lost), and the requests it completed with a webhook to send.
+inline std::vector<Recorded> RecordedOf(const std::vector<std::optional<std::string>>& taken,
+                                        const std::set<std::string>& webhook_due) {
+  std::vector<Recorded> recorded;
+  recorded.reserve(taken.size());
+  for (const std::optional<std::string>& request_id : taken) {
+    recorded.push_back({.taken = request_id.has_value(),
+                        .webhook_due = request_id && webhook_due.contains(*request_id)});
+  }
+  return recorded;
+}
 
 }  // namespace imgproc::store
 

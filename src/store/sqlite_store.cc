@@ -676,20 +676,21 @@ class SqliteStore final : public Store {
     return extended;
   }
 
-  Result<std::vector<bool>> RecordImages(const std::vector<ImageResult>& results) override
+  Result<std::vector<Recorded>> RecordImages(const std::vector<ImageResult>& results) override
       EXCLUDES(writer_.mu) {
     MutexLock lock(&writer_.mu);
     const Millis now = clock_.WallMillis();
     Transaction tx(this);
     if (!tx.ok()) return tx.status();
-    std::vector<bool> recorded;
-    std::map<int64_t, int64_t> per_product;  // final images per product
+    std::vector<std::optional<std::string>> taken;  // per result: its request, when taken
+    std::map<int64_t, int64_t> per_product;         // final images per product
     std::map<std::string, request::ImageTally> per_request;
     for (const ImageResult& result : results) {
       auto one = RecordOne(result, per_product, per_request);
       if (!one.ok()) return one.status();
-      recorded.push_back(*one);
+      taken.push_back(std::move(*one));
     }
+    std::set<std::string> webhook_due;  // requests completed with a webhook to send
     for (const auto& [id, n] : per_product) {
       if (Status s = ImagesFinal(id, n); !s.ok()) return s;
     }
@@ -709,9 +710,10 @@ class SqliteStore final : public Store {
           .Bind(4, request_id)
           .Step();
       if (!done.ok()) return writer_.Error("complete request");
+      if (completion.webhook_due) webhook_due.insert(request_id);
     }
     if (Status s = tx.Commit(); !s.ok()) return s;
-    return recorded;
+    return RecordedOf(taken, webhook_due);
   }
 
   Result<request::CancelVerdict> CancelRequest(const std::string& request_id,
@@ -1123,9 +1125,10 @@ class SqliteStore final : public Store {
 
   // One outcome of RecordImages: its image's row and the slots waiting on it; the products and
   // requests they finish are left to the caller, counted in `per_product` and `per_request`.
-  Result<bool> RecordOne(const ImageResult& result, std::map<int64_t, int64_t>& per_product,
-                         std::map<std::string, request::ImageTally>& per_request)
-      REQUIRES(writer_.mu) {
+  // Returns the image's request, or nothing when the lease was lost and the outcome ignored.
+  Result<std::optional<std::string>> RecordOne(
+      const ImageResult& result, std::map<int64_t, int64_t>& per_product,
+      std::map<std::string, request::ImageTally>& per_request) REQUIRES(writer_.mu) {
     StatementCache& statements = writer_.statements;
     Stmt q(statements,
            "SELECT request_id, product_id FROM images "
@@ -1133,7 +1136,8 @@ class SqliteStore final : public Store {
     q.Bind(1, result.image_id).Bind(2, result.owner);
     if (!q.Step()) {
       if (!q.ok()) return writer_.Error("read image");
-      return false;  // the lease was lost: another worker owns (or finished) this image
+      // The lease was lost: another worker owns (or finished) this image.
+      return std::optional<std::string>();
     }
     const std::string request_id = q.Text(0);
     const int64_t product_id = q.Int(1);
@@ -1156,7 +1160,7 @@ class SqliteStore final : public Store {
         .Bind(10, result.image_id)
         .Step();
     if (!u.ok()) return writer_.Error("record image");
-    if (!record.final()) return true;
+    if (!record.final()) return std::optional<std::string>(request_id);
 
     // The slots waiting on this one take its outcome (a done one's output is reused by them).
     Stmt followers(statements,
@@ -1181,7 +1185,7 @@ class SqliteStore final : public Store {
     }
     if (!followers.ok()) return writer_.Error("record waiting images");
     per_request[request_id] += request::TallyOf(result.outcome, finals);
-    return true;
+    return std::optional<std::string>(request_id);
   }
 
   // `n` more images of a product are final: the last one composes its outputs.

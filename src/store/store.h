@@ -125,6 +125,13 @@ struct ImageResult {
   request::ImageOutcome outcome;
 };
 
+// What RecordImages did with one ImageResult.
+struct Recorded {
+  bool taken = false;        // recorded: its owner still held the lease
+  bool webhook_due = false;  // its request completed in this transaction, with a webhook to send
+  bool operator==(const Recorded&) const = default;
+};
+
 class ImageLeases {
  public:
   virtual ~ImageLeases() = default;
@@ -157,20 +164,21 @@ class ImageLeases {
                                                  Millis lease_ms) = 0;
 
   // Records workers' outcomes (request::RecordOf), all in one transaction, and answers for each
-  // whether it was taken. One is ignored (false) unless its `owner` still holds the lease, so a
-  // slow worker cannot overwrite a result. When the last image of a product is final its outputs
-  // are composed (request::ComposeOutputs), and when the last of the request is, the request
-  // completes in the same transaction (request::AfterFinalImage). The transaction locks products,
-  // then requests, each in key order, so that concurrent batches never deadlock.
-  [[nodiscard]] virtual Result<std::vector<bool>> RecordImages(
+  // whether it was taken, and whether it completed its request with a webhook due (so that only
+  // those wake the webhook sender). One is ignored (not taken) unless its `owner` still holds the
+  // lease, so a slow worker cannot overwrite a result. When the last image of a product is final
+  // its outputs are composed (request::ComposeOutputs), and when the last of the request is, the
+  // request completes in the same transaction (request::AfterFinalImage). The transaction locks
+  // products, then requests, each in key order, so that concurrent batches never deadlock.
+  [[nodiscard]] virtual Result<std::vector<Recorded>> RecordImages(
       const std::vector<ImageResult>& results) = 0;
 
-  // RecordImages for one outcome.
+  // RecordImages for one outcome: whether it was taken.
   [[nodiscard]] Result<bool> RecordImage(int64_t image_id, const std::string& owner,
                                          const request::ImageOutcome& outcome) {
     auto recorded = RecordImages({{image_id, owner, outcome}});
     if (!recorded.ok()) return recorded.status();
-    return static_cast<bool>(recorded->front());
+    return recorded->front().taken;
   }
 
   // For each of `leases` (image id and owner), whether the owner still holds it: false once it is

@@ -65,8 +65,8 @@ class WorkerPoolTest : public ::testing::Test {
 
   void Start(store::ImageLeases& leases) {
     queue_ = std::make_unique<queue::EmbeddedQueue>(leases, options_.lease, 1h, clock_);
-    pool_ =
-        std::make_unique<WorkerPool>(leases, *queue_, storage_, options_, nullptr, clock_, http_);
+    pool_ = std::make_unique<WorkerPool>(
+        leases, *queue_, storage_, options_, [this] { ++webhook_wakes_; }, clock_, http_);
     pool_->Start();
   }
   void Start() { Start(*store_); }
@@ -117,6 +117,7 @@ class WorkerPoolTest : public ::testing::Test {
   storage::LocalStorage storage_{media_, "http://127.0.0.1:1"};
   std::unique_ptr<queue::EmbeddedQueue> queue_;
   std::unique_ptr<WorkerPool> pool_;
+  std::atomic<int> webhook_wakes_{0};  // calls of the pool's on_webhook_due
 };
 
 const std::string& Jpeg() {
@@ -554,6 +555,27 @@ TEST_F(WorkerPoolTest, LeasesOfHeldImagesAreExtendedAndALostClaimExpires) {
   EXPECT_TRUE(store.lost_one());
   release = true;
   pool_.reset();  // before `store`, which it uses
+}
+
+// The webhook sender is woken once per request completed with a webhook, not per image: of two
+// requests of two images each, only the one with a webhook wakes it, when its last image is in.
+TEST_F(WorkerPoolTest, WakesTheWebhookSenderOnlyForARequestCompletedWithAWebhook) {
+  const auto serve = [](const FakeHttpClient::Call&,
+                        const net::FetchOptions&) -> Result<net::HttpResponse> {
+    return testing::Response(200, Jpeg());
+  };
+  http_.On(kA, serve);
+  http_.On(kB, serve);
+  ASSERT_TRUE(store_
+                  ->CreateRequest(
+                      {"hooked", "http://hook.test/", std::nullopt, "", 0, {{1, "Shoe", {kA, kB}}}})
+                  .ok());
+  Create({kB, kA}, "plain");
+  Start();
+  ASSERT_TRUE(AwaitCompleted("hooked"));
+  ASSERT_TRUE(AwaitCompleted("plain"));
+  ASSERT_TRUE(AwaitIdle());  // every outcome recorded, and the pool waiting for more
+  EXPECT_EQ(webhook_wakes_.load(), 1);
 }
 
 }  // namespace

@@ -217,7 +217,12 @@ TEST_P(StoreTest, OutcomesRecordedTogetherFinishProductsAndRequestsOnce) {
                                         {id["http://a/1"], "w", Failed("HTTP 404")},
                                         {id["http://a/2"], "w", Ok("http://out/a2")}});
   ASSERT_TRUE(recorded.ok()) << recorded.status().message();
-  EXPECT_EQ(*recorded, (std::vector<bool>{false, true, true, true, true}));
+  // Taken unless the lease was lost; r1 completed in it with a webhook to send, r2 did not.
+  EXPECT_EQ(*recorded, (std::vector<Recorded>{{.taken = false, .webhook_due = false},
+                                              {.taken = true, .webhook_due = false},
+                                              {.taken = true, .webhook_due = true},
+                                              {.taken = true, .webhook_due = true},
+                                              {.taken = true, .webhook_due = true}}));
 
   auto r1 = store_->GetRequest("r1");
   EXPECT_EQ(r1->status, RequestStatus::kCompleted);
@@ -235,6 +240,19 @@ TEST_P(StoreTest, OutcomesRecordedTogetherFinishProductsAndRequestsOnce) {
   EXPECT_EQ(r2->images_done + r2->images_failed, 0);  // b/0 is queued again, b/1 still leased
   EXPECT_TRUE(*store_->RecordImage(id["http://b/1"], "w", Ok("http://out/b1")));
   EXPECT_EQ(store_->GetRequest("r2")->images_done, 1);
+}
+
+TEST_P(StoreTest, ARequestWithoutAWebhookCompletesWithNoneDue) {
+  ASSERT_TRUE(
+      store_
+          ->CreateRequest({"r1", std::nullopt, std::nullopt, "", 0, {Row(1, "P1", {"http://a/1"})}})
+          .ok());
+  auto tasks = store_->ClaimImages("w", 10, 60'000);
+  ASSERT_EQ(tasks->size(), 1u);
+  auto recorded = store_->RecordImages({{(*tasks)[0].image_id, "w", Ok("http://out/a1")}});
+  ASSERT_TRUE(recorded.ok()) << recorded.status().message();
+  EXPECT_EQ(*recorded, (std::vector<Recorded>{{.taken = true, .webhook_due = false}}));
+  EXPECT_EQ(store_->GetRequest("r1")->status, RequestStatus::kCompleted);
 }
 
 TEST_P(StoreTest, APageOfProductsComesWithItsImagesAndTheTotal) {

@@ -47,7 +47,8 @@ class ForwardingStore : public store::Store {
                            request::Millis lease_ms) override {
     return inner_.ExtendLeases(owner_prefix, image_ids, lease_ms);
   }
-  Result<std::vector<bool>> RecordImages(const std::vector<store::ImageResult>& results) override {
+  Result<std::vector<store::Recorded>> RecordImages(
+      const std::vector<store::ImageResult>& results) override {
     return inner_.RecordImages(results);
   }
   Result<std::vector<bool>> HoldLeases(

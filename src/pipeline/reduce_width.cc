@@ -31,8 +31,8 @@ constexpr double kGap = 2.0;
 
 // The kernel and where it reads, shared by every region of one output image.
 struct Reduction {
-  int points = 0;  // taps per output pixel (odd)
-  int pairs = 0;   // (points + 1) / 2: the last pair of an odd mask has a zero second tap
+  int points = 0;  // taps per output pixel: always odd (2 * rint(3 * hshrink) + 1)
+  int pairs = 0;   // (points + 1) / 2: the last pair's second tap is a zero
   double hshrink = 0;
   double hoffset = 0;  // input pixels dropped on the left, when rounding the width down
   // Per phase, per pair of taps: the two taps' fixed-point coefficients as the low and high 16
@@ -105,8 +105,7 @@ __attribute__((target("ssse3"))) int Generate(VipsRegion* out_region, void* seq,
   const auto* reduction = static_cast<const Reduction*>(b);
   const VipsRect* r = &out_region->valid;
   const int pairs = reduction->pairs;
-  const bool odd = reduction->points % 2 != 0;
-  const int whole_pairs = odd ? pairs - 1 : pairs;
+  const int whole_pairs = pairs - 1;  // then the last tap alone
 
   VipsRect s;
   s.left = static_cast<int>(r->left * reduction->hshrink - reduction->hoffset);
@@ -115,8 +114,8 @@ __attribute__((target("ssse3"))) int Generate(VipsRegion* out_region, void* seq,
   s.height = r->height;
   if (vips_region_prepare(ir, &s) != 0) return -1;
 
-  // Byte i of a pair's pixels (k's bands, then k + 1's) goes to 16-bit lane 2 * band + (i /
-  // kBands).
+  // pshufb's control: 16-bit lane 2 * band takes byte `band` (tap k), lane 2 * band + 1 byte
+  // `band + kBands` (tap k + 1); the high bytes are zero.
   alignas(16) int8_t spread[16];
   std::memset(spread, -1, sizeof spread);  // -1: a zero byte
   for (int band = 0; band < kBands; ++band) {
@@ -143,10 +142,10 @@ __attribute__((target("ssse3"))) int Generate(VipsRegion* out_region, void* seq,
         const __m128i pixels = _mm_shuffle_epi8(Load<2 * kBands>(p), shuffle);
         sum = _mm_add_epi32(sum, _mm_madd_epi16(pixels, _mm_set1_epi32(c[pair])));
       }
-      if (odd) {  // the last tap alone; its pair's second coefficient is 0
-        const __m128i pixels = _mm_shuffle_epi8(Load<kBands>(p), shuffle);
-        sum = _mm_add_epi32(sum, _mm_madd_epi16(pixels, _mm_set1_epi32(c[whole_pairs])));
-      }
+      // The last tap alone (its pair's second coefficient is 0): the pixel after it may lie
+      // beyond the region.
+      const __m128i last = _mm_shuffle_epi8(Load<kBands>(p), shuffle);
+      sum = _mm_add_epi32(sum, _mm_madd_epi16(last, _mm_set1_epi32(c[whole_pairs])));
       // unsigned_fixed_round, then VIPS_CLIP(0, sum, 255): packs keeps the values (|sum| is far
       // below 32768 after the shift), packus clips.
       sum = _mm_srai_epi32(sum, VIPS_INTERPOLATE_SHIFT);

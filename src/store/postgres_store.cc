@@ -686,7 +686,7 @@ class PostgresStore final : public Store {
     auto next = picked.begin();
     for (const ImageClaim& claim : claims) {
       const auto end = next + std::min<ptrdiff_t>(picked.end() - next, std::max(claim.max, 0));
-      auto tasks = LeaseById(*session, {next, end}, claim.owner, now, lease_ms);
+      auto tasks = LeaseById(*session, {next, end}, claim.owner, now, lease_ms, Locked::kPassBy);
       if (!tasks.ok()) return tasks.status();
       claimed.push_back(std::move(*tasks));
       next = end;
@@ -702,16 +702,18 @@ class PostgresStore final : public Store {
                                                  Millis lease_ms) override {
     auto session = Borrow();
     if (!session.ok()) return session.status();
-    return LeaseById(*session, image_ids, owner, clock_.WallMillis(), lease_ms);
+    return LeaseById(*session, image_ids, owner, clock_.WallMillis(), lease_ms, Locked::kWait);
   }
 
   Result<int> ExtendLeases(const std::string& owner_prefix, const std::vector<int64_t>& image_ids,
                            Millis lease_ms) override {
     auto session = Borrow();
     if (!session.ok()) return session.status();
+    // The rows locked in id order, as LeaseById and RecordImages lock theirs.
     auto r = session->Exec(
-        "UPDATE images SET due_at = $1 WHERE id = ANY($3::bigint[]) AND state = 'leased' "
-        "AND left(lease_owner, length($2)) = $2",
+        "UPDATE images SET due_at = $1 WHERE id IN (SELECT id FROM images WHERE "
+        "id = ANY($3::bigint[]) AND state = 'leased' AND left(lease_owner, length($2)) = $2 "
+        "ORDER BY id FOR UPDATE)",
         Params().Add(clock_.WallMillis() + lease_ms).Add(owner_prefix).AddIds(image_ids));
     if (!r.ok()) return r.status();
     return static_cast<int>(std::strtol(PQcmdTuples(r->get()), nullptr, 10));
@@ -1234,16 +1236,33 @@ class PostgresStore final : public Store {
     return requests;
   }
 
-  // Leases those of `image_ids` still due to `owner`; those locked by another transaction or no
-  // longer due are passed by.
+  // What LeaseById does with a row another transaction holds locked.
+  enum class Locked {
+    // Passes it by: a claim of the earliest due images, which stay due for the next one.
+    kPassBy,
+    // Waits for it and checks it again: a claim of the ids a broker handed out, whose entries for
+    // images passed by would be dropped as not due, the images then waiting a lease for a sweep
+    // to find them lost. Such locks are short: another process's sweep marking images (an
+    // UPDATE ... SKIP LOCKED keeps the locks of rows it then finds marked already, until it ends),
+    // another consumer's claim of a duplicate entry.
+    kWait,
+  };
+
+  // Leases those of `image_ids` still due to `owner`; those no longer due are passed by. Waiting,
+  // it locks rows in id order, as RecordImages and ExtendLeases lock theirs, so that they wait
+  // for each other without deadlock.
   static Result<std::vector<ImageTask>> LeaseById(Session& session,
                                                   const std::vector<int64_t>& image_ids,
                                                   const std::string& owner, Millis now,
-                                                  Millis lease_ms) {
+                                                  Millis lease_ms, Locked locked) {
     if (image_ids.empty()) return std::vector<ImageTask>();
-    auto r = session.Exec(LeaseStatement("SELECT id FROM images WHERE id = ANY($4::bigint[]) "
-                                         "AND state IN ('queued', 'leased') AND due_at <= $1 "
-                                         "FOR UPDATE SKIP LOCKED"),
+    auto r = session.Exec(LeaseStatement(locked == Locked::kWait
+                                             ? "SELECT id FROM images WHERE id = ANY($4::bigint[]) "
+                                               "AND state IN ('queued', 'leased') AND due_at <= $1 "
+                                               "ORDER BY id FOR UPDATE"
+                                             : "SELECT id FROM images WHERE id = ANY($4::bigint[]) "
+                                               "AND state IN ('queued', 'leased') AND due_at <= $1 "
+                                               "FOR UPDATE SKIP LOCKED"),
                           Params().Add(now).Add(owner).Add(now + lease_ms).AddIds(image_ids));
     if (!r.ok()) return r.status();
     return TasksFrom(r->get());

@@ -23,7 +23,7 @@ FixtureServer::FixtureServer()
 FixtureServer::~FixtureServer() { Stop(); }
 
 void FixtureServer::Start() {
-  port_ = server_.bind_to_any_port("127.0.0.1");
+  port_ = server_.BindToAnyPort("127.0.0.1");
   if (port_ <= 0) throw std::runtime_error("fixture server: cannot bind 127.0.0.1");
   thread_ = std::thread([this] { server_.listen_after_bind(); });
   while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));

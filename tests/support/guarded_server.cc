@@ -262,7 +262,19 @@ namespace {
 thread_local GuardedStream* serving = nullptr;
 }  // namespace
 
-GuardedServer::GuardedServer(Limits limits) : limits_(limits) {}
+GuardedServer::GuardedServer(Limits limits) : limits_(limits) {
+  set_socket_options([this](socket_t sock) {
+    httplib::default_socket_options(sock);
+    listen_socket_ = sock;
+  });
+}
+
+int GuardedServer::BindToAnyPort(const std::string& host) {
+  const int port = bind_to_any_port(host);
+  // listen() again on a listening socket sets its backlog anew (Linux).
+  if (port > 0 && ::listen(listen_socket_, SOMAXCONN) != 0) return -1;
+  return port;
+}
 
 void GuardedServer::StopServing() {
   {

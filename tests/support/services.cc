@@ -46,6 +46,45 @@ std::string ExecSql(const std::string& url, const std::string& sql) {
   return error;
 }
 
+HeldLocks::HeldLocks(const std::string& url, const std::string& lock_sql)
+    : url_(url), conn_(PQconnectdb(url.c_str())) {
+  if (PQstatus(conn_) != CONNECTION_OK) {
+    error_ = PQerrorMessage(conn_);
+    return;
+  }
+  for (const std::string& sql : {std::string("BEGIN"), lock_sql}) {
+    PGresult* r = PQexec(conn_, sql.c_str());
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
+      error_ = PQresultErrorMessage(r);
+    }
+    PQclear(r);
+    if (!error_.empty()) return;
+  }
+}
+
+HeldLocks::~HeldLocks() { Release(); }
+
+void HeldLocks::Release() {
+  if (conn_ == nullptr) return;
+  PQfinish(conn_);  // the transaction ends with its connection
+  conn_ = nullptr;
+}
+
+int HeldLocks::Waiting() const {
+  // A connection of its own: pg_stat_activity is read once per transaction.
+  PGconn* conn = PQconnectdb(url_.c_str());
+  int waiting = -1;
+  if (PQstatus(conn) == CONNECTION_OK) {
+    PGresult* r = PQexec(conn,
+                         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                         "AND wait_event_type = 'Lock'");
+    if (PQresultStatus(r) == PGRES_TUPLES_OK) waiting = std::atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+  }
+  PQfinish(conn);
+  return waiting;
+}
+
 TempPostgresDatabase::TempPostgresDatabase() {
   auto admin = PostgresAdminUrl();
   if (!admin) {

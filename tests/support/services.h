@@ -8,6 +8,8 @@
 #include <optional>
 #include <string>
 
+struct pg_conn;  // libpq's PGconn
+
 namespace imgproc::testing {
 
 std::optional<std::string> PostgresAdminUrl();
@@ -24,6 +26,26 @@ bool ServiceCommand(const std::string& command);
 
 // Runs one SQL statement through a fresh connection; returns libpq's error text, empty on success.
 std::string ExecSql(const std::string& url, const std::string& sql);
+
+// A transaction of its own on `url` that holds the row locks `lock_sql` takes (a SELECT ... FOR
+// UPDATE) until Release() or the end: for tests of what a store does meanwhile.
+class HeldLocks {
+ public:
+  HeldLocks(const std::string& url, const std::string& lock_sql);
+  ~HeldLocks();  // releases them
+  HeldLocks(const HeldLocks&) = delete;
+  HeldLocks& operator=(const HeldLocks&) = delete;
+
+  const std::string& error() const { return error_; }  // empty once the locks are held
+  // Other backends of the database waiting for a lock now (pg_stat_activity); -1 on error.
+  int Waiting() const;
+  void Release();
+
+ private:
+  std::string url_;
+  ::pg_conn* conn_ = nullptr;
+  std::string error_;
+};
 
 // A database of its own for one test, created on the test server and dropped at the end.
 class TempPostgresDatabase {

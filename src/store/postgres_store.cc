@@ -1256,13 +1256,12 @@ class PostgresStore final : public Store {
                                                   const std::string& owner, Millis now,
                                                   Millis lease_ms, Locked locked) {
     if (image_ids.empty()) return std::vector<ImageTask>();
-    auto r = session.Exec(LeaseStatement(locked == Locked::kWait
-                                             ? "SELECT id FROM images WHERE id = ANY($4::bigint[]) "
-                                               "AND state IN ('queued', 'leased') AND due_at <= $1 "
-                                               "ORDER BY id FOR UPDATE"
-                                             : "SELECT id FROM images WHERE id = ANY($4::bigint[]) "
-                                               "AND state IN ('queued', 'leased') AND due_at <= $1 "
-                                               "FOR UPDATE SKIP LOCKED"),
+    const std::string due =
+        std::string(
+            "SELECT id FROM images WHERE id = ANY($4::bigint[]) AND state IN ('queued', "
+            "'leased') AND due_at <= $1 ") +
+        (locked == Locked::kWait ? "ORDER BY id FOR UPDATE" : "FOR UPDATE SKIP LOCKED");
+    auto r = session.Exec(LeaseStatement(due),
                           Params().Add(now).Add(owner).Add(now + lease_ms).AddIds(image_ids));
     if (!r.ok()) return r.status();
     return TasksFrom(r->get());

@@ -19,6 +19,8 @@
 namespace imgproc::pipeline {
 namespace {
 
+#if defined(__x86_64__)  // everything in here serves ReduceWidth, which needs SSSE3
+
 // Sub-pixel phases of the coefficient table: 1/64 pixel apart, both ends included.
 constexpr int kPhases = VIPS_TRANSFORM_SCALE + 1;
 
@@ -32,13 +34,15 @@ constexpr double kGap = 2.0;
 // The kernel and where it reads, shared by every region of one output image.
 struct Reduction {
   int points = 0;  // taps per output pixel: always odd (2 * rint(3 * hshrink) + 1)
-  int pairs = 0;   // (points + 1) / 2: the last pair's second tap is a zero
   double hshrink = 0;
   double hoffset = 0;  // input pixels dropped on the left, when rounding the width down
   // Per phase, per pair of taps: the two taps' fixed-point coefficients as the low and high 16
   // bits of one word, the operand pmaddwd multiplies a pair of pixels with.
-  int32_t* coefficients = nullptr;  // kPhases * pairs
+  int32_t* coefficients = nullptr;  // kPhases * Pairs(points)
 };
+
+// Pairs of taps of a mask of `points` taps: the last pair's second tap is a zero.
+int Pairs(int points) { return (points + 1) / 2; }
 
 // calculate_coefficients_lanczos(c, 3, shrink, x): the normalised Lanczos 3 mask at sub-pixel
 // offset x, `points` taps.
@@ -62,8 +66,6 @@ void LanczosMask(double* c, int points, double shrink, double x) {
   }
   for (int i = 0; i < points; i++) c[i] /= sum;
 }
-
-#if defined(__x86_64__)
 
 template <typename T>
 T Read(const VipsPel* p) {
@@ -104,7 +106,7 @@ __attribute__((target("ssse3"))) int Generate(VipsRegion* out_region, void* seq,
   auto* ir = static_cast<VipsRegion*>(seq);
   const auto* reduction = static_cast<const Reduction*>(b);
   const VipsRect* r = &out_region->valid;
-  const int pairs = reduction->pairs;
+  const int pairs = Pairs(reduction->points);
   const int whole_pairs = pairs - 1;  // then the last tap alone
 
   VipsRect s;
@@ -232,7 +234,7 @@ int ReduceWidth(VipsImage* in, VipsImage** out, double hshrink) {
 
   VipsImage* image = vips_image_new();
   vips_object_local(image, embedded);  // the input lives as long as the output
-  const int pairs = (points + 1) / 2;
+  const int pairs = Pairs(points);
   // Freed with the output image.
   void* memory = vips_malloc(VIPS_OBJECT(image), sizeof(Reduction));
   auto* coefficients = static_cast<int32_t*>(
@@ -244,7 +246,6 @@ int ReduceWidth(VipsImage* in, VipsImage** out, double hshrink) {
   auto* reduction = new (memory) Reduction;  // trivially destructible: freed as bytes
   reduction->coefficients = coefficients;
   reduction->points = points;
-  reduction->pairs = pairs;
   reduction->hshrink = hshrink;
   // Rounding down drops input pixels: the origin moves inside by half of them, so as many are
   // dropped on the left as on the right.
